@@ -1,0 +1,251 @@
+"""Settings: the project file ``kpihub.toml`` plus ``KPIHUB_*`` environment variables.
+
+* Project settings live under ``[project]``; ``KPIHUB_<FIELD>`` overrides them.
+* Each configured source lives under ``[sources.<id>]`` and is validated by
+  its connector's :class:`SourceSettings` subclass; ``KPIHUB_<ID>_<FIELD>``
+  overrides the file, so secrets can stay out of it.
+* A validation error is one line naming the source, the field and where to set it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from kpihub.errors import ConfigError
+from kpihub.secrets import register_secret
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "PluginLoadSettings",
+    "Project",
+    "ProjectSettings",
+    "SourceSettings",
+    "load_project",
+]
+
+DEFAULT_PROJECT_FILE = "kpihub.toml"
+S = TypeVar("S", bound="SourceSettings")
+
+
+class SourceSettings(BaseSettings):
+    """Base of every connector's settings. Subclass and add fields; secrets as ``SecretStr``.
+
+    Values come from ``[sources.<id>]`` in kpihub.toml; environment variables
+    ``KPIHUB_<ID>_<FIELD>`` take precedence.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", case_sensitive=False)
+
+    #: The API root. Always configurable: proxies, regional endpoints and fakes in tests.
+    base_url: str
+    #: Earliest data to read on a first sync (default: everything the API has).
+    start_date: date | None = None
+    #: Proactive request budget per second shared by all streams (None: no limit).
+    requests_per_second: float | None = None
+    #: Attempts per request before giving up (429, 5xx, connection errors).
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    #: Seconds for connect/read timeouts.
+    timeout: float = Field(default=30.0, gt=0)
+    #: Longest Retry-After (seconds) we are willing to sleep; longer fails the stream.
+    max_retry_after: float = Field(default=300.0, ge=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the project file (passed as init values).
+        return env_settings, init_settings
+
+    def secret_values(self) -> list[str]:
+        return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
+
+
+class ProjectSettings(BaseSettings):
+    """The ``[project]`` table: where data goes and how KPIs are reported."""
+
+    model_config = SettingsConfigDict(env_prefix="KPIHUB_", extra="forbid", case_sensitive=False)
+
+    name: str = "kpihub"
+    #: Destination URI: ``duckdb:///path.duckdb`` (default) or ``parquet:///dir``.
+    destination: str = "duckdb:///kpihub.duckdb"
+    #: Time zone in which KPI periods (days, weeks, months) are cut.
+    timezone: str = "UTC"
+    #: Reporting currency of money KPIs.
+    currency: str | None = None
+    #: Targets file (TOML or CSV) for the scorecard.
+    targets: str | None = None
+    #: Rows per durable write (and state checkpoint).
+    chunk_rows: int = Field(default=50_000, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class PluginLoadSettings(BaseSettings):
+    """Environment switches for plugin loading (``KPIHUB_LOAD_PLUGINS`` …)."""
+
+    model_config = SettingsConfigDict(env_prefix="KPIHUB_", extra="ignore")
+
+    #: Comma-separated entry-point names to load; unset loads all.
+    load_plugins: str | None = None
+    #: Comma-separated entry-point names never to load.
+    disable_plugins: str | None = None
+    #: Log every hook call (for plugin authors).
+    trace_plugins: bool = False
+
+
+class _SourceEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str | None = None
+
+
+@dataclass
+class Project:
+    """A loaded project file: project settings and the raw source tables."""
+
+    path: Path | None
+    settings: ProjectSettings
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def source_type(self, source_id: str) -> str:
+        entry = self.sources.get(source_id, {})
+        return str(entry.get("type") or source_id)
+
+    def source_settings(self, source_id: str, settings_class: type[S]) -> S:
+        """Validate ``[sources.<source_id>]`` plus its environment variables."""
+        values = {k: v for k, v in self.sources.get(source_id, {}).items() if k != "type"}
+        return build_source_settings(source_id, settings_class, values, where=self._where(source_id))
+
+    def resolve(self, path: str) -> Path:
+        """Resolve a path from the project file relative to the project directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    def _where(self, source_id: str) -> str:
+        name = self.path.name if self.path else DEFAULT_PROJECT_FILE
+        return f"[sources.{source_id}] in {name}"
+
+
+def env_prefix(source_id: str) -> str:
+    return f"KPIHUB_{source_id.upper().replace('-', '_')}_"
+
+
+def build_source_settings(
+    source_id: str, settings_class: type[S], values: Mapping[str, Any], *, where: str | None = None
+) -> S:
+    """Instantiate ``settings_class`` from ``values`` and ``KPIHUB_<ID>_*``; one-line errors."""
+    prefix = env_prefix(source_id)
+    try:
+        settings = settings_class(_env_prefix=prefix, **values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field_name = ".".join(str(p) for p in err["loc"]) or "?"
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known setting"
+        else:
+            msg = msg[0].lower() + msg[1:]
+        env = f"{prefix}{field_name.split('.')[0].upper()}"
+        raise ConfigError(
+            f"source {source_id!r}: setting {field_name!r} {msg} (set it in {where or 'kpihub.toml'} or {env})",
+            source=source_id,
+            field=field_name,
+        ) from None
+    for secret in settings.secret_values():
+        register_secret(secret)
+    return settings
+
+
+def find_project_file(start: Path | None = None) -> Path | None:
+    """The project file: ``$KPIHUB_PROJECT``, else ``kpihub.toml`` in the cwd or a parent."""
+    explicit = os.environ.get("KPIHUB_PROJECT")
+    if explicit:
+        return Path(explicit)
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / DEFAULT_PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_project(path: str | Path | None = None, *, required: bool = False) -> Project:
+    """Load ``kpihub.toml`` (or ``path``); without a file, defaults plus environment."""
+    file = Path(path) if path else find_project_file()
+    data: dict[str, Any] = {}
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError(f"project file {str(file)!r} does not exist")
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: not UTF-8 text") from None
+    elif required:
+        raise ConfigError("no kpihub.toml here or in a parent directory (run `kpihub init`)")
+    unknown = set(data) - {"project", "sources"}
+    if unknown:
+        raise ConfigError(f"{file}: unknown table [{sorted(unknown)[0]}] (expected [project] and [sources.<id>])")
+    project_table = data.get("project", {})
+    sources = data.get("sources", {})
+    if not isinstance(project_table, dict) or not isinstance(sources, dict):
+        raise ConfigError(f"{file}: [project] and [sources] must be tables")
+    try:
+        settings = ProjectSettings(**project_table)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field_name = ".".join(str(p) for p in err["loc"])
+        msg = "is not a known setting" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(f"{file or 'environment'}: [project] {field_name!r} {msg}") from None
+    for source_id, entry in sources.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{file}: [sources.{source_id}] must be a table")
+        _SourceEntry.model_validate(entry)
+    return Project(path=file, settings=settings, sources={k: dict(v) for k, v in sources.items()})
+
+
+Policy = Literal["fail", "null"]

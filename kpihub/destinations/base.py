@@ -1,0 +1,162 @@
+"""What a destination declares, and helpers every destination shares.
+
+A destination writes chunks of Arrow tables and the sync state that covers
+them **in one atomic commit** (a database transaction, or files renamed into
+place before the state file that lists them). A sync killed at any point and
+re-run therefore sees either the data and its state, or neither.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kpihub.errors import DestinationError
+from kpihub.source import WriteMode
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["Destination", "DestinationSession", "FileLock", "TableWrite", "dedup_last"]
+
+
+@dataclass
+class TableWrite:
+    """One table's part of a commit.
+
+    :param mode: ``append`` adds rows; ``replace`` swaps the rows in ``scope``
+        (all rows when ``scope`` is None) for ``data``; ``merge`` replaces rows
+        with the same primary key and adds the rest.
+    :param scope: column values that bound a ``replace`` (e.g. ``{"source_id": "hubspot"}``),
+        so one source can replace its rows in a canonical table others also feed.
+    """
+
+    table: str
+    data: pa.Table
+    mode: WriteMode
+    primary_key: tuple[str, ...] = ()
+    scope: Mapping[str, Any] | None = None
+
+
+class DestinationSession(ABC):
+    """An open destination: reads state, commits writes with state atomically."""
+
+    uri: str
+
+    @abstractmethod
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """The committed state for ``key`` (``<source_id>.<stream>``), or None."""
+
+    @abstractmethod
+    def all_state(self) -> dict[str, dict[str, Any]]:
+        """Every committed state entry."""
+
+    @abstractmethod
+    def commit(self, writes: Sequence[TableWrite], state: Mapping[str, dict[str, Any]]) -> None:
+        """Write every table change and the state entries in one atomic step."""
+
+    @abstractmethod
+    def tables(self) -> list[str]:
+        """Names of the data tables present."""
+
+    @abstractmethod
+    def read_table(self, name: str) -> pa.Table:
+        """The whole table as Arrow (exports and tests; small tables)."""
+
+    @abstractmethod
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Make every table queryable by name in ``con`` (for the KPI engine)."""
+
+    def close(self) -> None:
+        """Release files and locks."""
+
+    def __enter__(self) -> DestinationSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Destination(ABC):
+    """A kind of destination, chosen by URI scheme."""
+
+    name: ClassVar[str]
+    schemes: ClassVar[tuple[str, ...]]
+    title: ClassVar[str] = ""
+
+    @abstractmethod
+    def open(self, uri: str, *, root: Path | None = None, read_only: bool = False) -> DestinationSession:
+        """Open (creating if needed) the destination at ``uri``; relative paths from ``root``."""
+
+
+def uri_path(uri: str, root: Path | None) -> Path:
+    """The filesystem path of ``scheme:///abs`` or ``scheme://rel`` or ``scheme:rel``."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    if rest.startswith("//"):
+        rest = rest[2:]
+    path = Path(rest).expanduser()
+    if not path.is_absolute():
+        path = (root or Path.cwd()) / path
+    return path
+
+
+def dedup_last(table: pa.Table, primary_key: Sequence[str]) -> pa.Table:
+    """Keep the last row of each primary key (a page may repeat a record)."""
+    if not primary_key or table.num_rows < 2:
+        return table
+    indexed = table.select(list(primary_key)).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    last = indexed.group_by(list(primary_key), use_threads=False).aggregate([("__row", "max")])
+    if last.num_rows == table.num_rows:
+        return table
+    rows = last["__row_max"].combine_chunks()
+    return table.take(pc.take(rows, pc.array_sort_indices(rows)))
+
+
+class FileLock:
+    """An exclusive, non-blocking ``flock``: one writer per pipeline at a time."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            raise DestinationError(
+                f"{self.what} is already in use by another sync{f' (pid {holder})' if holder else ''}; "
+                "wait for it to finish"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

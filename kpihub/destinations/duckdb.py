@@ -1,0 +1,166 @@
+"""DuckDB file destination, the embedded default: ``duckdb:///path/to/file.duckdb``.
+
+Each commit is one DuckDB transaction: table changes and the state rows in
+``_kpihub_state`` become durable together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last, uri_path
+from kpihub.errors import DestinationError
+
+__all__ = ["DuckDBDestination", "DuckDBSession", "quote"]
+
+STATE_TABLE = "_kpihub_state"
+
+
+def quote(identifier: str) -> str:
+    """A DuckDB/SQL quoted identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class DuckDBSession(DestinationSession):
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.uri = f"duckdb://{path}"
+        self.path = path
+        self.read_only = read_only
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise DestinationError(f"DuckDB file {str(path)!r} does not exist (run `kpihub sync` first)")
+        try:
+            self.con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise DestinationError(
+                    f"DuckDB file {str(path)!r} is already in use by another process (a running sync?)"
+                ) from None
+            raise DestinationError(f"cannot open DuckDB file {str(path)!r}: {exc}") from None
+        self._lock = threading.Lock()
+        if not read_only:
+            self.con.execute(
+                f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} "
+                "(key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_at TIMESTAMPTZ DEFAULT now())"
+            )
+
+    # -- state -------------------------------------------------------------------
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        return self.all_state().get(key)
+
+    def all_state(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            if not self._has_table(STATE_TABLE):
+                return {}
+            rows = self.con.execute(f"SELECT key, value FROM {STATE_TABLE}").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    # -- writes ------------------------------------------------------------------
+
+    def commit(self, writes: Sequence[TableWrite], state: Mapping[str, dict[str, Any]]) -> None:
+        if self.read_only:
+            raise DestinationError(f"{self.uri} is open read-only")
+        with self._lock:
+            con = self.con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for write in writes:
+                    self._apply(write)
+                for key, value in state.items():
+                    con.execute(
+                        f"INSERT OR REPLACE INTO {STATE_TABLE} (key, value, updated_at) VALUES (?, ?, now())",
+                        [key, json.dumps(value, default=str)],
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                try:
+                    con.unregister("__kpihub_new")
+                except duckdb.Error:
+                    pass
+
+    def _apply(self, write: TableWrite) -> None:
+        con = self.con
+        table = quote(write.table)
+        data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
+        con.register("__kpihub_new", data)
+        if not self._has_table(write.table):
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM __kpihub_new LIMIT 0")
+        else:
+            self._evolve(write.table)
+        if write.mode == "replace":
+            where, params = _scope_clause(write.scope)
+            con.execute(f"DELETE FROM {table}{where}", params)
+        elif write.mode == "merge":
+            if not write.primary_key:
+                raise DestinationError(f"table {write.table!r}: merge needs a primary key")
+            on = " AND ".join(f"{table}.{quote(k)} = n.{quote(k)}" for k in write.primary_key)
+            con.execute(f"DELETE FROM {table} USING __kpihub_new AS n WHERE {on}")
+        if data.num_rows:
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __kpihub_new")
+
+    def _evolve(self, name: str) -> None:
+        """Add columns the new data has and the table lacks (schema evolution)."""
+        existing = {r[0] for r in self.con.execute(f"DESCRIBE {quote(name)}").fetchall()}
+        incoming = self.con.execute("DESCRIBE __kpihub_new").fetchall()
+        for column, column_type, *_ in incoming:
+            if column not in existing:
+                self.con.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {column_type}")
+
+    def _has_table(self, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?", [name]
+        ).fetchone()
+        return bool(row and row[0])
+
+    # -- reads -------------------------------------------------------------------
+
+    def tables(self) -> list[str]:
+        with self._lock:
+            rows = self.con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+            ).fetchall()
+        return [r[0] for r in rows if not r[0].startswith("_kpihub")]
+
+    def read_table(self, name: str) -> pa.Table:
+        with self._lock:
+            return self.con.execute(f"SELECT * FROM {quote(name)}").fetch_arrow_table()
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        if con is self.con:
+            return
+        con.execute(f"ATTACH '{self.path}' AS kpihub_data (READ_ONLY)")
+        for name in self.tables():
+            con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM kpihub_data.{quote(name)}")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _scope_clause(scope: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+    if not scope:
+        return "", []
+    parts = [f"{quote(k)} = ?" for k in scope]
+    return " WHERE " + " AND ".join(parts), list(scope.values())
+
+
+class DuckDBDestination(Destination):
+    """A DuckDB database file (the embedded default)."""
+
+    name = "duckdb"
+    schemes = ("duckdb",)
+    title = "DuckDB database file"
+
+    def open(self, uri: str, *, root: Path | None = None, read_only: bool = False) -> DuckDBSession:
+        return DuckDBSession(uri_path(uri, root), read_only=read_only)

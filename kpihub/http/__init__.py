@@ -1,0 +1,35 @@
+"""The HTTP toolkit every connector uses: client factory, retries, rate budget, paginators.
+
+Connectors never write their own retry loops: they call a :class:`Requester`,
+which retries 429, 5xx, connection errors and truncated bodies with
+exponential backoff and jitter, honours ``Retry-After``, gives up after a
+bounded number of attempts and then raises :class:`~kpihub.errors.HTTPError`
+naming the source, stream and URL (secrets redacted).
+"""
+
+from kpihub.http.auth import BearerAuth
+from kpihub.http.client import make_client
+from kpihub.http.paginators import (
+    CursorPaginator,
+    NextLinkPaginator,
+    OffsetPaginator,
+    PageTokenPaginator,
+    Paginator,
+    get_path,
+)
+from kpihub.http.ratelimit import RateLimiter
+from kpihub.http.requester import Requester, RetryDecision
+
+__all__ = [
+    "BearerAuth",
+    "CursorPaginator",
+    "NextLinkPaginator",
+    "OffsetPaginator",
+    "PageTokenPaginator",
+    "Paginator",
+    "RateLimiter",
+    "Requester",
+    "RetryDecision",
+    "get_path",
+    "make_client",
+]

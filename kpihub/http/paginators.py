@@ -1,0 +1,246 @@
+"""Paginators: cursor, offset, page token and next link, with loop and total guards.
+
+Each paginator yields ``(body, records)`` per page. It reads the cursor of
+page N before page N is handed on, so the sync engine's prefetch can request
+page N+1 while page N is being converted. A cursor seen twice (a pagination
+loop) or fewer records than the API's declared total raise
+:class:`~kpihub.errors.PaginationError` instead of returning partial data.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
+
+from kpihub.errors import MalformedResponseError, PaginationError
+from kpihub.http.requester import Requester
+
+__all__ = [
+    "CursorPaginator",
+    "NextLinkPaginator",
+    "OffsetPaginator",
+    "PageTokenPaginator",
+    "Paginator",
+    "get_path",
+]
+
+_MISSING = object()
+
+
+def get_path(data: Any, path: str, default: Any = None) -> Any:
+    """``get_path(body, "paging.next.after")``: walk dicts by a dotted path."""
+    current = data
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return default
+        current = current.get(part, _MISSING)
+        if current is _MISSING:
+            return default
+    return current
+
+
+class Paginator(ABC):
+    """Base: ``pages()`` drives requests; subclasses say where the next page is."""
+
+    def __init__(self, records_path: str, *, total_path: str | None = None) -> None:
+        self.records_path = records_path
+        self.total_path = total_path
+
+    def records(self, body: Any, *, source: str, stream: str | None, url: str) -> list[Any]:
+        records = get_path(body, self.records_path) if self.records_path else body
+        if records is None:
+            return []  # APIs omit empty arrays (GA4 rows, Google Ads results).
+        if not isinstance(records, list):
+            raise MalformedResponseError(
+                f"{source}/{stream}: {url}: expected a list at {self.records_path!r}, got {type(records).__name__}",
+                source=source,
+                stream=stream,
+            )
+        return records
+
+    def pages(
+        self,
+        http: Requester,
+        method: str,
+        url: str,
+        *,
+        stream: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> Iterator[tuple[Any, list[Any]]]:
+        """Yield ``(body, records)`` for each page until the API says there are no more."""
+        seen: set[Any] = set()
+        count = 0
+        total: int | None = None
+        request: tuple[str, dict[str, Any] | None, dict[str, Any] | None] | None = (
+            url,
+            dict(params) if params is not None else None,
+            dict(json) if json is not None else None,
+        )
+        while request is not None:
+            page_url, page_params, page_json = request
+            body = http.json(method, page_url, stream=stream, params=page_params, json=page_json)
+            records = self.records(body, source=http.source_id, stream=stream, url=page_url)
+            count += len(records)
+            if self.total_path is not None:
+                declared = get_path(body, self.total_path)
+                if declared is not None:
+                    total = int(declared)
+            token = self.next_token(body, records)
+            if token is not None:
+                if token in seen:
+                    raise PaginationError(
+                        f"{http.source_id}/{stream}: {page_url}: the API returned cursor {str(token)[:80]!r} twice "
+                        f"(a pagination loop) after {count} records; stopping instead of looping",
+                        source=http.source_id,
+                        stream=stream,
+                    )
+                seen.add(token)
+                request = self.next_request(token, page_url, page_params, page_json)
+            else:
+                request = None
+            yield body, records
+        if total is not None and count < total:
+            raise PaginationError(
+                f"{http.source_id}/{stream}: {url}: paging ended after {count} records but the API declared "
+                f"{total}; refusing partial data",
+                source=http.source_id,
+                stream=stream,
+            )
+
+    @abstractmethod
+    def next_token(self, body: Any, records: list[Any]) -> Any:
+        """The token of the next page, or ``None`` when this was the last page."""
+
+    @abstractmethod
+    def next_request(
+        self, token: Any, url: str, params: dict[str, Any] | None, json: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+        """The next request (url, params, json body) for ``token``."""
+
+
+def _put(
+    where: Literal["query", "body"],
+    name: str,
+    value: Any,
+    params: dict[str, Any] | None,
+    json: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if where == "query":
+        return {**(params or {}), name: value}, json
+    return params, {**(json or {}), name: value}
+
+
+class CursorPaginator(Paginator):
+    """A cursor from the body (``paging.next.after``) or from the records (Stripe's last id)."""
+
+    def __init__(
+        self,
+        records_path: str,
+        *,
+        cursor_path: str | None = None,
+        cursor_from: Callable[[Any, list[Any]], Any] | None = None,
+        param: str = "after",
+        where: Literal["query", "body"] = "query",
+        total_path: str | None = None,
+    ) -> None:
+        super().__init__(records_path, total_path=total_path)
+        if (cursor_path is None) == (cursor_from is None):
+            raise ValueError("give exactly one of cursor_path or cursor_from")
+        self.cursor_path = cursor_path
+        self.cursor_from = cursor_from
+        self.param = param
+        self.where = where
+
+    def next_token(self, body: Any, records: list[Any]) -> Any:
+        if self.cursor_from is not None:
+            return self.cursor_from(body, records)
+        return get_path(body, self.cursor_path or "")
+
+    def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        return (url, *_put(self.where, self.param, token, params, json))
+
+
+def _copy(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(value) if value is not None else None
+
+
+class OffsetPaginator(Paginator):
+    """``offset += limit`` while ``offset < total`` (GA4 ``rowCount``) or pages are full.
+
+    Keeps the running offset on the instance: run one ``pages()`` at a time.
+    """
+
+    def __init__(
+        self,
+        records_path: str,
+        *,
+        limit: int,
+        limit_param: str = "limit",
+        offset_param: str = "offset",
+        where: Literal["query", "body"] = "query",
+        total_path: str | None = None,
+        start: int = 0,
+    ) -> None:
+        super().__init__(records_path, total_path=total_path)
+        self.limit = limit
+        self.limit_param = limit_param
+        self.offset_param = offset_param
+        self.where = where
+        self.start = start
+        self._offset = start
+
+    def pages(self, http, method, url, *, stream=None, params=None, json=None):  # type: ignore[no-untyped-def]
+        self._offset = self.start
+        params, json = _put(self.where, self.limit_param, self.limit, _copy(params), _copy(json))
+        params, json = _put(self.where, self.offset_param, self._offset, params, json)
+        yield from super().pages(http, method, url, stream=stream, params=params, json=json)
+
+    def next_token(self, body: Any, records: list[Any]) -> Any:
+        if not records:
+            return None
+        self._offset += len(records)
+        if self.total_path is not None:
+            total = get_path(body, self.total_path)
+            if total is None or self._offset >= int(total):
+                return None
+        elif len(records) < self.limit:
+            return None
+        return self._offset
+
+    def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        return (url, *_put(self.where, self.offset_param, token, params, json))
+
+
+class PageTokenPaginator(CursorPaginator):
+    """``nextPageToken`` in the body, sent back as ``pageToken`` (Google APIs)."""
+
+    def __init__(
+        self,
+        records_path: str,
+        *,
+        token_path: str = "nextPageToken",
+        param: str = "pageToken",
+        where: Literal["query", "body"] = "query",
+        total_path: str | None = None,
+    ) -> None:
+        super().__init__(records_path, cursor_path=token_path, param=param, where=where, total_path=total_path)
+
+    def next_token(self, body: Any, records: list[Any]) -> Any:
+        token = super().next_token(body, records)
+        return token or None  # Google sends "" on the last page.
+
+
+class NextLinkPaginator(Paginator):
+    """A full next-page URL in the body (Meta ``paging.next``); query already inside it."""
+
+    def __init__(self, records_path: str, *, next_path: str = "paging.next", total_path: str | None = None) -> None:
+        super().__init__(records_path, total_path=total_path)
+        self.next_path = next_path
+
+    def next_token(self, body: Any, records: list[Any]) -> Any:
+        return get_path(body, self.next_path) or None
+
+    def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        return (str(token), None, json)

@@ -1,0 +1,288 @@
+"""Requests with retries (tenacity), a rate budget and errors that name where they came from."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base
+
+from kpihub.errors import HTTPError, MalformedResponseError
+from kpihub.http.client import make_client
+from kpihub.http.ratelimit import RateLimiter
+from kpihub.secrets import redact
+
+__all__ = ["Requester", "RetryDecision", "parse_retry_after"]
+
+log = logging.getLogger("kpihub.http")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """What a source's classifier says of a response: retry it (after ``delay`` s) or not."""
+
+    retry: bool
+    delay: float | None = None
+    reason: str = ""
+
+
+class _Retryable(Exception):
+    """Internal: a response or failure that may succeed if tried again."""
+
+    def __init__(self, message: str, *, delay: float | None = None, response: httpx.Response | None = None):
+        super().__init__(message)
+        self.delay = delay
+        self.response = response
+
+
+class _WaitRetryAfter(wait_base):
+    """Honour the server's delay when it gives one, else exponential backoff with full jitter."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.rng = rng
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _Retryable) and exc.delay is not None:
+            return exc.delay
+        ceiling = min(self.maximum, self.initial * 2 ** (retry_state.attempt_number - 1))
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_excerpt(response: httpx.Response, limit: int = 300) -> str:
+    """The API's own message when the body is JSON with one, else the start of the body."""
+    text = response.text
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, list) and body:
+        body = body[0]
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            text = err["message"]
+        elif isinstance(err, str):
+            text = err
+    text = " ".join(text.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+class Requester:
+    """One source's HTTP: shared client, rate budget and retry policy.
+
+    :param source_id: used in error messages and logs.
+    :param classify: optional ``response -> RetryDecision | None`` for platforms
+        that signal throttling in the body (Meta's code 17, Google's retryDelay).
+        ``None`` falls back to the status code rules.
+    """
+
+    def __init__(
+        self,
+        *,
+        source_id: str,
+        base_url: str,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 60.0,
+        max_retry_after: float = 300.0,
+        requests_per_second: float | None = None,
+        classify: Callable[[httpx.Response], RetryDecision | None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self.client = make_client(base_url, timeout=timeout, auth=auth, headers=headers, transport=transport)
+        self.max_attempts = max_attempts
+        self.max_retry_after = max_retry_after
+        self.classify = classify
+        self.limiter = RateLimiter(requests_per_second, sleep=sleep) if requests_per_second else None
+        self._sleep = sleep
+        self._wait = _WaitRetryAfter(backoff_initial, backoff_max, random.Random(seed))
+        self._lock = threading.Lock()
+        #: Counters for the sync summary and tests.
+        self.requests = 0
+        self.retries = 0
+
+    @classmethod
+    def from_settings(cls, source_id: str, settings: Any, **kwargs: Any) -> Requester:
+        """A requester configured from a :class:`~kpihub.config.SourceSettings`."""
+        return cls(
+            source_id=source_id,
+            base_url=settings.base_url,
+            timeout=settings.timeout,
+            max_attempts=settings.max_attempts,
+            max_retry_after=settings.max_retry_after,
+            requests_per_second=settings.requests_per_second,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Requester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests --------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        stream: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request, retrying what may succeed later; return a 2xx response."""
+        response, _ = self._send(method, url, stream=stream, params=params, json=json, headers=headers, parse=False)
+        return response
+
+    def json(
+        self,
+        method: str,
+        url: str,
+        *,
+        stream: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Like :meth:`request`, and parse the body with orjson (a truncated body is retried)."""
+        _, data = self._send(method, url, stream=stream, params=params, json=json, headers=headers, parse=True)
+        return data
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        stream: str | None,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        parse: bool,
+    ) -> tuple[httpx.Response, Any]:
+        where = f"{self.source_id}/{stream}" if stream else self.source_id
+        last: dict[str, Any] = {}
+        content = orjson.dumps(json) if json is not None else None
+        req_headers = dict(headers or {})
+        if content is not None:
+            req_headers.setdefault("Content-Type", "application/json")
+
+        def attempt() -> tuple[httpx.Response, Any]:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            with self._lock:
+                self.requests += 1
+            try:
+                response = self.client.request(method, url, params=params, content=content, headers=req_headers)
+            except httpx.TransportError as exc:
+                last["url"] = str(exc.request.url) if _has_request(exc) else url
+                last["why"] = f"{type(exc).__name__}: {exc}"
+                raise _Retryable(last["why"]) from exc
+            last["url"] = str(response.request.url)
+            last["response"] = response
+            if response.is_success:
+                if not parse:
+                    return response, None
+                try:
+                    return response, orjson.loads(response.content)
+                except orjson.JSONDecodeError as exc:
+                    last["why"] = f"malformed JSON body ({exc}; {len(response.content)} bytes)"
+                    raise _Retryable(last["why"], response=response) from exc
+            decision = self.classify(response) if self.classify else None
+            if decision is None:
+                retry = response.status_code in RETRY_STATUSES
+                decision = RetryDecision(retry, parse_retry_after(response.headers.get("Retry-After")))
+            last["why"] = f"HTTP {response.status_code}: {_error_excerpt(response)}"
+            if not decision.retry:
+                raise _Fatal(last["why"])
+            if decision.delay is not None and decision.delay > self.max_retry_after:
+                last["why"] += f" (server asks to wait {decision.delay:.0f}s, more than max_retry_after)"
+                raise _Fatal(last["why"])
+            raise _Retryable(last["why"], delay=decision.delay, response=response)
+
+        def before_sleep(state: RetryCallState) -> None:
+            with self._lock:
+                self.retries += 1
+            log.info(
+                "%s: %s %s: %s; retry %d/%d in %.1fs",
+                where,
+                method,
+                redact(last.get("url", url)),
+                redact(last.get("why", "")),
+                state.attempt_number,
+                self.max_attempts - 1,
+                state.next_action.sleep if state.next_action else 0.0,
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retryable),
+            wait=self._wait,
+            stop=stop_after_attempt(self.max_attempts),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except (_Retryable, _Fatal) as exc:
+            response = last.get("response")
+            status = response.status_code if isinstance(response, httpx.Response) else None
+            attempts = "1 attempt" if isinstance(exc, _Fatal) else f"{self.max_attempts} attempts"
+            message = redact(f"{where}: {method} {last.get('url', url)} failed after {attempts}: {exc}")
+            err_cls = MalformedResponseError if "malformed JSON" in str(exc) else HTTPError
+            if err_cls is HTTPError:
+                raise HTTPError(message, source=self.source_id, stream=stream, url=redact(last.get("url", url)),
+                                status_code=status) from None
+            raise MalformedResponseError(message, source=self.source_id, stream=stream) from None
+
+
+class _Fatal(Exception):
+    """Internal: a response that will not succeed if tried again."""
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when unset
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,90 @@
+"""Run compiled KPIs on DuckDB (the embedded default) and return Arrow tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from kpihub.destinations.base import DestinationSession
+from kpihub.errors import KPIError, MixedCurrencyError
+from kpihub.kpis.compiler import compile_kpi, currency_check_sql
+from kpihub.kpis.periods import Grain, Period
+from kpihub.kpis.spec import KPI
+
+__all__ = ["KPIEngine", "KPISeries"]
+
+
+@dataclass
+class KPISeries:
+    """A KPI over a time spine: ``period, numerator, denominator, value`` rows."""
+
+    kpi: KPI
+    grain: Grain
+    table: pa.Table
+    currency: str | None = None
+
+    def values(self) -> dict[dt.date, float | None]:
+        return dict(zip(self.table["period"].to_pylist(), self.table["value"].to_pylist()))
+
+
+class KPIEngine:
+    """Computes KPIs with SQL over the tables of a DuckDB connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, timezone: str = "UTC") -> None:
+        self.con = con
+        self.timezone = timezone
+        self.con.execute(f"SET TimeZone = '{timezone}'")
+
+    @classmethod
+    def for_destination(cls, session: DestinationSession, *, timezone: str = "UTC") -> KPIEngine:
+        con = duckdb.connect()
+        session.attach(con)
+        return cls(con, timezone=timezone)
+
+    def tables(self) -> set[str]:
+        rows = self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        return {r[0] for r in rows}
+
+    def missing_tables(self, kpi: KPI) -> list[str]:
+        present = self.tables()
+        return [t for t in kpi.tables if t not in present]
+
+    def series(self, kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date) -> KPISeries:
+        """``kpi`` for every ``grain`` period overlapping ``[start, end)``."""
+        missing = self.missing_tables(kpi)
+        if missing:
+            raise KPIError(f"KPI {kpi.id!r} needs table {missing[0]!r}, which no sync has written yet")
+        currency = self._currency(kpi, start, end)
+        sql = compile_kpi(kpi, grain=grain, start=start, end=end, timezone=self.timezone)
+        try:
+            table = self.con.execute(sql).fetch_arrow_table()
+        except duckdb.Error as exc:
+            raise KPIError(f"KPI {kpi.id!r}: query failed: {str(exc).splitlines()[0]}") from None
+        return KPISeries(kpi, grain, table, currency)
+
+    def period_value(self, kpi: KPI, period: Period) -> tuple[float | None, float | None, float | None, str | None]:
+        """``(value, numerator, denominator, currency)`` of ``kpi`` over one period."""
+        s = self.series(kpi, grain=period.grain, start=period.start, end=period.end)
+        row = s.table.slice(0, 1).to_pylist()[0]
+        return row["value"], _num(row["numerator"]), _num(row["denominator"]), s.currency
+
+    def _currency(self, kpi: KPI, start: dt.date, end: dt.date) -> str | None:
+        found: set[str] = set()
+        for measure in kpi.measures.values():
+            if not measure.currency:
+                continue
+            sql = currency_check_sql(measure, start=start, end=end, timezone=self.timezone)
+            found.update(r[0] for r in self.con.execute(sql).fetchall() if r[0] is not None)
+        if len(found) > 1:
+            raise MixedCurrencyError(
+                f"KPI {kpi.id!r} would add amounts in {len(found)} currencies ({', '.join(sorted(found))}) "
+                f"between {start} and {end}; configure FX rates (fx_rates_daily) or filter to one currency"
+            )
+        return next(iter(found), None)
+
+
+def _num(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]

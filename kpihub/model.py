@@ -1,0 +1,207 @@
+"""The canonical model: one Arrow schema per table, with its primary key and grain.
+
+Every table carries ``source_id`` (which configured source wrote the row) and
+``_loaded_at``. Money is ``decimal128(38, 9)`` plus an ISO 4217 ``currency``;
+timestamps are UTC; daily tables carry the date in the source's own time
+zone and record that zone. Rates are never stored, only their parts.
+docs/canonical-model.md documents every column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+__all__ = ["CANONICAL_TABLES", "MONEY", "TS", "CanonicalTable", "canonical_table"]
+
+MONEY = pa.decimal128(38, 9)
+TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class CanonicalTable:
+    """A canonical table: name, Arrow schema, primary key, grain, what it feeds."""
+
+    name: str
+    schema: pa.Schema
+    primary_key: tuple[str, ...]
+    grain: str
+    time_column: str | None = None
+
+
+def _table(name: str, grain: str, pk: tuple[str, ...], fields: list[pa.Field], time_column: str | None = None) -> CanonicalTable:
+    common = [pa.field("source_id", pa.string(), nullable=False)]
+    schema = pa.schema(common + fields + [pa.field("_loaded_at", TS)])
+    return CanonicalTable(name, schema, ("source_id", *pk), grain, time_column)
+
+
+#: Lifecycle stages in funnel order; ``became_<stage>_at`` means "reached at least this stage".
+LIFECYCLE_STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist", "other")
+
+CANONICAL_TABLES: dict[str, CanonicalTable] = {
+    t.name: t
+    for t in [
+        _table(
+            "crm_contacts",
+            "contact",
+            ("contact_id",),
+            [
+                pa.field("contact_id", pa.string(), nullable=False),
+                pa.field("email", pa.string()),
+                pa.field("company_id", pa.string()),
+                pa.field("lifecycle_stage", pa.string()),
+                pa.field("original_source", pa.string()),
+                pa.field("created_at", TS),
+                pa.field("updated_at", TS),
+                pa.field("became_lead_at", TS),
+                pa.field("became_mql_at", TS),
+                pa.field("became_sql_at", TS),
+                pa.field("became_opportunity_at", TS),
+                pa.field("became_customer_at", TS),
+            ],
+            "created_at",
+        ),
+        _table(
+            "crm_deals",
+            "deal",
+            ("deal_id",),
+            [
+                pa.field("deal_id", pa.string(), nullable=False),
+                pa.field("name", pa.string()),
+                pa.field("pipeline_id", pa.string()),
+                pa.field("pipeline", pa.string()),
+                pa.field("stage_id", pa.string()),
+                pa.field("stage", pa.string()),
+                pa.field("amount", MONEY),
+                pa.field("currency", pa.string()),
+                pa.field("created_at", TS),
+                pa.field("closed_at", TS),
+                pa.field("is_closed", pa.bool_()),
+                pa.field("is_won", pa.bool_()),
+                pa.field("updated_at", TS),
+            ],
+            "closed_at",
+        ),
+        _table(
+            "ad_performance_daily",
+            "date × platform × account × campaign (× ad group × ad)",
+            ("date", "platform", "account_id", "campaign_id", "ad_group_id", "ad_id"),
+            [
+                pa.field("date", pa.date32(), nullable=False),
+                pa.field("time_zone", pa.string()),
+                pa.field("platform", pa.string(), nullable=False),
+                pa.field("account_id", pa.string(), nullable=False),
+                pa.field("campaign_id", pa.string(), nullable=False),
+                pa.field("campaign_name", pa.string()),
+                pa.field("ad_group_id", pa.string(), nullable=False),
+                pa.field("ad_id", pa.string(), nullable=False),
+                pa.field("impressions", pa.int64()),
+                pa.field("clicks", pa.int64()),
+                pa.field("spend", MONEY),
+                pa.field("conversions", pa.float64()),
+                pa.field("conversion_value", MONEY),
+                pa.field("currency", pa.string()),
+            ],
+            "date",
+        ),
+        _table(
+            "web_traffic_daily",
+            "date × property × source × medium × campaign",
+            ("date", "property_id", "source", "medium", "campaign"),
+            [
+                pa.field("date", pa.date32(), nullable=False),
+                pa.field("time_zone", pa.string()),
+                pa.field("property_id", pa.string(), nullable=False),
+                pa.field("source", pa.string(), nullable=False),
+                pa.field("medium", pa.string(), nullable=False),
+                pa.field("campaign", pa.string(), nullable=False),
+                pa.field("sessions", pa.int64()),
+                pa.field("users", pa.int64()),
+                pa.field("new_users", pa.int64()),
+                pa.field("engaged_sessions", pa.int64()),
+                pa.field("page_views", pa.int64()),
+                pa.field("key_events", pa.float64()),
+                pa.field("revenue", MONEY),
+                pa.field("currency", pa.string()),
+            ],
+            "date",
+        ),
+        _table(
+            "orders",
+            "order",
+            ("order_id",),
+            [
+                pa.field("order_id", pa.string(), nullable=False),
+                pa.field("customer_id", pa.string()),
+                pa.field("ordered_at", TS),
+                pa.field("status", pa.string()),
+                pa.field("gross_amount", MONEY),
+                pa.field("refunded_amount", MONEY),
+                pa.field("net_amount", MONEY),
+                pa.field("currency", pa.string()),
+            ],
+            "ordered_at",
+        ),
+        _table(
+            "survey_responses",
+            "response × item",
+            ("response_id", "item"),
+            [
+                pa.field("response_id", pa.string(), nullable=False),
+                pa.field("item", pa.string(), nullable=False),
+                pa.field("responded_at", TS),
+                pa.field("respondent_id", pa.string()),
+                pa.field("score", pa.float64()),
+                pa.field("scale_min", pa.float64()),
+                pa.field("scale_max", pa.float64()),
+            ],
+            "responded_at",
+        ),
+        _table(
+            "costs",
+            "period × category",
+            ("period_start", "category"),
+            [
+                pa.field("period_start", pa.date32(), nullable=False),
+                pa.field("period_end", pa.date32()),
+                pa.field("category", pa.string(), nullable=False),
+                pa.field("amount", MONEY),
+                pa.field("currency", pa.string()),
+            ],
+            "period_start",
+        ),
+        _table(
+            "fx_rates_daily",
+            "date × currency pair",
+            ("date", "base_currency", "quote_currency"),
+            [
+                pa.field("date", pa.date32(), nullable=False),
+                pa.field("base_currency", pa.string(), nullable=False),
+                pa.field("quote_currency", pa.string(), nullable=False),
+                pa.field("rate", pa.decimal128(38, 12)),
+            ],
+            "date",
+        ),
+        _table(
+            "kpi_targets",
+            "KPI × period",
+            ("kpi", "period"),
+            [
+                pa.field("kpi", pa.string(), nullable=False),
+                pa.field("period", pa.string(), nullable=False),
+                pa.field("baseline", pa.float64()),
+                pa.field("target", pa.float64()),
+                pa.field("direction", pa.string()),
+            ],
+        ),
+    ]
+}
+
+
+def canonical_table(name: str) -> CanonicalTable:
+    """The canonical table called ``name``; ``KeyError`` names the known ones."""
+    try:
+        return CANONICAL_TABLES[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a canonical table (known: {', '.join(CANONICAL_TABLES)})") from None

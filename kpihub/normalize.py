@@ -1,0 +1,398 @@
+"""Records -> Arrow record batches of a stream's schema, column-wise.
+
+A page of JSON records is converted in one C++ pass into a struct array of
+the *wire* types (what the API sends: strings for HubSpot properties, GA4
+metrics, Google Ads int64s …), then each field is cast column-wise to its
+declared type: ints, decimals, floats, booleans, dates and UTC timestamps.
+
+Drift is handled by policy and reported in a :class:`DriftReport`:
+
+* a field the schema does not know is **added** (schema evolution);
+* a value of another JSON type than declared is converted to the wire type;
+* a value that cannot be coerced **fails** with an error naming the stream,
+  the record key and the field (``on_coerce_error="fail"``, the default), or
+  becomes null and is counted (``"null"``).
+
+Field metadata understood (``pa.field(..., metadata={...})``):
+``path`` — dotted path in the record (default: the field name);
+``wire`` — ``string``, ``int``, ``float``, ``bool`` (default from the stream).
+Timestamps without an offset are read as UTC; all-digit values as epoch
+milliseconds (13+ digits) or seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kpihub.errors import NormalizationError
+
+__all__ = ["DriftReport", "Normalizer", "coerce_array", "field_path"]
+
+CoercePolicy = Literal["fail", "null"]
+UTC_US = pa.timestamp("us", tz="UTC")
+
+_OFFSET_RE = r"(Z|z|[+-]\d\d:?\d\d)$"
+_DIGITS_RE = r"^-?\d+$"
+
+
+@dataclass
+class DriftReport:
+    """What normalization had to adapt: new fields, converted and nulled values."""
+
+    new_fields: list[str] = field(default_factory=list)
+    converted: Counter[str] = field(default_factory=Counter)
+    nulled: Counter[str] = field(default_factory=Counter)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_fields or self.converted or self.nulled)
+
+    def merge(self, other: DriftReport) -> None:
+        self.new_fields.extend(f for f in other.new_fields if f not in self.new_fields)
+        self.converted.update(other.converted)
+        self.nulled.update(other.nulled)
+
+    def summary(self) -> str:
+        parts = []
+        if self.new_fields:
+            parts.append(f"new fields added: {', '.join(self.new_fields)}")
+        if self.converted:
+            parts.append("values converted from another JSON type: " + _counts(self.converted))
+        if self.nulled:
+            parts.append("uncoercible values set to null: " + _counts(self.nulled))
+        return "; ".join(parts)
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} ({v})" for k, v in sorted(counter.items()))
+
+
+def field_path(f: pa.Field) -> str:
+    meta = f.metadata or {}
+    return meta.get(b"path", f.name.encode()).decode()
+
+
+def _wire_kind(f: pa.Field, default_strings: bool) -> str:
+    meta = f.metadata or {}
+    if b"wire" in meta:
+        return meta[b"wire"].decode()
+    t = f.type
+    if default_strings or pa.types.is_string(t) or pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_decimal(t):
+        return "string"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "bool"
+    return "string"
+
+
+_WIRE_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+
+
+def _python_to_wire(value: Any, kind: str) -> Any:
+    """Slow path for one value of an unexpected JSON type."""
+    if value is None:
+        return None
+    if kind == "string":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value) if isinstance(value, float) else str(value)
+        return orjson.dumps(value).decode()
+    if kind == "int":
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise ValueError(value)
+    if kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return float(str(value))
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1"):
+            return True
+        if str(value).lower() in ("false", "0"):
+            return False
+        raise ValueError(value)
+    raise ValueError(kind)
+
+
+def coerce_array(values: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast a wire array to ``target`` column-wise; raises ``pa.ArrowInvalid`` on a bad value."""
+    if values.type == target:
+        return values
+    if pa.types.is_string(values.type) and not pa.types.is_string(target):
+        values = pc.utf8_trim_whitespace(values)
+        # APIs send "" for a cleared value (HubSpot): that is null, not a parse error.
+        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        if pa.types.is_timestamp(target):
+            return _parse_timestamps(values, target)
+        if pa.types.is_date(target):
+            return _parse_dates(values, target)
+        if pa.types.is_boolean(target):
+            values = pc.utf8_lower(values)
+    if pa.types.is_timestamp(target) and pa.types.is_integer(values.type):
+        return _epoch_to_timestamp(values, target)
+    return pc.cast(values, target)
+
+
+def _epoch_to_timestamp(values: pa.Array, target: pa.DataType) -> pa.Array:
+    # 13+ digits are milliseconds (HubSpot, JS), fewer are seconds (Stripe, unix).
+    ints = pc.cast(values, pa.int64())
+    is_ms = pc.greater_equal(pc.abs(ints), 10**11)
+    micros = pc.if_else(is_ms, pc.multiply(ints, 1000), pc.multiply(ints, 1_000_000))
+    return pc.cast(pc.cast(micros, pa.timestamp("us", tz="UTC")), target)
+
+
+def _parse_timestamps(values: pa.Array, target: pa.DataType) -> pa.Array:
+    null_str = pa.scalar(None, pa.string())
+    is_epoch = pc.fill_null(pc.match_substring_regex(values, _DIGITS_RE), False)
+    has_offset = pc.fill_null(pc.match_substring_regex(values, _OFFSET_RE), False)
+    naive = pc.and_(pc.invert(is_epoch), pc.invert(has_offset))
+    parts = []
+    if pc.any(is_epoch).as_py():
+        parts.append(_epoch_to_timestamp(pc.if_else(is_epoch, values, null_str), UTC_US))
+    if pc.any(has_offset).as_py():
+        parts.append(pc.cast(pc.if_else(has_offset, values, null_str), UTC_US))
+    if pc.any(pc.and_(naive, pc.is_valid(values))).as_py():
+        local = pc.cast(pc.if_else(naive, values, null_str), pa.timestamp("us"))
+        parts.append(pc.assume_timezone(local, "UTC"))
+    if not parts:
+        return pa.nulls(len(values), target)
+    out = parts[0] if len(parts) == 1 else pc.coalesce(*parts)
+    return pc.cast(out, target)
+
+
+def _parse_dates(values: pa.Array, target: pa.DataType) -> pa.Array:
+    # A date may come as "2024-06-14", "20240614" (GA4) or a midnight timestamp.
+    compact = pc.fill_null(pc.match_substring_regex(values, r"^\d{8}$"), False)
+    if pc.any(compact).as_py():
+        values = pc.if_else(
+            compact,
+            pc.binary_join_element_wise(
+                pc.utf8_slice_codeunits(values, 0, 4),
+                pc.utf8_slice_codeunits(values, 4, 6),
+                pc.utf8_slice_codeunits(values, 6, 8),
+                "-",
+            ),
+            values,
+        )
+    plain = pc.fill_null(pc.match_substring_regex(values, r"^\d{4}-\d{2}-\d{2}$"), True)
+    if pc.all(plain).as_py():
+        return pc.cast(values, target)
+    return pc.cast(_parse_timestamps(values, UTC_US), target)
+
+
+def _find_bad(values: pa.Array, target: pa.DataType) -> list[int]:
+    """Indices of values that cannot be coerced (slow path, only after a failure)."""
+    bad = []
+    for i, value in enumerate(values.to_pylist()):
+        if value is None:
+            continue
+        try:
+            coerce_array(pa.array([value], values.type), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
+            bad.append(i)
+    return bad
+
+
+class Normalizer:
+    """Converts pages of one stream into batches of its (evolving) schema."""
+
+    def __init__(
+        self,
+        stream: str,
+        schema: pa.Schema,
+        *,
+        primary_key: Sequence[str] = (),
+        on_coerce_error: CoercePolicy = "fail",
+        wire_strings: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.schema = schema
+        self.primary_key = tuple(primary_key)
+        self.on_coerce_error = on_coerce_error
+        self.wire_strings = wire_strings
+        self.drift = DriftReport()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._paths = {f.name: field_path(f) for f in self.schema}
+        self._kinds = {f.name: _wire_kind(f, self.wire_strings) for f in self.schema}
+        tree: dict[str, Any] = {}
+        for f in self.schema:
+            node = tree
+            parts = self._paths[f.name].split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"stream {self.stream!r}: path {self._paths[f.name]!r} clashes with a leaf")
+            node[parts[-1]] = _WIRE_TYPES[self._kinds[f.name]]
+        self._tree = tree
+        self._wire_type = _struct_of(tree)
+        self._known_paths = set(self._paths.values())
+
+    # -- public ---------------------------------------------------------------
+
+    def to_batch(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+        """Convert one page of JSON records; the schema may grow (see :attr:`drift`)."""
+        if not records:
+            return self.schema.empty_table().to_batches()[0] if len(self.schema) else pa.record_batch([])
+        self._evolve(records)
+        try:
+            wire = pa.array(records, type=self._wire_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            wire = self._slow_wire(records)
+        columns = []
+        for f in self.schema:
+            column = pc.struct_field(wire, self._path_indices(self._paths[f.name]))
+            columns.append(self._coerce(column, f, records))
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+    # -- internals -------------------------------------------------------------
+
+    def _path_indices(self, path: str) -> list[int]:
+        indices = []
+        node_type: pa.DataType = self._wire_type
+        for part in path.split("."):
+            index = node_type.get_field_index(part)
+            indices.append(index)
+            node_type = node_type.field(index).type
+        return indices
+
+    def _evolve(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Add fields for keys the schema does not know (top level and declared sub-objects)."""
+        new: list[tuple[str, str]] = []
+        self._scan(records, self._tree, "", new, depth=0)
+        if not new:
+            return
+        added = []
+        names = set(self.schema.names)
+        for path, kind in new:
+            name = path.rsplit(".", 1)[-1]
+            if name in names:
+                name = path.replace(".", "__")
+            names.add(name)
+            wire = _WIRE_TYPES[kind]
+            added.append(pa.field(name, wire, metadata={"path": path, "wire": kind}))
+            self.drift.new_fields.append(name)
+        self.schema = pa.schema(list(self.schema) + added, metadata=self.schema.metadata)
+        self._rebuild()
+
+    def _scan(
+        self, records: Sequence[Any], tree: dict[str, Any], prefix: str, new: list[tuple[str, str]], depth: int
+    ) -> None:
+        keys: set[str] = set()
+        for r in records:
+            if isinstance(r, Mapping):
+                keys.update(r.keys())
+        for key in sorted(keys - tree.keys()):
+            sample = next((r[key] for r in records if isinstance(r, Mapping) and r.get(key) is not None), None)
+            new.append((f"{prefix}{key}", _kind_of(sample)))
+        for key, sub in tree.items():
+            if isinstance(sub, dict) and depth < 4:
+                children = [r.get(key) for r in records if isinstance(r, Mapping)]
+                self._scan(children, sub, f"{prefix}{key}.", new, depth + 1)
+
+    def _slow_wire(self, records: Sequence[Mapping[str, Any]]) -> pa.StructArray:
+        """Build the wire struct value by value, converting unexpected JSON types."""
+        from kpihub.http.paginators import get_path
+
+        arrays = {}
+        for f in self.schema:
+            path, kind = self._paths[f.name], self._kinds[f.name]
+            out = []
+            for r in records:
+                value = get_path(r, path)
+                try:
+                    converted = _python_to_wire(value, kind)
+                except (ValueError, TypeError):
+                    converted = _python_to_wire(value, "string") if kind == "string" else None
+                    self._bad_value(f.name, records, len(out), value)
+                if converted is not None and type(converted) is not type(value):
+                    self.drift.converted[f.name] += 1
+                out.append(converted)
+            arrays[path] = pa.array(out, type=_WIRE_TYPES[kind])
+        return _nest(arrays, self._tree, "")
+
+    def _coerce(self, column: pa.Array, f: pa.Field, records: Sequence[Mapping[str, Any]]) -> pa.Array:
+        try:
+            return coerce_array(column, f.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+            pass
+        bad = _find_bad(column, f.type)
+        if not bad:  # pragma: no cover - cast failed on the whole but on no value alone
+            raise NormalizationError(f"stream {self.stream!r}: field {f.name!r}: cannot cast to {f.type}",
+                                     stream=self.stream, field=f.name)
+        for i in bad:
+            self._bad_value(f.name, records, i, column[i].as_py(), target=f.type)
+        mask = pa.array([i in set(bad) for i in range(len(column))])
+        cleaned = pc.if_else(mask, pa.scalar(None, column.type), column)
+        return coerce_array(cleaned, f.type)
+
+    def _bad_value(
+        self, name: str, records: Sequence[Mapping[str, Any]], index: int, value: Any, target: Any = None
+    ) -> None:
+        if self.on_coerce_error == "null":
+            self.drift.nulled[name] += 1
+            return
+        from kpihub.http.paginators import get_path
+
+        key = {k: get_path(records[index], self._paths.get(k, k)) for k in self.primary_key}
+        key_text = ", ".join(f"{k}={v!r}" for k, v in key.items()) or f"record #{index}"
+        shown = repr(value)
+        shown = shown[:60] + "…" if len(shown) > 60 else shown
+        what = f"as {target}" if target is not None else "to its declared type"
+        raise NormalizationError(
+            f"stream {self.stream!r}, record {key_text}, field {name!r}: cannot read {shown} {what}",
+            stream=self.stream,
+            field=name,
+            record_key=key,
+        )
+
+
+def _kind_of(sample: Any) -> str:
+    if isinstance(sample, bool):
+        return "bool"
+    if isinstance(sample, int):
+        return "int"
+    if isinstance(sample, float):
+        return "float"
+    return "string"
+
+
+def _struct_of(tree: Mapping[str, Any]) -> pa.StructType:
+    return pa.struct([pa.field(k, _struct_of(v) if isinstance(v, dict) else v) for k, v in tree.items()])
+
+
+def _nest(arrays: Mapping[str, pa.Array], tree: Mapping[str, Any], prefix: str) -> pa.StructArray:
+    children, names = [], []
+    for key, sub in tree.items():
+        names.append(key)
+        if isinstance(sub, dict):
+            children.append(_nest(arrays, sub, f"{prefix}{key}."))
+        else:
+            children.append(arrays[f"{prefix}{key}"])
+    return pa.StructArray.from_arrays(children, names=names)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -1,0 +1,69 @@
+"""Keep secrets out of logs, errors, state and files.
+
+Every ``SecretStr`` that settings load is registered here; :func:`redact`
+replaces each registered value (and credential-looking URL parameters) with
+``***``. The CLI redacts everything it prints and installs :class:`RedactingFilter`
+on the ``kpihub`` logger, so a secret cannot leak even from a plugin's log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+__all__ = ["RedactingFilter", "redact", "register_secret"]
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+#: URL query parameters and headers that carry credentials on the platforms we speak to.
+_CREDENTIAL_PARAMS = re.compile(
+    r"(?i)\b(access_token|api_key|apikey|hapikey|key|token|client_secret|refresh_token|password)=([^&\s\"']+)"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` so that :func:`redact` hides it; short values are ignored."""
+    global _pattern
+    if not value or len(value) < 4:
+        return
+    with _lock:
+        if value in _secrets:
+            return
+        _secrets.add(value)
+        # Longest first so a secret containing another is replaced whole.
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def redact(text: object) -> str:
+    """Return ``str(text)`` with every known secret and credential parameter masked."""
+    out = str(text)
+    pattern = _pattern
+    if pattern is not None:
+        out = pattern.sub("***", out)
+    out = _CREDENTIAL_PARAMS.sub(lambda m: f"{m.group(1)}=***", out)
+    return _BEARER.sub(lambda m: f"{m.group(1)} ***", out)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the formatted message of every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Format now so the traceback text is redacted too.
+            import traceback
+
+            text = "".join(traceback.format_exception(*record.exc_info))
+            record.exc_text = redact(text)
+            record.exc_info = None
+            record.msg = f"{record.msg}\n{record.exc_text}"
+            record.exc_text = None
+        return True

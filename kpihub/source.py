@@ -1,0 +1,156 @@
+"""What a source connector declares: a :class:`Source` with :class:`Stream` s.
+
+A stream's ``read`` yields pages: a list of JSON records (dicts, as the API
+sent them) or ready :class:`pyarrow.RecordBatch` es. The sync engine turns
+pages into batches of the stream's schema (:mod:`kpihub.normalize`), maps them
+to the canonical table the stream feeds, writes them and commits the cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    import httpx
+
+    from kpihub.config import SourceSettings
+    from kpihub.http.requester import Requester
+    from kpihub.normalize import DriftReport
+    from kpihub.testing.server import FakeAPIServer
+
+__all__ = ["CheckResult", "DemoSpec", "Page", "Source", "Stream", "StreamContext", "WriteMode"]
+
+WriteMode = Literal["append", "replace", "merge"]
+#: One page from ``Stream.read``: raw JSON records, or batches already in the stream schema.
+Page = Union[Sequence[Mapping[str, Any]], pa.RecordBatch]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of :meth:`Source.check`: ``ok`` and a one-line message."""
+
+    ok: bool
+    message: str
+
+
+@dataclass
+class DemoSpec:
+    """What a source offers ``kpihub demo``: a fake server and settings pointing at it."""
+
+    server: FakeAPIServer
+    settings: dict[str, Any]
+
+
+class StreamContext:
+    """Everything a stream's ``read`` may use: settings, HTTP, logging, options."""
+
+    def __init__(
+        self,
+        *,
+        source_id: str,
+        stream: str,
+        settings: SourceSettings,
+        http: Requester,
+        full_refresh: bool = False,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self.stream = stream
+        self.settings = settings
+        self.http = http
+        self.full_refresh = full_refresh
+        self.log = logger or logging.getLogger(f"kpihub.source.{source_id}.{stream}")
+        #: The API's own total for this stream, when it declares one (reported in the summary).
+        self.api_total: int | None = None
+
+    def report_total(self, total: int) -> None:
+        """Record the total number of records the API says the stream has."""
+        self.api_total = (self.api_total or 0) + total
+
+
+@dataclass
+class Stream:
+    """One table a source reads. Subclass it and implement :meth:`read`.
+
+    :param name: stream name; the raw table is ``<source_id>_<name>``.
+    :param schema: Arrow schema of the raw table. A field's metadata may hold
+        ``path`` (dotted path in the JSON record, default the field name).
+    :param primary_key: fields that identify a record (merge key).
+    :param cursor_field: field whose maximum is the incremental cursor.
+    :param canonical_table: the canonical table (kpihub.model) this stream feeds.
+    """
+
+    name: str
+    schema: pa.Schema
+    primary_key: tuple[str, ...] = ()
+    cursor_field: str | None = None
+    canonical_table: str | None = None
+    #: How coercion failures are handled: ``fail`` (default) or ``null`` (reported).
+    on_coerce_error: Literal["fail", "null"] = "fail"
+    #: The API sends every value as a JSON string (HubSpot properties): read all as strings.
+    wire_strings: bool = False
+    #: ``read`` yields records in ascending cursor order, so the cursor may be
+    #: committed after every chunk (else only when the stream completes).
+    sorted_by_cursor: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def write_mode(self) -> WriteMode:
+        """``merge`` for keyed streams, ``append`` for unkeyed ones."""
+        return "merge" if self.primary_key else "append"
+
+    @property
+    def incremental(self) -> bool:
+        return self.cursor_field is not None
+
+    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[Page]:
+        """Yield pages of records newer than ``state["cursor"]`` (all when ``None``)."""
+        raise NotImplementedError(f"stream {self.name!r} does not implement read()")
+
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+        """Map a normalized batch to ``canonical_table``'s schema (column-wise)."""
+        raise NotImplementedError(f"stream {self.name!r} feeds {self.canonical_table!r} but has no to_canonical()")
+
+    def on_drift(self, report: DriftReport) -> None:  # pragma: no cover - default is to log
+        """Called when normalization saw new fields or coerced values; default logs them."""
+
+
+class Source:
+    """A source connector. Subclass, set the class attributes, implement the methods.
+
+    ``name`` is the source type users configure; a project may configure the
+    same type several times under different ids (``[sources.hubspot_eu]
+    type = "hubspot"``).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    settings_class: ClassVar[type[SourceSettings]]
+
+    def streams(self, settings: SourceSettings) -> Sequence[Stream]:
+        """Return the streams this source offers with these settings."""
+        raise NotImplementedError
+
+    def auth(self, settings: SourceSettings) -> httpx.Auth | None:
+        """Return the httpx auth for requests (default: none)."""
+        return None
+
+    def headers(self, settings: SourceSettings) -> dict[str, str]:
+        """Extra headers sent with every request."""
+        return {}
+
+    def check(self, settings: SourceSettings, http: Requester) -> CheckResult:
+        """Make one cheap authenticated request and say whether the connection works."""
+        raise NotImplementedError
+
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
+        """Optionally return a fake server with demo data for ``kpihub demo``."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Source {self.name!r}>"

@@ -1,0 +1,429 @@
+"""The sync engine: streams -> record batches -> destination -> state.
+
+For each stream: read pages (fetched one page ahead in a worker thread, so
+I/O overlaps conversion), normalize them column-wise into record batches,
+gather them into chunks of ``chunk_rows`` and commit each chunk — the raw
+table, the canonical table it feeds and the stream's cursor — in one
+atomic destination commit. The cursor therefore never points past data that
+is not durably written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kpihub.config import Project, load_project
+from kpihub.destinations.base import DestinationSession, TableWrite
+from kpihub.errors import ConfigError, KpihubError, NormalizationError, SyncError, UnknownNameError
+from kpihub.http.requester import Requester
+from kpihub.model import canonical_table
+from kpihub.normalize import DriftReport, Normalizer
+from kpihub.plugins import Registry, get_registry
+from kpihub.secrets import redact
+from kpihub.source import Source, Stream, StreamContext
+from kpihub.state import decode_cursor, encode_cursor, later, state_key
+
+__all__ = ["Pipeline", "Progress", "StreamResult", "SyncResult", "sync"]
+
+log = logging.getLogger("kpihub.sync")
+T = TypeVar("T")
+
+
+class Progress(Protocol):
+    """What the engine reports while it runs (the CLI draws it with rich)."""
+
+    def stream_started(self, key: str) -> None: ...
+    def records(self, key: str, count: int) -> None: ...
+    def stream_finished(self, result: StreamResult) -> None: ...
+
+
+@dataclass
+class StreamResult:
+    """The outcome of one stream: records written, the API's total, timing, errors."""
+
+    source_id: str
+    stream: str
+    status: str = "ok"
+    records: int = 0
+    api_total: int | None = None
+    seconds: float = 0.0
+    cursor: Any = None
+    error: str | None = None
+    drift: str = ""
+    exception: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return state_key(self.source_id, self.stream)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class SyncResult:
+    """All stream results of one sync."""
+
+    streams: list[StreamResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.streams)
+
+    @property
+    def records(self) -> int:
+        return sum(r.records for r in self.streams)
+
+    def raise_for_errors(self) -> None:
+        failed = [r for r in self.streams if r.status != "ok"]
+        if failed:
+            first = failed[0]
+            raise SyncError(
+                f"{len(failed)} stream(s) failed; {first.key}: {first.error}",
+                errors={r.key: r.exception or KpihubError(r.error or "") for r in failed},
+            )
+
+
+def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run ``iterator`` in a worker thread, ``depth`` items ahead of the consumer."""
+    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(("error", exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if stop.is_set() and close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="kpihub-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+class Pipeline:
+    """A configured project: sources, a destination, state. ``Pipeline().sync()``.
+
+    :param project: a loaded :class:`~kpihub.config.Project`, a path to
+        ``kpihub.toml``, or ``None`` to find one from the working directory.
+    :param destination: overrides the project's destination URI.
+    :param sources: extra ``{source_id: settings}`` tables, merged over the file's.
+    :param registry: plugin registry (default: the process-wide one).
+    """
+
+    def __init__(
+        self,
+        project: Project | str | Path | None = None,
+        *,
+        destination: str | None = None,
+        sources: dict[str, dict[str, Any]] | None = None,
+        registry: Registry | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.project = project if isinstance(project, Project) else load_project(project)
+        for source_id, values in (sources or {}).items():
+            self.project.sources.setdefault(source_id, {}).update(values)
+        self.destination_uri = destination or self.project.settings.destination
+        self.registry = registry or get_registry()
+        self.transport = transport  # tests inject an httpx transport
+
+    # -- helpers -----------------------------------------------------------------
+
+    def open_destination(self, *, read_only: bool = False) -> DestinationSession:
+        dest = self.registry.destination_for(self.destination_uri)
+        return dest.open(self.destination_uri, root=self.project.root, read_only=read_only)
+
+    def source_ids(self) -> list[str]:
+        return list(self.project.sources)
+
+    def resolve_source(self, source_id: str) -> tuple[Source, Any]:
+        if source_id not in self.project.sources:
+            known = ", ".join(self.project.sources) or "none configured"
+            raise UnknownNameError(f"source {source_id!r} is not configured in kpihub.toml (configured: {known})")
+        source = self.registry.source(self.project.source_type(source_id))
+        return source, self.project.source_settings(source_id, source.settings_class)
+
+    def requester(self, source_id: str, source: Source, settings: Any) -> Requester:
+        return Requester.from_settings(
+            source_id,
+            settings,
+            auth=source.auth(settings),
+            headers=source.headers(settings),
+            classify=getattr(source, "classify", None),
+            transport=self.transport,
+        )
+
+    # -- sync --------------------------------------------------------------------
+
+    def sync(
+        self,
+        sources: Sequence[str] | None = None,
+        *,
+        streams: Sequence[str] | None = None,
+        full_refresh: bool = False,
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        """Sync the given sources (default: all configured) and return the results."""
+        source_ids = list(sources or self.source_ids())
+        if not source_ids:
+            raise ConfigError("no sources configured: add a [sources.<id>] table to kpihub.toml")
+        plan = []
+        for source_id in source_ids:  # validate everything before touching the destination
+            source, settings = self.resolve_source(source_id)
+            plan.append((source_id, source, settings, _select_streams(source_id, source.streams(settings), streams)))
+        results: list[StreamResult] = []
+        loaded_at = dt.datetime.now(dt.timezone.utc)
+        with self.open_destination() as session:
+            for source_id, source, settings, selected in plan:
+                with self.requester(source_id, source, settings) as http:
+                    run = _StreamRunner(
+                        session=session,
+                        source_id=source_id,
+                        settings=settings,
+                        http=http,
+                        full_refresh=full_refresh,
+                        chunk_rows=self.project.settings.chunk_rows,
+                        loaded_at=loaded_at,
+                        progress=progress,
+                    )
+                    workers = max(1, int(getattr(settings, "max_parallel_streams", 2)))
+                    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kpihub-{source_id}") as pool:
+                        results.extend(pool.map(run, selected))
+        return SyncResult(results)
+
+
+def _select_streams(source_id: str, available: Sequence[Stream], wanted: Sequence[str] | None) -> list[Stream]:
+    if not wanted:
+        return list(available)
+    names = {s.name: s for s in available}
+    chosen = []
+    for item in wanted:
+        sid, _, name = item.rpartition(".")
+        if sid and sid != source_id:
+            continue
+        if name not in names:
+            if sid or len(wanted) == 1:
+                raise UnknownNameError(
+                    f"source {source_id!r} has no stream {name!r} (streams: {', '.join(names)})"
+                )
+            continue
+        chosen.append(names[name])
+    return chosen
+
+
+class _StreamRunner:
+    def __init__(
+        self,
+        *,
+        session: DestinationSession,
+        source_id: str,
+        settings: Any,
+        http: Requester,
+        full_refresh: bool,
+        chunk_rows: int,
+        loaded_at: dt.datetime,
+        progress: Progress | None,
+    ) -> None:
+        self.session = session
+        self.source_id = source_id
+        self.settings = settings
+        self.http = http
+        self.full_refresh = full_refresh
+        self.chunk_rows = chunk_rows
+        self.loaded_at = loaded_at
+        self.progress = progress
+
+    def __call__(self, stream: Stream) -> StreamResult:
+        result = StreamResult(self.source_id, stream.name)
+        key = result.key
+        started = time.monotonic()
+        if self.progress:
+            self.progress.stream_started(key)
+        ctx = StreamContext(
+            source_id=self.source_id,
+            stream=stream.name,
+            settings=self.settings,
+            http=self.http,
+            full_refresh=self.full_refresh,
+        )
+        try:
+            self._run(stream, ctx, result)
+        except KpihubError as exc:
+            result.status, result.error, result.exception = "failed", redact(exc), exc
+        except Exception as exc:  # a connector bug: report it, keep other streams going
+            log.debug("stream %s crashed", key, exc_info=True)
+            result.status, result.error, result.exception = "failed", redact(f"{type(exc).__name__}: {exc}"), exc
+        result.seconds = time.monotonic() - started
+        result.api_total = ctx.api_total
+        if result.status == "ok" and result.api_total is not None and stream.incremental is False:
+            if result.api_total != result.records:
+                result.drift = (result.drift + "; " if result.drift else "") + (
+                    f"API total {result.api_total} != {result.records} records read"
+                )
+        if self.progress:
+            self.progress.stream_finished(result)
+        return result
+
+    def _run(self, stream: Stream, ctx: StreamContext, result: StreamResult) -> None:
+        key = result.key
+        state = None if self.full_refresh else self.session.get_state(key)
+        if state is not None and not stream.incremental:
+            state = None
+        cursor = decode_cursor(state)
+        committed_cursor = cursor
+        normalizer = Normalizer(
+            stream.name,
+            stream.schema,
+            primary_key=stream.primary_key,
+            on_coerce_error=stream.on_coerce_error,
+            wire_strings=stream.wire_strings,
+        )
+        replace_first = not stream.incremental or state is None
+        mode_first = "replace" if replace_first else stream.write_mode
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        commits = 0
+        drift = DriftReport()
+
+        def flush(final: bool) -> None:
+            nonlocal pending, pending_rows, commits, committed_cursor, cursor
+            if not pending and not (final and commits == 0 and mode_first == "replace"):
+                return
+            table = _concat(pending, normalizer.schema)
+            loaded = pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC"))
+            table = table.append_column(pa.field("_loaded_at", loaded.type), pa.repeat(loaded, table.num_rows))
+            _check_keys(stream, table)
+            if stream.cursor_field and table.num_rows:
+                cursor = later(cursor, pc.max(table[stream.cursor_field]).as_py())
+            mode = mode_first if commits == 0 else stream.write_mode
+            writes = [TableWrite(f"{self.source_id}_{stream.name}", table, mode, stream.primary_key)]
+            if stream.canonical_table:
+                writes.append(self._canonical(stream, ctx, table, mode))
+            # Mid-stream, the cursor may only advance when records arrive in cursor order.
+            if final or stream.sorted_by_cursor:
+                committed_cursor = cursor
+            entry: dict[str, Any] = {"records": result.records + table.num_rows,
+                                     "synced_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+            if committed_cursor is not None:
+                entry["cursor"], entry["cursor_type"] = encode_cursor(committed_cursor)
+            self.session.commit(writes, {key: entry})
+            commits += 1
+            result.records += table.num_rows
+            pending, pending_rows = [], 0
+
+        for page in prefetch(stream.read(ctx, state)):
+            batch = page if isinstance(page, pa.RecordBatch) else normalizer.to_batch(page)
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if self.progress:
+                self.progress.records(key, batch.num_rows)
+            if pending_rows >= self.chunk_rows:
+                flush(final=False)
+        flush(final=True)
+        drift.merge(normalizer.drift)
+        result.cursor = committed_cursor
+        if drift:
+            result.drift = drift.summary()
+            log.warning("%s: %s", key, result.drift)
+            stream.on_drift(drift)
+
+    def _canonical(self, stream: Stream, ctx: StreamContext, table: pa.Table, mode: str) -> TableWrite:
+        target = canonical_table(stream.canonical_table or "")
+        mapped = [stream.to_canonical(b, ctx) for b in table.to_batches()]
+        n = table.num_rows
+        columns = {}
+        base = _concat(mapped, mapped[0].schema if mapped else None) if mapped else None
+        for f in target.schema:
+            if f.name == "source_id":
+                columns[f.name] = pa.repeat(pa.scalar(self.source_id, f.type), n)
+            elif f.name == "_loaded_at":
+                columns[f.name] = pa.repeat(pa.scalar(self.loaded_at, f.type), n)
+            elif base is not None and f.name in base.column_names:
+                columns[f.name] = base[f.name].cast(f.type)
+            else:
+                columns[f.name] = pa.nulls(n, f.type)
+        canon = pa.table(columns, schema=target.schema.with_metadata(None)) if n else target.schema.empty_table()
+        scope = {"source_id": self.source_id} if mode == "replace" else None
+        return TableWrite(target.name, canon, mode, target.primary_key, scope)  # type: ignore[arg-type]
+
+
+def _concat(batches: Sequence[pa.RecordBatch], schema: pa.Schema | None) -> pa.Table:
+    if not batches:
+        return schema.empty_table() if schema is not None else pa.table({})
+    if all(b.schema.equals(batches[0].schema) for b in batches):
+        return pa.Table.from_batches(batches)
+    # The schema grew mid-stream (a new field): earlier batches get null columns.
+    return pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="default")
+
+
+def _check_keys(stream: Stream, table: pa.Table) -> None:
+    for name in stream.primary_key:
+        column = table[name]
+        if column.null_count:
+            raise NormalizationError(
+                f"stream {stream.name!r}: {column.null_count} record(s) without primary key {name!r}",
+                stream=stream.name,
+                field=name,
+            )
+
+
+def sync(
+    project: Project | str | Path | None = None,
+    sources: Iterable[str] | None = None,
+    *,
+    destination: str | None = None,
+    streams: Sequence[str] | None = None,
+    full_refresh: bool = False,
+    raise_on_error: bool = True,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Sync a project in one call: ``kpihub.sync("kpihub.toml")``.
+
+    Raises :class:`~kpihub.errors.SyncError` if a stream failed (unless
+    ``raise_on_error=False``); committed chunks stay committed either way.
+    """
+    pipeline = Pipeline(project, destination=destination)
+    result = pipeline.sync(list(sources) if sources else None, streams=streams, full_refresh=full_refresh,
+                           progress=progress)
+    if raise_on_error:
+        result.raise_for_errors()
+    return result
+
