@@ -110,7 +110,7 @@ class Registry:
 
     def _load_entrypoints(self) -> None:
         only = _split(self.settings.load_plugins)
-        blocked = _split(self.settings.disable_plugins)
+        blocked = _split(self.settings.disable_plugins) or set()
         seen: set[str] = set()
         for dist in importlib.metadata.distributions():
             for ep in dist.entry_points:

@@ -40,10 +40,15 @@ class CheckResult:
 
 @dataclass
 class DemoSpec:
-    """What a source offers ``kpihub demo``: a fake server and settings pointing at it."""
+    """What a source offers ``kpihub demo``: a fake server, settings for it, sample targets.
+
+    ``kpihub demo`` starts ``server`` and sets ``base_url`` to its address itself.
+    ``targets`` are rows of a targets file (``kpi``, ``period``, ``baseline``, ``target``).
+    """
 
     server: FakeAPIServer
     settings: dict[str, Any]
+    targets: list[dict[str, Any]] = field(default_factory=list)
 
 
 class StreamContext:

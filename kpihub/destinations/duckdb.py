@@ -18,9 +18,16 @@ import pyarrow as pa
 from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last, uri_path
 from kpihub.errors import DestinationError
 
-__all__ = ["DuckDBDestination", "DuckDBSession", "quote"]
+__all__ = ["DuckDBDestination", "DuckDBSession", "fetch_arrow", "quote"]
 
 STATE_TABLE = "_kpihub_state"
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """Run ``sql`` and return the result as an Arrow table (DuckDB 1.x and 2.x)."""
+    relation = con.sql(sql)
+    method = getattr(relation, "to_arrow_table", None) or relation.arrow
+    return method()
 
 
 def quote(identifier: str) -> str:
@@ -135,7 +142,7 @@ class DuckDBSession(DestinationSession):
 
     def read_table(self, name: str) -> pa.Table:
         with self._lock:
-            return self.con.execute(f"SELECT * FROM {quote(name)}").fetch_arrow_table()
+            return fetch_arrow(self.con, f"SELECT * FROM {quote(name)}")
 
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         if con is self.con:

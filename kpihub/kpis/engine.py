@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from kpihub.destinations.base import DestinationSession
+from kpihub.destinations.duckdb import fetch_arrow
 from kpihub.errors import KPIError, MixedCurrencyError
 from kpihub.kpis.compiler import compile_kpi, currency_check_sql
 from kpihub.kpis.periods import Grain, Period
@@ -60,7 +61,7 @@ class KPIEngine:
         currency = self._currency(kpi, start, end)
         sql = compile_kpi(kpi, grain=grain, start=start, end=end, timezone=self.timezone)
         try:
-            table = self.con.execute(sql).fetch_arrow_table()
+            table = fetch_arrow(self.con, sql)
         except duckdb.Error as exc:
             raise KPIError(f"KPI {kpi.id!r}: query failed: {str(exc).splitlines()[0]}") from None
         return KPISeries(kpi, grain, table, currency)

@@ -1,0 +1,9 @@
+"""Testing kit for plugin authors: fake-API server base (and, later, the conformance suite).
+
+Test a connector the way kpihub tests its own: a fake server on 127.0.0.1
+speaking the platform's real wire format, seeded data, programmable faults.
+"""
+
+from kpihub.testing.server import FakeAPIServer, FakeRequest, FakeResponse, Fault, route
+
+__all__ = ["FakeAPIServer", "FakeRequest", "FakeResponse", "Fault", "route"]

@@ -1,0 +1,622 @@
+"""A fake HubSpot on 127.0.0.1 speaking the CRM v3 wire format, with seeded demo data.
+
+Shapes, from HubSpot's documentation (developers.hubspot.com) as collected in
+kpihub's shared API notes:
+
+* list ``GET /crm/v3/objects/{object}``: ``{results: [{id, properties, createdAt,
+  updatedAt, archived}], paging?: {next: {after, link}}}``; ``after`` is the next
+  record id; limit ≤ 100; ``paging`` absent on the last page
+  (docs/api-reference/legacy/crm/objects/custom-objects/guide).
+* search ``POST /crm/v3/objects/{object}/search``: body ``{filterGroups, sorts,
+  properties, limit, after}``; response ``{total, results, paging?: {next:
+  {after}}}`` where ``after`` is an offset string; limit ≤ 200; paging at or past
+  10,000 answers 400 (docs/api-reference/search/guide, "Limitations").
+  Date filter values are epoch-millisecond strings.
+* every property value is a string or null; ``id`` is a string; ``createdAt`` /
+  ``updatedAt`` are ISO-8601 with milliseconds and ``Z``.
+* ``GET /crm/v3/pipelines/deals``: ``{results: [{id, label, displayOrder, archived,
+  createdAt, updatedAt, stages: [{id, label, displayOrder, metadata: {isClosed:
+  "false", probability: "0.2"}, …}]}]}`` (metadata values are strings).
+* ``GET /account-info/v3/details``: ``{portalId, timeZone, companyCurrency,
+  additionalCurrencies, utcOffset, utcOffsetMilliseconds, uiDomain,
+  dataHostingLocation, accountType}``.
+* errors: ``{status: "error", message, correlationId, category}``; 401 category
+  ``INVALID_AUTHENTICATION`` with HubSpot's "Authentication credentials not
+  found…" message (docs/faq/api-error-responses, HubSpot community changelog);
+  429 ``{status, message, errorType: "RATE_LIMIT", correlationId, policyName}``.
+  The exact message of the 400 past 10,000 results is not documented; the
+  category is HubSpot's generic ``VALIDATION_ERROR``.
+* rate-limit headers ``X-HubSpot-RateLimit-*`` on non-search endpoints only.
+
+Data: contacts move through lifecycle stages with HubSpot's
+``hs_lifecyclestage_<stage>_date`` properties; a deal is opened for contacts
+that reach opportunity and is won when the contact becomes a customer.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+import random
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+
+__all__ = ["FakeHubSpot", "HubSpotData"]
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+DEFAULT_END = dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc)
+DAY_MS = 86_400_000
+
+CURSOR_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
+DATE_PROPERTIES = {
+    "createdate",
+    "lastmodifieddate",
+    "hs_lastmodifieddate",
+    "closedate",
+    "hs_lifecyclestage_subscriber_date",
+    "hs_lifecyclestage_lead_date",
+    "hs_lifecyclestage_marketingqualifiedlead_date",
+    "hs_lifecyclestage_salesqualifiedlead_date",
+    "hs_lifecyclestage_opportunity_date",
+    "hs_lifecyclestage_customer_date",
+}
+DEFAULT_PROPERTIES = {
+    "contacts": ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
+    "companies": ["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+    "deals": ["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id",
+              "pipeline"],
+}
+STAGES = ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer"]
+SOURCES = ["ORGANIC_SEARCH", "PAID_SEARCH", "PAID_SOCIAL", "SOCIAL_MEDIA", "EMAIL_MARKETING", "REFERRALS", "DIRECT_TRAFFIC"]
+PIPELINES = [
+    {
+        "id": "default",
+        "label": "Sales Pipeline",
+        "stages": [
+            ("appointmentscheduled", "Appointment Scheduled", "false", "0.2"),
+            ("qualifiedtobuy", "Qualified To Buy", "false", "0.4"),
+            ("presentationscheduled", "Presentation Scheduled", "false", "0.6"),
+            ("decisionmakerboughtin", "Decision Maker Bought-In", "false", "0.8"),
+            ("contractsent", "Contract Sent", "false", "0.9"),
+            ("closedwon", "Closed Won", "true", "1.0"),
+            ("closedlost", "Closed Lost", "true", "0.0"),
+        ],
+    },
+    {
+        "id": "75e28846-ad0d-4be2-a027-5e1da6590b98",
+        "label": "Partner Pipeline",
+        "stages": [
+            ("1033512", "Discovery", "false", "0.3"),
+            ("1033513", "Won", "true", "1.0"),
+            ("1033514", "Lost", "true", "0.0"),
+        ],
+    },
+]
+
+
+def iso(ms: int | None) -> str | None:
+    """HubSpot's timestamp format: ISO-8601, milliseconds, ``Z``."""
+    if ms is None:
+        return None
+    return (EPOCH + dt.timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def to_ms(value: dt.datetime) -> int:
+    return int((value - EPOCH).total_seconds() * 1000)
+
+
+@dataclass
+class Record:
+    id: int
+    props: dict[str, Any]
+    created: int
+    updated: int
+    archived: bool = False
+
+    def wire(self, properties: Iterable[str]) -> dict[str, Any]:
+        props = {}
+        for name in properties:
+            if name == "hs_object_id":
+                props[name] = str(self.id)
+            elif name in self.props:
+                value = self.props[name]
+                props[name] = iso(value) if (name in DATE_PROPERTIES and isinstance(value, int)) else value
+        return {
+            "id": str(self.id),
+            "properties": props,
+            "createdAt": iso(self.created),
+            "updatedAt": iso(self.updated),
+            "archived": self.archived,
+        }
+
+
+@dataclass
+class ObjectStore:
+    """Records of one object type with a (cursor, id) index for search."""
+
+    name: str
+    records: dict[int, Record] = field(default_factory=dict)
+    _index: list[tuple[int, int]] = field(default_factory=list)
+    _ids: list[int] = field(default_factory=list)
+
+    @property
+    def cursor_property(self) -> str:
+        return CURSOR_PROPERTY[self.name]
+
+    def add(self, record: Record) -> None:
+        self.records[record.id] = record
+
+    def reindex(self) -> None:
+        prop = self.cursor_property
+        self._index = sorted((r.props[prop], r.id) for r in self.records.values() if not r.archived)
+        self._ids = sorted(self.records)
+
+    def cursor_bounds(self, filters: list[dict[str, Any]]) -> tuple[int, int]:
+        """Index positions ``[lo, hi)`` of the records matching range filters on the cursor."""
+        lo, hi = 0, len(self._index)
+        for f in filters:
+            value, op = _filter_value(f.get("value")), f.get("operator")
+            if op == "GTE":
+                lo = max(lo, bisect.bisect_left(self._index, (value, -1)))
+            elif op == "GT":
+                lo = max(lo, bisect.bisect_right(self._index, (value, math.inf)))
+            elif op == "LT":
+                hi = min(hi, bisect.bisect_left(self._index, (value, -1)))
+            elif op == "LTE":
+                hi = min(hi, bisect.bisect_right(self._index, (value, math.inf)))
+        return lo, max(lo, hi)
+
+    def by_cursor(self, low: int | None, high: int | None, low_inclusive: bool, high_inclusive: bool) -> list[int]:
+        lo = 0
+        if low is not None:
+            lo = bisect.bisect_left(self._index, (low, -1)) if low_inclusive else bisect.bisect_right(
+                self._index, (low, math.inf))
+        hi = len(self._index)
+        if high is not None:
+            hi = bisect.bisect_right(self._index, (high, math.inf)) if high_inclusive else bisect.bisect_left(
+                self._index, (high, -1))
+        return [rid for _, rid in self._index[lo:hi]]
+
+
+class HubSpotData:
+    """Deterministic synthetic CRM data: contacts, companies, deals."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        contacts: int = 2_000,
+        start: dt.datetime = DEFAULT_START,
+        end: dt.datetime = DEFAULT_END,
+        currency: str = "EUR",
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.start_ms, self.end_ms = to_ms(start), to_ms(end)
+        self.clock_ms = self.end_ms
+        self.currency = currency
+        self.stores = {name: ObjectStore(name) for name in ("contacts", "companies", "deals")}
+        self._next_id = {"contacts": 101, "companies": 5_000_001, "deals": 9_000_000_001}
+        n_companies = max(1, contacts // 5)
+        for _ in range(n_companies):
+            self._company()
+        for _ in range(contacts):
+            self._contact()
+        for store in self.stores.values():
+            store.reindex()
+
+    # -- generation -------------------------------------------------------------
+
+    def _id(self, kind: str) -> int:
+        value = self._next_id[kind]
+        self._next_id[kind] += self.rng.randint(1, 3)
+        return value
+
+    def _when(self) -> int:
+        # Growth: more contacts later in the period (density ∝ t).
+        span = self.end_ms - self.start_ms
+        return self.start_ms + int(span * math.sqrt(self.rng.random()))
+
+    def _company(self) -> None:
+        rid = self._id("companies")
+        created = self._when()
+        modified = min(self.end_ms - self.rng.randint(1, DAY_MS), created + self.rng.randint(0, 90) * DAY_MS)
+        props = {
+            "name": f"Company {rid}",
+            "domain": f"company{rid}.example",
+            "industry": self.rng.choice(["COMPUTER_SOFTWARE", "RETAIL", "MARKETING_AND_ADVERTISING", "HOSPITALITY"]),
+            "country": self.rng.choice(["Norway", "Sweden", "Denmark", "Finland", "Germany"]),
+            "numberofemployees": str(self.rng.choice([5, 12, 40, 150, 800])),
+            "annualrevenue": f"{self.rng.randint(1, 500) * 100000}",
+            "createdate": created,
+            "hs_lastmodifieddate": modified,
+        }
+        self.stores["companies"].add(Record(rid, props, created, modified))
+
+    def _contact(self) -> None:
+        rng = self.rng
+        rid = self._id("contacts")
+        created = self._when()
+        dates: dict[str, int | None] = dict.fromkeys(STAGES)
+        t = created
+        first = "subscriber" if rng.random() < 0.3 else "lead"
+        dates[first] = t
+        reached = first
+        chain = [("marketingqualifiedlead", 0.45, 1, 20), ("salesqualifiedlead", 0.45, 2, 30),
+                 ("opportunity", 0.6, 1, 20), ("customer", 0.4, 5, 60)]
+        if first == "subscriber":
+            chain.insert(0, ("lead", 0.5, 1, 30))
+        for stage, p, lo, hi in chain:
+            if rng.random() >= p:
+                break
+            t = t + rng.randint(lo, hi) * DAY_MS + rng.randint(0, DAY_MS - 1)
+            if t >= self.end_ms:
+                break
+            # Some contacts skip the lead stage in the CRM (go straight to MQL).
+            if not (stage == "lead" and rng.random() < 0.05):
+                dates[stage] = t
+            reached = stage
+        modified = min(self.end_ms - rng.randint(1, DAY_MS), t + rng.randint(0, 5) * DAY_MS)
+        companies = self.stores["companies"].records
+        company_id = rng.choice(list(companies)) if companies and rng.random() < 0.8 else None
+        props: dict[str, Any] = {
+            "email": f"contact{rid}@example.com",
+            "firstname": f"First{rid % 997}",
+            "lastname": f"Last{rid % 991}",
+            "lifecyclestage": reached,
+            "hs_analytics_source": rng.choice(SOURCES),
+            "associatedcompanyid": str(company_id) if company_id else None,
+            "createdate": created,
+            "lastmodifieddate": modified,
+        }
+        for stage in STAGES:
+            props[f"hs_lifecyclestage_{stage}_date"] = dates[stage]
+        self.stores["contacts"].add(Record(rid, props, created, modified))
+        if dates["opportunity"] is not None:
+            self._deal(dates["opportunity"], dates["customer"])
+
+    def _deal(self, opened: int, won_at: int | None) -> None:
+        rng = self.rng
+        rid = self._id("deals")
+        pipeline = PIPELINES[0] if rng.random() < 0.85 else PIPELINES[1]
+        stages = pipeline["stages"]
+        won_stage, lost_stage = stages[-2][0], stages[-1][0]
+        if won_at is not None:
+            stage, closed, is_closed, won = won_stage, won_at, True, True
+        else:
+            closed = opened + rng.randint(10, 90) * DAY_MS
+            if closed < self.end_ms:
+                stage, is_closed, won = lost_stage, True, False
+            else:
+                stage, is_closed, won = stages[rng.randint(0, len(stages) - 3)][0], False, False
+        amount = round(math.exp(rng.gauss(8.4, 0.6)), 2)
+        modified = min(self.end_ms - rng.randint(1, DAY_MS), max(opened, closed if is_closed else opened) + rng.randint(0, 3) * DAY_MS)
+        props = {
+            "dealname": f"Deal {rid}",
+            "amount": f"{amount:.2f}" if rng.random() > 0.03 else None,
+            "deal_currency_code": None,  # null means the account's company currency
+            "dealstage": stage,
+            "pipeline": pipeline["id"],
+            "createdate": opened,
+            "closedate": closed,
+            "hs_is_closed": "true" if is_closed else "false",
+            "hs_is_closed_won": "true" if won else "false",
+            "hs_lastmodifieddate": modified,
+        }
+        self.stores["deals"].add(Record(rid, props, opened, modified))
+
+    # -- mutation (incremental tests) ---------------------------------------------
+
+    def tick(self, seconds: int = 1) -> int:
+        self.clock_ms += seconds * 1000
+        return self.clock_ms
+
+    def touch(self, kind: str, fraction: float, *, seed: int = 99) -> list[int]:
+        """Modify ``fraction`` of the records of ``kind`` now (a later cursor); return their ids."""
+        rng = random.Random(seed)
+        store = self.stores[kind]
+        ids = sorted(rng.sample(sorted(store.records), max(1, int(len(store.records) * fraction))))
+        for rid in ids:
+            record = store.records[rid]
+            now = self.tick()
+            record.updated = now
+            record.props[store.cursor_property] = now
+            if kind == "contacts":
+                record.props["firstname"] = f"Changed{rid}"
+                stage = record.props["lifecyclestage"]
+                if stage in STAGES[:-1]:
+                    nxt = STAGES[STAGES.index(stage) + 1]
+                    record.props["lifecyclestage"] = nxt
+                    record.props[f"hs_lifecyclestage_{nxt}_date"] = now
+            elif kind == "deals":
+                record.props["amount"] = "1234.50"
+            else:
+                record.props["name"] = f"Renamed {rid}"
+        store.reindex()
+        return ids
+
+    def add_contacts(self, n: int) -> list[int]:
+        before = set(self.stores["contacts"].records)
+        saved = self.start_ms, self.end_ms
+        self.start_ms, self.end_ms = self.clock_ms, self.clock_ms + 60 * DAY_MS + 1000
+        for _ in range(n):
+            self._contact()
+        self.start_ms, self.end_ms = saved
+        for store in self.stores.values():
+            store.reindex()
+        return sorted(set(self.stores["contacts"].records) - before)
+
+
+class FakeHubSpot(FakeAPIServer):
+    """The fake server. ``token`` is the only accepted private-app token."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        contacts: int = 2_000,
+        token: str = "pat-na1-fake-token",
+        data: HubSpotData | None = None,
+        time_zone: str = "Europe/Oslo",
+        port: int = 0,
+    ) -> None:
+        super().__init__(seed=seed, port=port)
+        self.token = token
+        self.time_zone = time_zone
+        self.data = data or HubSpotData(seed=seed, contacts=contacts)
+
+    # -- protocol helpers ------------------------------------------------------------
+
+    def error_body(self, status: int, message: str) -> Any:
+        if status == 429:
+            return self.rate_limit_body()
+        category = {400: "VALIDATION_ERROR", 401: "INVALID_AUTHENTICATION", 403: "MISSING_SCOPES",
+                    404: "OBJECT_NOT_FOUND"}.get(status, "INTERNAL_ERROR")
+        return {"status": "error", "message": message, "correlationId": str(uuid.UUID(int=self.rng.getrandbits(128))),
+                "category": category}
+
+    def rate_limit_body(self, policy: str = "TEN_SECONDLY_ROLLING") -> dict[str, Any]:
+        return {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.UUID(int=self.rng.getrandbits(128))),
+            "policyName": policy,
+            "groupName": "publicapi:private-app:1234567",
+        }
+
+    def authorize(self, request: FakeRequest) -> FakeResponse | None:
+        if request.header("authorization") == f"Bearer {self.token}":
+            return None
+        return self.json(
+            self.error_body(
+                401,
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
+                "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            ),
+            401,
+        )
+
+    @staticmethod
+    def _rate_headers() -> dict[str, str]:
+        return {
+            "X-HubSpot-RateLimit-Daily": "500000",
+            "X-HubSpot-RateLimit-Daily-Remaining": "499000",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Max": "190",
+            "X-HubSpot-RateLimit-Remaining": "189",
+            "X-HubSpot-RateLimit-Secondly": "19",
+            "X-HubSpot-RateLimit-Secondly-Remaining": "18",
+        }
+
+    def _store(self, request: FakeRequest) -> Any:
+        name = request.params["object"]
+        return self.data.stores.get(name)
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    @route("GET", r"/account-info/v3/details")
+    def account_details(self, request: FakeRequest) -> FakeResponse:
+        return self.json(
+            {
+                "portalId": 1234567,
+                "accountType": "STANDARD",
+                "timeZone": self.time_zone,
+                "companyCurrency": self.data.currency,
+                "additionalCurrencies": [],
+                "utcOffset": "+01:00",
+                "utcOffsetMilliseconds": 3600000,
+                "uiDomain": "app-eu1.hubspot.com",
+                "dataHostingLocation": "eu1",
+            },
+            headers=self._rate_headers(),
+        )
+
+    @route("GET", r"/crm/v3/pipelines/deals")
+    def pipelines(self, request: FakeRequest) -> FakeResponse:
+        stamp = "2024-01-15T09:30:00.000Z"
+        results = []
+        for order, p in enumerate(PIPELINES):
+            results.append(
+                {
+                    "id": p["id"],
+                    "label": p["label"],
+                    "displayOrder": order,
+                    "archived": False,
+                    "createdAt": stamp,
+                    "updatedAt": stamp,
+                    "stages": [
+                        {
+                            "id": sid,
+                            "label": label,
+                            "displayOrder": i,
+                            "metadata": {"isClosed": closed, "probability": prob},
+                            "archived": False,
+                            "createdAt": stamp,
+                            "updatedAt": stamp,
+                            "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
+                        }
+                        for i, (sid, label, closed, prob) in enumerate(p["stages"])
+                    ],
+                }
+            )
+        return self.json({"results": results}, headers=self._rate_headers())
+
+    @route("GET", r"/crm/v3/objects/(?P<object>contacts|companies|deals)")
+    def list_objects(self, request: FakeRequest) -> FakeResponse:
+        store = self._store(request)
+        limit = int(request.query.get("limit", "10"))
+        if limit > 100:
+            return self.json(self.error_body(400, "limit must be less than or equal to 100"), 400)
+        props = [p for p in request.query.get("properties", "").split(",") if p] or DEFAULT_PROPERTIES[store.name]
+        after = int(request.query.get("after", "0") or 0)
+        pos = bisect.bisect_left(store._ids, after)
+        ids = store._ids[pos : pos + limit + 1]
+        page = [store.records[i].wire(props) for i in ids[:limit]]
+        body: dict[str, Any] = {"results": page}
+        if len(ids) > limit:
+            nxt = str(ids[limit])
+            link = f"https://api.hubapi.com/crm/v3/objects/{store.name}?limit={limit}&after={nxt}"
+            body["paging"] = {"next": {"after": nxt, "link": link}}
+        return self.json(body, headers=self._rate_headers())
+
+    @route("POST", r"/crm/v3/objects/(?P<object>contacts|companies|deals)/search")
+    def search(self, request: FakeRequest) -> FakeResponse:
+        store = self._store(request)
+        body = request.json() or {}
+        limit = int(body.get("limit", 10))
+        if limit > 200:
+            return self.json(self.error_body(400, "limit must be less than or equal to 200"), 400)
+        after = int(body.get("after") or 0)
+        if after >= 10_000:
+            return self.json(
+                self.error_body(400, "There was a problem with the request. Search results are limited to 10,000."),
+                400,
+            )
+        groups = body.get("filterGroups") or []
+        sorts = body.get("sorts") or []
+        props = body.get("properties") or DEFAULT_PROPERTIES[store.name]
+        fast = self._fast_page(store, groups, sorts, after, limit)
+        if fast is not None:
+            total, page_ids = fast
+            return self._search_response(store, total, page_ids, props, after, limit)
+        ids = self._filter(store, groups)
+        if sorts:
+            sort = sorts[0]
+            name = sort.get("propertyName")
+            reverse = sort.get("direction", "ASCENDING") == "DESCENDING"
+            if name == "hs_object_id":
+                ids.sort(reverse=reverse)
+            else:
+                ids.sort(key=lambda i: (store.records[i].props.get(name) or 0, i), reverse=reverse)
+        else:
+            ids.sort()
+        return self._search_response(store, len(ids), ids[after : after + limit], props, after, limit)
+
+    def _search_response(
+        self, store: ObjectStore, total: int, page_ids: list[int], props: list[str], after: int, limit: int
+    ) -> FakeResponse:
+        out: dict[str, Any] = {"total": total, "results": [store.records[i].wire(props) for i in page_ids]}
+        if after + limit < total:
+            out["paging"] = {"next": {"after": str(after + limit), "link": f"?after={after + limit}"}}
+        return self.json(out)
+
+    @staticmethod
+    def _fast_page(
+        store: ObjectStore, groups: list[dict[str, Any]], sorts: list[dict[str, Any]], after: int, limit: int
+    ) -> tuple[int, list[int]] | None:
+        """Cursor-range filters sorted ascending by the cursor: answer from the index slice."""
+        if len(groups) > 1 or (sorts and (sorts[0].get("propertyName") != store.cursor_property
+                                          or sorts[0].get("direction", "ASCENDING") != "ASCENDING")):
+            return None
+        filters = groups[0].get("filters", []) if groups else []
+        if any(f.get("propertyName") != store.cursor_property or f.get("operator") not in ("GT", "GTE", "LT", "LTE")
+               for f in filters):
+            return None
+        lo, hi = store.cursor_bounds(filters)
+        return hi - lo, [rid for _, rid in store._index[lo + after : min(hi, lo + after + limit)]]
+
+    def _filter(self, store: ObjectStore, groups: list[dict[str, Any]]) -> list[int]:
+        if not groups:
+            return [rid for _, rid in store._index]
+        found: set[int] = set()
+        for group in groups:
+            filters = group.get("filters") or []
+            candidates = self._cursor_range(store, filters)
+            for f in filters:
+                candidates = [i for i in candidates if _match(store.records[i], f)]
+            found.update(candidates)
+        return list(found)
+
+    @staticmethod
+    def _cursor_range(store: ObjectStore, filters: list[dict[str, Any]]) -> list[int]:
+        # Use the index for range filters on the cursor property; the rest filter linearly.
+        low = high = None
+        low_inc = high_inc = True
+        for f in filters:
+            if f.get("propertyName") != store.cursor_property:
+                continue
+            op, value = f.get("operator"), _filter_value(f.get("value"))
+            if op in ("GTE", "GT", "EQ"):
+                low, low_inc = value, op != "GT"
+            if op in ("LTE", "LT", "EQ"):
+                high, high_inc = value, op != "LT"
+        return store.by_cursor(low, high, low_inc, high_inc)
+
+
+def _filter_value(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value)
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return to_ms(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return text
+
+
+def _match(record: Record, f: dict[str, Any]) -> bool:
+    name, op = f.get("propertyName"), f.get("operator")
+    actual = record.id if name == "hs_object_id" else record.props.get(name)
+    if op == "HAS_PROPERTY":
+        return actual is not None
+    if op == "NOT_HAS_PROPERTY":
+        return actual is None
+    if actual is None:
+        return False
+    if isinstance(actual, str) and actual.lstrip("-").replace(".", "", 1).isdigit():
+        actual = float(actual)
+    value = _filter_value(f.get("value"))
+    if op == "IN":
+        return str(actual) in {str(v) for v in f.get("values", [])}
+    if op == "BETWEEN":
+        return value <= actual <= _filter_value(f.get("highValue"))
+    compare = {"EQ": actual == value, "NEQ": actual != value}
+    if op in compare:
+        return compare[op]
+    if isinstance(value, str) or isinstance(actual, str):
+        actual, value = str(actual), str(value)
+    return {"GT": actual > value, "GTE": actual >= value, "LT": actual < value, "LTE": actual <= value}[op]
+
+
+def main() -> None:  # pragma: no cover - used by bench/ and by hand
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve a fake HubSpot on 127.0.0.1")
+    parser.add_argument("--contacts", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = FakeHubSpot(seed=args.seed, contacts=args.contacts, port=args.port)
+    server.record_requests = False
+    server.serve_forever()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
