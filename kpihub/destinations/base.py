@@ -96,12 +96,23 @@ class Destination(ABC):
     def open(self, uri: str, *, root: Path | None = None, read_only: bool = False) -> DestinationSession:
         """Open (creating if needed) the destination at ``uri``; relative paths from ``root``."""
 
+    @staticmethod
+    def path_uri(scheme: str, path: Path) -> str:
+        """The URI of an absolute ``path`` (``duckdb:////abs/file.duckdb``)."""
+        return f"{scheme}:///{path.resolve()}"
+
 
 def uri_path(uri: str, root: Path | None) -> Path:
-    """The filesystem path of ``scheme:///abs`` or ``scheme://rel`` or ``scheme:rel``."""
+    """The path in a destination URI, as SQLAlchemy writes them.
+
+    ``duckdb:///kpihub.duckdb`` and ``duckdb:kpihub.duckdb`` are relative to
+    ``root`` (the project directory); ``duckdb:////data/kpihub.duckdb`` is absolute.
+    """
     rest = uri.split(":", 1)[1] if ":" in uri else uri
     if rest.startswith("//"):
         rest = rest[2:]
+        if rest.startswith("/"):
+            rest = rest[1:]
     path = Path(rest).expanduser()
     if not path.is_absolute():
         path = (root or Path.cwd()) / path

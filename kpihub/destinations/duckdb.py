@@ -37,7 +37,7 @@ def quote(identifier: str) -> str:
 
 class DuckDBSession(DestinationSession):
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.uri = f"duckdb://{path}"
+        self.uri = f"duckdb:///{path}"
         self.path = path
         self.read_only = read_only
         if not read_only:

@@ -48,7 +48,7 @@ MANIFEST_VERSION = 1
 class ParquetSession(DestinationSession):
     def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.root = root
-        self.uri = f"parquet://{root}"
+        self.uri = f"parquet:///{root}"
         self.read_only = read_only
         self.meta_dir = root / "_kpihub"
         self.state_file = self.meta_dir / "state.json"

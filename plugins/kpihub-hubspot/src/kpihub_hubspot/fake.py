@@ -99,6 +99,19 @@ PIPELINES = [
     },
 ]
 
+#: Sample targets for ``kpihub demo``: Q2 2026 against a Q1 baseline (data runs 2025-01 .. 2026-06).
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {"kpi": "leads", "period": "2026-Q2", "baseline": 6200, "target": 7200},
+    {"kpi": "mqls", "period": "2026-Q2", "baseline": 2800, "target": 3300},
+    {"kpi": "sqls", "period": "2026-Q2", "baseline": 1250, "target": 1500},
+    {"kpi": "mql_to_sql_rate", "period": "2026-Q2", "baseline": 46, "target": 48},
+    {"kpi": "new_customers", "period": "2026-Q2", "baseline": 270, "target": 330},
+    {"kpi": "win_rate", "period": "2026-Q2", "baseline": 44, "target": 47},
+    {"kpi": "avg_deal_size", "period": "2026-Q2", "baseline": 5100, "target": 5250},
+    {"kpi": "sales_cycle_days", "period": "2026-Q2", "baseline": 32, "target": 28},
+    {"kpi": "won_revenue", "period": "2026-Q2", "baseline": 1370000, "target": 1650000},
+]
+
 
 def iso(ms: int | None) -> str | None:
     """HubSpot's timestamp format: ISO-8601, milliseconds, ``Z``."""

@@ -166,6 +166,3 @@ def deals(batch: pa.RecordBatch, stages: StageLookup, company_currency: str | No
         }
     )
 
-
-#: Sample targets for ``kpihub demo`` (the fake's data runs 2025-01-01 .. 2026-06-30).
-DEMO_TARGETS: list[dict[str, Any]] = []

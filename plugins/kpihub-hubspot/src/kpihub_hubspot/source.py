@@ -347,13 +347,13 @@ class HubSpotSource(Source):
         )
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub_hubspot.fake import FakeHubSpot
+        from kpihub_hubspot.fake import DEMO_TARGETS, FakeHubSpot
 
         server = FakeHubSpot(seed=seed, contacts=30_000 * scale)
         return DemoSpec(
             server=server,
             settings={"token": server.token, "requests_per_second": None},
-            targets=mapping.DEMO_TARGETS,
+            targets=DEMO_TARGETS,
         )
 
 

@@ -1,0 +1,101 @@
+"""``kpihub kpis``: the scorecard (actual vs baseline and target), the catalogue, the SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from kpihub.cli._context import project, registry
+from kpihub.config import Project
+from kpihub.errors import ConfigError
+from kpihub.kpis.compiler import DIALECTS, compile_kpi
+from kpihub.kpis.engine import KPIEngine
+from kpihub.kpis.periods import GRAINS, Period
+from kpihub.kpis.scorecard import STAGE_ORDER, ScorecardRow, build_scorecard
+from kpihub.kpis.targets import load_targets
+from kpihub.plugins import Registry
+from kpihub.report.scorecard import FORMATS, render_scorecard, write_scorecard
+
+
+def compute_scorecard(
+    proj: Project,
+    reg: Registry,
+    *,
+    targets_file: str | Path | None = None,
+    period: Period | None = None,
+    grain: str = "month",
+    today: dt.date | None = None,
+    only: list[str] | None = None,
+    destination: str | None = None,
+) -> list[ScorecardRow]:
+    """Open the project's destination read-only and build its scorecard."""
+    file = targets_file or proj.settings.targets
+    targets = load_targets(proj.resolve(str(file)) if file else "", reg.kpis) if file else []
+    uri = destination or proj.settings.destination
+    with reg.destination_for(uri).open(uri, root=proj.root, read_only=True) as session:
+        engine = KPIEngine.for_destination(session, timezone=proj.settings.timezone)
+        return build_scorecard(engine, reg.kpis, targets=targets, period=period, grain=grain,  # type: ignore[arg-type]
+                               today=today, only=only)
+
+
+@click.command("kpis")
+@click.option("--targets", "targets_file", type=click.Path(dir_okay=False), help="Targets file (TOML or CSV).")
+@click.option("--period", help="Period to score: 2026, 2026-Q2, 2026-06, 2026-W23 (default: last full --grain).")
+@click.option("--grain", type=click.Choice(GRAINS), default="month", show_default=True)
+@click.option("--kpi", "only", multiple=True, help="Only this KPI (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option("--as-of", "as_of", help="Judge the period as of this date (YYYY-MM-DD; default today).")
+@click.option("--list", "list_only", is_flag=True, help="List the KPI catalogue by funnel stage.")
+@click.option("--show-sql", is_flag=True, help="Print each KPI's SQL instead of computing it.")
+@click.option("--dialect", type=click.Choice(DIALECTS), default="duckdb", show_default=True)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    targets_file: str | None,
+    period: str | None,
+    grain: str,
+    only: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    as_of: str | None,
+    list_only: bool,
+    show_sql: bool,
+    dialect: str,
+) -> None:
+    """Score KPIs against their targets (default), list them, or show their SQL."""
+    proj = project(ctx)
+    reg = registry(ctx)
+    for kpi_id in only:
+        reg.kpi(kpi_id)
+    try:
+        chosen = Period.parse(period) if period else None
+        today = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    console = ctx.obj["console"]
+    if list_only:
+        table = Table(header_style="bold")
+        for col in ("Stage", "KPI", "Title", "Unit", "Better", "Kind", "Tables"):
+            table.add_column(col)
+        for kpi in sorted(reg.kpis.values(), key=lambda k: (STAGE_ORDER.get(k.stage, 4), k.id)):
+            table.add_row(kpi.stage or "", kpi.id, kpi.title, kpi.unit, kpi.direction, kpi.kind, ", ".join(kpi.tables))
+        console.print(table)
+        return
+    if show_sql:
+        p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
+        for kpi_id in only or sorted(reg.kpis):
+            sql = compile_kpi(reg.kpi(kpi_id), grain=p.grain, start=p.previous().start, end=p.end,
+                              timezone=proj.settings.timezone, dialect=dialect, pretty=True)
+            click.echo(f"-- {kpi_id} ({dialect})\n{sql};\n")
+        return
+    rows = compute_scorecard(proj, reg, targets_file=targets_file, period=chosen, grain=grain, today=today,
+                             only=list(only) or None)
+    if fmt == "table":
+        render_scorecard(rows, console)
+    else:
+        write_scorecard(rows, fmt, output, sys.stdout)
