@@ -38,6 +38,9 @@ from kpihub.state import decode_cursor, encode_cursor, later, state_key
 __all__ = ["Pipeline", "Progress", "StreamResult", "SyncResult", "sync"]
 
 log = logging.getLogger("kpihub.sync")
+
+#: Records converted to Arrow at once (pages are gathered up to this).
+NORMALIZE_ROWS = 10_000
 T = TypeVar("T")
 
 
@@ -347,16 +350,35 @@ class _StreamRunner:
             result.records += table.num_rows
             pending, pending_rows = [], 0
 
-        for page in prefetch(stream.read(ctx, state)):
-            batch = page if isinstance(page, pa.RecordBatch) else normalizer.to_batch(page)
-            if batch.num_rows == 0:
-                continue
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            if self.progress:
-                self.progress.records(key, batch.num_rows)
+        # Pages are converted in groups: Arrow's per-call overhead dwarfs a 100-row page.
+        raw: list[Any] = []
+        convert_rows = min(NORMALIZE_ROWS, self.chunk_rows)
+
+        def add(batch: pa.RecordBatch) -> None:
+            nonlocal pending_rows
+            if batch.num_rows:
+                pending.append(batch)
+                pending_rows += batch.num_rows
             if pending_rows >= self.chunk_rows:
                 flush(final=False)
+
+        for page in prefetch(stream.read(ctx, state)):
+            if isinstance(page, pa.RecordBatch):
+                if raw:
+                    add(normalizer.to_batch(raw))
+                    raw = []
+                add(page)
+                count = page.num_rows
+            else:
+                raw.extend(page)
+                count = len(page)
+                if len(raw) >= convert_rows:
+                    add(normalizer.to_batch(raw))
+                    raw = []
+            if self.progress and count:
+                self.progress.records(key, count)
+        if raw:
+            add(normalizer.to_batch(raw))
         flush(final=True)
         drift.merge(normalizer.drift)
         result.cursor = committed_cursor

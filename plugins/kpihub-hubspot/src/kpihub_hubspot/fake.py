@@ -44,6 +44,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
 
 __all__ = ["FakeHubSpot", "HubSpotData"]
@@ -131,6 +133,16 @@ class Record:
     created: int
     updated: int
     archived: bool = False
+
+    def wire_bytes(self, properties: tuple[str, ...]) -> bytes:
+        """The record's JSON, cached per property list (the fake must outrun the client)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        key = (properties, self.updated)
+        data = cache.get(key)
+        if data is None:
+            cache.clear()
+            data = cache[key] = orjson.dumps(self.wire(properties))
+        return data
 
     def wire(self, properties: Iterable[str]) -> dict[str, Any]:
         props = {}
@@ -534,10 +546,13 @@ class FakeHubSpot(FakeAPIServer):
     def _search_response(
         self, store: ObjectStore, total: int, page_ids: list[int], props: list[str], after: int, limit: int
     ) -> FakeResponse:
-        out: dict[str, Any] = {"total": total, "results": [store.records[i].wire(props) for i in page_ids]}
+        key = tuple(props)
+        results = b",".join(store.records[i].wire_bytes(key) for i in page_ids)
+        body = b'{"total":%d,"results":[%s]' % (total, results)
         if after + limit < total:
-            out["paging"] = {"next": {"after": str(after + limit), "link": f"?after={after + limit}"}}
-        return self.json(out)
+            nxt = after + limit
+            body += b',"paging":{"next":{"after":"%d","link":"?after=%d"}}' % (nxt, nxt)
+        return FakeResponse(200, body + b"}", {"Content-Type": "application/json;charset=utf-8"})
 
     @staticmethod
     def _fast_page(
