@@ -25,7 +25,7 @@ from kpihub.source import WriteMode
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["Destination", "DestinationSession", "FileLock", "TableWrite", "dedup_last"]
+__all__ = ["Destination", "DestinationSession", "FileLock", "TableWrite", "dedup_last", "quote"]
 
 
 @dataclass
@@ -117,6 +117,11 @@ def uri_path(uri: str, root: Path | None) -> Path:
     if not path.is_absolute():
         path = (root or Path.cwd()) / path
     return path
+
+
+def quote(identifier: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def dedup_last(table: pa.Table, primary_key: Sequence[str]) -> pa.Table:

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last, uri_path
+from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last, quote, uri_path
 from kpihub.errors import DestinationError
 
 __all__ = ["DuckDBDestination", "DuckDBSession", "fetch_arrow", "quote"]
@@ -28,11 +28,6 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     relation = con.sql(sql)
     method = getattr(relation, "to_arrow_table", None) or relation.arrow
     return method()
-
-
-def quote(identifier: str) -> str:
-    """A DuckDB/SQL quoted identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 class DuckDBSession(DestinationSession):

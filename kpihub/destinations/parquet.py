@@ -35,9 +35,9 @@ from kpihub.destinations.base import (
     TableWrite,
     dedup_last,
     fsync_dir,
+    quote,
     uri_path,
 )
-from kpihub.destinations.duckdb import quote
 from kpihub.errors import DestinationError
 
 __all__ = ["ParquetDestination", "ParquetSession"]
