@@ -255,7 +255,7 @@ class Normalizer:
     def to_batch(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
         """Convert one page of JSON records; the schema may grow (see :attr:`drift`)."""
         if not records:
-            return self.schema.empty_table().to_batches()[0] if len(self.schema) else pa.record_batch([])
+            return pa.RecordBatch.from_pylist([], schema=self.schema)
         self._evolve(records)
         try:
             wire = pa.array(records, type=self._wire_type)

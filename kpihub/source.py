@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import httpx
 
     from kpihub.config import SourceSettings
+    from kpihub.http.paginators import Paginator
     from kpihub.http.requester import Requester
     from kpihub.normalize import DriftReport
     from kpihub.testing.server import FakeAPIServer
@@ -76,6 +77,19 @@ class StreamContext:
     def report_total(self, total: int) -> None:
         """Record the total number of records the API says the stream has."""
         self.api_total = (self.api_total or 0) + total
+
+    def pages(
+        self,
+        paginator: Paginator,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> Iterator[tuple[Any, list[Any]]]:
+        """``paginator.pages`` for this stream: errors name it, the API's total is reported."""
+        return paginator.pages(self.http, method, url, stream=self.stream, params=params, json=json,
+                               on_total=self.report_total)
 
 
 @dataclass

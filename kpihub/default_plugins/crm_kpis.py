@@ -96,12 +96,12 @@ CRM_KPIS = (
     KPI(
         id="avg_deal_size",
         title="Average deal size",
-        description="Σ amount of won deals ÷ number of won deals, by close date; one currency only.",
+        description="Σ amount of won deals ÷ number of won deals with an amount, by close date; one currency only.",
         unit="currency",
         direction="higher",
         kind="ratio",
         numerator=Measure("crm_deals", "sum", "closed_at", expr="amount", filter="is_won", currency="currency"),
-        denominator=_count("crm_deals", "closed_at", "is_won"),
+        denominator=_count("crm_deals", "closed_at", "is_won AND amount IS NOT NULL"),
         stage="Act",
     ),
     KPI(

@@ -15,7 +15,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last, quote, uri_path
+from kpihub.destinations.base import (
+    Destination,
+    DestinationSession,
+    FileLock,
+    TableWrite,
+    dedup_last,
+    quote,
+    uri_path,
+)
 from kpihub.errors import DestinationError
 
 __all__ = ["DuckDBDestination", "DuckDBSession", "fetch_arrow", "quote"]
@@ -35,13 +43,18 @@ class DuckDBSession(DestinationSession):
         self.uri = f"duckdb:///{path}"
         self.path = path
         self.read_only = read_only
+        self._file_lock: FileLock | None = None
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # One writer per pipeline, also within a process (DuckDB only locks across processes).
+            self._file_lock = FileLock(path.with_name(path.name + ".lock"), f"DuckDB file {str(path)!r}")
+            self._file_lock.acquire()
         elif not path.exists():
             raise DestinationError(f"DuckDB file {str(path)!r} does not exist (run `kpihub sync` first)")
         try:
             self.con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
+            self._release()
             if "lock" in str(exc).lower():
                 raise DestinationError(
                     f"DuckDB file {str(path)!r} is already in use by another process (a running sync?)"
@@ -148,6 +161,12 @@ class DuckDBSession(DestinationSession):
 
     def close(self) -> None:
         self.con.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
 
 
 def _scope_clause(scope: Mapping[str, Any] | None) -> tuple[str, list[Any]]:

@@ -68,8 +68,12 @@ class Paginator(ABC):
         stream: str | None = None,
         params: Mapping[str, Any] | None = None,
         json: Mapping[str, Any] | None = None,
+        on_total: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[Any, list[Any]]]:
-        """Yield ``(body, records)`` for each page until the API says there are no more."""
+        """Yield ``(body, records)`` for each page until the API says there are no more.
+
+        ``on_total`` receives the API's declared total (``total_path``) once paging ends.
+        """
         seen: set[Any] = set()
         count = 0
         total: int | None = None
@@ -101,6 +105,8 @@ class Paginator(ABC):
             else:
                 request = None
             yield body, records
+        if total is not None and on_total is not None:
+            on_total(total)
         if total is not None and count < total:
             raise PaginationError(
                 f"{http.source_id}/{stream}: {url}: paging ended after {count} records but the API declared "
@@ -191,11 +197,11 @@ class OffsetPaginator(Paginator):
         self.start = start
         self._offset = start
 
-    def pages(self, http, method, url, *, stream=None, params=None, json=None):  # type: ignore[no-untyped-def]
+    def pages(self, http, method, url, *, stream=None, params=None, json=None, on_total=None):  # type: ignore[no-untyped-def]
         self._offset = self.start
         params, json = _put(self.where, self.limit_param, self.limit, _copy(params), _copy(json))
         params, json = _put(self.where, self.offset_param, self._offset, params, json)
-        yield from super().pages(http, method, url, stream=stream, params=params, json=json)
+        yield from super().pages(http, method, url, stream=stream, params=params, json=json, on_total=on_total)
 
     def next_token(self, body: Any, records: list[Any]) -> Any:
         if not records:

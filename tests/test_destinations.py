@@ -1,0 +1,139 @@
+"""DuckDB and Parquet destinations: modes, scoped replace, evolution, atomic state, orphans, locks."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from kpihub.destinations.base import TableWrite, dedup_last
+from kpihub.destinations.duckdb import DuckDBDestination
+from kpihub.destinations.parquet import ParquetDestination
+from kpihub.errors import DestinationError
+
+
+@pytest.fixture(params=["duckdb", "parquet"])
+def open_dest(request, tmp_path):
+    kind = request.param
+
+    def opener(read_only: bool = False):
+        if kind == "duckdb":
+            return DuckDBDestination().open(f"duckdb:///{tmp_path}/x.duckdb", read_only=read_only)
+        return ParquetDestination().open(f"parquet:///{tmp_path}/pq", read_only=read_only)
+
+    opener.kind = kind  # type: ignore[attr-defined]
+    return opener
+
+
+def table(rows: list[dict]) -> pa.Table:
+    schema = pa.schema([("source_id", pa.string()), ("id", pa.string()), ("v", pa.int64()),
+                        ("amount", pa.decimal128(38, 9))])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def rows(session, name: str) -> list[tuple]:
+    t = session.read_table(name)
+    return sorted((r["source_id"], r["id"], r["v"]) for r in t.to_pylist())
+
+
+def r(src: str, i: str, v: int) -> dict:
+    return {"source_id": src, "id": i, "v": v, "amount": Decimal("1.5")}
+
+
+def test_append_replace_merge(open_dest):
+    with open_dest() as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1), r("a", "2", 1)]), "append")], {})
+        s.commit([TableWrite("t", table([r("a", "2", 2), r("a", "3", 2), r("a", "3", 3)]), "merge", ("source_id", "id"))], {})
+        assert rows(s, "t") == [("a", "1", 1), ("a", "2", 2), ("a", "3", 3)]
+        s.commit([TableWrite("t", table([r("a", "9", 9)]), "append")], {})
+        assert len(rows(s, "t")) == 4
+        s.commit([TableWrite("t", table([r("a", "5", 5)]), "replace")], {})
+        assert rows(s, "t") == [("a", "5", 5)]
+
+
+def test_scoped_replace_keeps_other_sources_rows(open_dest):
+    with open_dest() as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1), r("b", "1", 1)]), "append")], {})
+        s.commit([TableWrite("t", table([r("a", "7", 7)]), "replace", scope={"source_id": "a"})], {})
+        assert rows(s, "t") == [("a", "7", 7), ("b", "1", 1)]
+
+
+def test_state_commits_with_data_and_survives_reopen(open_dest):
+    with open_dest() as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {"src.t": {"cursor": "c1"}})
+    with open_dest() as s:
+        assert s.get_state("src.t") == {"cursor": "c1"}
+        assert s.all_state() == {"src.t": {"cursor": "c1"}}
+        assert s.tables() == ["t"]
+
+
+def test_failed_commit_changes_neither_data_nor_state(open_dest):
+    with open_dest() as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {"k": {"cursor": 1}})
+        bad = TableWrite("t", table([r("a", "2", 2)]), "merge", ())  # merge without a key
+        with pytest.raises(Exception):
+            s.commit([TableWrite("u", table([r("a", "3", 3)]), "append"), bad], {"k": {"cursor": 2}})
+        assert s.get_state("k") == {"cursor": 1}
+        assert rows(s, "t") == [("a", "1", 1)]
+
+
+def test_new_column_is_added(open_dest):
+    with open_dest() as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {})
+        wider = table([r("a", "2", 2)]).append_column("extra", pa.array(["x"]))
+        s.commit([TableWrite("t", wider, "merge", ("id",))], {})
+        got = {row["id"]: row.get("extra") for row in s.read_table("t").to_pylist()}
+        assert got == {"1": None, "2": "x"}
+
+
+def test_dedup_last_keeps_the_last_occurrence():
+    t = table([r("a", "1", 1), r("a", "2", 1), r("a", "1", 2)])
+    assert [(x["id"], x["v"]) for x in dedup_last(t, ["id"]).to_pylist()] == [("2", 1), ("1", 2)]
+
+
+def test_parquet_orphans_from_a_crashed_commit_are_removed(tmp_path):
+    root = tmp_path / "pq"
+    with ParquetDestination().open(f"parquet:///{root}") as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {"k": {"cursor": 1}})
+    # A commit that died after renaming its data file, before writing state.json:
+    orphan = root / "t" / "t-000099-deadbeef.parquet"
+    orphan.write_bytes((root / "t").glob("*.parquet").__next__().read_bytes())
+    (root / "t" / ".tmp-t-000100-x.parquet").write_bytes(b"partial")
+    with ParquetDestination().open(f"parquet:///{root}", read_only=True) as reader:
+        assert len(reader.read_table("t")) == 1  # readers only see listed files
+    with ParquetDestination().open(f"parquet:///{root}") as s:
+        assert not orphan.exists()
+        assert sorted(p.name for p in (root / "t").iterdir()) == [Path(f).name for f in s.manifest["tables"]["t"]["files"]]
+
+
+def test_parquet_merge_rewrites_only_files_with_replaced_keys(tmp_path):
+    with ParquetDestination().open(f"parquet:///{tmp_path}/pq") as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1)]), "merge", ("id",))], {})
+        s.commit([TableWrite("t", table([r("a", "2", 1)]), "merge", ("id",))], {})
+        first, second = s.manifest["tables"]["t"]["files"]
+        s.commit([TableWrite("t", table([r("a", "2", 2)]), "merge", ("id",))], {})
+        files = s.manifest["tables"]["t"]["files"]
+        assert first in files and second not in files
+        assert rows(s, "t") == [("a", "1", 1), ("a", "2", 2)]
+
+
+def test_second_writer_is_refused(open_dest):
+    with open_dest():
+        with pytest.raises(DestinationError, match="already in use"):
+            open_dest()
+
+
+def test_reading_a_destination_that_does_not_exist_is_a_clear_error(tmp_path):
+    with pytest.raises(DestinationError, match="run `kpihub sync` first"):
+        DuckDBDestination().open(f"duckdb:///{tmp_path}/none.duckdb", read_only=True)
+    with pytest.raises(DestinationError, match="run `kpihub sync` first"):
+        ParquetDestination().open(f"parquet:///{tmp_path}/none", read_only=True)
+
+
+def test_relative_uri_is_relative_to_the_project_root(tmp_path):
+    with DuckDBDestination().open("duckdb:///data/x.duckdb", root=tmp_path) as s:
+        assert s.path == tmp_path / "data" / "x.duckdb"
+    assert os.path.exists(tmp_path / "data" / "x.duckdb")

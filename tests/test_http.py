@@ -1,0 +1,216 @@
+"""The HTTP toolkit against a real server on 127.0.0.1: retries, Retry-After, errors, paginators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from kpihub.errors import HTTPError, MalformedResponseError, PaginationError
+from kpihub.http import (
+    BearerAuth,
+    CursorPaginator,
+    NextLinkPaginator,
+    OffsetPaginator,
+    PageTokenPaginator,
+    RateLimiter,
+    Requester,
+    RetryDecision,
+)
+from kpihub.http.requester import parse_retry_after
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+
+SECRET = "sk_live_canary_51Hx9aQ"
+
+
+class Pages(FakeAPIServer):
+    """Forty numbered items behind four paging styles."""
+
+    items = [{"n": i} for i in range(40)]
+
+    @route("GET", r"/cursor")
+    def cursor(self, request: FakeRequest) -> FakeResponse:
+        start = int(request.query.get("after", "0"))
+        page = self.items[start : start + 15]
+        body: dict[str, Any] = {"results": page}
+        if start + 15 < len(self.items):
+            body["paging"] = {"next": {"after": str(start + 15)}}
+        return self.json(body)
+
+    @route("POST", r"/offset")
+    def offset(self, request: FakeRequest) -> FakeResponse:
+        body = request.json()
+        off, lim = int(body["offset"]), int(body["limit"])
+        rows = self.items[off : off + lim]
+        return self.json({"rows": rows, "rowCount": len(self.items)} if rows else {})
+
+    @route("GET", r"/token")
+    def token(self, request: FakeRequest) -> FakeResponse:
+        start = int(request.query.get("pageToken") or 0)
+        nxt = start + 25
+        return self.json({"results": self.items[start:nxt], "nextPageToken": str(nxt) if nxt < 40 else ""})
+
+    @route("GET", r"/link")
+    def link(self, request: FakeRequest) -> FakeResponse:
+        start = int(request.query.get("after", "0"))
+        body: dict[str, Any] = {"data": self.items[start : start + 10], "paging": {"cursors": {"after": "x"}}}
+        if start + 10 < 40:
+            body["paging"]["next"] = f"{self.url}/link?access_token={SECRET}&after={start + 10}"
+        return self.json(body)
+
+    @route("GET", r"/loop")
+    def loop(self, request: FakeRequest) -> FakeResponse:
+        return self.json({"results": [{"n": 1}], "paging": {"next": {"after": "same"}}})
+
+    @route("GET", r"/short")
+    def short(self, request: FakeRequest) -> FakeResponse:
+        return self.json({"results": [{"n": 1}], "total": 5})
+
+
+@pytest.fixture
+def server():
+    with Pages(seed=1) as s:
+        yield s
+
+
+def requester(server: FakeAPIServer, sleeps: list[float] | None = None, **kw: Any) -> Requester:
+    record = sleeps if sleeps is not None else []
+    return Requester(source_id="src", base_url=server.url, sleep=record.append, seed=1,
+                     auth=BearerAuth(SECRET), **kw)
+
+
+def test_cursor_paginator_reads_every_page(server):
+    with requester(server) as http:
+        pages = list(CursorPaginator("results", cursor_path="paging.next.after").pages(http, "GET", "/cursor"))
+    assert [len(r) for _, r in pages] == [15, 15, 10]
+    assert [x["n"] for _, r in pages for x in r] == list(range(40))
+
+
+def test_offset_paginator_stops_at_row_count_and_puts_params_in_body(server):
+    pag = OffsetPaginator("rows", limit=16, where="body", total_path="rowCount")
+    with requester(server) as http:
+        pages = list(pag.pages(http, "POST", "/offset", json={"dimensions": []}))
+    assert [len(r) for _, r in pages] == [16, 16, 8]
+    assert [r.json()["offset"] for r in server.requests] == [0, 16, 32]
+
+
+def test_page_token_paginator_treats_empty_token_as_last(server):
+    with requester(server) as http:
+        pages = list(PageTokenPaginator("results").pages(http, "GET", "/token"))
+    assert sum(len(r) for _, r in pages) == 40 and len(pages) == 2
+
+
+def test_next_link_paginator_follows_full_urls(server):
+    with requester(server) as http:
+        pages = list(NextLinkPaginator("data").pages(http, "GET", "/link"))
+    assert sum(len(r) for _, r in pages) == 40
+    assert server.requests[-1].query["after"] == "30"
+
+
+def test_cursor_loop_is_an_error_not_an_endless_loop(server):
+    with requester(server) as http, pytest.raises(PaginationError, match="twice"):
+        list(CursorPaginator("results", cursor_path="paging.next.after").pages(http, "GET", "/loop", stream="s"))
+    assert len(server.requests) == 2
+
+
+def test_fewer_records_than_declared_total_is_an_error(server):
+    with requester(server) as http, pytest.raises(PaginationError, match="declared 5"):
+        list(CursorPaginator("results", cursor_path="paging.next.after", total_path="total").pages(http, "GET", "/short"))
+
+
+def test_429_retry_after_is_honoured_then_succeeds(server):
+    server.fail(status=429, headers={"Retry-After": "7"}, times=2, path="/cursor")
+    sleeps: list[float] = []
+    with requester(server, sleeps) as http:
+        body = http.json("GET", "/cursor", stream="items")
+    assert body["results"][0] == {"n": 0}
+    assert sleeps == [7.0, 7.0]
+    assert http.retries == 2 and http.requests == 3
+
+
+@pytest.mark.parametrize("kind", ["reset", "truncate", "malformed"])
+def test_broken_bodies_and_connections_are_retried(server, kind):
+    server.fail(kind=kind, times=2, path="/cursor")
+    sleeps: list[float] = []
+    with requester(server, sleeps) as http:
+        assert http.json("GET", "/cursor")["results"]
+    assert len(sleeps) == 2
+    assert all(0 < s <= 1.0 for s in sleeps)  # exponential backoff with jitter from 0.5 s
+
+
+def test_5xx_backoff_grows_exponentially_and_is_bounded(server):
+    server.fail(status=503, times=10, path="/cursor")
+    sleeps: list[float] = []
+    with requester(server, sleeps, max_attempts=4) as http, pytest.raises(HTTPError) as info:
+        http.json("GET", "/cursor", stream="items")
+    assert len(sleeps) == 3
+    for attempt, s in enumerate(sleeps, start=1):
+        ceiling = 0.5 * 2 ** (attempt - 1)
+        assert ceiling / 2 <= s <= ceiling
+    message = str(info.value)
+    assert message.startswith("src/items: GET http://127.0.0.1:")
+    assert "/cursor failed after 4 attempts: HTTP 503" in message
+    assert info.value.status_code == 503
+
+
+def test_client_errors_fail_at_once_with_the_api_message_and_no_secret(server):
+    server.fail(status=400, body={"error": {"message": f"bad key {SECRET}"}}, path="/link")
+    with requester(server) as http, pytest.raises(HTTPError) as info:
+        http.json("GET", f"/link?access_token={SECRET}", stream="ads")
+    text = str(info.value)
+    assert "after 1 attempt" in text and "HTTP 400" in text
+    assert SECRET not in text and "access_token=***" in text
+
+
+def test_retry_after_longer_than_allowed_fails_clearly(server):
+    server.fail(status=429, headers={"Retry-After": "86400"}, path="/cursor")
+    with requester(server, max_retry_after=600) as http, pytest.raises(HTTPError, match="more than max_retry_after"):
+        http.json("GET", "/cursor")
+
+
+def test_malformed_json_after_all_attempts_is_named(server):
+    server.fail(kind="malformed", times=10, path="/cursor")
+    with requester(server, max_attempts=2) as http, pytest.raises(MalformedResponseError, match="malformed JSON"):
+        http.json("GET", "/cursor", stream="items")
+
+
+def test_source_classifier_can_retry_a_400_throttle(server):
+    server.fail(status=400, body={"error": {"code": 17, "message": "(#17) User request limit reached"}}, path="/cursor")
+
+    def classify(response: httpx.Response) -> RetryDecision | None:
+        if response.status_code == 400 and response.json()["error"]["code"] == 17:
+            return RetryDecision(True, 60.0, "throttled")
+        return None
+
+    sleeps: list[float] = []
+    with requester(server, sleeps, classify=classify) as http:
+        assert http.json("GET", "/cursor")
+    assert sleeps == [60.0]
+
+
+def test_bearer_token_is_sent_and_never_in_repr(server):
+    with requester(server) as http:
+        http.json("GET", "/cursor")
+    assert server.requests[0].header("authorization") == f"Bearer {SECRET}"
+    assert SECRET not in repr(BearerAuth(SECRET))
+
+
+def test_retry_after_http_date():
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after("soon") is None
+
+
+def test_rate_limiter_spaces_requests():
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(4, burst=1, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        limiter.acquire()
+    assert slept == pytest.approx([0.25, 0.25, 0.25, 0.25])

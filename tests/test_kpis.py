@@ -1,0 +1,146 @@
+"""KPI values on a small hand-built dataset equal numbers calculated by hand (see comments)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+import pytest
+import sqlglot
+
+from kpihub.default_plugins.crm_kpis import CRM_KPIS
+from kpihub.errors import KPIError, MixedCurrencyError
+from kpihub.kpis.compiler import DIALECTS, compile_kpi
+from kpihub.kpis.engine import KPIEngine
+from kpihub.kpis.spec import KPI, Measure
+from kpihub.model import CANONICAL_TABLES
+
+KPIS = {k.id: k for k in CRM_KPIS}
+JAN, FEB, MAR = dt.date(2024, 1, 1), dt.date(2024, 2, 1), dt.date(2024, 3, 1)
+
+
+def ts(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    return dt.datetime.fromisoformat(text if "T" in text else text + "T12:00").replace(tzinfo=dt.timezone.utc)
+
+
+def canonical(name: str, rows: list[dict]) -> pa.Table:
+    schema = CANONICAL_TABLES[name].schema
+    full = [{f.name: row.get(f.name) for f in schema} | {"source_id": "crm"} for row in rows]
+    return pa.Table.from_pylist(full, schema=schema)
+
+
+CONTACTS = [
+    # id, lead, mql, sql, opportunity, customer (already "reached at least" monotone)
+    ("c1", "2024-01-05", "2024-01-10", "2024-02-02", "2024-02-20", "2024-03-01"),
+    ("c2", "2024-01-20", "2024-02-03", None, None, None),
+    ("c3", "2024-02-10", "2024-02-15", "2024-02-20", "2024-02-25", None),
+    ("c4", "2024-02-28", None, None, None, None),
+    ("c5", "2024-01-31T23:30", None, None, None, "2024-02-10"),  # Feb 1 00:30 in Oslo
+]
+DEALS = [
+    # id, created, closed, won, amount, currency
+    ("d1", "2024-01-01", "2024-01-31", True, "1000", "EUR"),
+    ("d2", "2024-01-10", "2024-02-05", False, "500", "EUR"),
+    ("d3", "2024-02-01", "2024-02-11", True, "3000", "EUR"),
+    ("d4", "2024-02-01", None, False, "700", "EUR"),
+    ("d5", "2024-01-15", "2024-02-20", True, None, "EUR"),
+]
+
+
+def engine(deals=DEALS, tz: str = "UTC") -> KPIEngine:
+    con = duckdb.connect()
+    contacts = canonical("crm_contacts", [
+        {"contact_id": c, "became_lead_at": ts(lead), "became_mql_at": ts(mql), "became_sql_at": ts(sql),
+         "became_opportunity_at": ts(opp), "became_customer_at": ts(cust)}
+        for c, lead, mql, sql, opp, cust in CONTACTS
+    ])
+    deal_rows = canonical("crm_deals", [
+        {"deal_id": d, "created_at": ts(c), "closed_at": ts(cl), "is_closed": cl is not None, "is_won": won,
+         "amount": Decimal(a) if a else None, "currency": cur}
+        for d, c, cl, won, a, cur in deals
+    ])
+    con.register("_c", contacts)
+    con.register("_d", deal_rows)
+    con.execute("CREATE TABLE crm_contacts AS SELECT * FROM _c")
+    con.execute("CREATE TABLE crm_deals AS SELECT * FROM _d")
+    return KPIEngine(con, timezone=tz)
+
+
+def monthly(kpi_id: str, e: KPIEngine | None = None) -> list[float | None]:
+    s = (e or engine()).series(KPIS[kpi_id], grain="month", start=JAN, end=dt.date(2024, 4, 1))
+    assert s.table["period"].to_pylist() == [JAN, FEB, MAR]
+    return [None if v is None else round(v, 4) for v in s.table["value"].to_pylist()]
+
+
+def test_counts_fill_empty_periods_with_zero():
+    assert monthly("leads") == [3, 2, 0]  # Jan c1 c2 c5; Feb c3 c4
+    assert monthly("mqls") == [1, 2, 0]  # Jan c1; Feb c2 c3
+    assert monthly("sqls") == [0, 2, 0]  # Feb c1 c3
+    assert monthly("new_customers") == [0, 1, 1]  # Feb c5; Mar c1
+
+
+def test_cohort_rates_and_zero_denominator_is_null():
+    # MQL cohort Jan {c1}: c1 reached SQL -> 1/1; Feb {c2, c3}: c3 -> 1/2; Mar: no MQLs -> null.
+    assert monthly("mql_to_sql_rate") == [1.0, 0.5, None]
+    # Lead cohort Jan {c1, c2, c5}: c1, c5 customers -> 2/3; Feb {c3, c4}: none -> 0; Mar: null.
+    assert monthly("lead_to_customer_rate") == [0.6667, 0.0, None]
+
+
+def test_deal_kpis():
+    # Closed Jan: d1 won. Closed Feb: d2 lost, d3 won, d5 won.
+    assert monthly("win_rate") == [1.0, 0.6667, None]
+    # Won with amount: Jan d1 1000; Feb d3 3000 (d5 has no amount, so it is not in the average).
+    assert monthly("avg_deal_size") == [1000.0, 3000.0, None]
+    assert monthly("won_revenue") == [1000.0, 3000.0, 0.0]
+    # Days created -> closed of won deals: Jan d1 30; Feb d3 10, d5 36 -> 46 / 2.
+    assert monthly("sales_cycle_days") == [30.0, 23.0, None]
+
+
+def test_a_rate_over_a_quarter_is_sum_over_sum_not_an_average_of_months():
+    s = engine().series(KPIS["win_rate"], grain="quarter", start=JAN, end=dt.date(2024, 4, 1))
+    row = s.table.to_pylist()[0]
+    # 3 won of 4 closed = 0.75, not mean(1.0, 0.667) = 0.83.
+    assert (row["numerator"], row["denominator"], row["value"]) == (3, 4, 0.75)
+
+
+def test_reporting_time_zone_moves_boundary_rows():
+    e = engine(tz="Europe/Oslo")
+    assert monthly("leads", e) == [2, 3, 0]  # c5 became a lead on 1 Feb 00:30 Oslo time
+
+
+def test_week_grain_has_a_monday_spine():
+    s = engine().series(KPIS["leads"], grain="week", start=dt.date(2024, 1, 1), end=dt.date(2024, 1, 22))
+    assert s.table["period"].to_pylist() == [dt.date(2024, 1, 1), dt.date(2024, 1, 8), dt.date(2024, 1, 15)]
+    assert s.table["value"].to_pylist() == [1.0, 0.0, 1.0]  # c1 on Jan 5, c2 on Jan 20
+
+
+def test_money_in_two_currencies_is_refused():
+    deals = DEALS + [("d6", "2024-02-01", "2024-02-12", True, "99", "USD")]
+    with pytest.raises(MixedCurrencyError, match=r"KPI 'won_revenue' would add amounts in 2 currencies \(EUR, USD\)"):
+        engine(deals).series(KPIS["won_revenue"], grain="month", start=FEB, end=MAR)
+    # Counting deals is not money: still fine.
+    assert engine(deals).series(KPIS["win_rate"], grain="month", start=FEB, end=MAR).values()[FEB] == 0.75
+    # The single currency is reported with the value.
+    assert engine().series(KPIS["won_revenue"], grain="month", start=FEB, end=MAR).currency == "EUR"
+
+
+def test_unknown_column_and_missing_table_are_named():
+    bad = KPI(id="bad", title="Bad", description="", unit="count", direction="higher", kind="simple",
+              measure=Measure("crm_deals", "sum", "closed_at", expr="amout"))
+    with pytest.raises(KPIError, match="KPI 'bad': value expression uses unknown column 'amout' of table 'crm_deals'"):
+        compile_kpi(bad, grain="month", start=JAN, end=MAR)
+    con = duckdb.connect()
+    with pytest.raises(KPIError, match="needs table 'crm_deals', which no sync has written yet"):
+        KPIEngine(con).series(KPIS["win_rate"], grain="month", start=JAN, end=MAR)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_every_kpi_compiles_to_sql_that_parses_in_each_dialect(dialect):
+    for kpi in CRM_KPIS:
+        sql = compile_kpi(kpi, grain="month", start=JAN, end=dt.date(2024, 4, 1), timezone="Europe/Oslo",
+                          dialect=dialect)
+        sqlglot.parse_one(sql, read=dialect)

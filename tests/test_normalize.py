@@ -1,0 +1,108 @@
+"""Normalization: wire strings to typed Arrow columns, drift handled by policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from kpihub.errors import NormalizationError
+from kpihub.normalize import Normalizer
+
+UTC = dt.timezone.utc
+TS = pa.timestamp("us", tz="UTC")
+
+SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("amount", pa.decimal128(38, 9), metadata={"path": "properties.amount"}),
+    pa.field("count", pa.int64(), metadata={"path": "properties.count"}),
+    pa.field("won", pa.bool_(), metadata={"path": "properties.won"}),
+    pa.field("closed", TS, metadata={"path": "properties.closed"}),
+    pa.field("day", pa.date32(), metadata={"path": "properties.day"}),
+    pa.field("archived", pa.bool_(), metadata={"wire": "bool"}),
+])
+
+
+def rec(i: str, **props: object) -> dict:
+    return {"id": i, "properties": props, "archived": False}
+
+
+def norm(**kw: object) -> Normalizer:
+    return Normalizer("deals", SCHEMA, primary_key=("id",), wire_strings=True, **kw)  # type: ignore[arg-type]
+
+
+def test_strings_become_typed_columns():
+    batch = norm().to_batch([
+        rec("1", amount="1500.50", count="3", won="true", closed="2024-06-01T10:00:00.000Z", day="2024-06-01"),
+        rec("2", amount=None, count="", won="false", closed="1717236000000", day="20240602"),
+        rec("3", amount=" 7 ", count="-2", won="TRUE", closed="2024-06-01T12:00:00+02:00", day=None),
+        rec("4", closed="2024-06-03 08:30:00", day="2024-06-04T00:00:00Z"),
+    ])
+    assert batch.schema.equals(SCHEMA)
+    rows = batch.to_pylist()
+    assert [r["amount"] for r in rows] == [Decimal("1500.5"), None, Decimal("7"), None]
+    assert [r["count"] for r in rows] == [3, None, -2, None]
+    assert [r["won"] for r in rows] == [True, False, True, None]
+    assert [r["closed"] for r in rows] == [
+        dt.datetime(2024, 6, 1, 10, tzinfo=UTC),
+        dt.datetime(2024, 6, 1, 10, tzinfo=UTC),  # epoch milliseconds
+        dt.datetime(2024, 6, 1, 10, tzinfo=UTC),  # +02:00 converted to UTC
+        dt.datetime(2024, 6, 3, 8, 30, tzinfo=UTC),  # naive read as UTC
+    ]
+    assert [r["day"] for r in rows] == [dt.date(2024, 6, 1), dt.date(2024, 6, 2), None, dt.date(2024, 6, 4)]
+
+
+def test_epoch_seconds_and_milliseconds():
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("t", TS, metadata={"wire": "int"})])
+    batch = Normalizer("x", schema).to_batch([{"id": "a", "t": 1717236000}, {"id": "b", "t": 1717236000000}])
+    assert batch.column("t").to_pylist() == [dt.datetime(2024, 6, 1, 10, tzinfo=UTC)] * 2
+
+
+def test_unknown_fields_are_added_and_reported():
+    n = norm()
+    first = n.to_batch([rec("1", amount="1")])
+    assert "url" not in first.schema.names
+    batch = n.to_batch([{**rec("2", amount="2", hs_new_prop="x"), "url": "https://x"}])
+    assert {"url", "hs_new_prop"} <= set(batch.schema.names)
+    assert batch.column("hs_new_prop").to_pylist() == ["x"]
+    assert n.drift.new_fields == ["url", "hs_new_prop"]
+    assert "new fields added: url, hs_new_prop" in n.drift.summary()
+
+
+def test_uncoercible_value_fails_naming_stream_record_and_field():
+    with pytest.raises(NormalizationError) as info:
+        norm().to_batch([rec("1", amount="10"), rec("42", amount="1,500.00")])
+    message = str(info.value)
+    assert message == "stream 'deals', record id='42', field 'amount': cannot read '1,500.00' as decimal128(38, 9)"
+    assert info.value.record_key == {"id": "42"}
+
+
+def test_null_policy_nulls_and_counts_bad_values():
+    n = norm(on_coerce_error="null")
+    batch = n.to_batch([rec("1", amount="abc", closed="yesterday"), rec("2", amount="5")])
+    assert batch.column("amount").to_pylist() == [None, Decimal("5")]
+    assert batch.column("closed").to_pylist() == [None, None]
+    assert n.drift.nulled == {"amount": 1, "closed": 1}
+
+
+def test_a_number_where_a_string_is_expected_is_converted_and_reported():
+    n = norm()
+    batch = n.to_batch([rec("1", amount=12.5, count=3, won=True)])
+    assert batch.column("amount").to_pylist() == [Decimal("12.5")]
+    assert batch.column("count").to_pylist() == [3]
+    assert batch.column("won").to_pylist() == [True]
+    assert n.drift.converted["amount"] == 1
+
+
+def test_empty_page_gives_empty_batch_of_schema():
+    batch = norm().to_batch([])
+    assert batch.num_rows == 0 and batch.schema.equals(SCHEMA)
+
+
+def test_large_page_is_converted_column_wise_in_one_pass():
+    records = [rec(str(i), amount=f"{i}.25", count=str(i), closed="2024-01-01T00:00:00Z") for i in range(20_000)]
+    batch = norm().to_batch(records)
+    assert batch.num_rows == 20_000
+    assert batch.column("amount")[19_999].as_py() == Decimal("19999.25")

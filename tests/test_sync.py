@@ -1,0 +1,118 @@
+"""The sync engine with a toy source on a fake server: incremental state, failures, chunks."""
+
+from __future__ import annotations
+
+import pytest
+
+from kpihub.errors import ConfigError, SyncError, UnknownNameError
+from kpihub.sync import Pipeline, prefetch
+from tests.conftest import make_project
+
+
+def pipeline(tmp_path, server, registry, dest="duckdb", **source):
+    uri = f"duckdb:///{tmp_path}/d.duckdb" if dest == "duckdb" else f"parquet:///{tmp_path}/pq"
+    cfg = {"base_url": server.url, "token": server.token, "max_attempts": 2, **source}
+    project = make_project(tmp_path, {"toy": cfg}, destination=uri, chunk_rows=60)
+    return Pipeline(project, registry=registry)
+
+
+def table_rows(p: Pipeline) -> dict[str, str]:
+    with p.open_destination(read_only=True) as s:
+        return {r["id"]: r["name"] for r in s.read_table("toy_items").to_pylist()}
+
+
+@pytest.mark.parametrize("dest", ["duckdb", "parquet"])
+def test_full_then_incremental_sync(tmp_path, toy_server, toy_registry, dest):
+    p = pipeline(tmp_path, toy_server, toy_registry, dest)
+    first = p.sync()
+    assert first.ok and first.records == 250
+    assert first.streams[0].api_total == 250
+    assert len(table_rows(p)) == 250
+    toy_server.touch([3, 77, 200])
+    toy_server.requests.clear()
+    second = p.sync()
+    # GTE on the cursor re-reads the last record of the first sync; merge keeps one row each.
+    assert second.ok and second.records == 4
+    rows = table_rows(p)
+    assert len(rows) == 250
+    assert rows["it_00077"] == "Changed 77" and rows["it_00076"] == "Item 76"
+    assert toy_server.requests[0].query["updated_gte"] == "2024-01-01T04:10:00Z"
+
+
+def test_failure_mid_stream_keeps_committed_chunks_and_state(tmp_path, toy_server, toy_registry):
+    # chunk_rows=60, page 50: pages 1-2 are committed as one chunk before page 3 fails.
+    p = pipeline(tmp_path, toy_server, toy_registry, fail_after_pages=2)
+    result = p.sync()
+    assert not result.ok
+    assert result.streams[0].error == "toy: simulated failure mid-stream"
+    with p.open_destination(read_only=True) as s:
+        state = s.get_state("toy.items")
+        committed = s.read_table("toy_items")
+    assert committed.num_rows == 100
+    assert state["cursor"] == "2024-01-01T01:40:00+00:00"  # item 100: the last durable record
+    with pytest.raises(SyncError, match="1 stream"):
+        result.raise_for_errors()
+    # Re-run without the failure: no duplicates, no gaps.
+    p2 = pipeline(tmp_path, toy_server, toy_registry)
+    assert p2.sync().ok
+    assert len(table_rows(p2)) == 250
+
+
+def test_failure_before_any_commit_leaves_no_state(tmp_path, toy_server, toy_registry):
+    toy_server.fail(status=500, times=99, path="/v1/items")
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    result = p.sync()
+    assert "HTTP 500" in result.streams[0].error and "after 2 attempts" in result.streams[0].error
+    with p.open_destination(read_only=True) as s:
+        assert s.get_state("toy.items") is None
+
+
+def test_full_refresh_rereads_everything(tmp_path, toy_server, toy_registry):
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    p.sync()
+    again = p.sync(full_refresh=True)
+    assert again.records == 250 and len(table_rows(p)) == 250
+
+
+def test_bad_token_fails_the_stream_without_printing_it(tmp_path, toy_server, toy_registry):
+    p = pipeline(tmp_path, toy_server, toy_registry, token="wrong-token-value-999")
+    result = p.sync()
+    error = result.streams[0].error
+    assert "HTTP 401: Invalid API key provided" in error and "wrong-token-value-999" not in error
+
+
+def test_unknown_source_and_stream_are_named(tmp_path, toy_server, toy_registry):
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    with pytest.raises(UnknownNameError, match="source 'nope' is not configured"):
+        p.sync(["nope"])
+    with pytest.raises(UnknownNameError, match="has no stream 'orders'"):
+        p.sync(streams=["orders"])
+
+
+def test_missing_required_setting_is_one_line(tmp_path, toy_server, toy_registry):
+    project = make_project(tmp_path, {"toy": {"base_url": toy_server.url}})
+    with pytest.raises(ConfigError) as info:
+        Pipeline(project, registry=toy_registry).sync()
+    assert str(info.value) == (
+        "source 'toy': setting 'token' is required (set it in [sources.toy] in kpihub.toml or KPIHUB_TOY_TOKEN)"
+    )
+
+
+def test_prefetch_propagates_errors_and_stops_the_producer():
+    produced = []
+
+    def gen():
+        for i in range(100):
+            produced.append(i)
+            if i == 5:
+                raise ValueError("boom")
+            yield i
+
+    with pytest.raises(ValueError, match="boom"):
+        list(prefetch(gen()))
+    taken = []
+    for item in prefetch(iter(range(1000)), depth=2):
+        taken.append(item)
+        if item == 3:
+            break
+    assert taken == [0, 1, 2, 3]
