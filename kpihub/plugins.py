@@ -155,7 +155,7 @@ class Registry:
     ) -> None:
         hook = getattr(self.pm.hook, hook_name)
         # Call each implementation on its own so every registration is attributed.
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():  # registration order: built-ins first, so they keep their names
             plugin_name = impl.plugin_name
             if only is not None and plugin_name != only:
                 continue

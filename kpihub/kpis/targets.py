@@ -79,7 +79,7 @@ def load_targets(path: str | Path, kpis: Mapping[str, KPI]) -> list[Target]:
 
 
 def _target(file: Path, n: int, row: Mapping[str, Any], kpis: Mapping[str, KPI]) -> Target:
-    where = f"{file.name}: target #{n}"
+    where = f"{file}: target #{n}"
     kpi_id = str(row.get("kpi") or "").strip()
     if not kpi_id:
         raise ConfigError(f"{where}: 'kpi' is required")

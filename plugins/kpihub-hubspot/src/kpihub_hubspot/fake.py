@@ -145,11 +145,9 @@ class Record:
         return data
 
     def wire(self, properties: Iterable[str]) -> dict[str, Any]:
-        props = {}
+        props = {"hs_object_id": str(self.id)}  # always present, asked for or not
         for name in properties:
-            if name == "hs_object_id":
-                props[name] = str(self.id)
-            elif name in self.props:
+            if name in self.props:
                 value = self.props[name]
                 props[name] = iso(value) if (name in DATE_PROPERTIES and isinstance(value, int)) else value
         return {

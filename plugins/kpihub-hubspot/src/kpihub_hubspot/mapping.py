@@ -2,6 +2,7 @@
 
 Rules (also in the plugin README):
 
+* A cleared property arrives as ``""``: email and company id become null.
 * Lifecycle stages map ``subscriber, lead, marketingqualifiedlead → mql,
   salesqualifiedlead → sql, opportunity, customer, evangelist, other``; custom
   stage ids need ``lifecycle_stage_map``. An unknown stage fails the sync
@@ -82,8 +83,8 @@ def contacts(
     return pa.RecordBatch.from_pydict(
         {
             "contact_id": batch.column("id"),
-            "email": batch.column("email"),
-            "company_id": batch.column("associatedcompanyid"),
+            "email": _blank_is_null(batch.column("email")),
+            "company_id": _blank_is_null(batch.column("associatedcompanyid")),
             "lifecycle_stage": canonical,
             "original_source": batch.column("hs_analytics_source"),
             "created_at": batch.column("createdate"),
@@ -95,6 +96,11 @@ def contacts(
             "became_customer_at": customer,
         }
     )
+
+
+def _blank_is_null(values: pa.Array) -> pa.Array:
+    # HubSpot sends "" for a property whose value was cleared.
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
 
 
 def _earliest(a: pa.Array, b: pa.Array) -> pa.Array:

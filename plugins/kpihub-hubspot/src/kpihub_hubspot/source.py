@@ -27,6 +27,7 @@ SEARCH_CAP = 10_000
 TS = pa.timestamp("us", tz="UTC")
 
 CONTACT_PROPERTIES = [
+    "hs_object_id",  # HubSpot returns it whether asked or not
     "email",
     "lifecyclestage",
     "hs_analytics_source",
@@ -36,6 +37,7 @@ CONTACT_PROPERTIES = [
     *(f"hs_lifecyclestage_{s}_date" for s in mapping.HUBSPOT_STAGES),
 ]
 COMPANY_PROPERTIES = [
+    "hs_object_id",
     "name",
     "domain",
     "industry",
@@ -47,6 +49,7 @@ COMPANY_PROPERTIES = [
     "hs_lastmodifieddate",
 ]
 DEAL_PROPERTIES = [
+    "hs_object_id",
     "dealname",
     "amount",
     "deal_currency_code",

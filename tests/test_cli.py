@@ -1,0 +1,97 @@
+"""The kpihub command: one-line errors, exit codes, no tracebacks unless --debug."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kpihub.cli import cli
+from kpihub.plugins import reset_registry
+
+
+@pytest.fixture
+def project(tmp_path, toy_server, toy_registry, monkeypatch):
+    reset_registry(toy_registry)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kpihub.toml").write_text(
+        f'[project]\ndestination = "duckdb:///data.duckdb"\n[sources.toy]\nbase_url = "{toy_server.url}"\n'
+        "max_attempts = 2\n"
+    )
+    monkeypatch.setenv("KPIHUB_TOY_TOKEN", toy_server.token)
+    return tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_sync_state_and_check(project, toy_server):
+    result = run("sync")
+    assert result.exit_code == 0, result.output
+    assert "toy.items" in result.output and "250" in result.output
+    state = json.loads(run("state").output)
+    assert state["toy.items"]["cursor"] == "2024-01-01T04:10:00+00:00"
+    assert state["toy.items"]["records"] == 250
+    check = run("check")
+    assert check.exit_code == 0 and "toy: ok" in check.output
+    assert toy_server.token not in result.output + check.output
+
+
+def test_bad_token_is_one_line_and_exit_1(project, toy_server, monkeypatch):
+    monkeypatch.setenv("KPIHUB_TOY_TOKEN", "wrong-canary-token-4242")
+    result = run("sync")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "toy.items" in errors[0] and "HTTP 401: Invalid API key provided" in errors[0]
+    assert "wrong-canary-token-4242" not in result.output and "Traceback" not in result.output
+    check = run("check")
+    assert check.exit_code == 1 and "wrong-canary-token-4242" not in check.output
+    state = json.loads(run("state").output)
+    assert "toy.items" not in state
+
+
+def test_unknown_source(project):
+    result = run("sync", "hubspot")
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: source 'hubspot' is not configured in kpihub.toml (configured: toy)"
+
+
+def test_malformed_project_file_no_traceback_unless_debug(project):
+    (project / "kpihub.toml").write_text("[project\n")
+    result = run("sync")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "kpihub.toml: not valid TOML" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    debug = run("--debug", "sync")
+    assert debug.exit_code == 1 and "Traceback" in debug.output
+
+
+def test_init_writes_a_template_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("init").exit_code == 0
+    assert "[project]" in (tmp_path / "kpihub.toml").read_text()
+    again = run("init")
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert run("init", "--force").exit_code == 0
+
+
+def test_show_sql_in_another_dialect(project):
+    result = run("kpis", "--show-sql", "--dialect", "postgres", "--kpi", "win_rate", "--period", "2024-Q1")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("-- win_rate (postgres)") and "AT TIME ZONE 'UTC'" in result.output
+
+
+def test_kpis_on_missing_data_says_so(project):
+    run("sync")
+    result = run("kpis", "--period", "2024-01", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {r["status"] for r in rows} == {"no data"}
+    assert rows[0]["notes"].startswith("table crm_")
+
+
+def test_unknown_kpi(project):
+    result = run("kpis", "--kpi", "nps")
+    assert result.exit_code == 1 and "KPI 'nps' is not registered" in result.output

@@ -1,0 +1,131 @@
+"""The plugin manager: entry points, broken plugins, name clashes, listing."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+import types
+
+import pytest
+from click.testing import CliRunner
+
+import kpihub
+from kpihub.cli import cli
+from kpihub.errors import PluginError, UnknownNameError
+from kpihub.plugins import Registry, reset_registry
+
+
+class FakeDist:
+    """A stand-in distribution with entry points (as pluggy's own tests do)."""
+
+    def __init__(self, name: str, eps: list[tuple[str, str]]) -> None:
+        self.metadata = {"Name": name}
+        self.version = "1.2.3"
+        self.entry_points = [importlib.metadata.EntryPoint(n, v, "kpihub") for n, v in eps]
+
+
+@pytest.fixture
+def fake_dists(monkeypatch):
+    dists: list[FakeDist] = []
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: list(dists))
+    return dists
+
+
+@pytest.fixture
+def plugin_modules(monkeypatch, tmp_path):
+    """Write plugin modules to a directory on sys.path (imported for real by the entry point)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def add(name: str, source: str) -> None:
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    yield add
+    for path in tmp_path.glob("*.py"):
+        sys.modules.pop(path.stem, None)
+
+
+def test_entry_point_plugin_is_loaded_and_attributed(fake_dists):
+    fake_dists.append(FakeDist("kpihub-toy", [("toy", "tests.plugins.toy")]))
+    reg = Registry()
+    assert "toy" in reg.sources
+    info = reg.plugins["toy"]
+    assert (info.distribution, info.version, info.sources) == ("kpihub-toy", "1.2.3", ["toy"])
+    assert info.hooks == ["kpihub_register_sources"]
+    assert reg.plugins["kpihub.default_plugins.destinations"].destinations == ["duckdb", "parquet"]
+
+
+def test_plugin_failing_to_import_is_named_and_others_work(fake_dists):
+    fake_dists.append(FakeDist("kpihub-broken", [("broken", "tests.plugins.does_not_exist")]))
+    reg = Registry()
+    (error,) = reg.errors
+    assert str(error).startswith(
+        "error loading kpihub plugin 'broken' from kpihub-broken 1.2.3: ModuleNotFoundError: No module named"
+    )
+    assert "duckdb" in reg.destinations  # everything else still loads
+    with pytest.raises(PluginError, match="plugin 'broken'"):
+        reg.source("broken")
+
+
+def test_plugin_raising_on_import(fake_dists, plugin_modules):
+    plugin_modules("kpihub_raises", "raise RuntimeError('missing API key at import time')")
+    fake_dists.append(FakeDist("kpihub-raises", [("raises", "kpihub_raises")]))
+    (error,) = Registry().errors
+    assert "from kpihub-raises 1.2.3: RuntimeError: missing API key at import time" in str(error)
+
+
+def test_a_name_registered_twice_names_both_plugins(fake_dists, plugin_modules):
+    plugin_modules("kpihub_dup", "import kpihub\nfrom kpihub.destinations.duckdb import DuckDBDestination\n"
+                                 "@kpihub.hookimpl\ndef kpihub_register_destinations(register):\n"
+                                 "    register(DuckDBDestination())\n")
+    fake_dists.append(FakeDist("kpihub-dup", [("dup", "kpihub_dup")]))
+    reg = Registry()
+    (error,) = reg.errors
+    assert str(error) == ("plugin 'dup' (kpihub-dup 1.2.3) registers destination 'duckdb', already registered by "
+                          "plugin 'kpihub.default_plugins.destinations'")
+
+
+def test_misspelled_hook_fails_loudly(fake_dists, plugin_modules):
+    plugin_modules("kpihub_typo", "import kpihub\n@kpihub.hookimpl\ndef kpihub_register_source(register):\n    pass\n")
+    fake_dists.append(FakeDist("kpihub-typo", [("typo", "kpihub_typo")]))
+    with pytest.raises(Exception, match="kpihub_register_source"):
+        Registry()
+
+
+def test_disable_and_load_only(fake_dists, monkeypatch):
+    fake_dists.append(FakeDist("kpihub-toy", [("toy", "tests.plugins.toy")]))
+    monkeypatch.setenv("KPIHUB_DISABLE_PLUGINS", "toy")
+    assert "toy" not in Registry().sources
+    monkeypatch.delenv("KPIHUB_DISABLE_PLUGINS")
+    monkeypatch.setenv("KPIHUB_LOAD_PLUGINS", "other")
+    assert "toy" not in Registry().sources
+
+
+def test_unknown_names_list_what_is_known(registry):
+    with pytest.raises(UnknownNameError, match=r"source 'ga4' is not registered by any plugin \(known: none installed\)"):
+        registry.source("ga4")
+    with pytest.raises(UnknownNameError, match="no destination handles scheme 'bigquery'"):
+        registry.destination_for("bigquery://p/d")
+
+
+def test_cli_plugins_lists_and_reports_broken(fake_dists):
+    fake_dists.append(FakeDist("kpihub-toy", [("toy", "tests.plugins.toy")]))
+    fake_dists.append(FakeDist("kpihub-broken", [("broken", "tests.plugins.does_not_exist")]))
+    reset_registry(None)
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    data = {p["name"]: p for p in json.loads(result.output)}
+    assert data["toy"]["sources"] == ["toy"] and data["toy"]["version"] == "1.2.3"
+    assert "No module named" in data["broken"]["error"]
+    assert result.exit_code == 1
+    # A command that does not need the broken plugin still works, with a one-line warning.
+    reset_registry(None)
+    result = CliRunner().invoke(cli, ["kpis", "--list"])
+    assert result.exit_code == 0, result.output
+    assert "win_rate" in result.output
+
+
+def test_public_api_is_exported():
+    names = sorted(n for n in dir(kpihub) if not n.startswith("_") and n not in {"annotations"})
+    modules = {n for n in names if isinstance(getattr(kpihub, n), types.ModuleType)}
+    assert sorted(set(names) - modules) == sorted(set(kpihub.__all__) - {"__version__"})
