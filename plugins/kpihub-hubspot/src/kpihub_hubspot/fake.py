@@ -228,6 +228,7 @@ class HubSpotData:
         n_companies = max(1, contacts // 5)
         for _ in range(n_companies):
             self._company()
+        self._company_ids = sorted(self.stores["companies"].records)
         for _ in range(contacts):
             self._contact()
         for store in self.stores.values():
@@ -285,8 +286,8 @@ class HubSpotData:
                 dates[stage] = t
             reached = stage
         modified = min(self.end_ms - rng.randint(1, DAY_MS), t + rng.randint(0, 5) * DAY_MS)
-        companies = self.stores["companies"].records
-        company_id = rng.choice(list(companies)) if companies and rng.random() < 0.8 else None
+        companies = self._company_ids
+        company_id = rng.choice(companies) if companies and rng.random() < 0.8 else None
         props: dict[str, Any] = {
             "email": f"contact{rid}@example.com",
             "firstname": f"First{rid % 997}",
