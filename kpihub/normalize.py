@@ -140,6 +140,11 @@ def coerce_array(values: pa.Array, target: pa.DataType) -> pa.Array:
     if values.type == target:
         return values
     if pa.types.is_string(values.type) and not pa.types.is_string(target):
+        if not pa.types.is_boolean(target) and not pa.types.is_date(target):
+            try:  # the common case: clean values (ISO timestamps with an offset, plain numbers)
+                return pc.cast(values, target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
         values = pc.utf8_trim_whitespace(values)
         # APIs send "" for a cleared value (HubSpot): that is null, not a parse error.
         values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)

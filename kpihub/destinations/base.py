@@ -109,6 +109,7 @@ def uri_path(uri: str, root: Path | None) -> Path:
     ``root`` (the project directory); ``duckdb:////data/kpihub.duckdb`` is absolute.
     """
     rest = uri.split(":", 1)[1] if ":" in uri else uri
+    rest = rest.split("?", 1)[0]
     if rest.startswith("//"):
         rest = rest[2:]
         if rest.startswith("/"):
@@ -117,6 +118,13 @@ def uri_path(uri: str, root: Path | None) -> Path:
     if not path.is_absolute():
         path = (root or Path.cwd()) / path
     return path
+
+
+def uri_options(uri: str) -> dict[str, str]:
+    """The query options of a destination URI: ``duckdb:///x.duckdb?memory_limit=1GB``."""
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(uri.split("?", 1)[1])) if "?" in uri else {}
 
 
 def quote(identifier: str) -> str:

@@ -22,6 +22,7 @@ from kpihub.destinations.base import (
     TableWrite,
     dedup_last,
     quote,
+    uri_options,
     uri_path,
 )
 from kpihub.errors import DestinationError
@@ -38,8 +39,13 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     return method()
 
 
+#: DuckDB caches table blocks up to 80 % of RAM by default; a sync's memory should
+#: stay flat however large the database grows, so the writer gets a bounded pool.
+DEFAULT_MEMORY_LIMIT = "256MB"
+
+
 class DuckDBSession(DestinationSession):
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
         self.uri = f"duckdb:///{path}"
         self.path = path
         self.read_only = read_only
@@ -52,7 +58,7 @@ class DuckDBSession(DestinationSession):
         elif not path.exists():
             raise DestinationError(f"DuckDB file {str(path)!r} does not exist (run `kpihub sync` first)")
         try:
-            self.con = duckdb.connect(str(path), read_only=read_only)
+            self.con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": memory_limit})
         except duckdb.IOException as exc:
             self._release()
             if "lock" in str(exc).lower():
@@ -184,4 +190,6 @@ class DuckDBDestination(Destination):
     title = "DuckDB database file"
 
     def open(self, uri: str, *, root: Path | None = None, read_only: bool = False) -> DuckDBSession:
-        return DuckDBSession(uri_path(uri, root), read_only=read_only)
+        options = uri_options(uri)
+        return DuckDBSession(uri_path(uri, root), read_only=read_only,
+                             memory_limit=options.get("memory_limit", DEFAULT_MEMORY_LIMIT))

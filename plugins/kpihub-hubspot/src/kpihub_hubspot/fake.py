@@ -137,11 +137,12 @@ class Record:
     def wire_bytes(self, properties: tuple[str, ...]) -> bytes:
         """The record's JSON, cached per property list (the fake must outrun the client)."""
         cache = self.__dict__.setdefault("_cache", {})
-        key = (properties, self.updated)
-        data = cache.get(key)
-        if data is None:
+        if cache.get("_updated") != self.updated:
             cache.clear()
-            data = cache[key] = orjson.dumps(self.wire(properties))
+            cache["_updated"] = self.updated
+        data = cache.get(properties)
+        if data is None:
+            data = cache[properties] = orjson.dumps(self.wire(properties))
         return data
 
     def wire(self, properties: Iterable[str]) -> dict[str, Any]:

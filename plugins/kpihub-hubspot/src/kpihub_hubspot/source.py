@@ -146,6 +146,7 @@ def search_window(
     path = f"/crm/v3/objects/{object_type}/search"
     paginator = CursorPaginator("results", cursor_path="paging.next.after", param="after", where="body")
     first = True
+    seen = _Tail(cursor_property)
     while True:
         filters = [{"propertyName": cursor_property, "operator": "LT", "value": str(high)}]
         if low is not None:
@@ -158,25 +159,60 @@ def search_window(
             "after": "0",
         }
         last: dict[str, Any] | None = None
+        first_value: str | None = None
         capped = False
+        tail = _Tail(cursor_property)
         for page_body, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body),
                                           page_size):
             if first:
                 ctx.report_total(int(page_body.get("total", 0)))
                 first = False
+            if first_value is None and records:
+                first_value = get_path(records[0], f"properties.{cursor_property}")
+            records = seen.drop_repeats(records)
             if records:
                 last = records[-1]
+                tail.add(records)
                 yield records
             capped = _at_cap(page_body, page_size)
-        if not capped or last is None:
+        if not capped:
             return
-        last_ms = _ms(dt.datetime.fromisoformat(get_path(last, f"properties.{cursor_property}").replace("Z", "+00:00")))
-        if low is not None and last_ms <= low:
-            # 10,000 records share one instant: read it by id, then move past it.
+        boundary = tail.value if last is not None else (first_value or "")
+        last_ms = _ms(dt.datetime.fromisoformat(boundary.replace("Z", "+00:00")))
+        if first_value == boundary:
+            # A whole window of 10,000 records shares one instant: read it by id, then move past it.
             yield from _same_instant(ctx, object_type, cursor_property, properties, last_ms, page_size)
-            low = last_ms + 1
+            low, seen = last_ms + 1, _Tail(cursor_property)
         else:
-            low = last_ms
+            # The next window starts at the last instant read (GTE): skip what was already yielded there.
+            low, seen = last_ms, tail
+
+
+class _Tail:
+    """Ids of the records read at the latest cursor value (the boundary of a restarted window)."""
+
+    def __init__(self, cursor_property: str) -> None:
+        self.cursor_property = cursor_property
+        self.value: str = ""
+        self.ids: set[str] = set()
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        value = get_path(records[-1], f"properties.{self.cursor_property}") or ""
+        if value != self.value:
+            self.value, self.ids = value, set()
+        for record in reversed(records):  # only the tail shares the last value
+            if get_path(record, f"properties.{self.cursor_property}") != value:
+                break
+            self.ids.add(str(record.get("id")))
+
+    def drop_repeats(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not self.ids or not records:
+            return records
+        prop = f"properties.{self.cursor_property}"
+        kept = [r for r in records if not (get_path(r, prop) == self.value and str(r.get("id")) in self.ids)]
+        if len(kept) == len(records) or get_path(records[-1], prop) != self.value:
+            self.ids = set()  # past the boundary instant: nothing more to skip
+        return kept
 
 
 def _at_cap(body: Any, page_size: int) -> bool:
