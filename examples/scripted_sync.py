@@ -18,13 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from kpihub_hubspot.fake import FakeHubSpot
+
 import kpihub
 from kpihub.config import Project, ProjectSettings
 from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.periods import Period
 from kpihub.kpis.scorecard import build_scorecard
 from kpihub.plugins import get_registry
-from kpihub_hubspot.fake import FakeHubSpot
 
 
 def main() -> int:
@@ -45,8 +46,9 @@ def main() -> int:
     with pipeline.open_destination(read_only=True) as session:
         engine = KPIEngine.for_destination(session, timezone="Europe/Oslo")
         registry = get_registry()
-        series = engine.series(registry.kpi("win_rate"), grain="quarter", start=dt.date(2025, 1, 1),
-                               end=dt.date(2026, 7, 1))
+        series = engine.series(
+            registry.kpi("win_rate"), grain="quarter", start=dt.date(2025, 1, 1), end=dt.date(2026, 7, 1)
+        )
         print("win rate by quarter:", {str(k): None if v is None else round(v, 3) for k, v in series.values().items()})
         rows = build_scorecard(engine, registry.kpis, period=Period.parse("2026-Q2"))
         for row in rows:

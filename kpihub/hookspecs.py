@@ -22,7 +22,8 @@ existing plugins. A name registered twice is an error naming both plugins.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 

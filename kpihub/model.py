@@ -30,7 +30,9 @@ class CanonicalTable:
     time_column: str | None = None
 
 
-def _table(name: str, grain: str, pk: tuple[str, ...], fields: list[pa.Field], time_column: str | None = None) -> CanonicalTable:
+def _table(
+    name: str, grain: str, pk: tuple[str, ...], fields: list[pa.Field], time_column: str | None = None
+) -> CanonicalTable:
     common = [pa.field("source_id", pa.string(), nullable=False)]
     schema = pa.schema(common + fields + [pa.field("_loaded_at", TS)])
     return CanonicalTable(name, schema, ("source_id", *pk), grain, time_column)

@@ -84,7 +84,13 @@ def _wire_kind(f: pa.Field, default_strings: bool) -> str:
     if b"wire" in meta:
         return meta[b"wire"].decode()
     t = f.type
-    if default_strings or pa.types.is_string(t) or pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_decimal(t):
+    if (
+        default_strings
+        or pa.types.is_string(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+        or pa.types.is_decimal(t)
+    ):
         return "string"
     if pa.types.is_integer(t):
         return "int"
@@ -345,8 +351,9 @@ class Normalizer:
             pass
         bad = _find_bad(column, f.type)
         if not bad:  # pragma: no cover - cast failed on the whole but on no value alone
-            raise NormalizationError(f"stream {self.stream!r}: field {f.name!r}: cannot cast to {f.type}",
-                                     stream=self.stream, field=f.name)
+            raise NormalizationError(
+                f"stream {self.stream!r}: field {f.name!r}: cannot cast to {f.type}", stream=self.stream, field=f.name
+            )
         for i in bad:
             self._bad_value(f.name, records, i, column[i].as_py(), target=f.type)
         mask = pa.array([i in set(bad) for i in range(len(column))])

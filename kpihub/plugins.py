@@ -127,8 +127,7 @@ class Registry:
                     self.pm.register(plugin, name=ep.name)
                 except Exception as exc:  # a plugin may raise anything on import
                     info.error = PluginError(
-                        f"error loading kpihub plugin {ep.name!r} from {info.dist_label}: "
-                        f"{type(exc).__name__}: {exc}",
+                        f"error loading kpihub plugin {ep.name!r} from {info.dist_label}: {type(exc).__name__}: {exc}",
                         plugin=ep.name,
                         distribution=dist_name,
                     )
@@ -141,9 +140,7 @@ class Registry:
     def _collect(self, only: str | None = None) -> None:
         self._collect_hook("kpihub_register_sources", "sources", lambda o: o.name, self.sources, only)
         self._collect_hook("kpihub_register_kpis", "kpis", lambda o: o.id, self.kpis, only)
-        self._collect_hook(
-            "kpihub_register_destinations", "destinations", lambda o: o.name, self.destinations, only
-        )
+        self._collect_hook("kpihub_register_destinations", "destinations", lambda o: o.name, self.destinations, only)
 
     def _collect_hook(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pyarrow as pa
 
@@ -28,7 +28,7 @@ __all__ = ["CheckResult", "DemoSpec", "Page", "Source", "Stream", "StreamContext
 
 WriteMode = Literal["append", "replace", "merge"]
 #: One page from ``Stream.read``: raw JSON records, or batches already in the stream schema.
-Page = Union[Sequence[Mapping[str, Any]], pa.RecordBatch]
+Page = Sequence[Mapping[str, Any]] | pa.RecordBatch
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,9 @@ class StreamContext:
         json: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[Any, list[Any]]]:
         """``paginator.pages`` for this stream: errors name it, the API's total is reported."""
-        return paginator.pages(self.http, method, url, stream=self.stream, params=params, json=json,
-                               on_total=self.report_total)
+        return paginator.pages(
+            self.http, method, url, stream=self.stream, params=params, json=json, on_total=self.report_total
+        )
 
 
 @dataclass

@@ -242,9 +242,7 @@ def _select_streams(source_id: str, available: Sequence[Stream], wanted: Sequenc
             continue
         if name not in names:
             if sid or len(wanted) == 1:
-                raise UnknownNameError(
-                    f"source {source_id!r} has no stream {name!r} (streams: {', '.join(names)})"
-                )
+                raise UnknownNameError(f"source {source_id!r} has no stream {name!r} (streams: {', '.join(names)})")
             continue
         chosen.append(names[name])
     return chosen
@@ -341,8 +339,10 @@ class _StreamRunner:
             # Mid-stream, the cursor may only advance when records arrive in cursor order.
             if final or stream.sorted_by_cursor:
                 committed_cursor = cursor
-            entry: dict[str, Any] = {"records": result.records + table.num_rows,
-                                     "synced_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+            entry: dict[str, Any] = {
+                "records": result.records + table.num_rows,
+                "synced_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            }
             if committed_cursor is not None:
                 entry["cursor"], entry["cursor_type"] = encode_cursor(committed_cursor)
             self.session.commit(writes, {key: entry})
@@ -443,9 +443,9 @@ def sync(
     ``raise_on_error=False``); committed chunks stay committed either way.
     """
     pipeline = Pipeline(project, destination=destination)
-    result = pipeline.sync(list(sources) if sources else None, streams=streams, full_refresh=full_refresh,
-                           progress=progress)
+    result = pipeline.sync(
+        list(sources) if sources else None, streams=streams, full_refresh=full_refresh, progress=progress
+    )
     if raise_on_error:
         result.raise_for_errors()
     return result
-

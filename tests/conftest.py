@@ -45,7 +45,10 @@ def toy_registry(registry: Registry) -> Registry:
     return registry
 
 
-def make_project(tmp_path: Path, sources: dict[str, dict], destination: str | None = None, **settings: object) -> Project:
+def make_project(
+    tmp_path: Path, sources: dict[str, dict], destination: str | None = None, **settings: object
+) -> Project:
     dest = destination or f"duckdb:///{tmp_path}/data.duckdb"
-    return Project(path=tmp_path / "kpihub.toml", settings=ProjectSettings(destination=dest, **settings),
-                   sources=sources)
+    return Project(
+        path=tmp_path / "kpihub.toml", settings=ProjectSettings(destination=dest, **settings), sources=sources
+    )

@@ -19,8 +19,11 @@ def write(tmp_path, text: str):
 
 
 def test_project_file_and_environment(tmp_path, monkeypatch):
-    f = write(tmp_path, '[project]\ndestination = "parquet:///out"\ntimezone = "Europe/Oslo"\n'
-                        '[sources.toy]\nbase_url = "http://127.0.0.1:1"\npage_size = 10\n')
+    f = write(
+        tmp_path,
+        '[project]\ndestination = "parquet:///out"\ntimezone = "Europe/Oslo"\n'
+        '[sources.toy]\nbase_url = "http://127.0.0.1:1"\npage_size = 10\n',
+    )
     monkeypatch.setenv("KPIHUB_TOY_TOKEN", SECRET)
     monkeypatch.setenv("KPIHUB_TOY_PAGE_SIZE", "25")  # the environment beats the file
     monkeypatch.setenv("KPIHUB_TIMEZONE", "UTC")
@@ -49,8 +52,9 @@ def test_source_type_defaults_to_id_and_can_be_set(tmp_path):
 )
 def test_validation_errors_name_source_and_field(values, message):
     with pytest.raises(ConfigError) as info:
-        build_source_settings("toy", ToySettings, {"base_url": "http://x", **values},
-                              where="[sources.toy] in kpihub.toml")
+        build_source_settings(
+            "toy", ToySettings, {"base_url": "http://x", **values}, where="[sources.toy] in kpihub.toml"
+        )
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
 

@@ -29,8 +29,9 @@ def open_dest(request, tmp_path):
 
 
 def table(rows: list[dict]) -> pa.Table:
-    schema = pa.schema([("source_id", pa.string()), ("id", pa.string()), ("v", pa.int64()),
-                        ("amount", pa.decimal128(38, 9))])
+    schema = pa.schema(
+        [("source_id", pa.string()), ("id", pa.string()), ("v", pa.int64()), ("amount", pa.decimal128(38, 9))]
+    )
     return pa.Table.from_pylist(rows, schema=schema)
 
 
@@ -46,7 +47,9 @@ def r(src: str, i: str, v: int) -> dict:
 def test_append_replace_merge(open_dest):
     with open_dest() as s:
         s.commit([TableWrite("t", table([r("a", "1", 1), r("a", "2", 1)]), "append")], {})
-        s.commit([TableWrite("t", table([r("a", "2", 2), r("a", "3", 2), r("a", "3", 3)]), "merge", ("source_id", "id"))], {})
+        s.commit(
+            [TableWrite("t", table([r("a", "2", 2), r("a", "3", 2), r("a", "3", 3)]), "merge", ("source_id", "id"))], {}
+        )
         assert rows(s, "t") == [("a", "1", 1), ("a", "2", 2), ("a", "3", 3)]
         s.commit([TableWrite("t", table([r("a", "9", 9)]), "append")], {})
         assert len(rows(s, "t")) == 4
@@ -74,7 +77,7 @@ def test_failed_commit_changes_neither_data_nor_state(open_dest):
     with open_dest() as s:
         s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {"k": {"cursor": 1}})
         bad = TableWrite("t", table([r("a", "2", 2)]), "merge", ())  # merge without a key
-        with pytest.raises(Exception):
+        with pytest.raises(DestinationError, match="merge needs a primary key"):
             s.commit([TableWrite("u", table([r("a", "3", 3)]), "append"), bad], {"k": {"cursor": 2}})
         assert s.get_state("k") == {"cursor": 1}
         assert rows(s, "t") == [("a", "1", 1)]
@@ -106,7 +109,9 @@ def test_parquet_orphans_from_a_crashed_commit_are_removed(tmp_path):
         assert len(reader.read_table("t")) == 1  # readers only see listed files
     with ParquetDestination().open(f"parquet:///{root}") as s:
         assert not orphan.exists()
-        assert sorted(p.name for p in (root / "t").iterdir()) == [Path(f).name for f in s.manifest["tables"]["t"]["files"]]
+        assert sorted(p.name for p in (root / "t").iterdir()) == [
+            Path(f).name for f in s.manifest["tables"]["t"]["files"]
+        ]
 
 
 def test_parquet_merge_rewrites_only_files_with_replaced_keys(tmp_path):

@@ -76,8 +76,7 @@ def server():
 
 def requester(server: FakeAPIServer, sleeps: list[float] | None = None, **kw: Any) -> Requester:
     record = sleeps if sleeps is not None else []
-    return Requester(source_id="src", base_url=server.url, sleep=record.append, seed=1,
-                     auth=BearerAuth(SECRET), **kw)
+    return Requester(source_id="src", base_url=server.url, sleep=record.append, seed=1, auth=BearerAuth(SECRET), **kw)
 
 
 def test_cursor_paginator_reads_every_page(server):
@@ -116,7 +115,9 @@ def test_cursor_loop_is_an_error_not_an_endless_loop(server):
 
 def test_fewer_records_than_declared_total_is_an_error(server):
     with requester(server) as http, pytest.raises(PaginationError, match="declared 5"):
-        list(CursorPaginator("results", cursor_path="paging.next.after", total_path="total").pages(http, "GET", "/short"))
+        list(
+            CursorPaginator("results", cursor_path="paging.next.after", total_path="total").pages(http, "GET", "/short")
+        )
 
 
 def test_429_retry_after_is_honoured_then_succeeds(server):

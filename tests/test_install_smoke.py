@@ -30,8 +30,13 @@ def sh(*args: str | Path) -> str:
 def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("smoke")
     src = root / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
-                                                             "kpihub-demo", ".pytest_cache"))
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", "kpihub-demo", ".pytest_cache"
+        ),
+    )
     env = root / "venv"
     sh(sys.executable, "-m", "venv", env)
     outer = Path(sysconfig.get_paths()["purelib"])
@@ -56,8 +61,17 @@ def plugins(env: Path) -> dict[str, dict]:
 def test_installing_and_uninstalling_the_hubspot_distribution(venv):
     venv, src = venv
     assert "hubspot" not in plugins(venv)
-    sh(venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-       src / "plugins" / "kpihub-hubspot")
+    sh(
+        venv / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-index",
+        "--no-build-isolation",
+        src / "plugins" / "kpihub-hubspot",
+    )
     found = plugins(venv)["hubspot"]
     assert (found["distribution"], found["version"], found["sources"]) == ("kpihub-hubspot", "0.1.0", ["hubspot"])
     sh(venv / "bin" / "python", "-m", "pip", "uninstall", "-q", "-y", "kpihub-hubspot")

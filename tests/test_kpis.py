@@ -53,16 +53,35 @@ DEALS = [
 
 def engine(deals=DEALS, tz: str = "UTC") -> KPIEngine:
     con = duckdb.connect()
-    contacts = canonical("crm_contacts", [
-        {"contact_id": c, "became_lead_at": ts(lead), "became_mql_at": ts(mql), "became_sql_at": ts(sql),
-         "became_opportunity_at": ts(opp), "became_customer_at": ts(cust)}
-        for c, lead, mql, sql, opp, cust in CONTACTS
-    ])
-    deal_rows = canonical("crm_deals", [
-        {"deal_id": d, "created_at": ts(c), "closed_at": ts(cl), "is_closed": cl is not None, "is_won": won,
-         "amount": Decimal(a) if a else None, "currency": cur}
-        for d, c, cl, won, a, cur in deals
-    ])
+    contacts = canonical(
+        "crm_contacts",
+        [
+            {
+                "contact_id": c,
+                "became_lead_at": ts(lead),
+                "became_mql_at": ts(mql),
+                "became_sql_at": ts(sql),
+                "became_opportunity_at": ts(opp),
+                "became_customer_at": ts(cust),
+            }
+            for c, lead, mql, sql, opp, cust in CONTACTS
+        ],
+    )
+    deal_rows = canonical(
+        "crm_deals",
+        [
+            {
+                "deal_id": d,
+                "created_at": ts(c),
+                "closed_at": ts(cl),
+                "is_closed": cl is not None,
+                "is_won": won,
+                "amount": Decimal(a) if a else None,
+                "currency": cur,
+            }
+            for d, c, cl, won, a, cur in deals
+        ],
+    )
     con.register("_c", contacts)
     con.register("_d", deal_rows)
     con.execute("CREATE TABLE crm_contacts AS SELECT * FROM _c")
@@ -129,8 +148,15 @@ def test_money_in_two_currencies_is_refused():
 
 
 def test_unknown_column_and_missing_table_are_named():
-    bad = KPI(id="bad", title="Bad", description="", unit="count", direction="higher", kind="simple",
-              measure=Measure("crm_deals", "sum", "closed_at", expr="amout"))
+    bad = KPI(
+        id="bad",
+        title="Bad",
+        description="",
+        unit="count",
+        direction="higher",
+        kind="simple",
+        measure=Measure("crm_deals", "sum", "closed_at", expr="amout"),
+    )
     with pytest.raises(KPIError, match="KPI 'bad': value expression uses unknown column 'amout' of table 'crm_deals'"):
         compile_kpi(bad, grain="month", start=JAN, end=MAR)
     con = duckdb.connect()
@@ -141,6 +167,7 @@ def test_unknown_column_and_missing_table_are_named():
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_every_kpi_compiles_to_sql_that_parses_in_each_dialect(dialect):
     for kpi in CRM_KPIS:
-        sql = compile_kpi(kpi, grain="month", start=JAN, end=dt.date(2024, 4, 1), timezone="Europe/Oslo",
-                          dialect=dialect)
+        sql = compile_kpi(
+            kpi, grain="month", start=JAN, end=dt.date(2024, 4, 1), timezone="Europe/Oslo", dialect=dialect
+        )
         sqlglot.parse_one(sql, read=dialect)

@@ -14,15 +14,17 @@ from kpihub.normalize import Normalizer
 UTC = dt.timezone.utc
 TS = pa.timestamp("us", tz="UTC")
 
-SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("amount", pa.decimal128(38, 9), metadata={"path": "properties.amount"}),
-    pa.field("count", pa.int64(), metadata={"path": "properties.count"}),
-    pa.field("won", pa.bool_(), metadata={"path": "properties.won"}),
-    pa.field("closed", TS, metadata={"path": "properties.closed"}),
-    pa.field("day", pa.date32(), metadata={"path": "properties.day"}),
-    pa.field("archived", pa.bool_(), metadata={"wire": "bool"}),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("amount", pa.decimal128(38, 9), metadata={"path": "properties.amount"}),
+        pa.field("count", pa.int64(), metadata={"path": "properties.count"}),
+        pa.field("won", pa.bool_(), metadata={"path": "properties.won"}),
+        pa.field("closed", TS, metadata={"path": "properties.closed"}),
+        pa.field("day", pa.date32(), metadata={"path": "properties.day"}),
+        pa.field("archived", pa.bool_(), metadata={"wire": "bool"}),
+    ]
+)
 
 
 def rec(i: str, **props: object) -> dict:
@@ -34,12 +36,14 @@ def norm(**kw: object) -> Normalizer:
 
 
 def test_strings_become_typed_columns():
-    batch = norm().to_batch([
-        rec("1", amount="1500.50", count="3", won="true", closed="2024-06-01T10:00:00.000Z", day="2024-06-01"),
-        rec("2", amount=None, count="", won="false", closed="1717236000000", day="20240602"),
-        rec("3", amount=" 7 ", count="-2", won="TRUE", closed="2024-06-01T12:00:00+02:00", day=None),
-        rec("4", closed="2024-06-03 08:30:00", day="2024-06-04T00:00:00Z"),
-    ])
+    batch = norm().to_batch(
+        [
+            rec("1", amount="1500.50", count="3", won="true", closed="2024-06-01T10:00:00.000Z", day="2024-06-01"),
+            rec("2", amount=None, count="", won="false", closed="1717236000000", day="20240602"),
+            rec("3", amount=" 7 ", count="-2", won="TRUE", closed="2024-06-01T12:00:00+02:00", day=None),
+            rec("4", closed="2024-06-03 08:30:00", day="2024-06-04T00:00:00Z"),
+        ]
+    )
     assert batch.schema.equals(SCHEMA)
     rows = batch.to_pylist()
     assert [r["amount"] for r in rows] == [Decimal("1500.5"), None, Decimal("7"), None]

@@ -76,14 +76,19 @@ def test_plugin_raising_on_import(fake_dists, plugin_modules):
 
 
 def test_a_name_registered_twice_names_both_plugins(fake_dists, plugin_modules):
-    plugin_modules("kpihub_dup", "import kpihub\nfrom kpihub.destinations.duckdb import DuckDBDestination\n"
-                                 "@kpihub.hookimpl\ndef kpihub_register_destinations(register):\n"
-                                 "    register(DuckDBDestination())\n")
+    plugin_modules(
+        "kpihub_dup",
+        "import kpihub\nfrom kpihub.destinations.duckdb import DuckDBDestination\n"
+        "@kpihub.hookimpl\ndef kpihub_register_destinations(register):\n"
+        "    register(DuckDBDestination())\n",
+    )
     fake_dists.append(FakeDist("kpihub-dup", [("dup", "kpihub_dup")]))
     reg = Registry()
     (error,) = reg.errors
-    assert str(error) == ("plugin 'dup' (kpihub-dup 1.2.3) registers destination 'duckdb', already registered by "
-                          "plugin 'kpihub.default_plugins.destinations'")
+    assert str(error) == (
+        "plugin 'dup' (kpihub-dup 1.2.3) registers destination 'duckdb', already registered by "
+        "plugin 'kpihub.default_plugins.destinations'"
+    )
 
 
 def test_misspelled_hook_fails_loudly(fake_dists, plugin_modules):
@@ -103,7 +108,9 @@ def test_disable_and_load_only(fake_dists, monkeypatch):
 
 
 def test_unknown_names_list_what_is_known(registry):
-    with pytest.raises(UnknownNameError, match=r"source 'ga4' is not registered by any plugin \(known: none installed\)"):
+    with pytest.raises(
+        UnknownNameError, match=r"source 'ga4' is not registered by any plugin \(known: none installed\)"
+    ):
         registry.source("ga4")
     with pytest.raises(UnknownNameError, match="no destination handles scheme 'bigquery'"):
         registry.destination_for("bigquery://p/d")
@@ -118,6 +125,8 @@ def test_cli_plugins_lists_and_reports_broken(fake_dists):
     assert data["toy"]["sources"] == ["toy"] and data["toy"]["version"] == "1.2.3"
     assert "No module named" in data["broken"]["error"]
     assert result.exit_code == 1
+    only_kpis = CliRunner().invoke(cli, ["plugins", "--json", "--all", "--hook", "kpihub_register_kpis"])
+    assert [p["name"] for p in json.loads(only_kpis.output)] == ["kpihub.default_plugins.crm_kpis"]
     # A command that does not need the broken plugin still works, with a one-line warning.
     reset_registry(None)
     result = CliRunner().invoke(cli, ["kpis", "--list"])

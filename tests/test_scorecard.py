@@ -27,8 +27,14 @@ def target(**kw) -> Target:
 
 @pytest.mark.parametrize(
     ("actual", "status", "progress"),
-    [(150, "on track", 1.0), (160, "on track", 1.2), (130, "at risk", 0.6), (120, "off track", 0.4),
-     (90, "off track", -0.2), (None, "no data", None)],
+    [
+        (150, "on track", 1.0),
+        (160, "on track", 1.2),
+        (130, "at risk", 0.6),
+        (120, "off track", 0.4),
+        (90, "off track", -0.2),
+        (None, "no data", None),
+    ],
 )
 def test_status_from_progress_between_baseline_and_target(actual, status, progress):
     got = judge(actual, target(), additive=False, period=Q1, today=dt.date(2024, 6, 1))
@@ -59,8 +65,10 @@ def test_without_baseline_status_uses_attainment():
 
 def test_targets_file_toml_and_csv(tmp_path):
     toml = tmp_path / "t.toml"
-    toml.write_text('[[target]]\nkpi = "win_rate"\nperiod = "2024-Q1"\nbaseline = 40\ntarget = 50\n'
-                    '[[target]]\nkpi = "leads"\ntarget = 10\n')
+    toml.write_text(
+        '[[target]]\nkpi = "win_rate"\nperiod = "2024-Q1"\nbaseline = 40\ntarget = 50\n'
+        '[[target]]\nkpi = "leads"\ntarget = 10\n'
+    )
     win, leads = load_targets(toml, KPIS)
     assert (win.baseline, win.target, win.direction) == (0.4, 0.5, "higher")  # percent written as 40
     assert leads.issues == ["no period (not time-bound)", "no baseline"]
@@ -91,8 +99,10 @@ def test_bad_targets_are_one_line_errors(tmp_path, text, message):
 
 
 def test_scorecard_rows_values_and_formats(tmp_path):
-    targets = [Target("win_rate", Period.parse("2024-02"), 0.5, 0.7, "higher"),
-               Target("won_revenue", Period.parse("2024-02"), 2000.0, 2500.0, "higher")]
+    targets = [
+        Target("win_rate", Period.parse("2024-02"), 0.5, 0.7, "higher"),
+        Target("won_revenue", Period.parse("2024-02"), 2000.0, 2500.0, "higher"),
+    ]
     rows = build_scorecard(engine(), KPIS, targets=targets, today=dt.date(2024, 6, 1))
     by = {r.kpi: r for r in rows}
     assert by["win_rate"].actual == pytest.approx(2 / 3) and by["win_rate"].previous == 1.0
@@ -125,9 +135,16 @@ def test_format_value():
     assert format_value(None, "count") == "—"
 
 
-@pytest.mark.parametrize(("text", "label", "grain"), [("2024", "2024", "year"), ("2024-q2", "2024-Q2", "quarter"),
-                                                      ("2024-06", "2024-06", "month"), ("2024-W23", "2024-W23", "week"),
-                                                      ("2024-06-14", "2024-06-14", "day")])
+@pytest.mark.parametrize(
+    ("text", "label", "grain"),
+    [
+        ("2024", "2024", "year"),
+        ("2024-q2", "2024-Q2", "quarter"),
+        ("2024-06", "2024-06", "month"),
+        ("2024-W23", "2024-W23", "week"),
+        ("2024-06-14", "2024-06-14", "day"),
+    ],
+)
 def test_period_parsing_round_trips(text, label, grain):
     p = Period.parse(text)
     assert (p.label, p.grain) == (label, grain)

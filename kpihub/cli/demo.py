@@ -39,10 +39,21 @@ def _targets_toml(rows: list[dict[str, Any]]) -> str:
 
 
 @click.command("demo")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default="kpihub-demo", show_default=True,
-              help="Where the demo project and its DuckDB file go.")
-@click.option("--scale", type=click.IntRange(1, 50), default=1, show_default=True,
-              help="Multiply the demo data (30,000 HubSpot contacts per unit).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default="kpihub-demo",
+    show_default=True,
+    help="Where the demo project and its DuckDB file go.",
+)
+@click.option(
+    "--scale",
+    type=click.IntRange(1, 50),
+    default=1,
+    show_default=True,
+    help="Multiply the demo data (30,000 HubSpot contacts per unit).",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.pass_context
 def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
@@ -66,8 +77,9 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
     try:
         sources = {name: {**spec.settings, "base_url": spec.server.url} for name, spec in specs.items()}
         console.print(f"[bold]kpihub demo[/bold]: fake {', '.join(specs)} API on 127.0.0.1 → {root}/kpihub.duckdb")
-        settings = ProjectSettings(destination="duckdb:///kpihub.duckdb", timezone="Europe/Oslo",
-                                   targets="targets.toml")
+        settings = ProjectSettings(
+            destination="duckdb:///kpihub.duckdb", timezone="Europe/Oslo", targets="targets.toml"
+        )
         project = Project(path=root.resolve() / "kpihub.toml", settings=settings, sources=sources)
         pipeline = Pipeline(project, registry=reg)
         with RichProgress(console) as progress:

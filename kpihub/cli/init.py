@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-TEMPLATE = '''\
+TEMPLATE = """\
 # kpihub project file. Every setting can also come from the environment:
 # KPIHUB_<FIELD> for [project], KPIHUB_<SOURCE>_<FIELD> for a source
 # (keep secrets there, e.g. KPIHUB_HUBSPOT_TOKEN=pat-...).
@@ -31,9 +31,9 @@ timezone = "UTC"
 # token = "..."                 # better: KPIHUB_HUBSPOT_TOKEN
 # start_date = "2024-01-01"     # first sync reads from here
 # base_url = "https://api.hubapi.com"
-'''
+"""
 
-TARGETS_TEMPLATE = '''\
+TARGETS_TEMPLATE = """\
 # KPI targets: a baseline (where you start), a target and a period each.
 # Periods: 2026, 2026-Q3, 2026-07, 2026-W27, 2026-07-01. Percent KPIs in percent.
 #
@@ -42,7 +42,7 @@ TARGETS_TEMPLATE = '''\
 # period = "2026-Q3"
 # baseline = 480
 # target = 550
-'''
+"""
 
 
 @click.command("init")

@@ -38,8 +38,15 @@ def compute_scorecard(
     uri = destination or proj.settings.destination
     with reg.destination_for(uri).open(uri, root=proj.root, read_only=True) as session:
         engine = KPIEngine.for_destination(session, timezone=proj.settings.timezone)
-        return build_scorecard(engine, reg.kpis, targets=targets, period=period, grain=grain,  # type: ignore[arg-type]
-                               today=today, only=only)
+        return build_scorecard(
+            engine,
+            reg.kpis,
+            targets=targets,
+            period=period,
+            grain=grain,  # type: ignore[arg-type]
+            today=today,
+            only=only,
+        )
 
 
 @click.command("kpis")
@@ -89,12 +96,20 @@ def command(
     if show_sql:
         p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
         for kpi_id in only or sorted(reg.kpis):
-            sql = compile_kpi(reg.kpi(kpi_id), grain=p.grain, start=p.previous().start, end=p.end,
-                              timezone=proj.settings.timezone, dialect=dialect, pretty=True)
+            sql = compile_kpi(
+                reg.kpi(kpi_id),
+                grain=p.grain,
+                start=p.previous().start,
+                end=p.end,
+                timezone=proj.settings.timezone,
+                dialect=dialect,
+                pretty=True,
+            )
             click.echo(f"-- {kpi_id} ({dialect})\n{sql};\n")
         return
-    rows = compute_scorecard(proj, reg, targets_file=targets_file, period=chosen, grain=grain, today=today,
-                             only=list(only) or None)
+    rows = compute_scorecard(
+        proj, reg, targets_file=targets_file, period=chosen, grain=grain, today=today, only=list(only) or None
+    )
     if fmt == "table":
         render_scorecard(rows, console)
     else:

@@ -55,8 +55,14 @@ def setup_logging(verbose: int, debug: bool) -> None:
 
 @click.group(cls=KpihubGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kpihub")
-@click.option("--project", "-p", "project", type=click.Path(dir_okay=False), envvar="KPIHUB_PROJECT",
-              help="Project file (default: kpihub.toml here or in a parent directory).")
+@click.option(
+    "--project",
+    "-p",
+    "project",
+    type=click.Path(dir_okay=False),
+    envvar="KPIHUB_PROJECT",
+    help="Project file (default: kpihub.toml here or in a parent directory).",
+)
 @click.option("-v", "--verbose", count=True, help="Log retries and progress details.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (secrets stay redacted).")
 @click.pass_context

@@ -49,14 +49,22 @@ class RichProgress:
     def stream_finished(self, result: StreamResult) -> None:
         task = self._tasks[result.key]
         status = "[green]done[/green]" if result.status == "ok" else "[red]failed[/red]"
-        self.progress.update(task, total=result.records, completed=result.records, status=status,
-                             rate=f"{result.rate:,.0f}/s")
+        self.progress.update(
+            task, total=result.records, completed=result.records, status=status, rate=f"{result.rate:,.0f}/s"
+        )
 
 
 def summary_table(results: Sequence[StreamResult]) -> Table:
     table = Table(title="Sync summary", title_justify="left", header_style="bold")
-    for name, justify in [("Stream", "left"), ("Status", "left"), ("Records", "right"), ("API total", "right"),
-                          ("Records/s", "right"), ("Seconds", "right"), ("Cursor", "left")]:
+    for name, justify in [
+        ("Stream", "left"),
+        ("Status", "left"),
+        ("Records", "right"),
+        ("API total", "right"),
+        ("Records/s", "right"),
+        ("Seconds", "right"),
+        ("Cursor", "left"),
+    ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in results:
         status = "[green]ok[/green]" if r.status == "ok" else "[red]failed[/red]"

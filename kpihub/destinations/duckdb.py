@@ -41,7 +41,7 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 #: DuckDB caches table blocks up to 80 % of RAM by default; a sync's memory should
 #: stay flat however large the database grows, so the writer gets a bounded pool.
-DEFAULT_MEMORY_LIMIT = "256MB"
+DEFAULT_MEMORY_LIMIT = "128MB"
 
 
 class DuckDBSession(DestinationSession):
@@ -161,7 +161,8 @@ class DuckDBSession(DestinationSession):
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         if con is self.con:
             return
-        con.execute(f"ATTACH '{self.path}' AS kpihub_data (READ_ONLY)")
+        path = str(self.path).replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS kpihub_data (READ_ONLY)")
         for name in self.tables():
             con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM kpihub_data.{quote(name)}")
 
@@ -191,5 +192,6 @@ class DuckDBDestination(Destination):
 
     def open(self, uri: str, *, root: Path | None = None, read_only: bool = False) -> DuckDBSession:
         options = uri_options(uri)
-        return DuckDBSession(uri_path(uri, root), read_only=read_only,
-                             memory_limit=options.get("memory_limit", DEFAULT_MEMORY_LIMIT))
+        return DuckDBSession(
+            uri_path(uri, root), read_only=read_only, memory_limit=options.get("memory_limit", DEFAULT_MEMORY_LIMIT)
+        )

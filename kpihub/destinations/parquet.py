@@ -126,6 +126,8 @@ class ParquetSession(DestinationSession):
     def _plan(
         self, write: TableWrite, manifest: dict[str, Any], pending: list[tuple[Path, Path]], obsolete: list[str]
     ) -> None:
+        if write.mode == "merge" and not write.primary_key:
+            raise DestinationError(f"table {write.table!r}: merge needs a primary key")
         entry = manifest["tables"].setdefault(write.table, {"files": [], "seq": 0, "schema": None})
         table_dir = self.root / write.table
         table_dir.mkdir(parents=True, exist_ok=True)
@@ -139,11 +141,15 @@ class ParquetSession(DestinationSession):
             if write.mode == "replace" and not write.scope:
                 obsolete.append(rel)
                 continue
-            existing = pq.read_table(path)
-            remaining = _without(existing, data, write)
-            if remaining.num_rows == existing.num_rows:
+            # Read only the key (or scope) columns to find out whether this file is touched at all.
+            probe_columns = list(write.scope or {}) if write.mode == "replace" else list(write.primary_key)
+            file_columns = set(pq.read_schema(path).names)
+            probe = pq.read_table(path, columns=[c for c in probe_columns if c in file_columns])
+            if _without(probe, data, write).num_rows == probe.num_rows:
                 keep.append(rel)
                 continue
+            existing = pq.read_table(path)
+            remaining = _without(existing, data, write)
             obsolete.append(rel)
             if remaining.num_rows:
                 keep.append(self._stage(remaining, write.table, entry, pending))
@@ -189,9 +195,8 @@ class ParquetSession(DestinationSession):
             files = self.files(name)
             if files:
                 listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM read_parquet([{listing}], union_by_name=true)"
-                )
+                scan = f"read_parquet([{listing}], union_by_name=true)"
+                con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM {scan}")
             else:
                 schema = self.schema(name)
                 if schema is not None:

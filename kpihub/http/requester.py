@@ -271,8 +271,9 @@ class Requester:
             message = redact(f"{where}: {method} {last.get('url', url)} failed after {attempts}: {exc}")
             err_cls = MalformedResponseError if "malformed JSON" in str(exc) else HTTPError
             if err_cls is HTTPError:
-                raise HTTPError(message, source=self.source_id, stream=stream, url=redact(last.get("url", url)),
-                                status_code=status) from None
+                raise HTTPError(
+                    message, source=self.source_id, stream=stream, url=redact(last.get("url", url)), status_code=status
+                ) from None
             raise MalformedResponseError(message, source=self.source_id, stream=stream) from None
 
 

@@ -28,7 +28,7 @@ class KPISeries:
     currency: str | None = None
 
     def values(self) -> dict[dt.date, float | None]:
-        return dict(zip(self.table["period"].to_pylist(), self.table["value"].to_pylist()))
+        return dict(zip(self.table["period"].to_pylist(), self.table["value"].to_pylist(), strict=True))
 
 
 class KPIEngine:

@@ -43,9 +43,18 @@ def _pct(value: float | None, signed: bool = False) -> str:
 
 def render_scorecard(rows: Sequence[ScorecardRow], console: Console, *, title: str = "KPI scorecard") -> None:
     table = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in [("Stage", "left"), ("KPI", "left"), ("Period", "left"), ("Actual", "right"),
-                          ("Prev.", "right"), ("Δ prev.", "right"), ("Baseline", "right"), ("Target", "right"),
-                          ("Attain.", "right"), ("Status", "left")]:
+    for name, justify in [
+        ("Stage", "left"),
+        ("KPI", "left"),
+        ("Period", "left"),
+        ("Actual", "right"),
+        ("Prev.", "right"),
+        ("Δ prev.", "right"),
+        ("Baseline", "right"),
+        ("Target", "right"),
+        ("Attain.", "right"),
+        ("Status", "left"),
+    ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     stage = object()
     for row in rows:

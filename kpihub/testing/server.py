@@ -228,6 +228,10 @@ class FakeAPIServer:
         """The platform's error body for ``status``; subclasses return the real shape."""
         return {"error": {"code": status, "message": message}}
 
+    def error_headers(self, status: int) -> dict[str, str]:
+        """Headers the platform sends with an error of ``status`` (rate-limit headers on 429 …)."""
+        return {}
+
     def not_found(self, request: FakeRequest) -> FakeResponse:
         return self.json(self.error_body(404, f"no route for {request.method} {request.path}"), 404)
 
@@ -259,11 +263,13 @@ class FakeAPIServer:
             fault = None
         if fault is not None and fault.kind == "status":
             body_obj = fault.body if fault.body is not None else self.error_body(fault.status, "injected fault")
-            response = self.json(body_obj, fault.status, fault.headers)
+            response = self.json(body_obj, fault.status, {**self.error_headers(fault.status), **fault.headers})
         else:
             response = self.authorize(request) or self._route(request)
         if fault is not None and fault.kind == "malformed":
-            response = FakeResponse(200, b'{"results": [{"id": "1", "properties": {', {"Content-Type": "application/json"})
+            response = FakeResponse(
+                200, b'{"results": [{"id": "1", "properties": {', {"Content-Type": "application/json"}
+            )
         self._write(handler, response, fault)
 
     def _route(self, request: FakeRequest) -> FakeResponse:

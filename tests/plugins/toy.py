@@ -26,8 +26,12 @@ class FakeToy(FakeAPIServer):
         super().__init__(seed=seed)
         self.token = token
         self.items = {
-            i: {"id": f"it_{i:05d}", "name": f"Item {i}", "amount": f"{self.rng.randint(1, 99999) / 100:.2f}",
-                "updated": (BASE + dt.timedelta(minutes=i)).isoformat().replace("+00:00", "Z")}
+            i: {
+                "id": f"it_{i:05d}",
+                "name": f"Item {i}",
+                "amount": f"{self.rng.randint(1, 99999) / 100:.2f}",
+                "updated": (BASE + dt.timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+            }
             for i in range(1, items + 1)
         }
 
@@ -74,20 +78,23 @@ class ItemsStream(kpihub.Stream):
         params: dict[str, Any] = {"limit": settings.page_size}
         if state and state.get("cursor"):
             params["updated_gte"] = dt.datetime.fromisoformat(state["cursor"]).isoformat().replace("+00:00", "Z")
-        paginator = CursorPaginator("data", cursor_from=lambda body, recs: recs[-1]["id"] if body.get("has_more") else None,
-                                    total_path="total")
+        paginator = CursorPaginator(
+            "data", cursor_from=lambda body, recs: recs[-1]["id"] if body.get("has_more") else None, total_path="total"
+        )
         for n, (_, records) in enumerate(ctx.pages(paginator, "GET", "/v1/items", params=params)):
             if settings.fail_after_pages is not None and n >= settings.fail_after_pages:
                 raise kpihub.SourceError("toy: simulated failure mid-stream", source=ctx.source_id, stream=ctx.stream)
             yield records
 
 
-ITEMS_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("name", pa.string()),
-    pa.field("amount", pa.decimal128(38, 9)),
-    pa.field("updated", TS),
-])
+ITEMS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("amount", pa.decimal128(38, 9)),
+        pa.field("updated", TS),
+    ]
+)
 
 
 class ToySource(kpihub.Source):

@@ -10,15 +10,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from kpihub_hubspot import HubSpotSettings, HubSpotSource, mapping
+from kpihub_hubspot.fake import EPOCH, FakeHubSpot, HubSpotData
 
 from kpihub import Pipeline
 from kpihub.cli import cli
 from kpihub.config import Project, ProjectSettings, build_source_settings
-from kpihub.errors import NormalizationError
 from kpihub.normalize import Normalizer
 from kpihub.plugins import Registry, reset_registry
-from kpihub_hubspot import HubSpotSettings, HubSpotSource, mapping
-from kpihub_hubspot.fake import EPOCH, FakeHubSpot, HubSpotData
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UTC = dt.timezone.utc
@@ -35,10 +34,19 @@ def registry() -> Registry:
 
 def pipeline(tmp_path: Path, server: FakeHubSpot, registry: Registry, dest: str = "duckdb", **settings) -> Pipeline:
     uri = f"duckdb:///{tmp_path}/hs.duckdb" if dest == "duckdb" else f"parquet:///{tmp_path}/pq"
-    source = {"base_url": server.url, "token": server.token, "requests_per_second": None,
-              "search_lag_seconds": 0, "max_attempts": 3, **settings}
-    project = Project(path=tmp_path / "kpihub.toml", settings=ProjectSettings(destination=uri, chunk_rows=20_000),
-                      sources={"hubspot": source})
+    source = {
+        "base_url": server.url,
+        "token": server.token,
+        "requests_per_second": None,
+        "search_lag_seconds": 0,
+        "max_attempts": 3,
+        **settings,
+    }
+    project = Project(
+        path=tmp_path / "kpihub.toml",
+        settings=ProjectSettings(destination=uri, chunk_rows=20_000),
+        sources={"hubspot": source},
+    )
     return Pipeline(project, registry=registry)
 
 
@@ -137,10 +145,16 @@ def test_more_than_10000_records_at_one_instant_are_read_by_id(tmp_path, registr
     with FakeHubSpot(data=data) as server:
         p = pipeline(tmp_path, server, registry)
         assert p.sync(streams=["contacts"]).ok
-        by_id = [r.json() for r in server.requests
-                 if r.path.endswith("/search") and r.json()["sorts"][0]["propertyName"] == "hs_object_id"]
+        by_id = [
+            r.json()
+            for r in server.requests
+            if r.path.endswith("/search") and r.json()["sorts"][0]["propertyName"] == "hs_object_id"
+        ]
     assert by_id and by_id[0]["filterGroups"][0]["filters"][0] == {
-        "propertyName": "lastmodifieddate", "operator": "EQ", "value": str(instant)}
+        "propertyName": "lastmodifieddate",
+        "operator": "EQ",
+        "value": str(instant),
+    }
     assert len({r["id"] for r in read(p, "hubspot_contacts")}) == 10_450
 
 
@@ -170,17 +184,35 @@ def test_deals_map_to_crm_deals(tmp_path, registry):
 
 
 def test_stage_metadata_decides_when_hs_is_closed_is_missing():
-    lookup = mapping.StageLookup.from_pipelines([{"id": "p", "label": "P", "stages": [
-        {"id": "w", "label": "Won", "metadata": {"isClosed": "true", "probability": "1.0"}},
-        {"id": "l", "label": "Lost", "metadata": {"isClosed": "true", "probability": "0.0"}},
-        {"id": "o", "label": "Open", "metadata": {"isClosed": "false", "probability": "0.5"}}]}])
+    lookup = mapping.StageLookup.from_pipelines(
+        [
+            {
+                "id": "p",
+                "label": "P",
+                "stages": [
+                    {"id": "w", "label": "Won", "metadata": {"isClosed": "true", "probability": "1.0"}},
+                    {"id": "l", "label": "Lost", "metadata": {"isClosed": "true", "probability": "0.0"}},
+                    {"id": "o", "label": "Open", "metadata": {"isClosed": "false", "probability": "0.5"}},
+                ],
+            }
+        ]
+    )
     ts = pa.array([dt.datetime(2025, 1, 1, tzinfo=UTC)] * 4, pa.timestamp("us", tz="UTC"))
-    batch = pa.RecordBatch.from_pydict({
-        "id": ["1", "2", "3", "4"], "dealname": ["a", "b", "c", "d"], "pipeline": ["p", "p", "p", "p"],
-        "dealstage": ["w", "l", "o", "gone"], "amount": pa.array([None] * 4, pa.decimal128(38, 9)),
-        "deal_currency_code": ["usd", None, None, None], "createdate": ts, "closedate": ts,
-        "hs_is_closed": pa.array([None] * 4, pa.bool_()), "hs_is_closed_won": pa.array([None] * 4, pa.bool_()),
-        "hs_lastmodifieddate": ts})
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": ["1", "2", "3", "4"],
+            "dealname": ["a", "b", "c", "d"],
+            "pipeline": ["p", "p", "p", "p"],
+            "dealstage": ["w", "l", "o", "gone"],
+            "amount": pa.array([None] * 4, pa.decimal128(38, 9)),
+            "deal_currency_code": ["usd", None, None, None],
+            "createdate": ts,
+            "closedate": ts,
+            "hs_is_closed": pa.array([None] * 4, pa.bool_()),
+            "hs_is_closed_won": pa.array([None] * 4, pa.bool_()),
+            "hs_lastmodifieddate": ts,
+        }
+    )
     out = mapping.deals(batch, lookup, "NOK").to_pylist()
     assert [(r["is_closed"], r["is_won"]) for r in out] == [(True, True), (True, False), (False, False), (None, None)]
     assert [r["currency"] for r in out] == ["USD", "NOK", "NOK", "NOK"]
@@ -209,6 +241,13 @@ def test_429_with_hubspot_rate_limit_body_is_retried(tmp_path, registry):
         p = pipeline(tmp_path, server, registry)
         result = p.sync()
         body = server.rate_limit_body()
+        limited = next(r for r in server.requests if r.path.endswith("/search"))
+    headers = server.error_headers(429)
+    assert (
+        headers["X-HubSpot-RateLimit-Remaining"] == "0"
+        and headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
+    )
+    assert limited.json()["after"] == "0"
     assert result.ok and fault.hits == 2 and with_header.hits == 1
     assert body["errorType"] == "RATE_LIMIT" and body["policyName"] == "TEN_SECONDLY_ROLLING"
     assert len(read(p, "crm_contacts")) == 500
@@ -241,7 +280,8 @@ def test_unknown_lifecycle_stage(tmp_path, registry):
         failed = pipeline(tmp_path / "a", server, registry).sync(streams=["contacts"])
         assert failed.streams[0].error == (
             f"stream 'contacts', record id='{some}', field 'lifecyclestage': unknown lifecycle stage '1033017'; "
-            'map it with lifecycle_stage_map in [sources.<id>] or set on_unknown_lifecycle_stage = "other"')
+            'map it with lifecycle_stage_map in [sources.<id>] or set on_unknown_lifecycle_stage = "other"'
+        )
         mapped = pipeline(tmp_path / "b", server, registry, lifecycle_stage_map={"1033017": "mql"})
         assert mapped.sync(streams=["contacts"]).ok
         other = pipeline(tmp_path / "c", server, registry, on_unknown_lifecycle_stage="other")
@@ -259,7 +299,8 @@ def test_unparseable_deal_amount_fails_that_stream_only(tmp_path, registry):
         result = p.sync()
     by = {r.stream: r for r in result.streams}
     assert by["deals"].error == (
-        f"stream 'deals', record id='{deal_id}', field 'amount': cannot read '12,50 kr' as decimal128(38, 9)")
+        f"stream 'deals', record id='{deal_id}', field 'amount': cannot read '12,50 kr' as decimal128(38, 9)"
+    )
     assert by["contacts"].status == by["companies"].status == by["deal_pipelines"].status == "ok"
     with p.open_destination(read_only=True) as s:
         assert s.get_state("hubspot.deals") is None and "hubspot_deals" not in s.tables()
@@ -293,7 +334,8 @@ def test_cli_sync_with_debug_never_prints_the_token(tmp_path, registry, monkeypa
         server.fail(status=503, path="/search", times=1)
         (tmp_path / "kpihub.toml").write_text(
             f'[project]\ndestination = "duckdb:///hs.duckdb"\n[sources.hubspot]\nbase_url = "{server.url}"\n'
-            "requests_per_second = 100\n")
+            "requests_per_second = 100\n"
+        )
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("KPIHUB_HUBSPOT_TOKEN", server.token)
         result = CliRunner().invoke(cli, ["--debug", "-v", "sync"])

@@ -71,11 +71,27 @@ DATE_PROPERTIES = {
 DEFAULT_PROPERTIES = {
     "contacts": ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
     "companies": ["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
-    "deals": ["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id",
-              "pipeline"],
+    "deals": [
+        "amount",
+        "closedate",
+        "createdate",
+        "dealname",
+        "dealstage",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+        "pipeline",
+    ],
 }
 STAGES = ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer"]
-SOURCES = ["ORGANIC_SEARCH", "PAID_SEARCH", "PAID_SOCIAL", "SOCIAL_MEDIA", "EMAIL_MARKETING", "REFERRALS", "DIRECT_TRAFFIC"]
+SOURCES = [
+    "ORGANIC_SEARCH",
+    "PAID_SEARCH",
+    "PAID_SOCIAL",
+    "SOCIAL_MEDIA",
+    "EMAIL_MARKETING",
+    "REFERRALS",
+    "DIRECT_TRAFFIC",
+]
 PIPELINES = [
     {
         "id": "default",
@@ -199,12 +215,18 @@ class ObjectStore:
     def by_cursor(self, low: int | None, high: int | None, low_inclusive: bool, high_inclusive: bool) -> list[int]:
         lo = 0
         if low is not None:
-            lo = bisect.bisect_left(self._index, (low, -1)) if low_inclusive else bisect.bisect_right(
-                self._index, (low, math.inf))
+            lo = (
+                bisect.bisect_left(self._index, (low, -1))
+                if low_inclusive
+                else bisect.bisect_right(self._index, (low, math.inf))
+            )
         hi = len(self._index)
         if high is not None:
-            hi = bisect.bisect_right(self._index, (high, math.inf)) if high_inclusive else bisect.bisect_left(
-                self._index, (high, -1))
+            hi = (
+                bisect.bisect_right(self._index, (high, math.inf))
+                if high_inclusive
+                else bisect.bisect_left(self._index, (high, -1))
+            )
         return [rid for _, rid in self._index[lo:hi]]
 
 
@@ -272,8 +294,12 @@ class HubSpotData:
         first = "subscriber" if rng.random() < 0.3 else "lead"
         dates[first] = t
         reached = first
-        chain = [("marketingqualifiedlead", 0.45, 1, 20), ("salesqualifiedlead", 0.45, 2, 30),
-                 ("opportunity", 0.6, 1, 20), ("customer", 0.4, 5, 60)]
+        chain = [
+            ("marketingqualifiedlead", 0.45, 1, 20),
+            ("salesqualifiedlead", 0.45, 2, 30),
+            ("opportunity", 0.6, 1, 20),
+            ("customer", 0.4, 5, 60),
+        ]
         if first == "subscriber":
             chain.insert(0, ("lead", 0.5, 1, 30))
         for stage, p, lo, hi in chain:
@@ -320,7 +346,10 @@ class HubSpotData:
             else:
                 stage, is_closed, won = stages[rng.randint(0, len(stages) - 3)][0], False, False
         amount = round(math.exp(rng.gauss(8.4, 0.6)), 2)
-        modified = min(self.end_ms - rng.randint(1, DAY_MS), max(opened, closed if is_closed else opened) + rng.randint(0, 3) * DAY_MS)
+        modified = min(
+            self.end_ms - rng.randint(1, DAY_MS),
+            max(opened, closed if is_closed else opened) + rng.randint(0, 3) * DAY_MS,
+        )
         props = {
             "dealname": f"Deal {rid}",
             "amount": f"{amount:.2f}" if rng.random() > 0.03 else None,
@@ -400,10 +429,18 @@ class FakeHubSpot(FakeAPIServer):
     def error_body(self, status: int, message: str) -> Any:
         if status == 429:
             return self.rate_limit_body()
-        category = {400: "VALIDATION_ERROR", 401: "INVALID_AUTHENTICATION", 403: "MISSING_SCOPES",
-                    404: "OBJECT_NOT_FOUND"}.get(status, "INTERNAL_ERROR")
-        return {"status": "error", "message": message, "correlationId": str(uuid.UUID(int=self.rng.getrandbits(128))),
-                "category": category}
+        category = {
+            400: "VALIDATION_ERROR",
+            401: "INVALID_AUTHENTICATION",
+            403: "MISSING_SCOPES",
+            404: "OBJECT_NOT_FOUND",
+        }.get(status, "INTERNAL_ERROR")
+        return {
+            "status": "error",
+            "message": message,
+            "correlationId": str(uuid.UUID(int=self.rng.getrandbits(128))),
+            "category": category,
+        }
 
     def rate_limit_body(self, policy: str = "TEN_SECONDLY_ROLLING") -> dict[str, Any]:
         return {
@@ -413,6 +450,16 @@ class FakeHubSpot(FakeAPIServer):
             "correlationId": str(uuid.UUID(int=self.rng.getrandbits(128))),
             "policyName": policy,
             "groupName": "publicapi:private-app:1234567",
+        }
+
+    def error_headers(self, status: int) -> dict[str, str]:
+        # A 429 from the ten-second window: the rolling-window headers at zero remaining.
+        if status != 429:
+            return {}
+        return {
+            **self._rate_headers(),
+            "X-HubSpot-RateLimit-Remaining": "0",
+            "X-HubSpot-RateLimit-Secondly-Remaining": "0",
         }
 
     def authorize(self, request: FakeRequest) -> FakeResponse | None:
@@ -559,12 +606,19 @@ class FakeHubSpot(FakeAPIServer):
         store: ObjectStore, groups: list[dict[str, Any]], sorts: list[dict[str, Any]], after: int, limit: int
     ) -> tuple[int, list[int]] | None:
         """Cursor-range filters sorted ascending by the cursor: answer from the index slice."""
-        if len(groups) > 1 or (sorts and (sorts[0].get("propertyName") != store.cursor_property
-                                          or sorts[0].get("direction", "ASCENDING") != "ASCENDING")):
+        if len(groups) > 1 or (
+            sorts
+            and (
+                sorts[0].get("propertyName") != store.cursor_property
+                or sorts[0].get("direction", "ASCENDING") != "ASCENDING"
+            )
+        ):
             return None
         filters = groups[0].get("filters", []) if groups else []
-        if any(f.get("propertyName") != store.cursor_property or f.get("operator") not in ("GT", "GTE", "LT", "LTE")
-               for f in filters):
+        if any(
+            f.get("propertyName") != store.cursor_property or f.get("operator") not in ("GT", "GTE", "LT", "LTE")
+            for f in filters
+        ):
             return None
         lo, hi = store.cursor_bounds(filters)
         return hi - lo, [rid for _, rid in store._index[lo + after : min(hi, lo + after + limit)]]

@@ -149,8 +149,9 @@ def deals(batch: pa.RecordBatch, stages: StageLookup, company_currency: str | No
     idx = pc.index_in(key, value_set=stages.keys)
     is_closed = pc.coalesce(batch.column("hs_is_closed"), pc.take(stages.is_closed, idx))
     is_won = pc.coalesce(batch.column("hs_is_closed_won"), pc.take(stages.is_won, idx))
-    closed_at = pc.if_else(pc.fill_null(is_closed, False), batch.column("closedate"),
-                           pa.scalar(None, batch.column("closedate").type))
+    closed_at = pc.if_else(
+        pc.fill_null(is_closed, False), batch.column("closedate"), pa.scalar(None, batch.column("closedate").type)
+    )
     currency = batch.column("deal_currency_code")
     if company_currency:
         currency = pc.coalesce(currency, pa.scalar(company_currency))
@@ -171,4 +172,3 @@ def deals(batch: pa.RecordBatch, stages: StageLookup, company_currency: str | No
             "updated_at": batch.column("hs_lastmodifieddate"),
         }
     )
-

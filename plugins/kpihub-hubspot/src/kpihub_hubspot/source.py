@@ -122,8 +122,9 @@ class SearchStream(Stream):
         low = _ms(dt.datetime.fromisoformat(cursor)) if cursor else _start_ms(settings)
         started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=settings.search_lag_seconds)
         high = _ms(started)  # records changed after this wait for the next sync
-        yield from search_window(ctx, self.object_type, self.cursor_field or "", self.properties, low, high,
-                                 settings.page_size)
+        yield from search_window(
+            ctx, self.object_type, self.cursor_field or "", self.properties, low, high, settings.page_size
+        )
 
     @property
     def properties(self) -> list[str]:
@@ -162,8 +163,9 @@ def search_window(
         first_value: str | None = None
         capped = False
         tail = _Tail(cursor_property)
-        for page_body, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body),
-                                          page_size):
+        for page_body, records in _capped(
+            paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body), page_size
+        ):
             if first:
                 ctx.report_total(int(page_body.get("total", 0)))
                 first = False
@@ -236,10 +238,14 @@ def _same_instant(
     last_id = 0
     while True:
         body = {
-            "filterGroups": [{"filters": [
-                {"propertyName": cursor_property, "operator": "EQ", "value": str(at_ms)},
-                {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)},
-            ]}],
+            "filterGroups": [
+                {
+                    "filters": [
+                        {"propertyName": cursor_property, "operator": "EQ", "value": str(at_ms)},
+                        {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)},
+                    ]
+                }
+            ],
             "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
             "properties": properties,
             "limit": page_size,
@@ -247,8 +253,7 @@ def _same_instant(
         }
         got = 0
         paginator = CursorPaginator("results", cursor_path="paging.next.after", param="after", where="body")
-        for page_body, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body),
-                                          page_size):
+        for _, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body), page_size):
             if records:
                 got += len(records)
                 last_id = int(records[-1]["id"])
@@ -276,8 +281,7 @@ class ContactsStream(SearchStream):
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
         settings: HubSpotSettings = ctx.settings  # type: ignore[assignment]
-        return mapping.contacts(batch, self.stage_map, on_unknown=settings.on_unknown_lifecycle_stage,
-                                stream=self.name)
+        return mapping.contacts(batch, self.stage_map, on_unknown=settings.on_unknown_lifecycle_stage, stream=self.name)
 
 
 class DealsStream(SearchStream):
