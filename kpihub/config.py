@@ -177,7 +177,7 @@ def build_source_settings(
     """Instantiate ``settings_class`` from ``values`` and ``KPIHUB_<ID>_*``; one-line errors."""
     prefix = env_prefix(source_id)
     try:
-        settings = settings_class(_env_prefix=prefix, **values)
+        settings = settings_class(_env_prefix=prefix, **values)  # type: ignore[call-arg]
     except ValidationError as exc:
         err = exc.errors()[0]
         field_name = ".".join(str(p) for p in err["loc"]) or "?"

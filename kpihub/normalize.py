@@ -330,7 +330,7 @@ class Normalizer:
         arrays = {}
         for f in self.schema:
             path, kind = self._paths[f.name], self._kinds[f.name]
-            out = []
+            out: list[Any] = []
             for r in records:
                 value = get_path(r, path)
                 try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import pyarrow as pa
 
@@ -28,7 +28,7 @@ __all__ = ["CheckResult", "DemoSpec", "Page", "Source", "Stream", "StreamContext
 
 WriteMode = Literal["append", "replace", "merge"]
 #: One page from ``Stream.read``: raw JSON records, or batches already in the stream schema.
-Page = Sequence[Mapping[str, Any]] | pa.RecordBatch
+Page: TypeAlias = Sequence[Mapping[str, Any]] | pa.RecordBatch
 
 
 @dataclass(frozen=True)

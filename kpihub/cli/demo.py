@@ -16,6 +16,7 @@ from kpihub.cli.progress import RichProgress, summary_table
 from kpihub.config import Project, ProjectSettings
 from kpihub.errors import ConfigError
 from kpihub.report.scorecard import render_scorecard
+from kpihub.source import DemoSpec
 from kpihub.sync import Pipeline
 
 DEMO_TOML = """\
@@ -60,8 +61,11 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
     """Run the embedded demo: fake HubSpot on 127.0.0.1, sync to DuckDB, print the KPI scorecard."""
     reg = registry(ctx)
     console = ctx.obj["console"]
-    specs = {name: s.demo(seed=seed, scale=scale) for name, s in sorted(reg.sources.items())}
-    specs = {name: spec for name, spec in specs.items() if spec is not None}
+    specs: dict[str, DemoSpec] = {}
+    for name, source in sorted(reg.sources.items()):
+        spec = source.demo(seed=seed, scale=scale)
+        if spec is not None:
+            specs[name] = spec
     if not specs:
         raise ConfigError("no installed source plugin offers a demo (pip install ./plugins/kpihub-hubspot)")
     root = Path(directory)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 import sqlglot
@@ -42,7 +43,7 @@ def _schema(table: str, schemas: Mapping[str, pa.Schema] | None) -> pa.Schema:
     raise KPIError(f"unknown table {table!r} (canonical tables: {', '.join(CANONICAL_TABLES)})")
 
 
-def _parse(kpi: KPI, role: str, sql: str, what: str) -> exp.Expression:
+def _parse(kpi: KPI, role: str, sql: str, what: str) -> Any:
     try:
         return sqlglot.parse_one(sql, read="duckdb")
     except ParseError as exc:
