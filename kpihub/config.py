@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -40,7 +40,22 @@ DEFAULT_PROJECT_FILE = "kpihub.toml"
 S = TypeVar("S", bound="SourceSettings")
 
 
-class SourceSettings(BaseSettings):
+class _EnvironmentFirst(BaseSettings):
+    """Settings where ``KPIHUB_*`` variables beat the project file (passed as init values)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+
+class SourceSettings(_EnvironmentFirst):
     """Base of every connector's settings. Subclass and add fields; secrets as ``SecretStr``.
 
     Values come from ``[sources.<id>]`` in kpihub.toml; environment variables
@@ -62,23 +77,11 @@ class SourceSettings(BaseSettings):
     #: Longest Retry-After (seconds) we are willing to sleep; longer fails the stream.
     max_retry_after: float = Field(default=300.0, ge=0)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment beats the project file (passed as init values).
-        return env_settings, init_settings
-
     def secret_values(self) -> list[str]:
         return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
 
 
-class ProjectSettings(BaseSettings):
+class ProjectSettings(_EnvironmentFirst):
     """The ``[project]`` table: where data goes and how KPIs are reported."""
 
     model_config = SettingsConfigDict(env_prefix="KPIHUB_", extra="forbid", case_sensitive=False)
@@ -94,17 +97,6 @@ class ProjectSettings(BaseSettings):
     targets: str | None = None
     #: Rows per durable write (and state checkpoint).
     chunk_rows: int = Field(default=50_000, ge=1)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings
 
     @field_validator("timezone")
     @classmethod
@@ -246,6 +238,3 @@ def load_project(path: str | Path | None = None, *, required: bool = False) -> P
             raise ConfigError(f"{file}: [sources.{source_id}] must be a table")
         _SourceEntry.model_validate(entry)
     return Project(path=file, settings=settings, sources={k: dict(v) for k, v in sources.items()})
-
-
-Policy = Literal["fail", "null"]

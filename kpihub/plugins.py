@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -246,7 +246,3 @@ def reset_registry(registry: Registry | None = None) -> None:
     """Replace (or drop) the process-wide registry; for tests and long-lived hosts."""
     global _registry
     _registry = registry
-
-
-def iter_registered(objs: Iterable[T]) -> list[T]:
-    return list(objs)
