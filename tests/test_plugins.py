@@ -138,3 +138,19 @@ def test_public_api_is_exported():
     names = sorted(n for n in dir(kpihub) if not n.startswith("_") and n not in {"annotations"})
     modules = {n for n in names if isinstance(getattr(kpihub, n), types.ModuleType)}
     assert sorted(set(names) - modules) == sorted(set(kpihub.__all__) - {"__version__"})
+
+
+def test_sync_with_a_broken_source_plugin_is_one_line(fake_dists, plugin_modules, tmp_path, monkeypatch):
+    plugin_modules("kpihub_toy_broken", "raise ImportError('kpihub-toy needs thinglib>=2')")
+    fake_dists.append(FakeDist("kpihub-toy", [("toy", "kpihub_toy_broken")]))
+    reset_registry(None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kpihub.toml").write_text('[sources.toy]\nbase_url = "http://127.0.0.1:9"\n')
+    result = CliRunner().invoke(cli, ["sync"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == (
+        "Error: error loading kpihub plugin 'toy' from kpihub-toy 1.2.3: ImportError: kpihub-toy needs thinglib>=2"
+    )
+    assert lines[0].startswith("Warning: error loading kpihub plugin 'toy'")
+    assert "Traceback" not in result.output
