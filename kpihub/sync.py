@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,13 +158,15 @@ class Pipeline:
         sources: dict[str, dict[str, Any]] | None = None,
         registry: Registry | None = None,
         transport: Any = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.project = project if isinstance(project, Project) else load_project(project)
         for source_id, values in (sources or {}).items():
             self.project.sources.setdefault(source_id, {}).update(values)
         self.destination_uri = destination or self.project.settings.destination
         self.registry = registry or get_registry()
-        self.transport = transport  # tests inject an httpx transport
+        self.transport = transport  # tests inject an httpx transport …
+        self.sleep = sleep  # … or record the retry waits
 
     # -- helpers -----------------------------------------------------------------
 
@@ -190,6 +192,7 @@ class Pipeline:
             headers=source.headers(settings),
             classify=getattr(source, "classify", None),
             transport=self.transport,
+            **({"sleep": self.sleep} if self.sleep is not None else {}),
         )
 
     # -- sync --------------------------------------------------------------------

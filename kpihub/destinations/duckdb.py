@@ -66,6 +66,8 @@ class DuckDBSession(DestinationSession):
                     f"DuckDB file {str(path)!r} is already in use by another process (a running sync?)"
                 ) from None
             raise DestinationError(f"cannot open DuckDB file {str(path)!r}: {exc}") from None
+        # Arrow results carry the session zone; kpihub's timestamps are UTC whatever the host says.
+        self.con.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
         if not read_only:
             self.con.execute(

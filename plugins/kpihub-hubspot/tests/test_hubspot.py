@@ -18,6 +18,7 @@ from kpihub.cli import cli
 from kpihub.config import Project, ProjectSettings, build_source_settings
 from kpihub.normalize import Normalizer
 from kpihub.plugins import Registry, reset_registry
+from kpihub.testing.conformance import SourceConformance
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UTC = dt.timezone.utc
@@ -356,3 +357,19 @@ def test_demo_runs_end_to_end(tmp_path, registry, monkeypatch):
     again = CliRunner().invoke(cli, ["-p", "kpihub-demo/kpihub.toml", "kpis", "--format", "json"])
     rows = {r["kpi"]: r for r in json.loads(again.output)}
     assert rows["leads"]["period"] == "2026-Q2" and rows["leads"]["status"] == "on track"
+
+
+class TestHubSpotConformance(SourceConformance):
+    source = HubSpotSource()
+    rate_limited_path = r"/search$"
+
+    def make_server(self) -> FakeHubSpot:
+        return FakeHubSpot(seed=21, contacts=1_500)
+
+    def settings(self, server) -> dict:
+        return {"base_url": server.url, "token": server.token, "requests_per_second": None, "search_lag_seconds": 0}
+
+    def change_data(self, server) -> None:
+        server.data.touch("contacts", 0.02)
+        server.data.touch("deals", 0.05, seed=3)
+        server.data.add_contacts(40)

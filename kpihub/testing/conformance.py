@@ -1,0 +1,212 @@
+"""The conformance suite every source plugin runs against its fake server.
+
+Subclass :class:`SourceConformance` in the plugin's tests (the class name must
+start with ``Test``) and say how to start the fake and configure the source::
+
+    from kpihub.testing.conformance import SourceConformance
+
+    class TestThingConformance(SourceConformance):
+        source = ThingSource()
+
+        def make_server(self):
+            return FakeThing(seed=1)
+
+        def settings(self, server):
+            return {"base_url": server.url, "api_key": server.api_key}
+
+        def change_data(self, server):
+            server.touch(fraction=0.05)   # some records change, some are new
+
+pytest then runs every ``test_*`` below against it: the declared Arrow schema
+is what ``read`` yields, primary keys are unique after syncs, an incremental
+re-sync reads only new or changed records and its cursor never goes back,
+``check`` passes with good settings and fails clearly with bad ones, a 429
+with ``Retry-After`` is honoured, and secrets never reach logs, errors, state
+or output files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pytest
+from pydantic import SecretStr
+
+from kpihub.config import Project, ProjectSettings
+from kpihub.plugins import Registry
+from kpihub.source import Source
+from kpihub.state import decode_cursor
+from kpihub.sync import Pipeline, SyncResult
+from kpihub.testing.server import FakeAPIServer
+
+__all__ = ["SourceConformance"]
+
+CANARY = "kpihub-canary-7f3e91c2d4"
+
+
+class SourceConformance:
+    """Base class of a plugin's conformance tests (see the module docstring)."""
+
+    #: The source under test.
+    source: ClassVar[Source]
+    #: The path (regex) of requests that may get an injected 429 (default: any).
+    rate_limited_path: ClassVar[str | None] = None
+
+    # -- what a plugin provides ------------------------------------------------------
+
+    def make_server(self) -> FakeAPIServer:
+        """A fake API server (not started) with seeded data."""
+        raise NotImplementedError
+
+    def settings(self, server: FakeAPIServer) -> dict[str, Any]:
+        """Settings that work against ``server`` (``base_url`` and credentials)."""
+        raise NotImplementedError
+
+    def bad_settings(self, server: FakeAPIServer) -> dict[str, Any]:
+        """Settings the server rejects; default: every secret replaced by a canary."""
+        good = self.settings(server)
+        secrets = self._secret_fields()
+        assert secrets, "the source has no SecretStr setting; override bad_settings()"
+        return {**good, **dict.fromkeys(secrets, CANARY)}
+
+    def change_data(self, server: FakeAPIServer) -> None:
+        """Change some records and add some on the server (for the incremental test)."""
+        pytest.skip("the plugin does not say how to change its fake's data")
+
+    # -- fixtures and helpers --------------------------------------------------------------
+
+    @pytest.fixture
+    def server(self) -> Iterator[FakeAPIServer]:
+        with self.make_server() as server:
+            yield server
+
+    def registry(self) -> Registry:
+        registry = Registry(load_entrypoints=False)
+        source = self.source
+
+        class _Plugin:
+            @staticmethod
+            def kpihub_register_sources(register: Any) -> None:
+                register(source)
+
+        from kpihub.hookspecs import hookimpl
+
+        hookimpl(_Plugin.kpihub_register_sources)
+        registry.register_plugin(_Plugin, f"conformance-{source.name}")
+        return registry
+
+    def pipeline(
+        self, tmp_path: Path, settings: dict[str, Any], *, dest: str = "duckdb", sleep: Any = None
+    ) -> Pipeline:
+        uri = f"duckdb:///{tmp_path}/conformance.duckdb" if dest == "duckdb" else f"parquet:///{tmp_path}/pq"
+        project = Project(
+            path=tmp_path / "kpihub.toml",
+            settings=ProjectSettings(destination=uri),
+            sources={self.source.name: {"max_attempts": 3, **settings}},
+        )
+        return Pipeline(project, registry=self.registry(), sleep=sleep)
+
+    def sync(self, pipeline: Pipeline) -> SyncResult:
+        result = pipeline.sync()
+        failed = [f"{r.key}: {r.error}" for r in result.streams if r.status != "ok"]
+        assert not failed, failed
+        return result
+
+    def _secret_fields(self) -> list[str]:
+        fields = self.source.settings_class.model_fields
+        return [name for name, f in fields.items() if f.annotation in (SecretStr, SecretStr | None)]
+
+    def _streams(self, server: FakeAPIServer) -> list[Any]:
+        from kpihub.config import build_source_settings
+
+        settings = build_source_settings(self.source.name, self.source.settings_class, self.settings(server))
+        return list(self.source.streams(settings))
+
+    # -- the suite ------------------------------------------------------------------------------
+
+    def test_declared_schema_is_what_read_yields(self, server: FakeAPIServer, tmp_path: Path) -> None:
+        result = self.sync(self.pipeline(tmp_path, self.settings(server)))
+        assert not [r.key for r in result.streams if r.drift], {r.key: r.drift for r in result.streams if r.drift}
+        p = self.pipeline(tmp_path, self.settings(server))
+        with p.open_destination(read_only=True) as session:
+            for stream in self._streams(server):
+                table = session.read_table(f"{self.source.name}_{stream.name}")
+                got = table.schema.remove(table.schema.get_field_index("_loaded_at"))
+                want = pa.schema([pa.field(f.name, f.type) for f in stream.schema])
+                assert [(f.name, f.type) for f in got] == [(f.name, f.type) for f in want], stream.name
+
+    def test_primary_keys_are_unique_after_syncs(self, server: FakeAPIServer, tmp_path: Path) -> None:
+        p = self.pipeline(tmp_path, self.settings(server), dest="parquet")
+        self.sync(p)
+        self.sync(p)  # a second run re-reads its boundary; merge must not duplicate
+        with p.open_destination(read_only=True) as session:
+            for stream in self._streams(server):
+                if not stream.primary_key:
+                    continue
+                table = session.read_table(f"{self.source.name}_{stream.name}")
+                keys = table.group_by(list(stream.primary_key)).aggregate([])
+                assert keys.num_rows == table.num_rows, f"{stream.name}: duplicate primary keys"
+
+    def test_incremental_resync_reads_only_new_and_changed(self, server: FakeAPIServer, tmp_path: Path) -> None:
+        p = self.pipeline(tmp_path, self.settings(server))
+        first = {r.stream: r for r in self.sync(p).streams}
+        self.change_data(server)
+        second = {r.stream: r for r in self.sync(p).streams}
+        incremental = [s for s in self._streams(server) if s.incremental]
+        assert incremental, "no incremental stream to test"
+        with p.open_destination(read_only=True) as session:
+            for stream in incremental:
+                before, after = first[stream.name], second[stream.name]
+                assert after.records < before.records or before.records == 0, (
+                    f"{stream.name}: re-sync read {after.records} records, the first sync {before.records}"
+                )
+                cursor = decode_cursor(session.get_state(f"{self.source.name}.{stream.name}"))
+                assert before.cursor is None or cursor >= before.cursor, f"{stream.name}: cursor went back"
+
+    def test_check_passes_and_fails_clearly(self, server: FakeAPIServer, tmp_path: Path) -> None:
+        for settings, ok in ((self.settings(server), True), (self.bad_settings(server), False)):
+            p = self.pipeline(tmp_path, settings)
+            source, validated = p.resolve_source(self.source.name)
+            with p.requester(self.source.name, source, validated) as http:
+                verdict = source.check(validated, http)
+            assert verdict.ok is ok, verdict.message
+            assert verdict.message and "\n" not in verdict.message
+            assert CANARY not in verdict.message
+
+    def test_retry_after_is_honoured(self, server: FakeAPIServer, tmp_path: Path) -> None:
+        server.fail(status=429, headers={"Retry-After": "2"}, path=self.rate_limited_path, times=1)
+        slept: list[float] = []
+        self.sync(self.pipeline(tmp_path, self.settings(server), sleep=slept.append))
+        assert 2.0 in slept
+
+    def test_secrets_never_leak(
+        self,
+        server: FakeAPIServer,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Raw records, as a library user with plain logging would see them (no redacting filter).
+        monkeypatch.setattr(logging.getLogger("kpihub"), "propagate", True)
+        caplog.set_level(logging.DEBUG, logger="kpihub")
+        server.fail(status=503, times=1)  # so the retry path logs too
+        bad = self.pipeline(tmp_path / "bad", self.bad_settings(server))
+        errors = [r.error or "" for r in bad.sync().streams]
+        assert all(errors), "bad credentials should fail every stream"
+        good = self.settings(server)
+        secrets = [str(good[name]) for name in self._secret_fields() if good.get(name)] + [CANARY]
+        p = self.pipeline(tmp_path / "good", good, dest="parquet")
+        self.sync(p)
+        _, settings = p.resolve_source(self.source.name)
+        texts = [*errors, caplog.text, repr(settings), str(settings.model_dump())]
+        files = [f for f in (tmp_path / "good").rglob("*") if f.is_file()]
+        files += [f for f in (tmp_path / "bad").rglob("*") if f.is_file()]
+        for secret in secrets:
+            for text in texts:
+                assert secret not in text
+            for file in files:
+                assert secret.encode() not in file.read_bytes(), f"{secret!r} found in {file}"
