@@ -135,6 +135,8 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
             ("order_id",),
             [
                 pa.field("order_id", pa.string(), nullable=False),
+                pa.field("kind", pa.string()),
+                pa.field("parent_order_id", pa.string()),
                 pa.field("customer_id", pa.string()),
                 pa.field("ordered_at", TS),
                 pa.field("status", pa.string()),
@@ -144,6 +146,22 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("currency", pa.string()),
             ],
             "ordered_at",
+        ),
+        _table(
+            "subscriptions",
+            "subscription",
+            ("subscription_id",),
+            [
+                pa.field("subscription_id", pa.string(), nullable=False),
+                pa.field("customer_id", pa.string()),
+                pa.field("status", pa.string()),
+                pa.field("started_at", TS),
+                pa.field("canceled_at", TS),
+                pa.field("ended_at", TS),
+                pa.field("mrr", MONEY),
+                pa.field("currency", pa.string()),
+            ],
+            "started_at",
         ),
         _table(
             "survey_responses",

@@ -236,12 +236,14 @@ class Normalizer:
         primary_key: Sequence[str] = (),
         on_coerce_error: CoercePolicy = "fail",
         wire_strings: bool = False,
+        on_new_field: Literal["evolve", "ignore"] = "evolve",
     ) -> None:
         self.stream = stream
         self.schema = schema
         self.primary_key = tuple(primary_key)
         self.on_coerce_error = on_coerce_error
         self.wire_strings = wire_strings
+        self.on_new_field = on_new_field
         self.drift = DriftReport()
         self._rebuild()
 
@@ -267,7 +269,8 @@ class Normalizer:
         """Convert one page of JSON records; the schema may grow (see :attr:`drift`)."""
         if not records:
             return pa.RecordBatch.from_pylist([], schema=self.schema)
-        self._evolve(records)
+        if self.on_new_field == "evolve":
+            self._evolve(records)
         try:
             wire = pa.array(records, type=self._wire_type)
         except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -112,11 +112,18 @@ class Stream:
     canonical_table: str | None = None
     #: How coercion failures are handled: ``fail`` (default) or ``null`` (reported).
     on_coerce_error: Literal["fail", "null"] = "fail"
+    #: A field the schema does not know: ``evolve`` adds it as a column (reported);
+    #: ``ignore`` keeps the declared fields only (APIs whose objects carry dozens of fields).
+    on_new_field: Literal["evolve", "ignore"] = "evolve"
     #: The API sends every value as a JSON string (HubSpot properties): read all as strings.
     wire_strings: bool = False
     #: ``read`` yields records in ascending cursor order, so the cursor may be
     #: committed after every chunk (else only when the stream completes).
     sorted_by_cursor: bool = False
+    #: Column values that mark this stream's rows in its canonical table, when several
+    #: streams of one source feed it (Stripe charges and refunds -> orders): a full
+    #: refresh then replaces only these rows.
+    canonical_scope: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

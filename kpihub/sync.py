@@ -317,6 +317,7 @@ class _StreamRunner:
             primary_key=stream.primary_key,
             on_coerce_error=stream.on_coerce_error,
             wire_strings=stream.wire_strings,
+            on_new_field=stream.on_new_field,
         )
         replace_first = not stream.incremental or state is None
         mode_first = "replace" if replace_first else stream.write_mode
@@ -406,7 +407,7 @@ class _StreamRunner:
             else:
                 columns[f.name] = pa.nulls(n, f.type)
         canon = pa.table(columns, schema=target.schema.with_metadata(None)) if n else target.schema.empty_table()
-        scope = {"source_id": self.source_id} if mode == "replace" else None
+        scope = {"source_id": self.source_id, **stream.canonical_scope} if mode == "replace" else None
         return TableWrite(target.name, canon, mode, target.primary_key, scope)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,254 @@
+"""A fake Stripe on 127.0.0.1 speaking the v1 list API, with seeded billing data.
+
+Shapes (docs.stripe.com/api and kpihub's shared API notes):
+
+* ``GET /v1/{customers|charges|refunds|subscriptions}?limit=1..100&starting_after=<id>
+  &created[gte]=<unix>`` answers ``{"object": "list", "data": [...], "has_more": bool,
+  "url": "/v1/charges"}``, newest first; ``/v1/subscriptions`` leaves out canceled
+  subscriptions unless ``status=all``.
+* Amounts are integers in minor units (``amount``, ``amount_captured``,
+  ``amount_refunded``, ``unit_amount``); zero-decimal currencies (JPY) are whole
+  units; ``currency`` is lower case; ``created`` is unix seconds.
+* Since API version 2025-03-31.basil ``current_period_start``/``_end`` live on
+  subscription items, not on the subscription.
+* Auth: ``Authorization: Bearer sk_…`` (or HTTP basic with the key as user name).
+  A bad key answers 401 ``{"error": {"message": "Invalid API Key provided:
+  sk_test_****abcd", "type": "invalid_request_error"}}`` — Stripe masks the key.
+* 429: ``{"error": {"code": "rate_limit", "doc_url": …, "message": "Request rate
+  limit exceeded. …", "type": "invalid_request_error"}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import operator
+import random
+from typing import Any
+
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+
+__all__ = ["FakeStripe", "StripeData"]
+
+START = int(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp())
+END = int(dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc).timestamp())
+PRICES = {"eur": [(2900, "month"), (29000, "year"), (9900, "month")], "jpy": [(3500, "month")]}
+
+
+class StripeData:
+    """Deterministic customers, charges, refunds and subscriptions."""
+
+    def __init__(self, *, seed: int = 7, customers: int = 500) -> None:
+        self.rng = random.Random(seed)
+        self.clock = END
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {
+            k: {} for k in ("customers", "charges", "refunds", "subscriptions")
+        }
+        self._n = 0
+        for _ in range(customers):
+            self._customer()
+
+    def _id(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}_{self._n:014d}{self.rng.choice('ABCDEFGH')}"
+
+    def _customer(self, at: int | None = None) -> None:
+        rng = self.rng
+        created = at or START + int((END - START) * rng.random() ** 0.7)
+        currency = "jpy" if rng.random() < 0.1 else "eur"
+        cid = self._id("cus")
+        self.objects["customers"][cid] = {
+            "id": cid,
+            "object": "customer",
+            "created": created,
+            "email": f"{cid.lower()}@example.com",
+            "name": f"Customer {self._n}",
+            "currency": currency,
+            "delinquent": False,
+            "livemode": False,
+        }
+        t = created
+        for _ in range(rng.choice([1, 1, 2, 3, 5])):
+            t += rng.randint(0, 40 * 86400)
+            if t >= END:
+                break
+            self._charge(cid, currency, t)
+        if rng.random() < 0.35:
+            self._subscription(cid, currency, created)
+
+    def _charge(self, customer: str, currency: str, at: int) -> dict[str, Any]:
+        rng = self.rng
+        amount = rng.randint(5, 400) * (100 if currency == "jpy" else 100) + rng.choice([0, 50, 99])
+        failed = rng.random() < 0.04
+        chid = self._id("ch")
+        charge = {
+            "id": chid,
+            "object": "charge",
+            "amount": amount,
+            "amount_captured": 0 if failed else amount,
+            "amount_refunded": 0,
+            "balance_transaction": None if failed else self._id("txn"),
+            "captured": not failed,
+            "created": at,
+            "currency": currency,
+            "customer": customer,
+            "description": None,
+            "disputed": False,
+            "failure_code": "card_declined" if failed else None,
+            "invoice": None,
+            "livemode": False,
+            "paid": not failed,
+            "payment_intent": self._id("pi"),
+            "refunded": False,
+            "status": "failed" if failed else "succeeded",
+        }
+        self.objects["charges"][chid] = charge
+        if not failed and rng.random() < 0.06:
+            refund_at = min(END - 1, at + rng.randint(3600, 30 * 86400))
+            part = amount if rng.random() < 0.6 else amount // 2
+            self._refund(charge, part, refund_at)
+        return charge
+
+    def _refund(self, charge: dict[str, Any], amount: int, at: int) -> None:
+        rid = self._id("re")
+        self.objects["refunds"][rid] = {
+            "id": rid,
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": self._id("txn"),
+            "charge": charge["id"],
+            "created": at,
+            "currency": charge["currency"],
+            "metadata": {},
+            "payment_intent": charge["payment_intent"],
+            "reason": "requested_by_customer",
+            "receipt_number": None,
+            "status": "succeeded",
+        }
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+
+    def _subscription(self, customer: str, currency: str, at: int) -> None:
+        rng = self.rng
+        unit, interval = rng.choice(PRICES[currency])
+        sid = self._id("sub")
+        quantity = rng.choice([1, 1, 2, 5])
+        canceled = rng.random() < 0.3
+        canceled_at = min(END - 1, at + rng.randint(30, 300) * 86400) if canceled else None
+        period = 30 * 86400 if interval == "month" else 365 * 86400
+        self.objects["subscriptions"][sid] = {
+            "id": sid,
+            "object": "subscription",
+            "customer": customer,
+            "created": at,
+            "start_date": at,
+            "status": "canceled" if canceled else "active",
+            "canceled_at": canceled_at,
+            "ended_at": canceled_at,
+            "cancel_at_period_end": False,
+            "currency": currency,
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self._id("si"),
+                        "object": "subscription_item",
+                        "created": at,
+                        "current_period_start": END - period,
+                        "current_period_end": END,
+                        "quantity": quantity,
+                        "price": {
+                            "id": self._id("price"),
+                            "object": "price",
+                            "currency": currency,
+                            "unit_amount": unit,
+                            "unit_amount_decimal": str(unit),
+                            "recurring": {"interval": interval, "interval_count": 1},
+                        },
+                    }
+                ],
+                "has_more": False,
+                "url": f"/v1/subscription_items?subscription={sid}",
+            },
+            "livemode": False,
+        }
+
+    # -- changes (incremental tests) --------------------------------------------------------
+
+    def add_activity(self, customers: int = 10, refunds: int = 5) -> None:
+        """New customers with charges, and refunds of older charges, all dated now."""
+        for _ in range(customers):
+            self.clock += 60
+            self._customer(at=self.clock)
+        succeeded = [c for c in self.objects["charges"].values() if c["status"] == "succeeded" and not c["refunded"]]
+        for charge in self.rng.sample(succeeded, min(refunds, len(succeeded))):
+            self.clock += 60
+            self._refund(charge, charge["amount"] - charge["amount_refunded"], self.clock)
+
+
+class FakeStripe(FakeAPIServer):
+    """Fake Stripe; ``api_key`` is the only secret key accepted."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        customers: int = 500,
+        api_key: str = "sk_test_51FakeKpihubKey0000abcd",
+        data: StripeData | None = None,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.api_key = api_key
+        self.data = data or StripeData(seed=seed, customers=customers)
+
+    def error_body(self, status: int, message: str) -> Any:
+        if status == 429:
+            return {
+                "error": {
+                    "code": "rate_limit",
+                    "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
+                    "message": "Request rate limit exceeded. You can learn more about rate limits here "
+                    "https://stripe.com/docs/rate-limits.",
+                    "type": "invalid_request_error",
+                }
+            }
+        kind = "invalid_request_error" if status < 500 else "api_error"
+        return {"error": {"message": message, "type": kind}}
+
+    def authorize(self, request: FakeRequest) -> FakeResponse | None:
+        header = request.header("authorization") or ""
+        key = header[7:] if header.startswith("Bearer ") else ""
+        if header.startswith("Basic "):
+            key = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+        if key == self.api_key:
+            return None
+        masked = f"{key[:8]}****{key[-4:]}" if len(key) > 12 else "****"
+        message = f"Invalid API Key provided: {masked}" if key else "You did not provide an API key."
+        return self.json(self.error_body(401, message), 401)
+
+    @route("GET", r"/v1/(?P<kind>customers|charges|refunds|subscriptions)")
+    def list_objects(self, request: FakeRequest) -> FakeResponse:
+        kind = request.params["kind"]
+        try:
+            limit = int(request.query.get("limit", "10"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return self.json(self.error_body(400, "Invalid integer: limit must be between 1 and 100"), 400)
+        rows = list(self.data.objects[kind].values())
+        if kind == "subscriptions" and request.query.get("status", "") != "all":
+            rows = [r for r in rows if r["status"] != "canceled"]
+        compare = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt}
+        for op, test in compare.items():
+            bound = request.query.get(f"created[{op}]")
+            if bound is not None:
+                rows = [r for r in rows if test(r["created"], int(bound))]
+        rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)  # newest first
+        after = request.query.get("starting_after")
+        if after:
+            ids = [r["id"] for r in rows]
+            if after not in ids:
+                return self.json(self.error_body(400, f"No such {kind[:-1]}: '{after}'"), 400)
+            rows = rows[ids.index(after) + 1 :]
+        page = rows[:limit]
+        return self.json({"object": "list", "data": page, "has_more": len(rows) > limit, "url": f"/v1/{kind}"})

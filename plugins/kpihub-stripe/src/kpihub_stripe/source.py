@@ -1,0 +1,230 @@
+"""The Stripe connector: customers, charges, refunds (incremental on ``created``) and subscriptions.
+
+List endpoints return newest first and page with ``starting_after=<last id>``
+while ``has_more``; incremental reads ask for ``created[gte]=<cursor>``. Since
+records arrive newest first, the cursor is committed when a stream completes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pyarrow as pa
+from pydantic import Field, SecretStr
+
+from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
+from kpihub.http import BearerAuth, CursorPaginator, RetryDecision
+from kpihub.http.requester import parse_retry_after
+from kpihub_stripe import mapping
+from kpihub_stripe.currencies import exponent
+
+TS = pa.timestamp("us", tz="UTC")
+#: Months per billing interval, to normalize recurring prices to MRR.
+MONTHS = {
+    "day": Decimal(12) / Decimal(365),
+    "week": Decimal(12) / Decimal(52),
+    "month": Decimal(1),
+    "year": Decimal(12),
+}
+
+
+class StripeSettings(SourceSettings):
+    """``[sources.stripe]``: a secret (or restricted read-only) API key."""
+
+    base_url: str = "https://api.stripe.com"
+    #: ``sk_live_…`` / ``rk_live_…``; better set as KPIHUB_STRIPE_API_KEY.
+    api_key: SecretStr
+    #: Pins ``Stripe-Version`` (default: the account's version).
+    stripe_version: str | None = None
+    page_size: int = Field(default=100, ge=1, le=100)
+    #: Live mode allows 100 read requests/s, test mode 25/s; stay under the lower.
+    requests_per_second: float | None = 20.0
+
+
+def _ts(name: str) -> pa.Field:
+    return pa.field(name, TS, metadata={"wire": "int"})  # unix seconds
+
+
+CUSTOMERS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("email", pa.string()),
+        pa.field("name", pa.string()),
+        pa.field("currency", pa.string()),
+        _ts("created"),
+        pa.field("delinquent", pa.bool_()),
+        pa.field("livemode", pa.bool_()),
+    ]
+)
+CHARGES = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("amount", pa.int64()),
+        pa.field("amount_captured", pa.int64()),
+        pa.field("amount_refunded", pa.int64()),
+        pa.field("currency", pa.string()),
+        pa.field("customer", pa.string()),
+        _ts("created"),
+        pa.field("status", pa.string()),
+        pa.field("paid", pa.bool_()),
+        pa.field("captured", pa.bool_()),
+        pa.field("refunded", pa.bool_()),
+        pa.field("payment_intent", pa.string()),
+        pa.field("invoice", pa.string()),
+        pa.field("failure_code", pa.string()),
+        pa.field("livemode", pa.bool_()),
+    ]
+)
+REFUNDS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("amount", pa.int64()),
+        pa.field("charge", pa.string()),
+        pa.field("currency", pa.string()),
+        _ts("created"),
+        pa.field("status", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("payment_intent", pa.string()),
+    ]
+)
+SUBSCRIPTIONS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("customer", pa.string()),
+        pa.field("status", pa.string()),
+        _ts("created"),
+        _ts("start_date"),
+        _ts("canceled_at"),
+        _ts("ended_at"),
+        pa.field("currency", pa.string()),
+        pa.field("items", pa.int64()),
+        pa.field("mrr", pa.decimal128(38, 9), metadata={"wire": "string"}),
+    ]
+)
+
+
+class ListStream(Stream):
+    """A Stripe list endpoint, incremental on ``created``."""
+
+    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
+        settings: StripeSettings = ctx.settings  # type: ignore[assignment]
+        params: dict[str, Any] = {"limit": settings.page_size, **self.extra.get("params", {})}
+        since = dt.datetime.fromisoformat(state["cursor"]) if state and state.get("cursor") else None
+        if since is None and settings.start_date is not None:
+            since = dt.datetime.combine(settings.start_date, dt.time(), dt.timezone.utc)
+        if since is not None and self.incremental:
+            params["created[gte]"] = int(since.timestamp())
+        paginator = CursorPaginator(
+            "data",
+            cursor_from=lambda body, records: records[-1]["id"] if body.get("has_more") else None,
+            param="starting_after",
+        )
+        for _, records in ctx.pages(paginator, "GET", f"/v1/{self.extra['endpoint']}", params=params):
+            yield self.prepare(records)
+
+    def prepare(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return records
+
+
+class ChargesStream(ListStream):
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+        return mapping.charges_to_orders(batch)
+
+
+class RefundsStream(ListStream):
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+        return mapping.refunds_to_orders(batch)
+
+
+class SubscriptionsStream(ListStream):
+    """Every subscription (``status=all``) on every sync: statuses change after creation."""
+
+    def prepare(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Items are a nested list: MRR = Σ unit_amount × quantity per month, in major units.
+        out = []
+        for sub in records:
+            items = (sub.get("items") or {}).get("data") or []
+            mrr = Decimal(0)
+            for item in items:
+                price = item.get("price") or {}
+                recurring = price.get("recurring") or {}
+                unit = Decimal(price.get("unit_amount_decimal") or price.get("unit_amount") or 0)
+                per = MONTHS.get(recurring.get("interval", "month"), Decimal(1)) * int(
+                    recurring.get("interval_count") or 1
+                )
+                mrr += unit * int(item.get("quantity") or 1) / per
+            scale = Decimal(10) ** exponent(sub.get("currency") or "usd")
+            out.append({**sub, "items": len(items), "mrr": str((mrr / scale).quantize(Decimal("0.000000001")))})
+        return out
+
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+        return mapping.subscriptions(batch)
+
+
+class StripeSource(Source):
+    """Stripe billing (secret or restricted key)."""
+
+    name = "stripe"
+    title = "Stripe"
+    settings_class = StripeSettings
+
+    def streams(self, settings: SourceSettings) -> list[Stream]:
+        # Stripe objects carry dozens of fields; the streams keep the documented subset.
+        keyed: dict[str, Any] = {"primary_key": ("id",), "on_new_field": "ignore"}
+        return [
+            ListStream("customers", CUSTOMERS, cursor_field="created", extra={"endpoint": "customers"}, **keyed),
+            ChargesStream(
+                "charges",
+                CHARGES,
+                cursor_field="created",
+                canonical_table="orders",
+                canonical_scope={"kind": "charge"},
+                extra={"endpoint": "charges"},
+                **keyed,
+            ),
+            RefundsStream(
+                "refunds",
+                REFUNDS,
+                cursor_field="created",
+                canonical_table="orders",
+                canonical_scope={"kind": "refund"},
+                extra={"endpoint": "refunds"},
+                **keyed,
+            ),
+            SubscriptionsStream(
+                "subscriptions",
+                SUBSCRIPTIONS,
+                canonical_table="subscriptions",
+                extra={"endpoint": "subscriptions", "params": {"status": "all"}},
+                **keyed,
+            ),
+        ]
+
+    def auth(self, settings: SourceSettings) -> httpx.Auth:
+        return BearerAuth(settings.api_key)  # type: ignore[attr-defined]
+
+    def headers(self, settings: SourceSettings) -> dict[str, str]:
+        version = settings.stripe_version  # type: ignore[attr-defined]
+        return {"Stripe-Version": version} if version else {}
+
+    @staticmethod
+    def classify(response: httpx.Response) -> RetryDecision | None:
+        # Stripe says explicitly whether a failed request may be retried.
+        should = response.headers.get("Stripe-Should-Retry")
+        if should is None:
+            return None
+        return RetryDecision(should == "true", parse_retry_after(response.headers.get("Retry-After")))
+
+    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
+        try:
+            http.json("GET", "/v1/customers", stream="check", params={"limit": 1})
+        except HTTPError as exc:
+            return CheckResult(False, str(exc))
+        return CheckResult(True, "connected to Stripe")
+
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
+        return None  # joins the demo with the coherent multi-source business (issue 4)

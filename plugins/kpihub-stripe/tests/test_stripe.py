@@ -1,0 +1,148 @@
+"""The Stripe connector against a fake Stripe on 127.0.0.1 speaking the v1 list API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+from kpihub_stripe import StripeSource, mapping
+from kpihub_stripe.currencies import exponent, to_major
+from kpihub_stripe.fake import FakeStripe
+from kpihub_stripe.source import CHARGES, SubscriptionsStream
+
+from kpihub.normalize import Normalizer
+from kpihub.testing.conformance import SourceConformance
+
+FIXTURES = Path(__file__).parent / "fixtures"
+UTC = dt.timezone.utc
+
+
+class TestStripeConformance(SourceConformance):
+    source = StripeSource()
+
+    def make_server(self) -> FakeStripe:
+        return FakeStripe(seed=5, customers=250)
+
+    def settings(self, server) -> dict:
+        return {"base_url": server.url, "api_key": server.api_key, "requests_per_second": None}
+
+    def change_data(self, server) -> None:
+        server.data.add_activity(customers=12, refunds=6)
+
+
+def conformance() -> TestStripeConformance:
+    return TestStripeConformance()
+
+
+def test_currency_exponents_follow_stripes_list():
+    assert [exponent(c) for c in ("usd", "EUR", "jpy", "krw", "kwd", "bhd", "isk")] == [2, 2, 0, 0, 3, 3, 2]
+    amounts = to_major(pa.array([1999, 500, 5124, None]), pa.array(["usd", "jpy", "kwd", "usd"]))
+    assert amounts.to_pylist() == [Decimal("19.99"), Decimal("500"), Decimal("5.124"), None]
+
+
+def test_fixture_charges_map_to_orders():
+    page = json.loads((FIXTURES / "charges_page.json").read_text())
+    batch = Normalizer("charges", CHARGES, primary_key=("id",), on_new_field="ignore").to_batch(page["data"])
+    assert batch.column("created")[0].as_py() == dt.datetime(2024, 6, 1, 10, tzinfo=UTC)
+    orders = mapping.charges_to_orders(batch).to_pylist()
+    kwd, jpy, failed = orders
+    assert (kwd["gross_amount"], kwd["net_amount"], kwd["currency"]) == (Decimal("5.124"), Decimal("5.124"), "KWD")
+    # The JPY charge was refunded: the refund is its own row on its own date; the charge keeps its revenue.
+    assert (jpy["gross_amount"], jpy["net_amount"], jpy["refunded_amount"]) == (Decimal(500), Decimal(500), 0)
+    assert (failed["gross_amount"], failed["net_amount"], failed["status"]) == (0, 0, "failed")
+
+
+def test_refunds_are_negative_rows_on_their_own_date():
+    ts = pa.array([dt.datetime(2024, 7, 3, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC"))
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": ["re_1", "re_2"],
+            "amount": [250, 300],
+            "charge": ["ch_1", "ch_2"],
+            "currency": ["eur", "jpy"],
+            "created": ts,
+            "status": ["succeeded", "pending"],
+            "reason": [None, None],
+            "payment_intent": [None, None],
+        }
+    )
+    rows = mapping.refunds_to_orders(batch).to_pylist()
+    assert [(r["kind"], r["parent_order_id"], r["net_amount"]) for r in rows] == [
+        ("refund", "ch_1", Decimal("-2.50")),
+        ("refund", "ch_2", Decimal(0)),
+    ]
+    assert rows[0]["ordered_at"] == dt.datetime(2024, 7, 3, tzinfo=UTC)
+
+
+def test_subscription_mrr_normalizes_intervals_and_quantities():
+    def sub(unit: int, interval: str, quantity: int, currency: str = "eur") -> dict:
+        return {
+            "id": "sub_1",
+            "currency": currency,
+            "items": {
+                "data": [
+                    {
+                        "quantity": quantity,
+                        "price": {"unit_amount": unit, "recurring": {"interval": interval, "interval_count": 1}},
+                    }
+                ]
+            },
+        }
+
+    stream = SubscriptionsStream("subscriptions", pa.schema([]))
+    mrr = [
+        r["mrr"] for r in stream.prepare([sub(2900, "month", 2), sub(29000, "year", 1), sub(3500, "month", 1, "jpy")])
+    ]
+    assert [Decimal(m) for m in mrr] == [Decimal("58"), Decimal("24.166666667"), Decimal("3500")]
+
+
+def test_full_sync_orders_and_incremental_refunds(tmp_path):
+    c = conformance()
+    with FakeStripe(seed=9, customers=200) as server:
+        p = c.pipeline(tmp_path, c.settings(server))
+        c.sync(p)
+        charges = server.data.objects["charges"]
+        refunds = server.data.objects["refunds"]
+        server.data.add_activity(customers=5, refunds=4)
+        server.requests.clear()
+        second = {r.stream: r for r in c.sync(p).streams}
+        gte = [r.query.get("created[gte]") for r in server.requests if r.path == "/v1/refunds"]
+        sub_params = [r.query for r in server.requests if r.path == "/v1/subscriptions"]
+    assert gte and all(v is not None for v in gte)
+    assert sub_params[0]["status"] == "all"
+    assert second["refunds"].records >= 4
+    with p.open_destination(read_only=True) as session:
+        orders = {r["order_id"]: r for r in session.read_table("orders").to_pylist()}
+    assert len(orders) == len(charges) + len(refunds)
+    for rid, refund in refunds.items():
+        row = orders[rid]
+        assert row["kind"] == "refund" and row["parent_order_id"] == refund["charge"]
+        scale = Decimal(10) ** exponent(refund["currency"])
+        assert row["net_amount"] == -Decimal(refund["amount"]) / scale
+        assert row["ordered_at"] == dt.datetime.fromtimestamp(refund["created"], UTC)
+    for cid, charge in charges.items():
+        scale = Decimal(10) ** exponent(charge["currency"])
+        assert orders[cid]["gross_amount"] == Decimal(charge["amount_captured"]) / scale
+
+
+def test_bad_key_gets_stripes_masked_message(tmp_path):
+    c = conformance()
+    with FakeStripe(customers=10) as server:
+        result = c.pipeline(tmp_path, {**c.settings(server), "api_key": "sk_test_wrongwrongwrong9876"}).sync()
+    error = result.streams[0].error
+    assert "HTTP 401: Invalid API Key provided: sk_test_****9876" in error
+    assert "sk_test_wrongwrongwrong9876" not in error
+
+
+def test_rate_limit_body_is_retried(tmp_path):
+    c = conformance()
+    with FakeStripe(customers=30) as server:
+        fault = server.fail(status=429, path="/v1/charges", times=2)
+        slept: list[float] = []
+        assert c.pipeline(tmp_path, c.settings(server), sleep=slept.append).sync().ok
+        body = server.error_body(429, "")
+    assert fault.hits == 2 and len(slept) == 2
+    assert body["error"]["code"] == "rate_limit" and body["error"]["type"] == "invalid_request_error"
