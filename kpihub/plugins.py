@@ -34,6 +34,7 @@ log = logging.getLogger("kpihub.plugins")
 DEFAULT_PLUGINS: Final = (
     "kpihub.default_plugins.destinations",
     "kpihub.default_plugins.crm_kpis",
+    "kpihub.default_plugins.revenue_kpis",
 )
 
 ENTRY_POINT_GROUP: Final = "kpihub"

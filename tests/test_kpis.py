@@ -171,3 +171,53 @@ def test_every_kpi_compiles_to_sql_that_parses_in_each_dialect(dialect):
             kpi, grain="month", start=JAN, end=dt.date(2024, 4, 1), timezone="Europe/Oslo", dialect=dialect
         )
         sqlglot.parse_one(sql, read=dialect)
+
+
+ORDERS = [
+    # id, kind, at, status, gross, refunded, net, currency
+    ("ch1", "charge", "2024-01-10", "succeeded", "100", "0", "100", "EUR"),
+    ("ch2", "charge", "2024-01-20", "succeeded", "300", "0", "300", "EUR"),
+    ("ch3", "charge", "2024-01-25", "failed", "0", "0", "0", "EUR"),
+    ("re1", "refund", "2024-02-02", "succeeded", "0", "50", "-50", "EUR"),  # refunds ch2 in February
+    ("ch4", "charge", "2024-02-14", "succeeded", "200", "0", "200", "EUR"),
+]
+
+
+def orders_engine(rows=ORDERS) -> KPIEngine:
+    from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
+
+    KPIS.update({k.id: k for k in REVENUE_KPIS})
+    con = duckdb.connect()
+    table = canonical(
+        "orders",
+        [
+            {
+                "order_id": o,
+                "kind": k,
+                "ordered_at": ts(at),
+                "status": st,
+                "gross_amount": Decimal(g),
+                "refunded_amount": Decimal(r),
+                "net_amount": Decimal(n),
+                "currency": cur,
+            }
+            for o, k, at, st, g, r, n, cur in rows
+        ],
+    )
+    con.register("_o", table)
+    con.execute("CREATE TABLE orders AS SELECT * FROM _o")
+    return KPIEngine(con)
+
+
+def test_revenue_kpis_net_refunds_in_their_own_month():
+    e = orders_engine()
+    assert monthly("sales", e) == [400.0, 150.0, 0.0]  # Jan 100 + 300; Feb 200 − 50
+    assert monthly("orders", e) == [2.0, 1.0, 0.0]  # the failed charge is not an order
+    assert monthly("aov", e) == [200.0, 200.0, None]  # (100 + 300) / 2; 200 / 1; none in March
+    assert monthly("refund_rate", e) == [0.0, 0.25, None]  # Feb: 50 refunded of 200 charged
+
+
+def test_sales_in_two_currencies_is_refused():
+    rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY")]
+    with pytest.raises(MixedCurrencyError, match=r"\(EUR, JPY\)"):
+        orders_engine(rows).series(KPIS["sales"], grain="month", start=FEB, end=MAR)

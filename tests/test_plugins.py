@@ -126,7 +126,10 @@ def test_cli_plugins_lists_and_reports_broken(fake_dists):
     assert "No module named" in data["broken"]["error"]
     assert result.exit_code == 1
     only_kpis = CliRunner().invoke(cli, ["plugins", "--json", "--all", "--hook", "kpihub_register_kpis"])
-    assert [p["name"] for p in json.loads(only_kpis.output)] == ["kpihub.default_plugins.crm_kpis"]
+    assert [p["name"] for p in json.loads(only_kpis.output)] == [
+        "kpihub.default_plugins.crm_kpis",
+        "kpihub.default_plugins.revenue_kpis",
+    ]
     # A command that does not need the broken plugin still works, with a one-line warning.
     reset_registry(None)
     result = CliRunner().invoke(cli, ["kpis", "--list"])
