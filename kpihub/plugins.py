@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: Final = (
     "kpihub.default_plugins.destinations",
     "kpihub.default_plugins.crm_kpis",
     "kpihub.default_plugins.revenue_kpis",
+    "kpihub.default_plugins.ads_kpis",
 )
 
 ENTRY_POINT_GROUP: Final = "kpihub"

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kpihub.concurrency import prefetch
 from kpihub.config import Project, load_project
 from kpihub.destinations.base import DestinationSession, TableWrite
 from kpihub.errors import ConfigError, KpihubError, NormalizationError, SyncError, UnknownNameError
@@ -98,46 +97,6 @@ class SyncResult:
                 f"{len(failed)} stream(s) failed; {first.key}: {first.error}",
                 errors={r.key: r.exception or KpihubError(r.error or "") for r in failed},
             )
-
-
-def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Run ``iterator`` in a worker thread, ``depth`` items ahead of the consumer."""
-    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(("done", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            items.put(("error", exc))
-        finally:
-            close = getattr(iterator, "close", None)
-            if stop.is_set() and close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="kpihub-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
-        worker.join(timeout=5)
 
 
 class Pipeline:

@@ -221,3 +221,65 @@ def test_sales_in_two_currencies_is_refused():
     rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY")]
     with pytest.raises(MixedCurrencyError, match=r"\(EUR, JPY\)"):
         orders_engine(rows).series(KPIS["sales"], grain="month", start=FEB, end=MAR)
+
+
+ADS = [
+    # date, platform, account, campaign, impressions, clicks, spend, conversions, value
+    ("2024-01-05", "google_ads", "a1", "c1", 1000, 50, "100.00", 5.0, "500"),
+    ("2024-01-06", "meta_ads", "m1", "c2", 3000, 30, "60.00", 1.0, "90"),
+    ("2024-02-01", "google_ads", "a1", "c1", 0, 0, "0", 0.0, "0"),
+]
+
+
+def ads_engine(rows=ADS, currency: str = "EUR") -> KPIEngine:
+    from kpihub.default_plugins.ads_kpis import ADS_KPIS
+
+    KPIS.update({k.id: k for k in ADS_KPIS})
+    con = duckdb.connect()
+    table = canonical(
+        "ad_performance_daily",
+        [
+            {
+                "date": dt.date.fromisoformat(d),
+                "platform": p,
+                "account_id": a,
+                "campaign_id": c,
+                "ad_group_id": "",
+                "ad_id": "",
+                "impressions": i,
+                "clicks": k,
+                "spend": Decimal(s),
+                "conversions": v,
+                "conversion_value": Decimal(val),
+                "currency": currency,
+            }
+            for d, p, a, c, i, k, s, v, val in rows
+        ],
+    )
+    con.register("_a", table)
+    con.execute("CREATE TABLE ad_performance_daily AS SELECT * FROM _a")
+    return KPIEngine(con)
+
+
+def test_ad_kpis_by_hand():
+    e = ads_engine()
+    # January: 4,000 impressions, 80 clicks, 160 spent, 6 conversions worth 590. February: a zero day.
+    assert monthly("ad_spend", e) == [160.0, 0.0, 0.0]
+    assert monthly("impressions", e) == [4000.0, 0.0, 0.0]
+    assert monthly("ctr", e) == [0.02, None, None]  # 80 / 4000, not the mean of daily CTRs (0.03)
+    assert monthly("cpc", e) == [2.0, None, None]  # 160 / 80
+    assert monthly("cpm", e) == [40.0, None, None]  # 160 × 1000 / 4000
+    assert monthly("cpa", e) == [26.6667, None, None]  # 160 / 6
+    assert monthly("roas", e) == [3.6875, None, None]  # 590 / 160
+    assert monthly("ad_conversion_value", e) == [590.0, 0.0, 0.0]
+
+
+def test_ad_spend_in_two_currencies_is_refused():
+    e = ads_engine()
+    e.con.execute(
+        "INSERT INTO ad_performance_daily SELECT * REPLACE ('USD' AS currency, 'x' AS campaign_id) "
+        "FROM ad_performance_daily LIMIT 1"
+    )
+    with pytest.raises(MixedCurrencyError, match=r"KPI 'cpc' would add amounts in 2 currencies \(EUR, USD\)"):
+        e.series(KPIS["cpc"], grain="month", start=JAN, end=FEB)
+    assert e.series(KPIS["ctr"], grain="month", start=JAN, end=FEB).values()[JAN] is not None

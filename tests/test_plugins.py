@@ -129,6 +129,7 @@ def test_cli_plugins_lists_and_reports_broken(fake_dists):
     assert [p["name"] for p in json.loads(only_kpis.output)] == [
         "kpihub.default_plugins.crm_kpis",
         "kpihub.default_plugins.revenue_kpis",
+        "kpihub.default_plugins.ads_kpis",
     ]
     # A command that does not need the broken plugin still works, with a one-line warning.
     reset_registry(None)

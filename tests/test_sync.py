@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kpihub.concurrency import interleave, prefetch
 from kpihub.errors import ConfigError, SyncError, UnknownNameError
-from kpihub.sync import Pipeline, prefetch
+from kpihub.sync import Pipeline
 from tests.conftest import make_project
 
 
@@ -116,3 +117,41 @@ def test_prefetch_propagates_errors_and_stops_the_producer():
         if item == 3:
             break
     assert taken == [0, 1, 2, 3]
+
+
+def test_interleave_reads_all_iterators_under_a_limit():
+    import threading
+    import time
+
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    def account(name: str, n: int):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            for i in range(n):
+                time.sleep(0.005)
+                yield (name, i)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    got = list(interleave([account(f"a{k}", 5) for k in range(6)], max_workers=2))
+    assert sorted(got) == sorted((f"a{k}", i) for k in range(6) for i in range(5))
+    assert peak[0] == 2
+    for k in range(6):  # each account's own order is kept
+        assert [i for name, i in got if name == f"a{k}"] == list(range(5))
+
+
+def test_interleave_raises_the_first_error():
+    def ok():
+        yield 1
+
+    def bad():
+        yield 2
+        raise ValueError("account 42 failed")
+
+    with pytest.raises(ValueError, match="account 42 failed"):
+        list(interleave([ok(), bad()], max_workers=2))

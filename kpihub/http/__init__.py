@@ -7,7 +7,7 @@ bounded number of attempts and then raises :class:`~kpihub.errors.HTTPError`
 naming the source, stream and URL (secrets redacted).
 """
 
-from kpihub.http.auth import BearerAuth
+from kpihub.http.auth import BearerAuth, OAuthError, OAuthRefreshToken
 from kpihub.http.client import make_client
 from kpihub.http.paginators import (
     CursorPaginator,
@@ -18,12 +18,14 @@ from kpihub.http.paginators import (
     get_path,
 )
 from kpihub.http.ratelimit import RateLimiter
-from kpihub.http.requester import Requester, RetryDecision
+from kpihub.http.requester import Requester, RetryDecision, parse_retry_after
 
 __all__ = [
     "BearerAuth",
     "CursorPaginator",
     "NextLinkPaginator",
+    "OAuthError",
+    "OAuthRefreshToken",
     "OffsetPaginator",
     "PageTokenPaginator",
     "Paginator",
@@ -31,5 +33,6 @@ __all__ = [
     "Requester",
     "RetryDecision",
     "get_path",
+    "parse_retry_after",
     "make_client",
 ]

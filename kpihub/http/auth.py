@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import threading
+import time
+from collections.abc import Callable, Generator
 
 import httpx
 from pydantic import SecretStr
 
+from kpihub.errors import SourceError
 from kpihub.secrets import register_secret
+
+
+class OAuthError(SourceError):
+    """Raised when the OAuth token endpoint refuses to issue an access token."""
 
 
 class BearerAuth(httpx.Auth):
@@ -24,3 +31,85 @@ class BearerAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "BearerAuth(token=***)"
+
+
+class OAuthRefreshToken(httpx.Auth):
+    """OAuth 2.0 refresh-token grant (RFC 6749 §6): fetch, cache and renew an access token.
+
+    Google (Ads, GA4) and LinkedIn issue short-lived access tokens from a long-lived
+    refresh token. The token endpoint is configurable so tests use a fake. A 401
+    on an API call renews the token once and retries the request.
+    """
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        token_url: str,
+        *,
+        client_id: str,
+        client_secret: SecretStr | str,
+        refresh_token: SecretStr | str,
+        scope: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self._secret = client_secret.get_secret_value() if isinstance(client_secret, SecretStr) else client_secret
+        self._refresh = refresh_token.get_secret_value() if isinstance(refresh_token, SecretStr) else refresh_token
+        register_secret(self._secret)
+        register_secret(self._refresh)
+        self.scope = scope
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        #: Tokens fetched so far (tests and logs).
+        self.fetches = 0
+
+    def _token_request(self) -> httpx.Request:
+        data = {
+            "grant_type": "refresh_token",
+            "client_id": self.client_id,
+            "client_secret": self._secret,
+            "refresh_token": self._refresh,
+        }
+        if self.scope:
+            data["scope"] = self.scope
+        return httpx.Request("POST", self.token_url, data=data, headers={"Accept": "application/json"})
+
+    def _store(self, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            try:
+                body = response.json()
+                reason = body.get("error_description") or body.get("error") or response.text
+            except ValueError:
+                reason = response.text
+            raise OAuthError(
+                f"token endpoint {self.token_url} refused the refresh token: HTTP "
+                f"{response.status_code}: {str(reason)[:200]}"
+            )
+        body = response.json()
+        token = body.get("access_token")
+        if not token:
+            raise OAuthError(f"token endpoint {self.token_url} answered without an access_token")
+        register_secret(token)
+        self._token = token
+        # Renew a minute early so a token never expires mid-request.
+        self._expires = self._clock() + float(body.get("expires_in", 3600)) - 60
+        self.fetches += 1
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        with self._lock:
+            fresh = self._token is None or self._clock() >= self._expires
+        if fresh:
+            self._store((yield self._token_request()))
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        response = yield request
+        if response.status_code == 401:
+            self._store((yield self._token_request()))
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+    def __repr__(self) -> str:
+        return f"OAuthRefreshToken(token_url={self.token_url!r}, client_id={self.client_id!r}, secrets=***)"

@@ -17,8 +17,7 @@ import pyarrow as pa
 from pydantic import Field, SecretStr
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
-from kpihub.http import BearerAuth, CursorPaginator, RetryDecision
-from kpihub.http.requester import parse_retry_after
+from kpihub.http import BearerAuth, CursorPaginator, RetryDecision, parse_retry_after
 from kpihub_stripe import mapping
 from kpihub_stripe.currencies import exponent
 

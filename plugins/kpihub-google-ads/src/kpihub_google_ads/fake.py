@@ -1,0 +1,256 @@
+"""A fake Google Ads API (searchStream) and OAuth token endpoint on 127.0.0.1.
+
+Shapes (developers.google.com/google-ads/api/reference/rpc/…/SearchGoogleAdsStreamResponse
+and kpihub's shared API notes):
+
+* ``POST /v{N}/customers/{customerId}/googleAds:searchStream`` with ``{"query": GAQL}``,
+  headers ``Authorization: Bearer``, ``developer-token``, optional ``login-customer-id``.
+* The answer is one JSON **array** of chunks ``{results: [GoogleAdsRow], fieldMask,
+  requestId}``, at most 10,000 rows each; the last chunk carries
+  ``queryResourceConsumption``. No rows: a single chunk without ``results``.
+* Rows are camelCase nested objects; int64 values (``id``, ``impressions``,
+  ``clicks``, ``costMicros``) are JSON strings, doubles (``conversions``,
+  ``conversionsValue``) JSON numbers; zero metrics may be absent;
+  ``segments.date`` is ``YYYY-MM-DD`` in the account's time zone.
+* Errors are ``[{"error": {code, message, status, details: [{"@type":
+  "type.googleapis.com/google.ads.googleads.vNN.errors.GoogleAdsFailure", errors:
+  [{errorCode: {<family>: <ENUM>}, message}], requestId}]}}]`` — wrapped in an
+  array for searchStream; a quota error is 429 ``RESOURCE_EXHAUSTED`` with
+  ``quotaErrorDetails.retryDelay``.
+* The token endpoint takes the refresh-token grant as a form and answers
+  ``{access_token, expires_in, scope, token_type}`` or 400 ``{"error":
+  "invalid_grant", "error_description": …}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import urllib.parse
+import uuid
+from typing import Any
+
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+
+__all__ = ["FakeGoogleAds"]
+
+API_VERSION = "v21"
+ACCOUNTS = {
+    "1234567890": ("EUR", "Europe/Oslo"),
+    "2345678901": ("USD", "America/New_York"),
+    "3456789012": ("NOK", "Europe/Oslo"),
+}
+
+
+class FakeGoogleAds(FakeAPIServer):
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        start: dt.date = dt.date(2026, 1, 1),
+        end: dt.date = dt.date(2026, 6, 30),
+        developer_token: str = "devtok-fake-1234",
+        refresh_token: str = "1//refresh-fake-5678",
+        client_secret: str = "GOCSPX-fake-secret",
+        chunk_rows: int = 10_000,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.developer_token = developer_token
+        self.refresh_token = refresh_token
+        self.client_id = "123-fake.apps.googleusercontent.com"
+        self.client_secret = client_secret
+        self.chunk_rows = chunk_rows
+        self.issued: set[str] = set()
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        rng = random.Random(seed)
+        for cid, (currency, zone) in ACCOUNTS.items():
+            campaigns = [
+                (str(rng.randint(10**9, 10**10)), f"{name} {cid[-2:]}")
+                for name in ("Brand", "Generic", "Competitor", "Retargeting")[: rng.randint(2, 4)]
+            ]
+            rows = []
+            day = start
+            while day <= end:
+                for camp_id, camp_name in campaigns:
+                    impressions = rng.randint(0, 4000)
+                    clicks = int(impressions * rng.uniform(0.01, 0.08))
+                    cost = clicks * rng.randint(300_000, 2_500_000)
+                    conversions = round(clicks * rng.uniform(0, 0.1), 2)
+                    rows.append(
+                        {
+                            "customer": {"id": cid, "currencyCode": currency, "timeZone": zone},
+                            "campaign": {"id": camp_id, "name": camp_name},
+                            "date": day.isoformat(),
+                            "impressions": impressions,
+                            "clicks": clicks,
+                            "costMicros": cost,
+                            "conversions": conversions,
+                            "conversionsValue": round(conversions * rng.uniform(20, 200), 2),
+                        }
+                    )
+                day += dt.timedelta(days=1)
+            self.rows[cid] = rows
+
+    # -- protocol ------------------------------------------------------------------
+
+    def error_body(self, status: int, message: str) -> Any:
+        family, enum, state = {
+            401: ("authenticationError", "OAUTH_TOKEN_INVALID", "UNAUTHENTICATED"),
+            403: ("authorizationError", "USER_PERMISSION_DENIED", "PERMISSION_DENIED"),
+            429: ("quotaError", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"),
+            400: ("queryError", "UNRECOGNIZED_FIELD", "INVALID_ARGUMENT"),
+        }.get(status, ("internalError", "INTERNAL_ERROR", "INTERNAL"))
+        return self.failure(status, state, family, enum, message)
+
+    def failure(self, code: int, status: str, family: str, enum: str, message: str, **details: Any) -> Any:
+        error: dict[str, Any] = {"errorCode": {family: enum}, "message": message}
+        if details:
+            error["details"] = details
+        top = {
+            401: "Request had invalid authentication credentials.",
+            429: "Resource has been exhausted (e.g. check quota).",
+        }.get(code, message)
+        return [
+            {
+                "error": {
+                    "code": code,
+                    "message": top,
+                    "status": status,
+                    "details": [
+                        {
+                            "@type": f"type.googleapis.com/google.ads.googleads.{API_VERSION}.errors.GoogleAdsFailure",
+                            "errors": [error],
+                            "requestId": uuid.UUID(int=self.rng.getrandbits(128)).hex[:22],
+                        }
+                    ],
+                }
+            }
+        ]
+
+    def quota_exhausted(self, retry_seconds: int = 30) -> Any:
+        return self.failure(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "quotaError",
+            "RESOURCE_TEMPORARILY_EXHAUSTED",
+            "Too many requests. Retry in 30 seconds.",
+            quotaErrorDetails={
+                "rateScope": "ACCOUNT",
+                "rateName": "Requests per service per method",
+                "retryDelay": f"{retry_seconds}s",
+            },
+        )
+
+    @route("POST", r"/token")
+    def token(self, request: FakeRequest) -> FakeResponse:
+        form = dict(urllib.parse.parse_qsl(request.body.decode()))
+        if (
+            form.get("grant_type") != "refresh_token"
+            or form.get("refresh_token") != self.refresh_token
+            or form.get("client_secret") != self.client_secret
+        ):
+            return self.json({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400)
+        token = f"ya29.fake-{uuid.UUID(int=self.rng.getrandbits(128)).hex}"
+        self.issued.add(token)
+        return self.json(
+            {
+                "access_token": token,
+                "expires_in": 3599,
+                "scope": "https://www.googleapis.com/auth/adwords",
+                "token_type": "Bearer",
+            }
+        )
+
+    def revoke_tokens(self) -> None:
+        """Expire every issued access token (the client must refresh)."""
+        self.issued.clear()
+
+    @route("POST", r"/v(?P<version>\d+)/customers/(?P<cid>\d+)/googleAds:searchStream")
+    def search_stream(self, request: FakeRequest) -> FakeResponse:
+        auth = request.header("authorization") or ""
+        if not auth.startswith("Bearer ") or auth[7:] not in self.issued:
+            return self.json(self.error_body(401, "Oauth token is invalid."), 401)
+        if request.header("developer-token") != self.developer_token:
+            return self.json(
+                self.failure(
+                    401,
+                    "UNAUTHENTICATED",
+                    "authenticationError",
+                    "DEVELOPER_TOKEN_INVALID",
+                    "The developer token is not valid.",
+                ),
+                401,
+            )
+        cid = request.params["cid"]
+        if cid not in self.rows:
+            return self.json(
+                self.failure(
+                    403,
+                    "PERMISSION_DENIED",
+                    "authorizationError",
+                    "USER_PERMISSION_DENIED",
+                    f"User doesn't have permission to access customer {cid}.",
+                ),
+                403,
+            )
+        query = (request.json() or {}).get("query", "")
+        between = re.search(r"segments\.date BETWEEN '(\d{4}-\d{2}-\d{2})' AND '(\d{4}-\d{2}-\d{2})'", query)
+        if not between or "FROM campaign" not in query:
+            return self.json(
+                self.failure(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "queryError",
+                    "PROHIBITED_FIELD_IN_SELECT_CLAUSE",
+                    "Error in query: unexpected input.",
+                ),
+                400,
+            )
+        low, high = between.groups()
+        rows = [r for r in self.rows[cid] if low <= r["date"] <= high]
+        rows.sort(key=lambda r: (r["date"], r["campaign"]["id"]))
+        mask = (
+            "customer.id,customer.currencyCode,customer.timeZone,campaign.id,campaign.name,segments.date,"
+            "metrics.impressions,metrics.clicks,metrics.costMicros,metrics.conversions,metrics.conversionsValue"
+        )
+        chunks = []
+        for i in range(0, len(rows), self.chunk_rows):
+            chunks.append(
+                {
+                    "results": [self._row(cid, r) for r in rows[i : i + self.chunk_rows]],
+                    "fieldMask": mask,
+                    "requestId": uuid.UUID(int=self.rng.getrandbits(128)).hex[:22],
+                }
+            )
+        if not chunks:
+            chunks.append({"fieldMask": mask, "requestId": uuid.UUID(int=self.rng.getrandbits(128)).hex[:22]})
+        chunks[-1]["queryResourceConsumption"] = str(len(rows) * 3 + 100)
+        return self.json(chunks)
+
+    @staticmethod
+    def _row(cid: str, r: dict[str, Any]) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        # int64 as strings, doubles as numbers; zero-valued metrics are left out.
+        for name in ("impressions", "clicks", "costMicros"):
+            if r[name]:
+                metrics[name] = str(r[name])
+        for name in ("conversions", "conversionsValue"):
+            if r[name]:
+                metrics[name] = r[name]
+        camp = r["campaign"]
+        return {
+            "customer": {
+                "resourceName": f"customers/{cid}",
+                "id": cid,
+                "currencyCode": r["customer"]["currencyCode"],
+                "timeZone": r["customer"]["timeZone"],
+            },
+            "campaign": {
+                "resourceName": f"customers/{cid}/campaigns/{camp['id']}",
+                "id": camp["id"],
+                "name": camp["name"],
+            },
+            "metrics": metrics,
+            "segments": {"date": r["date"]},
+        }

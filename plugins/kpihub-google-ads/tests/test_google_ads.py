@@ -1,0 +1,143 @@
+"""The Google Ads connector against a fake searchStream API and token endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from kpihub_google_ads import GoogleAdsSettings, GoogleAdsSource
+from kpihub_google_ads.fake import FakeGoogleAds
+from kpihub_google_ads.source import retry_delay
+
+from kpihub.config import build_source_settings
+from kpihub.testing.conformance import SourceConformance
+
+ACCOUNTS = ["123-456-7890", "2345678901", "3456789012"]
+
+
+class TestGoogleAdsConformance(SourceConformance):
+    source = GoogleAdsSource()
+    rate_limited_path = r"searchStream$"
+
+    def make_server(self) -> FakeGoogleAds:
+        return FakeGoogleAds(seed=3, start=dt.date(2026, 5, 1), chunk_rows=200)
+
+    def settings(self, server) -> dict:
+        return {
+            "base_url": server.url,
+            "token_url": f"{server.url}/token",
+            "client_id": server.client_id,
+            "client_secret": server.client_secret,
+            "refresh_token": server.refresh_token,
+            "developer_token": server.developer_token,
+            "customer_ids": ACCOUNTS,
+            "start_date": "2026-05-01",
+            "requests_per_second": None,
+            "lookback_days": 3,
+        }
+
+    def change_data(self, server) -> None:
+        pass  # the lookback window is re-read; nothing else is new
+
+
+def helper() -> TestGoogleAdsConformance:
+    return TestGoogleAdsConformance()
+
+
+def sync(tmp_path, server, **overrides):
+    c = helper()
+    slept: list[float] = []
+    p = c.pipeline(tmp_path, {**c.settings(server), **overrides}, sleep=slept.append)
+    return p, p.sync(), slept
+
+
+def test_rows_map_micros_and_missing_metrics(tmp_path):
+    with FakeGoogleAds(start=dt.date(2026, 6, 1), chunk_rows=50) as server:
+        p, result, _ = sync(tmp_path, server, start_date="2026-06-01")
+        assert result.ok, result.streams[0].error
+        requests = [r for r in server.requests if r.path.endswith("googleAds:searchStream")]
+        rows = {
+            (r["account_id"], r["campaign_id"], r["date"]): r
+            for r in p.open_destination(read_only=True).read_table("ad_performance_daily").to_pylist()
+        }
+        expected = [(cid, src) for cid, data in server.rows.items() for src in data]
+    assert {r.header("developer-token") for r in requests} == {server.developer_token}
+    assert {r.path for r in requests} == {f"/v21/customers/{c}/googleAds:searchStream" for c in server.rows}
+    assert len(rows) == len(expected)
+    for cid, src in expected:
+        row = rows[(cid, src["campaign"]["id"], dt.date.fromisoformat(src["date"]))]
+        assert row["spend"] == Decimal(src["costMicros"]) / 1_000_000  # micros -> money
+        assert row["impressions"] == src["impressions"]  # "0" was left out on the wire: 0
+        assert row["conversions"] == src["conversions"]
+        assert row["currency"] == src["customer"]["currencyCode"] and row["platform"] == "google_ads"
+        assert row["time_zone"] == src["customer"]["timeZone"]
+
+
+def test_lookback_window_is_reread_without_duplicates(tmp_path):
+    with FakeGoogleAds(start=dt.date(2026, 6, 1)) as server:
+        p, first, _ = sync(tmp_path, server, start_date="2026-06-01", lookback_days=5)
+        server.requests.clear()
+        _, second, _ = sync(tmp_path, server, start_date="2026-06-01", lookback_days=5)
+        query = server.requests[-1].json()["query"]
+        with p.open_destination(read_only=True) as s:
+            table = s.read_table("ad_performance_daily")
+    assert "BETWEEN '2026-06-25' AND" in query  # cursor 2026-06-30 minus 5 days
+    assert 0 < second.streams[0].records < first.streams[0].records
+    keys = {(r["account_id"], r["campaign_id"], r["date"]) for r in table.to_pylist()}
+    assert len(keys) == table.num_rows == first.streams[0].records
+
+
+def test_quota_error_waits_for_retry_delay(tmp_path):
+    with FakeGoogleAds(start=dt.date(2026, 6, 20)) as server:
+        server.fail(status=429, body=server.quota_exhausted(45), path="searchStream$", times=1)
+        _, result, slept = sync(tmp_path, server, start_date="2026-06-20")
+    assert result.ok and slept == [45.0]
+    assert retry_delay(server.quota_exhausted(45)) == 45.0
+
+
+def test_expired_access_token_is_refreshed_once(tmp_path):
+    with FakeGoogleAds(start=dt.date(2026, 6, 20)) as server:
+        server.revoke_tokens()
+        p, result, _ = sync(tmp_path, server, start_date="2026-06-20", max_concurrency=1)
+        assert result.ok
+        tokens_before = len([r for r in server.requests if r.path == "/token"])
+        server.revoke_tokens()  # every token issued so far is now invalid: the next call gets 401
+        _, again, _ = sync(tmp_path, server, start_date="2026-06-20", max_concurrency=1)
+        tokens_after = len([r for r in server.requests if r.path == "/token"])
+    assert again.ok and tokens_before >= 1 and tokens_after > tokens_before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"developer_token": "devtok-wrong-9999"}, "HTTP 401: Request had invalid authentication credentials."),
+        (
+            {"refresh_token": "1//revoked-0000"},
+            "refused the refresh token: HTTP 400: Token has been expired or revoked.",
+        ),
+        ({"customer_ids": ["9999999999"]}, "HTTP 403: User doesn't have permission to access customer 9999999999."),
+    ],
+)
+def test_auth_errors_are_one_line_without_secrets(tmp_path, overrides, message):
+    with FakeGoogleAds(start=dt.date(2026, 6, 20)) as server:
+        _, result, _ = sync(tmp_path, server, start_date="2026-06-20", **overrides)
+    error = result.streams[0].error
+    assert message in error and "\n" not in error
+    for secret in ("devtok-wrong-9999", "1//revoked-0000", server.client_secret):
+        assert secret not in error
+
+
+def test_customer_ids_are_validated():
+    with pytest.raises(Exception, match="customer id '12345' is not 10 digits"):
+        build_source_settings(
+            "google_ads",
+            GoogleAdsSettings,
+            {
+                "client_id": "x",
+                "client_secret": "y",
+                "refresh_token": "z",
+                "developer_token": "d",
+                "customer_ids": ["12345"],
+            },
+        )
