@@ -150,6 +150,10 @@ class Requester:
             **kwargs,
         )
 
+    def wait(self, seconds: float) -> None:
+        """Sleep between polls of an asynchronous job (tests inject a recording sleep)."""
+        self._sleep(seconds)
+
     def close(self) -> None:
         self.client.close()
 

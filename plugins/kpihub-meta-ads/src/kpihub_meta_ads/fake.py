@@ -1,0 +1,242 @@
+"""A fake Meta Marketing API (insights, ad accounts, async report runs) on 127.0.0.1.
+
+Shapes (developers.facebook.com/docs/marketing-api/insights, Airbyte's
+source-facebook-marketing unit-test fixtures, kpihub's shared API notes):
+
+* ``GET /v{N}.0/act_{id}/insights?fields=…&level=campaign&time_increment=1&
+  time_range={"since":…,"until":…}&limit=…`` → ``{data: [...], paging: {cursors:
+  {before, after}, next?}}``; the last page has cursors but no ``next``.
+* Every number is a string (``impressions: "185"``, ``spend: "14.35"`` in the
+  account currency); ``actions`` / ``action_values`` are ``[{action_type,
+  value}]`` and are left out when empty; ``date_start`` = ``date_stop`` with
+  ``time_increment=1``, in the ad account's time zone; no delivery, no row.
+* Cursors are base64 (``"MAZDZD"``). Paging follows ``paging.next``, a full URL.
+* ``GET /v{N}.0/act_{id}?fields=currency,timezone_name,name`` describes the account.
+* Async: ``POST /act_{id}/insights`` → ``{report_run_id}``; ``GET /{id}`` →
+  ``{id, async_status: "Job Running"|"Job Completed"|…, async_percent_completion}``;
+  ``GET /{id}/insights`` pages the result.
+* Errors: ``{error: {message, type: "OAuthException", code, error_subcode?,
+  is_transient?, fbtrace_id}}``; throttling comes as HTTP 400 with codes 17,
+  613, 80000 … and usage headers such as ``X-Business-Use-Case-Usage``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import random
+import urllib.parse
+from typing import Any
+
+import orjson
+
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+
+__all__ = ["FakeMetaAds"]
+
+ACCOUNTS = {"101010101": ("EUR", "Europe/Oslo"), "202020202": ("SEK", "Europe/Stockholm")}
+
+
+def cursor(n: int) -> str:
+    """Meta's cursor style: base64 with each ``=`` written ``ZD`` ("MAZDZD" is 0)."""
+    return base64.b64encode(str(n).encode()).decode().replace("=", "ZD")
+
+
+def uncursor(text: str) -> int:
+    return int(base64.b64decode(text.replace("ZD", "=")).decode())
+
+
+class FakeMetaAds(FakeAPIServer):
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        start: dt.date = dt.date(2026, 1, 1),
+        end: dt.date = dt.date(2026, 6, 30),
+        token: str = "EAAfakeMetaToken123456",
+        polls_until_done: int = 2,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.token = token
+        self.polls_until_done = polls_until_done
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        rng = random.Random(seed)
+        for acct, (currency, _) in ACCOUNTS.items():
+            campaigns = [(str(rng.randint(10**16, 10**17)), f"{n} {acct[:3]}") for n in ("Prospecting", "Retarget")]
+            rows = []
+            day = start
+            while day <= end:
+                for cid, name in campaigns:
+                    if rng.random() < 0.1:
+                        continue  # no delivery that day: no row
+                    impressions = rng.randint(100, 9000)
+                    clicks = int(impressions * rng.uniform(0.005, 0.03))
+                    spend = round(impressions * rng.uniform(0.002, 0.012), 2)
+                    purchases = int(clicks * rng.uniform(0, 0.08))
+                    row: dict[str, Any] = {
+                        "account_id": acct,
+                        "account_currency": currency,
+                        "campaign_id": cid,
+                        "campaign_name": name,
+                        "impressions": str(impressions),
+                        "clicks": str(clicks),
+                        "spend": f"{spend:.2f}",
+                        "date_start": day.isoformat(),
+                        "date_stop": day.isoformat(),
+                    }
+                    if clicks:
+                        row["actions"] = [{"action_type": "link_click", "value": str(clicks)}]
+                        if purchases:
+                            row["actions"].append(
+                                {"action_type": "offsite_conversion.fb_pixel_purchase", "value": str(purchases)}
+                            )
+                            row["action_values"] = [
+                                {
+                                    "action_type": "offsite_conversion.fb_pixel_purchase",
+                                    "value": f"{purchases * rng.uniform(30, 90):.2f}",
+                                }
+                            ]
+                    rows.append(row)
+                day += dt.timedelta(days=1)
+            self.rows[acct] = rows
+
+    # -- protocol ---------------------------------------------------------------------
+
+    def error_body(self, status: int, message: str) -> Any:
+        code = {400: 100, 401: 190, 403: 200, 429: 17}.get(status, 1)
+        error: dict[str, Any] = {
+            "message": message,
+            "type": "OAuthException",
+            "code": code,
+            "fbtrace_id": f"A{self.rng.getrandbits(64):X}",
+        }
+        if code == 17:
+            error.update(
+                {"message": "(#17) User request limit reached", "error_subcode": 2446079, "is_transient": True}
+            )
+        return {"error": error}
+
+    def throttle_body(self) -> Any:
+        return {
+            "error": {
+                "message": "(#80000) There have been too many calls from this ad-account. Wait a bit and try again.",
+                "type": "OAuthException",
+                "code": 80000,
+                "error_subcode": 2446079,
+                "fbtrace_id": "AbCdEf123",
+            }
+        }
+
+    @staticmethod
+    def usage_header(minutes: int) -> dict[str, str]:
+        usage = {
+            "101010101": [
+                {
+                    "type": "ads_insights",
+                    "call_count": 100,
+                    "total_cputime": 40,
+                    "total_time": 60,
+                    "estimated_time_to_regain_access": minutes,
+                    "ads_api_access_tier": "standard_access",
+                }
+            ]
+        }
+        return {"X-Business-Use-Case-Usage": orjson.dumps(usage).decode()}
+
+    def authorize(self, request: FakeRequest) -> FakeResponse | None:
+        token = request.query.get("access_token") or (request.header("authorization") or "")[7:]
+        if token == self.token:
+            return None
+        body = {
+            "error": {
+                "message": "Invalid OAuth access token - Cannot parse access token",
+                "type": "OAuthException",
+                "code": 190,
+                "fbtrace_id": "AzZfake",
+            }
+        }
+        return self.json(body, 400)
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    @route("GET", r"/v(?P<v>\d+)\.0/act_(?P<acct>\d+)")
+    def account(self, request: FakeRequest) -> FakeResponse:
+        acct = request.params["acct"]
+        if acct not in ACCOUNTS:
+            return self.json(
+                {
+                    "error": {
+                        "message": f"Unsupported get request. Object with ID 'act_{acct}' does not exist",
+                        "type": "GraphMethodException",
+                        "code": 100,
+                        "error_subcode": 33,
+                        "fbtrace_id": "Afake",
+                    }
+                },
+                400,
+            )
+        currency, zone = ACCOUNTS[acct]
+        return self.json({"currency": currency, "timezone_name": zone, "name": f"Account {acct}", "id": f"act_{acct}"})
+
+    def _select(self, acct: str, params: dict[str, str]) -> list[dict[str, Any]] | FakeResponse:
+        if acct not in ACCOUNTS:
+            return self.json(self.error_body(400, f"(#100) act_{acct} is not a valid ad account"), 400)
+        try:
+            window = orjson.loads(params.get("time_range", "{}"))
+            since, until = window["since"], window["until"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return self.json(self.error_body(400, "(#100) time_range must be {since, until}"), 400)
+        if params.get("level") != "campaign" or params.get("time_increment") != "1":
+            return self.json(self.error_body(400, "(#100) this fake serves level=campaign, time_increment=1"), 400)
+        fields = set(params.get("fields", "").split(","))
+        rows = [r for r in self.rows[acct] if since <= r["date_start"] <= until]
+        return [{k: v for k, v in r.items() if k in fields or k in ("date_start", "date_stop")} for r in rows]
+
+    def _page(self, rows: list[dict[str, Any]], request: FakeRequest, path: str) -> FakeResponse:
+        limit = int(request.query.get("limit", "25"))
+        start = uncursor(request.query["after"]) + 1 if request.query.get("after") else 0
+        page = rows[start : start + limit]
+        paging: dict[str, Any] = {"cursors": {"before": cursor(start), "after": cursor(start + len(page) - 1)}}
+        if start + limit < len(rows):
+            query = {k: v for k, v in request.query.items() if k != "after"}
+            query["after"] = paging["cursors"]["after"]
+            paging["next"] = f"{self.url}{path}?{urllib.parse.urlencode(query)}"
+        return self.json({"data": page, "paging": paging})
+
+    @route("GET", r"/v(?P<v>\d+)\.0/act_(?P<acct>\d+)/insights")
+    def insights(self, request: FakeRequest) -> FakeResponse:
+        rows = self._select(request.params["acct"], request.query)
+        return rows if isinstance(rows, FakeResponse) else self._page(rows, request, request.path)
+
+    @route("POST", r"/v(?P<v>\d+)\.0/act_(?P<acct>\d+)/insights")
+    def start_report(self, request: FakeRequest) -> FakeResponse:
+        params = {**request.query, **dict(urllib.parse.parse_qsl(request.body.decode()))}
+        rows = self._select(request.params["acct"], params)
+        if isinstance(rows, FakeResponse):
+            return rows
+        run_id = str(6_000_000_000_000 + len(self.reports))
+        self.reports[run_id] = {"rows": rows, "polls": 0}
+        return self.json({"report_run_id": run_id})
+
+    @route("GET", r"/v(?P<v>\d+)\.0/(?P<run>6\d{12})")
+    def report_status(self, request: FakeRequest) -> FakeResponse:
+        report = self.reports.get(request.params["run"])
+        if report is None:
+            return self.json(self.error_body(400, "(#100) unknown report run"), 400)
+        report["polls"] += 1
+        done = report["polls"] >= self.polls_until_done
+        return self.json(
+            {
+                "id": request.params["run"],
+                "async_status": "Job Completed" if done else "Job Running",
+                "async_percent_completion": 100 if done else 50,
+            }
+        )
+
+    @route("GET", r"/v(?P<v>\d+)\.0/(?P<run>6\d{12})/insights")
+    def report_rows(self, request: FakeRequest) -> FakeResponse:
+        report = self.reports.get(request.params["run"])
+        if report is None:
+            return self.json(self.error_body(400, "(#100) unknown report run"), 400)
+        return self._page(report["rows"], request, request.path)

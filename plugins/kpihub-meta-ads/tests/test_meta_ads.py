@@ -1,0 +1,108 @@
+"""The Meta Ads connector against a fake Marketing API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import httpx
+import pytest
+from kpihub_meta_ads import MetaAdsSettings, MetaAdsSource
+from kpihub_meta_ads.fake import FakeMetaAds
+from kpihub_meta_ads.source import regain_seconds, throttle
+
+from kpihub.config import build_source_settings
+from kpihub.testing.conformance import SourceConformance
+
+
+class TestMetaAdsConformance(SourceConformance):
+    source = MetaAdsSource()
+    rate_limited_path = r"/insights$"
+
+    def make_server(self) -> FakeMetaAds:
+        return FakeMetaAds(seed=4, start=dt.date(2026, 5, 15))
+
+    def settings(self, server) -> dict:
+        return {
+            "base_url": server.url,
+            "access_token": server.token,
+            "account_ids": ["act_101010101", "202020202"],
+            "start_date": "2026-06-01",
+            "requests_per_second": None,
+            "page_size": 20,
+            "poll_seconds": 0.01,
+            "lookback_days": 3,
+        }
+
+    def change_data(self, server) -> None:
+        pass  # the lookback window is re-read
+
+
+def run(tmp_path, server, **overrides):
+    c = TestMetaAdsConformance()
+    slept: list[float] = []
+    p = c.pipeline(tmp_path, {**c.settings(server), **overrides}, sleep=slept.append)
+    return p, p.sync(), slept
+
+
+def test_insights_rows_map_to_ad_performance(tmp_path):
+    with FakeMetaAds(seed=2, start=dt.date(2026, 6, 1)) as server:
+        p, result, _ = run(tmp_path, server)
+        requests = [r for r in server.requests if r.path.endswith("/insights")]
+        expected = {(a, r["campaign_id"], r["date_start"]): r for a, rows in server.rows.items() for r in rows}
+    assert result.ok, result.streams[0].error
+    assert requests[0].query["time_increment"] == "1" and requests[0].query["level"] == "campaign"
+    assert "access_token" not in requests[0].query  # the token travels in a header
+    with p.open_destination(read_only=True) as s:
+        rows = s.read_table("ad_performance_daily").to_pylist()
+    assert len(rows) == len(expected)
+    for row in rows:
+        src = expected[(row["account_id"], row["campaign_id"], row["date"].isoformat())]
+        assert row["spend"] == Decimal(src["spend"]) and row["impressions"] == int(src["impressions"])
+        purchases = [a for a in src.get("actions", []) if a["action_type"] == "offsite_conversion.fb_pixel_purchase"]
+        assert row["conversions"] == (float(purchases[0]["value"]) if purchases else 0.0)
+        values = src.get("action_values", [])
+        assert row["conversion_value"] == (Decimal(values[0]["value"]) if values else 0)
+        assert row["currency"] == src["account_currency"] and row["platform"] == "meta_ads"
+        assert row["time_zone"] in ("Europe/Oslo", "Europe/Stockholm")
+
+
+def test_long_windows_use_an_async_report_run(tmp_path):
+    with FakeMetaAds(start=dt.date(2026, 1, 1), polls_until_done=3) as server:
+        p, result, slept = run(tmp_path, server, start_date="2026-01-01", async_after_days=31, poll_seconds=2)
+        posts = [r for r in server.requests if r.method == "POST"]
+        total = sum(len(rows) for rows in server.rows.values())
+    assert result.ok and len(posts) == 2  # one report run per account
+    assert slept.count(2.0) == 4  # two polls "Job Running" per account, then "Job Completed"
+    assert result.streams[0].records == total
+
+
+def test_throttle_codes_and_usage_header():
+    assert regain_seconds('{"1":[{"type":"ads_insights","estimated_time_to_regain_access":3}]}') == 180.0
+    server = FakeMetaAds.__new__(FakeMetaAds)
+    body = {"error": {"message": "(#80000) There have been too many calls", "type": "OAuthException", "code": 80000}}
+    decision = throttle(httpx.Response(400, json=body, headers=FakeMetaAds.usage_header(2)))
+    assert decision is not None and decision.retry and decision.delay == 120.0
+    assert throttle(httpx.Response(400, json={"error": {"code": 190, "message": "bad token"}})).retry is False
+    assert throttle(httpx.Response(400, json={"error": {"code": 17, "is_transient": True}})).retry is True
+    del server
+
+
+def test_throttled_request_waits_and_succeeds(tmp_path):
+    with FakeMetaAds(start=dt.date(2026, 6, 20)) as server:
+        server.fail(status=400, body=server.throttle_body(), headers=server.usage_header(1), path="/insights$", times=1)
+        _, result, slept = run(tmp_path, server, start_date="2026-06-20")
+    assert result.ok and 60.0 in slept
+
+
+def test_invalid_token_is_one_line(tmp_path):
+    with FakeMetaAds(start=dt.date(2026, 6, 20)) as server:
+        _, result, _ = run(tmp_path, server, access_token="EAAwrongtoken999999")
+    error = result.streams[0].error
+    assert "HTTP 400: Invalid OAuth access token" in error and "after 1 attempt" in error
+    assert "EAAwrongtoken999999" not in error
+
+
+def test_account_ids_are_validated():
+    with pytest.raises(Exception, match="ad account id 'act_x1' is not numeric|'x1' is not numeric"):
+        build_source_settings("meta_ads", MetaAdsSettings, {"access_token": "t", "account_ids": ["act_x1"]})
