@@ -160,6 +160,10 @@ def coerce_array(values: pa.Array, target: pa.DataType) -> pa.Array:
             return _parse_dates(values, target)
         if pa.types.is_boolean(target):
             values = pc.utf8_lower(values)
+        if pa.types.is_decimal(target):
+            # Some APIs send more digits than any money needs (LinkedIn's "107.5300000000000335346"):
+            # keep the declared scale, cut the rest rather than fail.
+            values = pc.replace_substring_regex(values, rf"(\.\d{{{target.scale}}})\d+$", r"\1")
     if pa.types.is_timestamp(target) and pa.types.is_integer(values.type):
         return _epoch_to_timestamp(values, target)
     return pc.cast(values, target)

@@ -49,6 +49,7 @@ class FakeRequest:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)  # named groups of the route
+    raw_query: str = ""  # as sent, still percent-encoded
 
     def json(self) -> Any:
         return orjson.loads(self.body) if self.body else None
@@ -253,6 +254,7 @@ class FakeAPIServer:
             query_lists=query_lists,
             headers={k.lower(): v for k, v in handler.headers.items()},
             body=body,
+            raw_query=parsed.query,
         )
         if self.record_requests:
             with self._lock:

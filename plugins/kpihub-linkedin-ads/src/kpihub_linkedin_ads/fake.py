@@ -1,0 +1,167 @@
+"""A fake LinkedIn Marketing API (adAnalytics, ad accounts, campaigns) on 127.0.0.1.
+
+Shapes (learn.microsoft.com/linkedin/marketing/integrations/ads-reporting/ads-reporting,
+Airbyte's source-linkedin-ads unit-test responses, kpihub's shared API notes):
+
+* ``GET /rest/adAnalytics?q=analytics&pivot=CAMPAIGN&timeGranularity=DAILY&dateRange=
+  (start:(year:2024,month:6,day:1),end:(year:2024,month:6,day:30))&accounts=
+  List(urn%3Ali%3AsponsoredAccount%3A123)&fields=…`` — Rest.li 2.0 syntax: the
+  URNs inside ``List(...)`` are URL-encoded, the structure's parentheses and
+  colons are not. Headers ``LinkedIn-Version: YYYYMM`` and
+  ``X-Restli-Protocol-Version: 2.0.0``.
+* ``{paging: {start, count, links: []}, elements: [{pivotValues:
+  ["urn:li:sponsoredCampaign:…"], dateRange: {start: {year, month, day}, end: …},
+  impressions, clicks, costInLocalCurrency: "<decimal string>", …}]}`` — counts are
+  JSON ints, costs decimal strings (possibly long), dates UTC and not zero-padded.
+  No pagination; no activity gives no elements.
+* ``GET /rest/adAccounts/{id}`` → ``{id, name, currency, status, …}``;
+  ``GET /rest/adAccounts/{id}/adCampaigns?q=search`` → ``{elements: [{id, name, …}]}``.
+* Errors ``{status, serviceErrorCode, code, message}``: 401 ``INVALID_ACCESS_TOKEN``
+  (65600), 426 ``NONEXISTENT_VERSION``, 429 ``TOO_MANY_REQUESTS`` (101).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+from typing import Any
+
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+
+__all__ = ["FakeLinkedInAds"]
+
+ACCOUNTS = {"507123456": "EUR", "508654321": "USD"}
+_DATE = re.compile(r"\(start:\(year:(\d+),month:(\d+),day:(\d+)\),end:\(year:(\d+),month:(\d+),day:(\d+)\)\)")
+
+
+class FakeLinkedInAds(FakeAPIServer):
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        start: dt.date = dt.date(2026, 1, 1),
+        end: dt.date = dt.date(2026, 6, 30),
+        token: str = "AQVfakeLinkedInToken42",
+        version: str = "202406",
+    ) -> None:
+        super().__init__(seed=seed)
+        self.token = token
+        self.version = version
+        rng = random.Random(seed)
+        self.campaigns: dict[str, list[tuple[int, str]]] = {
+            acct: [(rng.randint(10**8, 10**9), f"{n} {acct[-3:]}") for n in ("Awareness", "Lead gen", "ABM")]
+            for acct in ACCOUNTS
+        }
+        self.rows: dict[str, list[dict[str, Any]]] = {acct: [] for acct in ACCOUNTS}
+        for acct, campaigns in self.campaigns.items():
+            day = start
+            while day <= end:
+                for cid, _ in campaigns:
+                    if rng.random() < 0.15:
+                        continue
+                    impressions = rng.randint(50, 5000)
+                    clicks = int(impressions * rng.uniform(0.002, 0.02))
+                    cost = impressions * rng.uniform(0.01, 0.06)
+                    conversions = int(clicks * rng.uniform(0, 0.15))
+                    self.rows[acct].append(
+                        {
+                            "campaign": cid,
+                            "date": day,
+                            "impressions": impressions,
+                            "clicks": clicks,
+                            # LinkedIn sends long decimal strings for money.
+                            "cost": f"{cost:.2f}" + ("0000000000000335346" if rng.random() < 0.2 else ""),
+                            "conversions": conversions,
+                            "value": f"{conversions * rng.uniform(50, 300):.2f}",
+                        }
+                    )
+                day += dt.timedelta(days=1)
+
+    def error_body(self, status: int, message: str) -> Any:
+        known = {
+            401: (65600, "INVALID_ACCESS_TOKEN", "Invalid access token"),
+            429: (
+                101,
+                "TOO_MANY_REQUESTS",
+                "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
+            ),
+            426: (None, "NONEXISTENT_VERSION", "Requested version 202001 is not active"),
+        }
+        service, code, text = known.get(status, (None, "SERVER_ERROR", message))
+        body: dict[str, Any] = {"status": status, "code": code, "message": text if status in known else message}
+        if service:
+            body["serviceErrorCode"] = service
+        return body
+
+    def authorize(self, request: FakeRequest) -> FakeResponse | None:
+        if request.header("authorization") != f"Bearer {self.token}":
+            return self.json(self.error_body(401, ""), 401)
+        if request.header("linkedin-version") != self.version:
+            return self.json(self.error_body(426, ""), 426)
+        if request.header("x-restli-protocol-version") != "2.0.0":
+            return self.json({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Rest.li 2.0.0 required"}, 400)
+        return None
+
+    @route("GET", r"/rest/adAccounts/(?P<acct>\d+)")
+    def account(self, request: FakeRequest) -> FakeResponse:
+        acct = request.params["acct"]
+        if acct not in ACCOUNTS:
+            return self.json({"status": 404, "code": "NOT_FOUND", "message": f"Ad account {acct} not found"}, 404)
+        return self.json(
+            {
+                "id": int(acct),
+                "name": f"Account {acct}",
+                "currency": ACCOUNTS[acct],
+                "status": "ACTIVE",
+                "type": "BUSINESS",
+                "reference": "urn:li:organization:1",
+                "test": False,
+            }
+        )
+
+    @route("GET", r"/rest/adAccounts/(?P<acct>\d+)/adCampaigns")
+    def campaigns_of(self, request: FakeRequest) -> FakeResponse:
+        acct = request.params["acct"]
+        elements = [
+            {
+                "id": cid,
+                "name": name,
+                "account": f"urn:li:sponsoredAccount:{acct}",
+                "status": "ACTIVE",
+                "type": "SPONSORED_UPDATES",
+                "costType": "CPM",
+            }
+            for cid, name in self.campaigns.get(acct, [])
+        ]
+        return self.json({"elements": elements, "metadata": {}, "paging": {"start": 0, "count": 100, "links": []}})
+
+    @route("GET", r"/rest/adAnalytics")
+    def analytics(self, request: FakeRequest) -> FakeResponse:
+        q = request.query
+        if q.get("q") != "analytics" or q.get("pivot") != "CAMPAIGN" or q.get("timeGranularity") != "DAILY":
+            return self.json({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Invalid query parameters"}, 400)
+        m = _DATE.fullmatch(q.get("dateRange", ""))
+        accounts = re.fullmatch(r"List\((.*)\)", q.get("accounts", ""))
+        if not m or not accounts:
+            return self.json({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Invalid dateRange/accounts"}, 400)
+        low = dt.date(int(m[1]), int(m[2]), int(m[3]))
+        high = dt.date(int(m[4]), int(m[5]), int(m[6]))
+        elements = []
+        for urn in accounts[1].split(","):
+            acct = urn.rsplit(":", 1)[-1]
+            for r in self.rows.get(acct, []):
+                if low <= r["date"] <= high:
+                    d = {"year": r["date"].year, "month": r["date"].month, "day": r["date"].day}
+                    elements.append(
+                        {
+                            "pivotValues": [f"urn:li:sponsoredCampaign:{r['campaign']}"],
+                            "dateRange": {"start": d, "end": d},
+                            "impressions": r["impressions"],
+                            "clicks": r["clicks"],
+                            "costInLocalCurrency": r["cost"],
+                            "externalWebsiteConversions": r["conversions"],
+                            "conversionValueInLocalCurrency": r["value"],
+                        }
+                    )
+        return self.json({"paging": {"start": 0, "count": 10, "links": []}, "elements": elements})

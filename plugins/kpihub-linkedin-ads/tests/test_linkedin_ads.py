@@ -1,0 +1,75 @@
+"""The LinkedIn Ads connector against a fake Marketing API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from kpihub_linkedin_ads import LinkedInAdsSource
+from kpihub_linkedin_ads.fake import FakeLinkedInAds
+
+from kpihub.testing.conformance import SourceConformance
+
+
+class TestLinkedInAdsConformance(SourceConformance):
+    source = LinkedInAdsSource()
+    rate_limited_path = r"/adAnalytics$"
+
+    def make_server(self) -> FakeLinkedInAds:
+        return FakeLinkedInAds(seed=8, start=dt.date(2026, 5, 1))
+
+    def settings(self, server) -> dict:
+        return {
+            "base_url": server.url,
+            "access_token": server.token,
+            "account_ids": ["urn:li:sponsoredAccount:507123456", "508654321"],
+            "start_date": "2026-06-01",
+            "requests_per_second": None,
+            "lookback_days": 3,
+        }
+
+    def change_data(self, server) -> None:
+        pass  # the lookback window is re-read
+
+
+def run(tmp_path, server, **overrides):
+    c = TestLinkedInAdsConformance()
+    slept: list[float] = []
+    p = c.pipeline(tmp_path, {**c.settings(server), **overrides}, sleep=slept.append)
+    return p, p.sync(), slept
+
+
+def test_restli_request_and_mapping(tmp_path):
+    with FakeLinkedInAds(start=dt.date(2026, 4, 1)) as server:
+        p, result, _ = run(tmp_path, server, start_date="2026-04-01", window_days=30)
+        calls = [r for r in server.requests if r.path == "/rest/adAnalytics"]
+        expected = {(a, str(r["campaign"]), r["date"]): r for a, rows in server.rows.items() for r in rows}
+        names = {str(cid): name for camps in server.campaigns.values() for cid, name in camps}
+    assert result.ok, result.streams[0].error
+    first = calls[0]
+    assert first.raw_query.startswith(
+        "q=analytics&pivot=CAMPAIGN&timeGranularity=DAILY&dateRange=(start:(year:2026,"
+        "month:4,day:1),end:(year:2026,month:4,day:30))&accounts=List(urn%3Ali%3A"
+        "sponsoredAccount%3A507123456)"
+    )
+    assert first.header("linkedin-version") == "202406" and first.header("x-restli-protocol-version") == "2.0.0"
+    assert len(calls) >= 2 * 3  # 91 days in 30-day windows, for each of two accounts
+    with p.open_destination(read_only=True) as s:
+        rows = s.read_table("ad_performance_daily").to_pylist()
+    assert len(rows) == len(expected)
+    for row in rows:
+        src = expected[(row["account_id"], row["campaign_id"], row["date"])]
+        assert row["spend"] == Decimal(src["cost"]).quantize(Decimal("0.000000001"), rounding="ROUND_DOWN")
+        assert row["campaign_name"] == names[row["campaign_id"]]  # the URN resolved to its name
+        assert row["time_zone"] == "UTC" and row["platform"] == "linkedin_ads"
+
+
+def test_daily_throttle_body_is_retried_and_invalid_token_is_not(tmp_path):
+    with FakeLinkedInAds(start=dt.date(2026, 6, 25)) as server:
+        server.fail(status=429, path="/adAnalytics$", times=1)
+        _, ok, slept = run(tmp_path / "a", server, start_date="2026-06-25")
+        _, bad, _ = run(tmp_path / "b", server, start_date="2026-06-25", access_token="AQVwrong-0000")
+        _, old, _ = run(tmp_path / "c", server, start_date="2026-06-25", api_version="202001")
+    assert ok.ok and len(slept) == 1
+    assert "HTTP 401: Invalid access token" in bad.streams[0].error and "AQVwrong-0000" not in bad.streams[0].error
+    assert "HTTP 426: Requested version 202001 is not active" in old.streams[0].error
