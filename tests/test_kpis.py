@@ -283,3 +283,48 @@ def test_ad_spend_in_two_currencies_is_refused():
     with pytest.raises(MixedCurrencyError, match=r"KPI 'cpc' would add amounts in 2 currencies \(EUR, USD\)"):
         e.series(KPIS["cpc"], grain="month", start=JAN, end=FEB)
     assert e.series(KPIS["ctr"], grain="month", start=JAN, end=FEB).values()[JAN] is not None
+
+
+WEB = [
+    # date, sessions, engaged, key events, page views
+    ("2024-01-05", 100, 60, 3.0, 250),
+    ("2024-01-20", 300, 150, 5.0, 700),
+    ("2024-02-10", 0, 0, 0.0, 0),
+]
+
+
+def web_engine() -> KPIEngine:
+    from kpihub.default_plugins.web_kpis import WEB_KPIS
+
+    KPIS.update({k.id: k for k in WEB_KPIS})
+    e = engine()  # the CRM tables too: traffic-to-lead spans both sources
+    table = canonical(
+        "web_traffic_daily",
+        [
+            {
+                "date": dt.date.fromisoformat(d),
+                "property_id": "p1",
+                "source": "google",
+                "medium": "organic",
+                "campaign": "(not set)",
+                "sessions": s,
+                "engaged_sessions": g,
+                "key_events": k,
+                "page_views": v,
+            }
+            for d, s, g, k, v in WEB
+        ],
+    )
+    e.con.register("_w", table)
+    e.con.execute("CREATE TABLE web_traffic_daily AS SELECT * FROM _w")
+    return e
+
+
+def test_web_kpis_and_traffic_to_lead_by_hand():
+    e = web_engine()
+    assert monthly("sessions", e) == [400.0, 0.0, 0.0]
+    assert monthly("engagement_rate", e) == [0.525, None, None]  # 210 / 400
+    assert monthly("bounce_rate", e) == [0.475, None, None]  # (400 − 210) / 400
+    assert monthly("web_conversion_rate", e) == [0.02, None, None]  # 8 / 400
+    # Leads per month come from the CRM (3 in Jan, 2 in Feb), sessions from GA4 (400, 0).
+    assert monthly("traffic_to_lead", e) == [0.0075, None, None]

@@ -234,8 +234,10 @@ class Requester:
                     raise _Retryable(last["why"], response=response) from exc
             decision = self.classify(response) if self.classify else None
             if decision is None:
-                retry = response.status_code in RETRY_STATUSES
-                decision = RetryDecision(retry, parse_retry_after(response.headers.get("Retry-After")))
+                decision = RetryDecision(response.status_code in RETRY_STATUSES)
+            if decision.retry and decision.delay is None:
+                # A classifier that found no platform-specific wait still honours Retry-After.
+                decision = RetryDecision(True, parse_retry_after(response.headers.get("Retry-After")), decision.reason)
             last["why"] = f"HTTP {response.status_code}: {_error_excerpt(response)}"
             if not decision.retry:
                 raise _Fatal(last["why"])

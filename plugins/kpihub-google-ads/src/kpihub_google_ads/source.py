@@ -22,7 +22,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from kpihub import CheckResult, HTTPError, Source, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
-from kpihub.http import OAuthRefreshToken, RetryDecision, parse_retry_after
+from kpihub.http import OAuthRefreshToken, RetryDecision
 from kpihub.model import MONEY
 
 GAQL = (
@@ -191,8 +191,6 @@ class GoogleAdsSource(Source):
             delay = retry_delay(orjson.loads(response.content))
         except orjson.JSONDecodeError:
             delay = None
-        if delay is None:
-            delay = parse_retry_after(response.headers.get("Retry-After"))
         return RetryDecision(True, delay, "quota")
 
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:

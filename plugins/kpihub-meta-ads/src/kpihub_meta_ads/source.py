@@ -21,7 +21,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from kpihub import CheckResult, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
-from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision, parse_retry_after
+from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision
 from kpihub.model import MONEY
 
 FIELDS = "account_id,account_currency,campaign_id,campaign_name,impressions,clicks,spend,actions,action_values"
@@ -89,10 +89,7 @@ def throttle(response: httpx.Response) -> RetryDecision | None:
         or response.status_code == 429
         or (error.get("is_transient") and response.status_code < 500)
     ):
-        delay = regain_seconds(response.headers.get("X-Business-Use-Case-Usage"))
-        if delay is None:
-            delay = parse_retry_after(response.headers.get("Retry-After"))
-        return RetryDecision(True, delay, "throttled")
+        return RetryDecision(True, regain_seconds(response.headers.get("X-Business-Use-Case-Usage")), "throttled")
     if response.status_code >= 500 or code in (1, 2):
         return RetryDecision(True, None, "transient")
     return RetryDecision(False)

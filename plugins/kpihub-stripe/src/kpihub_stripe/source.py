@@ -17,7 +17,7 @@ import pyarrow as pa
 from pydantic import Field, SecretStr
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
-from kpihub.http import BearerAuth, CursorPaginator, RetryDecision, parse_retry_after
+from kpihub.http import BearerAuth, CursorPaginator, RetryDecision
 from kpihub_stripe import mapping
 from kpihub_stripe.currencies import exponent
 
@@ -216,7 +216,7 @@ class StripeSource(Source):
         should = response.headers.get("Stripe-Should-Retry")
         if should is None:
             return None
-        return RetryDecision(should == "true", parse_retry_after(response.headers.get("Retry-After")))
+        return RetryDecision(should == "true")  # the requester adds Retry-After
 
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:
         try:

@@ -1,0 +1,103 @@
+"""Built-in web KPIs over ``web_traffic_daily`` (GA4 …), and traffic-to-lead across sources.
+
+``users`` is deliberately not summed: daily user counts are not additive (a
+user active on two days is one user over the month); a distinct-user KPI
+needs user-level rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kpihub.hookspecs import hookimpl
+from kpihub.kpis.spec import KPI, Measure
+
+W = "web_traffic_daily"
+
+
+def _sum(expr: str) -> Measure:
+    return Measure(W, "sum", "date", expr=expr)
+
+
+WEB_KPIS = (
+    KPI(
+        id="sessions",
+        title="Sessions (web traffic)",
+        description="Σ sessions.",
+        unit="count",
+        direction="higher",
+        kind="simple",
+        measure=_sum("sessions"),
+        stage="Reach",
+    ),
+    KPI(
+        id="new_users",
+        title="New users",
+        description="Σ first-time users (additive: a user is new once).",
+        unit="count",
+        direction="higher",
+        kind="simple",
+        measure=_sum("new_users"),
+        stage="Reach",
+    ),
+    KPI(
+        id="page_views",
+        title="Page views",
+        description="Σ screen and page views.",
+        unit="count",
+        direction="higher",
+        kind="simple",
+        measure=_sum("page_views"),
+        stage="Engage",
+    ),
+    KPI(
+        id="engagement_rate",
+        title="Engagement rate",
+        description="Σ engaged sessions ÷ Σ sessions.",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=_sum("engaged_sessions"),
+        denominator=_sum("sessions"),
+        stage="Engage",
+    ),
+    KPI(
+        id="bounce_rate",
+        title="Bounce rate",
+        description="GA4: 1 − engagement rate = Σ(sessions − engaged) ÷ Σ sessions.",
+        unit="percent",
+        direction="lower",
+        kind="ratio",
+        numerator=_sum("sessions - engaged_sessions"),
+        denominator=_sum("sessions"),
+        stage="Engage",
+    ),
+    KPI(
+        id="web_conversion_rate",
+        title="Web conversion rate",
+        description="Σ key events ÷ Σ sessions.",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=_sum("key_events"),
+        denominator=_sum("sessions"),
+        stage="Act",
+    ),
+    KPI(
+        id="traffic_to_lead",
+        title="Traffic-to-lead (TTL)",
+        description="CRM leads ÷ web sessions; each side aggregated to the period before they are divided.",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=Measure("crm_contacts", "count", "became_lead_at"),
+        denominator=_sum("sessions"),
+        stage="Act",
+    ),
+)
+
+
+@hookimpl
+def kpihub_register_kpis(register: Callable[[KPI], None]) -> None:
+    for kpi in WEB_KPIS:
+        register(kpi)

@@ -1,0 +1,206 @@
+"""A fake GA4 Data API (``runReport``) and OAuth token endpoint on 127.0.0.1.
+
+Shapes (developers.google.com/analytics/devguides/reporting/data/v1/rest/v1beta/properties/runReport,
+the APIs-guru OpenAPI copy of RunReportRequest/Response, kpihub's shared API notes):
+
+* ``POST /v1beta/properties/{id}:runReport`` with ``{dateRanges: [{startDate, endDate}],
+  dimensions: [{name}], metrics: [{name}], limit, offset, keepEmptyRows,
+  returnPropertyQuota}`` (limit/offset are int64: strings or numbers).
+* ``{dimensionHeaders: [{name}], metricHeaders: [{name, type}], rows: [{dimensionValues:
+  [{value}], metricValues: [{value}]}], rowCount, metadata: {currencyCode, timeZone},
+  propertyQuota, kind: "analyticsData#runReport"}``; every metric value is a string
+  typed by ``metricHeaders[].type``; ``date`` is ``YYYYMMDD`` in the property's
+  time zone; rows are not ordered by date unless asked; an empty report has
+  neither ``rows`` nor ``rowCount``.
+* Errors ``{error: {code, message, status}}``: 401 ``UNAUTHENTICATED``, 403
+  ``PERMISSION_DENIED`` ("User does not have sufficient permissions for this
+  property."), 429 ``RESOURCE_EXHAUSTED`` ("Exhausted property tokens per hour
+  for a project per property…" / "…per day…").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import urllib.parse
+import uuid
+from typing import Any
+
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+
+__all__ = ["FakeGA4"]
+
+PROPERTIES = {"312345678": ("EUR", "Europe/Oslo"), "398765432": ("USD", "America/Los_Angeles")}
+TYPES = {
+    "sessions": "TYPE_INTEGER",
+    "totalUsers": "TYPE_INTEGER",
+    "newUsers": "TYPE_INTEGER",
+    "engagedSessions": "TYPE_INTEGER",
+    "screenPageViews": "TYPE_INTEGER",
+    "keyEvents": "TYPE_FLOAT",
+    "totalRevenue": "TYPE_CURRENCY",
+    "engagementRate": "TYPE_FLOAT",
+    "userEngagementDuration": "TYPE_SECONDS",
+}
+CHANNELS = [
+    ("google", "organic", "(organic)"),
+    ("google", "cpc", "brand_search"),
+    ("facebook", "paid_social", "prospecting"),
+    ("linkedin", "paid_social", "abm"),
+    ("(direct)", "(none)", "(not set)"),
+    ("newsletter", "email", "june_digest"),
+]
+
+
+class FakeGA4(FakeAPIServer):
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        start: dt.date = dt.date(2026, 1, 1),
+        end: dt.date = dt.date(2026, 6, 30),
+        refresh_token: str = "1//ga4-refresh-fake",
+        client_secret: str = "GOCSPX-ga4-secret",
+    ) -> None:
+        super().__init__(seed=seed)
+        self.refresh_token = refresh_token
+        self.client_id = "456-fake.apps.googleusercontent.com"
+        self.client_secret = client_secret
+        self.issued: set[str] = set()
+        rng = random.Random(seed)
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        for prop in PROPERTIES:
+            rows = []
+            day = start
+            while day <= end:
+                for source, medium, campaign in CHANNELS:
+                    sessions = rng.randint(0, 900)
+                    if sessions == 0:
+                        continue  # all-zero rows are dropped (keepEmptyRows=false)
+                    engaged = int(sessions * rng.uniform(0.4, 0.8))
+                    users = int(sessions * rng.uniform(0.7, 0.95))
+                    key_events = round(sessions * rng.uniform(0, 0.05), 1)
+                    rows.append(
+                        {
+                            "date": day.strftime("%Y%m%d"),
+                            "sessionSource": source,
+                            "sessionMedium": medium,
+                            "sessionCampaignName": campaign,
+                            "sessions": sessions,
+                            "totalUsers": users,
+                            "newUsers": int(users * rng.uniform(0.3, 0.7)),
+                            "engagedSessions": engaged,
+                            "screenPageViews": int(sessions * rng.uniform(1.5, 4)),
+                            "keyEvents": key_events,
+                            "totalRevenue": round(key_events * rng.uniform(20, 80), 2),
+                        }
+                    )
+                day += dt.timedelta(days=1)
+            rng.shuffle(rows)  # GA4 does not order rows by date unless asked
+            self.rows[prop] = rows
+
+    def error_body(self, status: int, message: str) -> Any:
+        state = {
+            400: "INVALID_ARGUMENT",
+            401: "UNAUTHENTICATED",
+            403: "PERMISSION_DENIED",
+            429: "RESOURCE_EXHAUSTED",
+        }.get(status, "INTERNAL")
+        if status == 429:
+            message = (
+                "Exhausted property tokens per hour for a project per property. These quota tokens will "
+                "return in under an hour."
+            )
+        return {"error": {"code": status, "message": message, "status": state}}
+
+    def quota_per_day(self) -> Any:
+        return {
+            "error": {
+                "code": 429,
+                "message": "Exhausted property tokens per day for a project per property.",
+                "status": "RESOURCE_EXHAUSTED",
+            }
+        }
+
+    @route("POST", r"/token")
+    def token(self, request: FakeRequest) -> FakeResponse:
+        form = dict(urllib.parse.parse_qsl(request.body.decode()))
+        if form.get("refresh_token") != self.refresh_token or form.get("client_secret") != self.client_secret:
+            return self.json({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
+        token = f"ya29.ga4-{uuid.UUID(int=self.rng.getrandbits(128)).hex}"
+        self.issued.add(token)
+        return self.json(
+            {
+                "access_token": token,
+                "expires_in": 3599,
+                "token_type": "Bearer",
+                "scope": "https://www.googleapis.com/auth/analytics.readonly",
+            }
+        )
+
+    @route("POST", r"/v1beta/properties/(?P<prop>\d+):runReport")
+    def run_report(self, request: FakeRequest) -> FakeResponse:
+        auth = request.header("authorization") or ""
+        if auth[7:] not in self.issued:
+            return self.json(
+                self.error_body(
+                    401,
+                    "Request had invalid authentication credentials. Expected OAuth 2 "
+                    "access token, login cookie or other valid authentication "
+                    "credential.",
+                ),
+                401,
+            )
+        prop = request.params["prop"]
+        if prop not in PROPERTIES:
+            return self.json(
+                self.error_body(
+                    403,
+                    "User does not have sufficient permissions for this property. "
+                    "To learn more about Property ID, see https://developers.google."
+                    "com/analytics/devguides/reporting/data/v1/property-id.",
+                ),
+                403,
+            )
+        body = request.json() or {}
+        (window,) = body.get("dateRanges") or [{}]
+        dims = [d["name"] for d in body.get("dimensions", [])]
+        mets = [m["name"] for m in body.get("metrics", [])]
+        unknown = [m for m in mets if m not in TYPES]
+        if unknown:
+            return self.json(
+                self.error_body(
+                    400, f"Field {unknown[0]} is not a valid metric. For a list of valid dimensions and metrics, see …"
+                ),
+                400,
+            )
+        limit, offset = int(body.get("limit", 10000)), int(body.get("offset", 0))
+        low = window["startDate"].replace("-", "")
+        high = window["endDate"].replace("-", "")
+        rows = [r for r in self.rows[prop] if low <= r["date"] <= high]
+        currency, zone = PROPERTIES[prop]
+        out: dict[str, Any] = {
+            "dimensionHeaders": [{"name": d} for d in dims],
+            "metricHeaders": [{"name": m, "type": TYPES[m]} for m in mets],
+            "metadata": {"currencyCode": currency, "timeZone": zone},
+            "kind": "analyticsData#runReport",
+        }
+        if rows:
+            out["rows"] = [
+                {
+                    "dimensionValues": [{"value": r[d]} for d in dims],
+                    "metricValues": [{"value": str(r[m])} for m in mets],
+                }
+                for r in rows[offset : offset + limit]
+            ]
+            out["rowCount"] = len(rows)
+        if body.get("returnPropertyQuota"):
+            out["propertyQuota"] = {
+                "tokensPerDay": {"consumed": 12, "remaining": 199881},
+                "tokensPerHour": {"consumed": 12, "remaining": 39881},
+                "concurrentRequests": {"remaining": 10},
+                "serverErrorsPerProjectPerHour": {"remaining": 10},
+                "potentiallyThresholdedRequestsPerHour": {"remaining": 120},
+                "tokensPerProjectPerHour": {"consumed": 12, "remaining": 13988},
+            }
+        return self.json(out)

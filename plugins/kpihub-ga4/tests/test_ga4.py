@@ -1,0 +1,135 @@
+"""The GA4 connector against a fake Data API and token endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from kpihub_ga4 import GA4Settings, GA4Source
+from kpihub_ga4.fake import FakeGA4
+from kpihub_ga4.source import Report, report_schema
+
+from kpihub.config import build_source_settings
+from kpihub.testing.conformance import SourceConformance
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class TestGA4Conformance(SourceConformance):
+    source = GA4Source()
+    rate_limited_path = r":runReport$"
+
+    def make_server(self) -> FakeGA4:
+        return FakeGA4(seed=6, start=dt.date(2026, 5, 1))
+
+    def settings(self, server) -> dict:
+        return {
+            "base_url": server.url,
+            "token_url": f"{server.url}/token",
+            "client_id": server.client_id,
+            "client_secret": server.client_secret,
+            "refresh_token": server.refresh_token,
+            "property_ids": ["properties/312345678", "398765432"],
+            "start_date": "2026-06-01",
+            "requests_per_second": None,
+            "page_size": 150,
+            "lookback_days": 2,
+        }
+
+    def change_data(self, server) -> None:
+        pass  # the lookback window is re-read
+
+
+def run(tmp_path, server, **overrides):
+    c = TestGA4Conformance()
+    slept: list[float] = []
+    p = c.pipeline(tmp_path, {**c.settings(server), **overrides}, sleep=slept.append)
+    return p, p.sync(), slept
+
+
+def test_fixture_page_is_typed_by_metric_headers():
+    page = json.loads((FIXTURES / "run_report_page.json").read_text())
+    settings = build_source_settings(
+        "ga4", GA4Settings, {"client_id": "c", "client_secret": "s", "refresh_token": "r", "property_ids": ["1"]}
+    )
+    stream = Report("traffic_daily", report_schema(settings), primary_key=("property_id", "date"))
+    batch = stream._batch(None, "1", page, page["rows"])  # type: ignore[arg-type]
+    rows = batch.to_pylist()
+    assert batch.schema.field("sessions").type == pa.int64()
+    assert batch.schema.field("totalRevenue").type == pa.decimal128(38, 9)
+    assert rows[0]["date"] == dt.date(2024, 6, 14) and rows[0]["sessionSource"] == "google"
+    assert (rows[0]["sessions"], rows[0]["keyEvents"], rows[0]["totalRevenue"]) == (1523, 41.0, Decimal("2314.75"))
+    assert rows[1]["date"] == dt.date(2024, 6, 13) and rows[1]["sessionCampaignName"] == "(not set)"
+    assert {r["time_zone"] for r in rows} == {"Europe/Oslo"} and {r["currency"] for r in rows} == {"NOK"}
+
+
+def test_offset_paging_to_row_count_and_canonical_rows(tmp_path):
+    with FakeGA4(start=dt.date(2026, 6, 1)) as server:
+        p, result, _ = run(tmp_path, server, page_size=100)
+        calls = [r.json() for r in server.requests if r.path.endswith(":runReport")]
+        expected = {
+            (prop, r["date"], r["sessionSource"], r["sessionMedium"], r["sessionCampaignName"]): r
+            for prop, rows in server.rows.items()
+            for r in rows
+        }
+    assert result.ok, result.streams[0].error
+    assert result.streams[0].api_total == result.streams[0].records == len(expected)
+    offsets = sorted(c["offset"] for c in calls)
+    assert offsets[:4] == [0, 0, 100, 100]  # two properties, pages of 100 up to rowCount
+    with p.open_destination(read_only=True) as s:
+        rows = s.read_table("web_traffic_daily").to_pylist()
+    assert len(rows) == len(expected)
+    for row in rows:
+        src = expected[
+            (row["property_id"], row["date"].strftime("%Y%m%d"), row["source"], row["medium"], row["campaign"])
+        ]
+        assert (row["sessions"], row["engaged_sessions"], row["page_views"]) == (
+            src["sessions"],
+            src["engagedSessions"],
+            src["screenPageViews"],
+        )
+        assert row["revenue"] == Decimal(str(src["totalRevenue"]))
+
+
+def test_empty_report_has_no_rows_and_no_row_count(tmp_path):
+    with FakeGA4(start=dt.date(2026, 6, 1), end=dt.date(2026, 6, 2)) as server:
+        _, result, _ = run(tmp_path, server, start_date="2030-01-01")
+    assert result.ok and result.streams[0].records == 0
+
+
+def test_quota_per_hour_is_retried_per_day_is_not(tmp_path):
+    with FakeGA4(start=dt.date(2026, 6, 25)) as server:
+        server.fail(status=429, path=":runReport$", times=1)
+        _, hourly, slept = run(tmp_path / "a", server, start_date="2026-06-25")
+        server.fail(status=429, body=server.quota_per_day(), path=":runReport$", times=1)
+        _, daily, _ = run(tmp_path / "b", server, start_date="2026-06-25", max_concurrency=1)
+    assert hourly.ok and len(slept) == 1
+    assert "Exhausted property tokens per day" in daily.streams[0].error
+    assert "after 1 attempt" in daily.streams[0].error
+
+
+def test_permission_denied_and_bad_refresh_token(tmp_path):
+    with FakeGA4(start=dt.date(2026, 6, 25)) as server:
+        _, denied, _ = run(tmp_path / "a", server, property_ids=["111"], start_date="2026-06-25")
+        _, refused, _ = run(tmp_path / "b", server, refresh_token="1//revoked", start_date="2026-06-25")
+    assert "HTTP 403: User does not have sufficient permissions for this property." in denied.streams[0].error
+    assert "refused the refresh token" in refused.streams[0].error and "1//revoked" not in refused.streams[0].error
+
+
+def test_settings_need_a_date_dimension():
+    with pytest.raises(Exception, match="dimensions must include 'date'"):
+        build_source_settings(
+            "ga4",
+            GA4Settings,
+            {
+                "client_id": "c",
+                "client_secret": "s",
+                "refresh_token": "r",
+                "property_ids": ["1"],
+                "dimensions": ["sessionSource"],
+            },
+        )
