@@ -174,12 +174,12 @@ def test_every_kpi_compiles_to_sql_that_parses_in_each_dialect(dialect):
 
 
 ORDERS = [
-    # id, kind, at, status, gross, refunded, net, currency
-    ("ch1", "charge", "2024-01-10", "succeeded", "100", "0", "100", "EUR"),
-    ("ch2", "charge", "2024-01-20", "succeeded", "300", "0", "300", "EUR"),
-    ("ch3", "charge", "2024-01-25", "failed", "0", "0", "0", "EUR"),
-    ("re1", "refund", "2024-02-02", "succeeded", "0", "50", "-50", "EUR"),  # refunds ch2 in February
-    ("ch4", "charge", "2024-02-14", "succeeded", "200", "0", "200", "EUR"),
+    # id, kind, at, status, gross, refunded, net, currency, customer
+    ("ch1", "charge", "2024-01-10", "succeeded", "100", "0", "100", "EUR", "cus_a"),
+    ("ch2", "charge", "2024-01-20", "succeeded", "300", "0", "300", "EUR", "cus_a"),
+    ("ch3", "charge", "2024-01-25", "failed", "0", "0", "0", "EUR", "cus_b"),
+    ("re1", "refund", "2024-02-02", "succeeded", "0", "50", "-50", "EUR", None),  # refunds ch2 in February
+    ("ch4", "charge", "2024-02-14", "succeeded", "200", "0", "200", "EUR", "cus_b"),
 ]
 
 
@@ -200,8 +200,9 @@ def orders_engine(rows=ORDERS) -> KPIEngine:
                 "refunded_amount": Decimal(r),
                 "net_amount": Decimal(n),
                 "currency": cur,
+                "customer_id": cus,
             }
-            for o, k, at, st, g, r, n, cur in rows
+            for o, k, at, st, g, r, n, cur, cus in rows
         ],
     )
     con.register("_o", table)
@@ -215,10 +216,12 @@ def test_revenue_kpis_net_refunds_in_their_own_month():
     assert monthly("orders", e) == [2.0, 1.0, 0.0]  # the failed charge is not an order
     assert monthly("aov", e) == [200.0, 200.0, None]  # (100 + 300) / 2; 200 / 1; none in March
     assert monthly("refund_rate", e) == [0.0, 0.25, None]  # Feb: 50 refunded of 200 charged
+    assert monthly("paying_customers", e) == [1.0, 1.0, 0.0]  # Jan: cus_a (twice); cus_b's charge failed
+    assert monthly("arpu", e) == [400.0, 150.0, None]  # Jan 400 / 1; Feb (200 − 50) / 1
 
 
 def test_sales_in_two_currencies_is_refused():
-    rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY")]
+    rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY", "cus_c")]
     with pytest.raises(MixedCurrencyError, match=r"\(EUR, JPY\)"):
         orders_engine(rows).series(KPIS["sales"], grain="month", start=FEB, end=MAR)
 
@@ -328,3 +331,7 @@ def test_web_kpis_and_traffic_to_lead_by_hand():
     assert monthly("web_conversion_rate", e) == [0.02, None, None]  # 8 / 400
     # Leads per month come from the CRM (3 in Jan, 2 in Feb), sessions from GA4 (400, 0).
     assert monthly("traffic_to_lead", e) == [0.0075, None, None]
+    daily = e.series(KPIS["users"], grain="day", start=dt.date(2024, 1, 5), end=dt.date(2024, 1, 6))
+    assert daily.table["value"].to_pylist() == [0.0]  # no users column values in this dataset -> Σ of nulls is 0
+    with pytest.raises(KPIError, match="do not add up beyond a day; ask for grain 'day', not 'month'"):
+        e.series(KPIS["users"], grain="month", start=JAN, end=FEB)

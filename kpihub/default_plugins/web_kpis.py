@@ -1,8 +1,8 @@
 """Built-in web KPIs over ``web_traffic_daily`` (GA4 …), and traffic-to-lead across sources.
 
-``users`` is deliberately not summed: daily user counts are not additive (a
-user active on two days is one user over the month); a distinct-user KPI
-needs user-level rows.
+``users`` sums daily user counts, which is only meaningful per day (a user
+active on two days is one user over the month): the engine refuses coarser
+grains for it instead of overcounting.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ WEB_KPIS = (
         direction="higher",
         kind="simple",
         measure=_sum("sessions"),
+        stage="Reach",
+    ),
+    KPI(
+        id="users",
+        title="Users (per day)",
+        description="Σ daily total users; per day only (daily user counts do not add up over days).",
+        unit="count",
+        direction="higher",
+        kind="simple",
+        measure=Measure(W, "sum", "date", expr="users", max_grain="day"),
         stage="Reach",
     ),
     KPI(

@@ -22,7 +22,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from kpihub.errors import KPIError
-from kpihub.kpis.periods import Grain, period_starts
+from kpihub.kpis.periods import GRAINS, Grain, period_starts
 from kpihub.kpis.spec import KPI, Measure
 from kpihub.model import CANONICAL_TABLES
 
@@ -84,6 +84,11 @@ def _measure_sql(
     schemas: Mapping[str, pa.Schema] | None,
 ) -> str:
     measure_columns(kpi, role, measure, schemas)
+    if measure.max_grain is not None and GRAINS.index(grain) > GRAINS.index(measure.max_grain):  # type: ignore[arg-type]
+        raise KPIError(
+            f"KPI {kpi.id!r} adds up {measure.expr or 'rows'} of {measure.table} that do not add up beyond a "
+            f"{measure.max_grain}; ask for grain {measure.max_grain!r}, not {grain!r}"
+        )
     schema = _schema(measure.table, schemas)
     local = _local_time(measure.time, schema.field(measure.time).type, timezone)
     if measure.agg == "count":

@@ -124,7 +124,11 @@ def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, tod
     try:
         series = engine.series(kpi, grain=period.grain, start=previous.start, end=period.end)
     except MixedCurrencyError:
-        raise
+        raise  # money in several currencies: the scorecard refuses as a whole
+    except KPIError as exc:
+        row.status = "n/a"
+        row.notes.append(str(exc))
+        return row
     values = series.values()
     row.actual = values.get(period.start)
     row.previous = values.get(previous.start)

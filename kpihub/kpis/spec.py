@@ -14,7 +14,7 @@ from typing import Literal
 __all__ = ["KPI", "Additivity", "Aggregation", "Direction", "Kind", "Measure", "Unit"]
 
 Aggregation = Literal["count", "sum", "count_distinct"]
-Additivity = Literal["additive", "distinct"]
+Additivity = Literal["additive", "distinct", "snapshot"]
 Unit = Literal["count", "ratio", "percent", "currency", "days"]
 Direction = Literal["higher", "lower"]
 Kind = Literal["simple", "ratio"]
@@ -40,10 +40,14 @@ class Measure:
     expr: str | None = None
     filter: str | None = None
     currency: str | None = None
+    #: The coarsest grain at which summing rows is meaningful (daily user counts: ``day``).
+    max_grain: str | None = None
 
     @property
     def additivity(self) -> Additivity:
         """How the measure adds up over time: counts and sums add, distinct counts do not."""
+        if self.max_grain is not None:
+            return "snapshot"
         return "distinct" if self.agg == "count_distinct" else "additive"
 
 

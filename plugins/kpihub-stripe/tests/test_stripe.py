@@ -146,3 +146,17 @@ def test_rate_limit_body_is_retried(tmp_path):
         body = server.error_body(429, "")
     assert fault.hits == 2 and len(slept) == 2
     assert body["error"]["code"] == "rate_limit" and body["error"]["type"] == "invalid_request_error"
+
+
+def test_invoices_read_the_basil_parent_subscription(tmp_path):
+    c = conformance()
+    with FakeStripe(seed=3, customers=80) as server:
+        p = c.pipeline(tmp_path, c.settings(server))
+        c.sync(p)
+        invoices = server.data.objects["invoices"]
+    with p.open_destination(read_only=True) as session:
+        rows = {r["id"]: r for r in session.read_table("stripe_invoices").to_pylist()}
+    assert len(rows) == len(invoices) > 0
+    for iid, inv in invoices.items():
+        assert rows[iid]["subscription"] == inv["parent"]["subscription_details"]["subscription"]
+        assert rows[iid]["amount_paid"] == inv["amount_paid"]

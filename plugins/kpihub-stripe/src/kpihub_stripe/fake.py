@@ -42,7 +42,7 @@ class StripeData:
         self.rng = random.Random(seed)
         self.clock = END
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
-            k: {} for k in ("customers", "charges", "refunds", "subscriptions")
+            k: {} for k in ("customers", "charges", "refunds", "subscriptions", "invoices")
         }
         self._n = 0
         for _ in range(customers):
@@ -75,6 +75,7 @@ class StripeData:
             self._charge(cid, currency, t)
         if rng.random() < 0.35:
             self._subscription(cid, currency, created)
+            self._invoice(cid, currency, created, next(reversed(self.objects["subscriptions"])))
 
     def _charge(self, customer: str, currency: str, at: int) -> dict[str, Any]:
         rng = self.rng
@@ -173,6 +174,30 @@ class StripeData:
             "livemode": False,
         }
 
+    def _invoice(self, customer: str, currency: str, at: int, subscription: str) -> None:
+        sub = self.objects["subscriptions"][subscription]
+        amount = sub["items"]["data"][0]["price"]["unit_amount"] * sub["items"]["data"][0]["quantity"]
+        iid = self._id("in")
+        self.objects["invoices"][iid] = {
+            "id": iid,
+            "object": "invoice",
+            "customer": customer,
+            "status": "paid",
+            "created": at,
+            "currency": currency,
+            "amount_due": amount,
+            "amount_paid": amount,
+            "total": amount,
+            "subtotal": amount,
+            "billing_reason": "subscription_create",
+            "parent": {
+                "type": "subscription_details",
+                "quote_details": None,
+                "subscription_details": {"metadata": {}, "subscription": subscription},
+            },
+            "livemode": False,
+        }
+
     # -- changes (incremental tests) --------------------------------------------------------
 
     def add_activity(self, customers: int = 10, refunds: int = 5) -> None:
@@ -226,7 +251,7 @@ class FakeStripe(FakeAPIServer):
         message = f"Invalid API Key provided: {masked}" if key else "You did not provide an API key."
         return self.json(self.error_body(401, message), 401)
 
-    @route("GET", r"/v1/(?P<kind>customers|charges|refunds|subscriptions)")
+    @route("GET", r"/v1/(?P<kind>customers|charges|refunds|subscriptions|invoices)")
     def list_objects(self, request: FakeRequest) -> FakeResponse:
         kind = request.params["kind"]
         try:

@@ -90,6 +90,22 @@ REFUNDS = pa.schema(
         pa.field("payment_intent", pa.string()),
     ]
 )
+INVOICES = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("customer", pa.string()),
+        pa.field("status", pa.string()),
+        _ts("created"),
+        pa.field("currency", pa.string()),
+        pa.field("amount_due", pa.int64()),
+        pa.field("amount_paid", pa.int64()),
+        pa.field("total", pa.int64()),
+        pa.field("subtotal", pa.int64()),
+        pa.field("billing_reason", pa.string()),
+        # Since 2025-03-31.basil the subscription moved to parent.subscription_details.
+        pa.field("subscription", pa.string(), metadata={"path": "parent.subscription_details.subscription"}),
+    ]
+)
 SUBSCRIPTIONS = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -194,6 +210,7 @@ class StripeSource(Source):
                 extra={"endpoint": "refunds"},
                 **keyed,
             ),
+            ListStream("invoices", INVOICES, cursor_field="created", extra={"endpoint": "invoices"}, **keyed),
             SubscriptionsStream(
                 "subscriptions",
                 SUBSCRIPTIONS,
