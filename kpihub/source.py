@@ -43,7 +43,8 @@ class CheckResult:
 class DemoSpec:
     """What a source offers ``kpihub demo``: a fake server, settings for it, sample targets.
 
-    ``kpihub demo`` starts ``server`` and sets ``base_url`` to its address itself.
+    ``kpihub demo`` starts ``server`` and sets ``base_url`` to its address itself;
+    ``{base_url}`` inside other string settings is replaced by it too.
     ``targets`` are rows of a targets file (``kpi``, ``period``, ``baseline``, ``target``).
     """
 

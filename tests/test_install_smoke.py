@@ -58,9 +58,20 @@ def plugins(env: Path) -> dict[str, dict]:
     return {p["name"]: p for p in json.loads(sh(env / "bin" / "kpihub", "plugins", "--json"))}
 
 
-def test_installing_and_uninstalling_the_hubspot_distribution(venv):
+PLUGINS = [
+    ("kpihub-hubspot", "hubspot"),
+    ("kpihub-stripe", "stripe"),
+    ("kpihub-google-ads", "google_ads"),
+    ("kpihub-meta-ads", "meta_ads"),
+    ("kpihub-linkedin-ads", "linkedin_ads"),
+    ("kpihub-ga4", "ga4"),
+]
+
+
+@pytest.mark.parametrize(("distribution", "source"), PLUGINS)
+def test_each_plugin_installs_on_its_own_and_uninstalls(venv, distribution, source):
     venv, src = venv
-    assert "hubspot" not in plugins(venv)
+    assert source not in plugins(venv)
     sh(
         venv / "bin" / "python",
         "-m",
@@ -70,10 +81,15 @@ def test_installing_and_uninstalling_the_hubspot_distribution(venv):
         "--no-deps",
         "--no-index",
         "--no-build-isolation",
-        src / "plugins" / "kpihub-hubspot",
+        src / "plugins" / distribution,
     )
-    found = plugins(venv)["hubspot"]
-    assert (found["distribution"], found["version"], found["sources"]) == ("kpihub-hubspot", "0.1.0", ["hubspot"])
-    sh(venv / "bin" / "python", "-m", "pip", "uninstall", "-q", "-y", "kpihub-hubspot")
-    assert "hubspot" not in plugins(venv)
+    found = plugins(venv)
+    assert list(found) == [source]  # only this plugin: each installs on its own
+    assert (found[source]["distribution"], found[source]["version"], found[source]["sources"]) == (
+        distribution,
+        "0.1.0",
+        [source],
+    )
+    sh(venv / "bin" / "python", "-m", "pip", "uninstall", "-q", "-y", distribution)
+    assert source not in plugins(venv)
     assert "win_rate" in sh(venv / "bin" / "kpihub", "kpis", "--list")  # the core still works

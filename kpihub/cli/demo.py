@@ -39,6 +39,12 @@ def _targets_toml(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out).replace("'", '"')
 
 
+def _settings(values: dict[str, Any], url: str) -> dict[str, Any]:
+    """A demo source's settings with ``{base_url}`` filled in (token endpoints live on the fake too)."""
+    filled = {k: v.format(base_url=url) if isinstance(v, str) else v for k, v in values.items()}
+    return {**filled, "base_url": url}
+
+
 @click.command("demo")
 @click.option(
     "--dir",
@@ -79,7 +85,7 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
     for spec in specs.values():
         spec.server.start()
     try:
-        sources = {name: {**spec.settings, "base_url": spec.server.url} for name, spec in specs.items()}
+        sources = {name: _settings(spec.settings, spec.server.url) for name, spec in specs.items()}
         console.print(f"[bold]kpihub demo[/bold]: fake {', '.join(specs)} API on 127.0.0.1 → {root}/kpihub.duckdb")
         settings = ProjectSettings(
             destination="duckdb:///kpihub.duckdb", timezone="Europe/Oslo", targets="targets.toml"

@@ -61,6 +61,8 @@ class FakeGA4(FakeAPIServer):
         end: dt.date = dt.date(2026, 6, 30),
         refresh_token: str = "1//ga4-refresh-fake",
         client_secret: str = "GOCSPX-ga4-secret",
+        properties: dict[str, tuple[str, str]] | None = None,
+        channels: list[tuple[str, str, str]] | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.refresh_token = refresh_token
@@ -69,11 +71,12 @@ class FakeGA4(FakeAPIServer):
         self.issued: set[str] = set()
         rng = random.Random(seed)
         self.rows: dict[str, list[dict[str, Any]]] = {}
-        for prop in PROPERTIES:
+        self.properties = properties or PROPERTIES
+        for prop in self.properties:
             rows = []
             day = start
             while day <= end:
-                for source, medium, campaign in CHANNELS:
+                for source, medium, campaign in channels or CHANNELS:
                     sessions = rng.randint(0, 900)
                     if sessions == 0:
                         continue  # all-zero rows are dropped (keepEmptyRows=false)
@@ -152,7 +155,7 @@ class FakeGA4(FakeAPIServer):
                 401,
             )
         prop = request.params["prop"]
-        if prop not in PROPERTIES:
+        if prop not in self.properties:
             return self.json(
                 self.error_body(
                     403,
@@ -178,7 +181,7 @@ class FakeGA4(FakeAPIServer):
         low = window["startDate"].replace("-", "")
         high = window["endDate"].replace("-", "")
         rows = [r for r in self.rows[prop] if low <= r["date"] <= high]
-        currency, zone = PROPERTIES[prop]
+        currency, zone = self.properties[prop]
         out: dict[str, Any] = {
             "dimensionHeaders": [{"name": d} for d in dims],
             "metricHeaders": [{"name": m, "type": TYPES[m]} for m in mets],

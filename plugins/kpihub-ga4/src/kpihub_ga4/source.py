@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
-from kpihub import CheckResult, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
+from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, OffsetPaginator, RetryDecision
 from kpihub.model import MONEY
@@ -232,6 +232,31 @@ class GA4Source(Source):
             s.token_url, client_id=s.client_id, client_secret=s.client_secret, refresh_token=s.refresh_token
         )
 
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
+        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub_ga4.fake import FakeGA4
+
+        b = DEMO_BUSINESS
+        channels = [(c.utm_source, c.utm_medium, c.utm_campaign) for c in b.campaigns]
+        channels += [
+            ("google", "organic", "(organic)"),
+            ("(direct)", "(none)", "(not set)"),
+            ("newsletter", "email", "monthly_digest"),
+        ]
+        server = FakeGA4(
+            seed=seed, start=b.start, end=b.end, properties={"312345678": (b.currency, b.time_zone)}, channels=channels
+        )
+        settings = {
+            "token_url": "{base_url}/token",
+            "client_id": server.client_id,
+            "client_secret": server.client_secret,
+            "refresh_token": server.refresh_token,
+            "property_ids": ["312345678"],
+            "start_date": b.start.isoformat(),
+            "requests_per_second": None,
+        }
+        return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
+
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:
         s: GA4Settings = settings  # type: ignore[assignment]
         body = {
@@ -249,3 +274,12 @@ class GA4Source(Source):
         return CheckResult(
             True, f"connected to {len(s.property_ids)} GA4 propert{'y' if len(s.property_ids) == 1 else 'ies'}"
         )
+
+
+#: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {"kpi": "sessions", "period": "2026-Q2", "baseline": 320000, "target": 330000},
+    {"kpi": "engagement_rate", "period": "2026-Q2", "baseline": 60.0, "target": 61.0},
+    {"kpi": "web_conversion_rate", "period": "2026-Q2", "baseline": 2.5, "target": 2.6},
+    {"kpi": "traffic_to_lead", "period": "2026-Q2", "baseline": 1.9, "target": 2.2},
+]

@@ -54,6 +54,8 @@ class FakeGoogleAds(FakeAPIServer):
         refresh_token: str = "1//refresh-fake-5678",
         client_secret: str = "GOCSPX-fake-secret",
         chunk_rows: int = 10_000,
+        accounts: dict[str, tuple[str, str]] | None = None,
+        campaign_names: list[str] | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.developer_token = developer_token
@@ -64,11 +66,12 @@ class FakeGoogleAds(FakeAPIServer):
         self.issued: set[str] = set()
         self.rows: dict[str, list[dict[str, Any]]] = {}
         rng = random.Random(seed)
-        for cid, (currency, zone) in ACCOUNTS.items():
-            campaigns = [
-                (str(rng.randint(10**9, 10**10)), f"{name} {cid[-2:]}")
-                for name in ("Brand", "Generic", "Competitor", "Retargeting")[: rng.randint(2, 4)]
+        self.accounts = accounts or ACCOUNTS
+        for cid, (currency, zone) in self.accounts.items():
+            names = campaign_names or [
+                f"{name} {cid[-2:]}" for name in ("Brand", "Generic", "Competitor", "Retargeting")[: rng.randint(2, 4)]
             ]
+            campaigns = [(str(rng.randint(10**9, 10**10)), name) for name in names]
             rows = []
             day = start
             while day <= end:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
-from kpihub import CheckResult, HTTPError, Source, SourceSettings, Stream, StreamContext
+from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, RetryDecision
 from kpihub.model import MONEY
@@ -193,6 +193,30 @@ class GoogleAdsSource(Source):
             delay = None
         return RetryDecision(True, delay, "quota")
 
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
+        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub_google_ads.fake import FakeGoogleAds
+
+        b = DEMO_BUSINESS
+        server = FakeGoogleAds(
+            seed=seed,
+            start=b.start,
+            end=b.end,
+            accounts={"1234567890": (b.currency, b.time_zone)},
+            campaign_names=[c.name for c in b.campaigns_on("google_ads")],
+        )
+        settings = {
+            "token_url": "{base_url}/token",
+            "client_id": server.client_id,
+            "client_secret": server.client_secret,
+            "refresh_token": server.refresh_token,
+            "developer_token": server.developer_token,
+            "customer_ids": ["1234567890"],
+            "start_date": b.start.isoformat(),
+            "requests_per_second": None,
+        }
+        return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
+
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:
         s: GoogleAdsSettings = settings  # type: ignore[assignment]
         day = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
@@ -205,3 +229,11 @@ class GoogleAdsSource(Source):
         except Exception as exc:  # the token endpoint refused (OAuthError) or the like
             return CheckResult(False, str(exc).splitlines()[0])
         return CheckResult(True, f"connected to {len(s.customer_ids)} Google Ads account(s)")
+
+
+#: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {"kpi": "ctr", "period": "2026-Q2", "baseline": 2.44, "target": 2.6},
+    {"kpi": "cpc", "period": "2026-Q2", "baseline": 1.14, "target": 1.05},
+    {"kpi": "roas", "period": "2026-Q2", "baseline": 4.0, "target": 4.4},
+]

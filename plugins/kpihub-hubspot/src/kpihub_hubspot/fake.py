@@ -40,7 +40,7 @@ import datetime as dt
 import math
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,6 +241,7 @@ class HubSpotData:
         start: dt.datetime = DEFAULT_START,
         end: dt.datetime = DEFAULT_END,
         currency: str = "EUR",
+        customer_email: Callable[[int], str] | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.start_ms, self.end_ms = to_ms(start), to_ms(end)
@@ -254,6 +255,14 @@ class HubSpotData:
         self._company_ids = sorted(self.stores["companies"].records)
         for _ in range(contacts):
             self._contact()
+        if customer_email is not None:
+            # The business's customers, in the order they became customers (the billing fake uses the same emails).
+            customers = sorted(
+                (r for r in self.stores["contacts"].records.values() if r.props["hs_lifecyclestage_customer_date"]),
+                key=lambda r: (r.props["hs_lifecyclestage_customer_date"], r.id),
+            )
+            for i, record in enumerate(customers):
+                record.props["email"] = customer_email(i)
         for store in self.stores.values():
             store.reindex()
 

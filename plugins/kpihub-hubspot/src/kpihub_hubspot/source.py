@@ -390,9 +390,11 @@ class HubSpotSource(Source):
         )
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub_hubspot.fake import DEMO_TARGETS, FakeHubSpot
+        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub_hubspot.fake import DEMO_TARGETS, FakeHubSpot, HubSpotData
 
-        server = FakeHubSpot(seed=seed, contacts=30_000 * scale)
+        data = HubSpotData(seed=seed, contacts=30_000 * scale, customer_email=DEMO_BUSINESS.customer_email)
+        server = FakeHubSpot(seed=seed, data=data)
         return DemoSpec(
             server=server,
             settings={"token": server.token, "requests_per_second": None},

@@ -44,16 +44,22 @@ class FakeLinkedInAds(FakeAPIServer):
         end: dt.date = dt.date(2026, 6, 30),
         token: str = "AQVfakeLinkedInToken42",
         version: str = "202406",
+        accounts: dict[str, str] | None = None,
+        campaign_names: list[str] | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.token = token
         self.version = version
         rng = random.Random(seed)
+        self.accounts = accounts or ACCOUNTS
         self.campaigns: dict[str, list[tuple[int, str]]] = {
-            acct: [(rng.randint(10**8, 10**9), f"{n} {acct[-3:]}") for n in ("Awareness", "Lead gen", "ABM")]
-            for acct in ACCOUNTS
+            acct: [
+                (rng.randint(10**8, 10**9), name)
+                for name in campaign_names or [f"{n} {acct[-3:]}" for n in ("Awareness", "Lead gen", "ABM")]
+            ]
+            for acct in self.accounts
         }
-        self.rows: dict[str, list[dict[str, Any]]] = {acct: [] for acct in ACCOUNTS}
+        self.rows: dict[str, list[dict[str, Any]]] = {acct: [] for acct in self.accounts}
         for acct, campaigns in self.campaigns.items():
             day = start
             while day <= end:
@@ -106,13 +112,13 @@ class FakeLinkedInAds(FakeAPIServer):
     @route("GET", r"/rest/adAccounts/(?P<acct>\d+)")
     def account(self, request: FakeRequest) -> FakeResponse:
         acct = request.params["acct"]
-        if acct not in ACCOUNTS:
+        if acct not in self.accounts:
             return self.json({"status": 404, "code": "NOT_FOUND", "message": f"Ad account {acct} not found"}, 404)
         return self.json(
             {
                 "id": int(acct),
                 "name": f"Account {acct}",
-                "currency": ACCOUNTS[acct],
+                "currency": self.accounts[acct],
                 "status": "ACTIVE",
                 "type": "BUSINESS",
                 "reference": "urn:li:organization:1",

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
-from kpihub import CheckResult, HTTPError, Source, SourceSettings, Stream, StreamContext
+from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, PageTokenPaginator
 from kpihub.model import MONEY
@@ -176,6 +176,26 @@ class LinkedInAdsSource(Source):
     def headers(self, settings: SourceSettings) -> dict[str, str]:
         return {"LinkedIn-Version": settings.api_version, "X-Restli-Protocol-Version": "2.0.0"}  # type: ignore[attr-defined]
 
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
+        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub_linkedin_ads.fake import FakeLinkedInAds
+
+        b = DEMO_BUSINESS
+        server = FakeLinkedInAds(
+            seed=seed,
+            start=b.start,
+            end=b.end,
+            accounts={"507123456": b.currency},
+            campaign_names=[c.name for c in b.campaigns_on("linkedin_ads")],
+        )
+        settings = {
+            "access_token": server.token,
+            "account_ids": ["507123456"],
+            "start_date": b.start.isoformat(),
+            "requests_per_second": None,
+        }
+        return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
+
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:
         s: LinkedInAdsSettings = settings  # type: ignore[assignment]
         try:
@@ -183,3 +203,9 @@ class LinkedInAdsSource(Source):
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(True, f"connected to {', '.join(map(str, names))}")
+
+
+#: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {"kpi": "cpm", "period": "2026-Q2", "baseline": 27.8, "target": 27.0},
+]

@@ -55,6 +55,8 @@ class FakeMetaAds(FakeAPIServer):
         end: dt.date = dt.date(2026, 6, 30),
         token: str = "EAAfakeMetaToken123456",
         polls_until_done: int = 2,
+        accounts: dict[str, tuple[str, str]] | None = None,
+        campaign_names: list[str] | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.token = token
@@ -62,8 +64,10 @@ class FakeMetaAds(FakeAPIServer):
         self.reports: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, list[dict[str, Any]]] = {}
         rng = random.Random(seed)
-        for acct, (currency, _) in ACCOUNTS.items():
-            campaigns = [(str(rng.randint(10**16, 10**17)), f"{n} {acct[:3]}") for n in ("Prospecting", "Retarget")]
+        self.accounts = accounts or ACCOUNTS
+        for acct, (currency, _) in self.accounts.items():
+            names = campaign_names or [f"{n} {acct[:3]}" for n in ("Prospecting", "Retarget")]
+            campaigns = [(str(rng.randint(10**16, 10**17)), name) for name in names]
             rows = []
             day = start
             while day <= end:
@@ -163,7 +167,7 @@ class FakeMetaAds(FakeAPIServer):
     @route("GET", r"/v(?P<v>\d+)\.0/act_(?P<acct>\d+)")
     def account(self, request: FakeRequest) -> FakeResponse:
         acct = request.params["acct"]
-        if acct not in ACCOUNTS:
+        if acct not in self.accounts:
             return self.json(
                 {
                     "error": {
@@ -176,11 +180,11 @@ class FakeMetaAds(FakeAPIServer):
                 },
                 400,
             )
-        currency, zone = ACCOUNTS[acct]
+        currency, zone = self.accounts[acct]
         return self.json({"currency": currency, "timezone_name": zone, "name": f"Account {acct}", "id": f"act_{acct}"})
 
     def _select(self, acct: str, params: dict[str, str]) -> list[dict[str, Any]] | FakeResponse:
-        if acct not in ACCOUNTS:
+        if acct not in self.accounts:
             return self.json(self.error_body(400, f"(#100) act_{acct} is not a valid ad account"), 400)
         try:
             window = orjson.loads(params.get("time_range", "{}"))

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
-from kpihub import CheckResult, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
+from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision
 from kpihub.model import MONEY
@@ -224,6 +224,27 @@ class MetaAdsSource(Source):
 
     classify = staticmethod(throttle)
 
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
+        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub_meta_ads.fake import FakeMetaAds
+
+        b = DEMO_BUSINESS
+        server = FakeMetaAds(
+            seed=seed,
+            start=b.start,
+            end=b.end,
+            accounts={"101010101": (b.currency, b.time_zone)},
+            campaign_names=[c.name for c in b.campaigns_on("meta_ads")],
+        )
+        settings = {
+            "access_token": server.token,
+            "account_ids": ["act_101010101"],
+            "start_date": b.start.isoformat(),
+            "requests_per_second": None,
+            "poll_seconds": 0.05,
+        }
+        return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
+
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:
         s: MetaAdsSettings = settings  # type: ignore[assignment]
         try:
@@ -234,3 +255,10 @@ class MetaAdsSource(Source):
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(True, f"connected to {', '.join(names)}")
+
+
+#: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {"kpi": "ad_spend", "period": "2026-Q2", "baseline": 34200, "target": 34000},
+    {"kpi": "cpa", "period": "2026-Q2", "baseline": 25.6, "target": 24},
+]

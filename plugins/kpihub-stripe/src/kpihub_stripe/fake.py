@@ -24,6 +24,7 @@ import base64
 import datetime as dt
 import operator
 import random
+from collections.abc import Callable
 from typing import Any
 
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
@@ -38,8 +39,17 @@ PRICES = {"eur": [(2900, "month"), (29000, "year"), (9900, "month")], "jpy": [(3
 class StripeData:
     """Deterministic customers, charges, refunds and subscriptions."""
 
-    def __init__(self, *, seed: int = 7, customers: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        customers: int = 500,
+        currencies: tuple[str, ...] = ("eur",) * 9 + ("jpy",),
+        email: Callable[[int], str] | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
+        self.currencies = currencies
+        self.email = email
         self.clock = END
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             k: {} for k in ("customers", "charges", "refunds", "subscriptions", "invoices")
@@ -55,13 +65,14 @@ class StripeData:
     def _customer(self, at: int | None = None) -> None:
         rng = self.rng
         created = at or START + int((END - START) * rng.random() ** 0.7)
-        currency = "jpy" if rng.random() < 0.1 else "eur"
+        currency = rng.choice(self.currencies)
+        index = len(self.objects["customers"])
         cid = self._id("cus")
         self.objects["customers"][cid] = {
             "id": cid,
             "object": "customer",
             "created": created,
-            "email": f"{cid.lower()}@example.com",
+            "email": self.email(index) if self.email else f"{cid.lower()}@example.com",
             "name": f"Customer {self._n}",
             "currency": currency,
             "delinquent": False,

@@ -243,4 +243,26 @@ class StripeSource(Source):
         return CheckResult(True, "connected to Stripe")
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
-        return None  # joins the demo with the coherent multi-source business (issue 4)
+        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub_stripe.fake import FakeStripe, StripeData
+
+        data = StripeData(
+            seed=seed,
+            customers=1_200 * scale,
+            currencies=(DEMO_BUSINESS.currency.lower(),),
+            email=DEMO_BUSINESS.customer_email,
+        )
+        server = FakeStripe(seed=seed, data=data)
+        return DemoSpec(
+            server=server, settings={"api_key": server.api_key, "requests_per_second": None}, targets=DEMO_TARGETS
+        )
+
+
+#: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {"kpi": "sales", "period": "2026-Q2", "baseline": 106700, "target": 115000},
+    {"kpi": "aov", "period": "2026-Q2", "baseline": 200, "target": 210},
+    {"kpi": "arpu", "period": "2026-Q2", "baseline": 324, "target": 340},
+    {"kpi": "refund_rate", "period": "2026-Q2", "baseline": 4.3, "target": 3.5},
+    {"kpi": "new_subscriptions", "period": "2026-Q2", "baseline": 90, "target": 100},
+]
