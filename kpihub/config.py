@@ -97,6 +97,8 @@ class ProjectSettings(_EnvironmentFirst):
     targets: str | None = None
     #: Rows per durable write (and state checkpoint).
     chunk_rows: int = Field(default=50_000, ge=1)
+    #: Configured sources synced at the same time.
+    max_parallel_sources: int = Field(default=3, ge=1, le=32)
 
     @field_validator("timezone")
     @classmethod

@@ -175,7 +175,9 @@ class Pipeline:
         results: list[StreamResult] = []
         loaded_at = dt.datetime.now(dt.timezone.utc)
         with self.open_destination() as session:
-            for source_id, source, settings, selected in plan:
+
+            def run_source(item: tuple[str, Source, Any, list[Stream]]) -> list[StreamResult]:
+                source_id, source, settings, selected = item
                 with self.requester(source_id, source, settings) as http:
                     run = _StreamRunner(
                         session=session,
@@ -189,7 +191,14 @@ class Pipeline:
                     )
                     workers = max(1, int(getattr(settings, "max_parallel_streams", 2)))
                     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kpihub-{source_id}") as pool:
-                        results.extend(pool.map(run, selected))
+                        return list(pool.map(run, selected))
+
+            # Configured sources (several accounts of one platform included) run side by side,
+            # each with its own connection pool and request budget; the destination serializes commits.
+            limit = max(1, self.project.settings.max_parallel_sources)
+            with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="kpihub-source") as pool:
+                for source_results in pool.map(run_source, plan):
+                    results.extend(source_results)
         return SyncResult(results)
 
 

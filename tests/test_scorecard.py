@@ -149,3 +149,18 @@ def test_period_parsing_round_trips(text, label, grain):
     p = Period.parse(text)
     assert (p.label, p.grain) == (label, grain)
     assert p.previous().next() == p
+
+
+def test_scorecard_refuses_money_in_two_currencies_until_fx_exists():
+    from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
+    from kpihub.errors import MixedCurrencyError
+    from tests.test_kpis import ORDERS, orders_engine
+
+    rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY", "cus_c")]
+    kpis = {k.id: k for k in REVENUE_KPIS}
+    targets = [Target("sales", Period.parse("2024-02"), 100.0, 200.0, "higher")]
+    with pytest.raises(MixedCurrencyError, match=r"\(EUR, JPY\) .* configure FX rates"):
+        build_scorecard(orders_engine(rows), kpis, targets=targets, today=dt.date(2024, 6, 1))
+    # One currency: the same scorecard works.
+    (row,) = build_scorecard(orders_engine(), kpis, targets=targets, today=dt.date(2024, 6, 1))
+    assert row.actual == 150.0 and row.status == "at risk"

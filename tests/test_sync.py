@@ -155,3 +155,18 @@ def test_interleave_raises_the_first_error():
 
     with pytest.raises(ValueError, match="account 42 failed"):
         list(interleave([ok(), bad()], max_workers=2))
+
+
+def test_several_configured_sources_sync_side_by_side(tmp_path, toy_registry):
+    from tests.plugins.toy import FakeToy
+
+    with FakeToy(seed=1, items=120) as a, FakeToy(seed=2, items=80) as b:
+        sources = {
+            "toy_eu": {"type": "toy", "base_url": a.url, "token": a.token},
+            "toy_us": {"type": "toy", "base_url": b.url, "token": b.token},
+        }
+        project = make_project(tmp_path, sources, max_parallel_sources=2)
+        result = Pipeline(project, registry=toy_registry).sync()
+    assert result.ok and {r.key: r.records for r in result.streams} == {"toy_eu.items": 120, "toy_us.items": 80}
+    with Pipeline(project, registry=toy_registry).open_destination(read_only=True) as s:
+        assert s.read_table("toy_eu_items").num_rows == 120 and s.read_table("toy_us_items").num_rows == 80
