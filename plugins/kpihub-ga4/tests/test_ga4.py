@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.parse
 from decimal import Decimal
 from pathlib import Path
 
@@ -132,4 +133,67 @@ def test_settings_need_a_date_dimension():
                 "property_ids": ["1"],
                 "dimensions": ["sessionSource"],
             },
+        )
+
+
+def _service_account_key(tmp_path, token_uri: str) -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    path = tmp_path / "sa.json"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "demo",
+                "private_key_id": "abc123",
+                "private_key": private,
+                "client_email": "kpihub@demo.iam.gserviceaccount.com",
+                "client_id": "1234567890",
+                "token_uri": token_uri,
+            }
+        )
+    )
+    return str(path), public
+
+
+def test_service_account_key_file(tmp_path):
+    pytest.importorskip("google.auth")
+    with FakeGA4(start=dt.date(2026, 6, 25)) as server:
+        key_file, public = _service_account_key(tmp_path, f"{server.url}/token")
+        server.service_account_public_key = public
+        c = TestGA4Conformance()
+        settings = {
+            k: v for k, v in c.settings(server).items() if k not in ("client_id", "client_secret", "refresh_token")
+        }
+        p = c.pipeline(tmp_path / "ok", {**settings, "credentials_file": key_file, "start_date": "2026-06-25"})
+        result = p.sync()
+        (tmp_path / "other").mkdir()
+        other_key, _ = _service_account_key(tmp_path / "other", f"{server.url}/token")  # a key the server does not know
+        bad = c.pipeline(tmp_path / "bad", {**settings, "credentials_file": other_key, "start_date": "2026-06-25"})
+        refused = bad.sync()
+        grants = [r for r in server.requests if r.path == "/token"]
+    assert result.ok, result.streams[0].error
+    assert dict(urllib.parse.parse_qsl(grants[0].body.decode()))["grant_type"] == (
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    )
+    error = refused.streams[0].error
+    assert "refused the service account" in error and "BEGIN PRIVATE KEY" not in error
+
+
+def test_auth_settings_are_one_of_two_kinds():
+    with pytest.raises(Exception, match="set credentials_file .service account. or client_id"):
+        build_source_settings("ga4", GA4Settings, {"property_ids": ["1"]})
+    with pytest.raises(Exception, match="not both"):
+        build_source_settings(
+            "ga4", GA4Settings, {"property_ids": ["1"], "credentials_file": "/k.json", "client_id": "c"}
         )

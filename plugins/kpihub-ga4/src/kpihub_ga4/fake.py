@@ -125,9 +125,14 @@ class FakeGA4(FakeAPIServer):
             }
         }
 
+    #: PEM public key of the one service account the fake trusts (set by tests).
+    service_account_public_key: str | None = None
+
     @route("POST", r"/token")
     def token(self, request: FakeRequest) -> FakeResponse:
         form = dict(urllib.parse.parse_qsl(request.body.decode()))
+        if form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._jwt_grant(form.get("assertion", ""))
         if form.get("refresh_token") != self.refresh_token or form.get("client_secret") != self.client_secret:
             return self.json({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
         token = f"ya29.ga4-{uuid.UUID(int=self.rng.getrandbits(128)).hex}"
@@ -140,6 +145,23 @@ class FakeGA4(FakeAPIServer):
                 "scope": "https://www.googleapis.com/auth/analytics.readonly",
             }
         )
+
+    def _jwt_grant(self, assertion: str) -> FakeResponse:
+        # RFC 7523: a JWT signed with the service account's key; verified with its public key.
+        from google.auth import jwt
+
+        try:
+            # google-auth always signs for Google's own token audience, whatever token_uri says.
+            claims = jwt.decode(
+                assertion, certs=self.service_account_public_key, audience="https://oauth2.googleapis.com/token"
+            )
+        except Exception:  # any verification failure is Google's invalid_grant
+            return self.json({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, 400)
+        if "analytics.readonly" not in claims.get("scope", ""):
+            return self.json({"error": "invalid_scope", "error_description": "Missing analytics scope."}, 400)
+        token = f"ya29.c.sa-{uuid.UUID(int=self.rng.getrandbits(128)).hex}"
+        self.issued.add(token)
+        return self.json({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
     @route("POST", r"/v1beta/properties/(?P<prop>\d+):runReport")
     def run_report(self, request: FakeRequest) -> FakeResponse:

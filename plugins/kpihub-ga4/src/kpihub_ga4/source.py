@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
@@ -73,9 +73,11 @@ class GA4Settings(SourceSettings):
 
     base_url: str = "https://analyticsdata.googleapis.com"
     token_url: str = "https://oauth2.googleapis.com/token"
-    client_id: str
-    client_secret: SecretStr
-    refresh_token: SecretStr
+    #: A service-account key file (JSON) — or the three OAuth fields below.
+    credentials_file: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
     property_ids: list[str] = Field(min_length=1)
     dimensions: list[str] = Field(default_factory=lambda: list(DEFAULT_DIMENSIONS))
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
@@ -92,6 +94,15 @@ class GA4Settings(SourceSettings):
         if bad:
             raise ValueError(f"property id {bad[0]!r} is not numeric")
         return cleaned
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> GA4Settings:
+        oauth = [self.client_id, self.client_secret, self.refresh_token]
+        if self.credentials_file is None and not all(oauth):
+            raise ValueError("set credentials_file (service account) or client_id, client_secret and refresh_token")
+        if self.credentials_file is not None and any(oauth):
+            raise ValueError("set either credentials_file or the OAuth client fields, not both")
+        return self
 
     @field_validator("dimensions")
     @classmethod
@@ -228,6 +239,11 @@ class GA4Source(Source):
 
     def auth(self, settings: SourceSettings) -> httpx.Auth:
         s: GA4Settings = settings  # type: ignore[assignment]
+        if s.credentials_file:
+            from kpihub_ga4.service_account import ServiceAccountAuth
+
+            return ServiceAccountAuth(s.credentials_file)
+        assert s.client_id and s.client_secret and s.refresh_token  # the settings validator ensures it
         return OAuthRefreshToken(
             s.token_url, client_id=s.client_id, client_secret=s.client_secret, refresh_token=s.refresh_token
         )
