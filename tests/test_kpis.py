@@ -335,3 +335,10 @@ def test_web_kpis_and_traffic_to_lead_by_hand():
     assert daily.table["value"].to_pylist() == [0.0]  # no users column values in this dataset -> Σ of nulls is 0
     with pytest.raises(KPIError, match="do not add up beyond a day; ask for grain 'day', not 'month'"):
         e.series(KPIS["users"], grain="month", start=JAN, end=FEB)
+
+
+def test_customer_growth_divides_by_the_customers_before_the_period():
+    # Customers: c5 on 10 Feb, c1 on 1 Mar. Jan and Feb start with none (null); March starts with one: 1 / 1.
+    assert monthly("customer_growth") == [None, None, 1.0]
+    s = engine().series(KPIS["customer_growth"], grain="month", start=JAN, end=dt.date(2024, 4, 1))
+    assert s.table["denominator"].to_pylist() == [0, 0, 1]

@@ -59,6 +59,17 @@ CRM_KPIS = (
         stage="Act",
     ),
     KPI(
+        id="customer_growth",
+        title="Customer growth",
+        description="New customers in the period ÷ customers acquired before it began (CRM lifecycle).",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=_count("crm_contacts", "became_customer_at"),
+        denominator=Measure("crm_contacts", "count_before", "became_customer_at"),
+        stage="Nurture",
+    ),
+    KPI(
         id="mql_to_sql_rate",
         title="MQL → SQL rate",
         description="Of the contacts who became an MQL in the period, the share that has become an SQL. "

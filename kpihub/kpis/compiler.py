@@ -91,6 +91,15 @@ def _measure_sql(
         )
     schema = _schema(measure.table, schemas)
     local = _local_time(measure.time, schema.field(measure.time).type, timezone)
+    if measure.agg == "count_before":
+        # A stock, not a flow: for each spine period, the rows placed before it began.
+        cond = [f"{_q(measure.time)} IS NOT NULL", f"{local} < CAST(spine.period AS TIMESTAMP)"]
+        if measure.filter:
+            cond.append(f"({measure.filter})")
+        return (
+            f"SELECT spine.period AS period, (SELECT COUNT(*) FROM {_q(measure.table)} WHERE {' AND '.join(cond)}) "
+            "AS value FROM spine"
+        )
     if measure.agg == "count":
         agg = "COUNT(*)"
     elif measure.agg == "sum":

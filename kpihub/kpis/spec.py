@@ -13,7 +13,7 @@ from typing import Literal
 
 __all__ = ["KPI", "Additivity", "Aggregation", "Direction", "Kind", "Measure", "Unit"]
 
-Aggregation = Literal["count", "sum", "count_distinct"]
+Aggregation = Literal["count", "sum", "count_distinct", "count_before"]
 Additivity = Literal["additive", "distinct", "snapshot"]
 Unit = Literal["count", "ratio", "percent", "currency", "days"]
 Direction = Literal["higher", "lower"]
@@ -26,7 +26,9 @@ class Measure:
     """An aggregate of one canonical table, placed in time by ``time``.
 
     :param table: canonical table name (``crm_contacts`` …).
-    :param agg: ``count`` (rows), ``sum`` (of ``expr``), ``count_distinct`` (of ``expr``).
+    :param agg: ``count`` (rows), ``sum`` (of ``expr``), ``count_distinct`` (of ``expr``), or
+        ``count_before``: the running total of rows placed before each period starts (a stock, e.g.
+        customers at the start of the month).
     :param time: column that puts a row into a period (timestamp or date).
     :param expr: SQL expression over the table's columns (``sum``/``count_distinct``).
     :param filter: SQL condition rows must meet.
@@ -46,7 +48,7 @@ class Measure:
     @property
     def additivity(self) -> Additivity:
         """How the measure adds up over time: counts and sums add, distinct counts do not."""
-        if self.max_grain is not None:
+        if self.max_grain is not None or self.agg == "count_before":
             return "snapshot"
         return "distinct" if self.agg == "count_distinct" else "additive"
 

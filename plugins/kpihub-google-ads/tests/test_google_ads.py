@@ -141,3 +141,25 @@ def test_customer_ids_are_validated():
                 "customer_ids": ["12345"],
             },
         )
+
+
+def test_fixture_stream_maps_micros_and_missing_metrics():
+    import json
+    from pathlib import Path
+
+    from kpihub_google_ads.source import PERFORMANCE, CampaignPerformance
+
+    from kpihub.normalize import Normalizer
+
+    chunks = json.loads((Path(__file__).parent / "fixtures" / "search_stream.json").read_text())
+    records = [r for chunk in chunks for r in chunk.get("results", [])]
+    normalizer = Normalizer("campaign_performance", PERFORMANCE, primary_key=("customer_id", "campaign_id", "date"))
+    batch = normalizer.to_batch(records)
+    assert not normalizer.drift
+    rows = CampaignPerformance("campaign_performance", PERFORMANCE).to_canonical(batch, None).to_pylist()  # type: ignore[arg-type]
+    brand, generic = rows
+    assert (
+        brand["spend"] == Decimal("143.5") and brand["clicks"] == 93 and brand["conversion_value"] == Decimal("1980.5")
+    )
+    assert (generic["impressions"], generic["clicks"], generic["spend"], generic["conversions"]) == (12, 0, 0, 0.0)
+    assert brand["currency"] == "NOK" and brand["time_zone"] == "Europe/Oslo" and brand["date"] == dt.date(2024, 6, 14)

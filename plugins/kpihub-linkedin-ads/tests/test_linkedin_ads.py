@@ -74,3 +74,22 @@ def test_daily_throttle_body_is_retried_and_invalid_token_is_not(tmp_path):
     assert ok.ok and len(slept) == 1
     assert "HTTP 401: Invalid access token" in bad.streams[0].error and "AQVwrong-0000" not in bad.streams[0].error
     assert "HTTP 426: Requested version 202001 is not active" in old.streams[0].error
+
+
+def test_fixture_maps_urns_dates_and_long_costs():
+    import json
+    from pathlib import Path
+
+    from kpihub_linkedin_ads.source import ANALYTICS, CampaignAnalytics, flatten
+
+    from kpihub.normalize import Normalizer
+
+    body = json.loads((Path(__file__).parent / "fixtures" / "ad_analytics.json").read_text())
+    records = [flatten(e, "507123456", "EUR", {"447712782": "Awareness"}) for e in body["elements"]]
+    batch = Normalizer("campaign_analytics", ANALYTICS, primary_key=("account_id", "campaign_id", "date")).to_batch(
+        records
+    )
+    (row,) = CampaignAnalytics("campaign_analytics", ANALYTICS).to_canonical(batch, None).to_pylist()  # type: ignore[arg-type]
+    assert row["date"] == dt.date(2024, 6, 1) and row["campaign_id"] == "447712782"
+    assert row["campaign_name"] == "Awareness" and row["spend"] == Decimal("107.530000000")
+    assert (row["impressions"], row["clicks"], row["conversions"]) == (4392, 67, 3.0)

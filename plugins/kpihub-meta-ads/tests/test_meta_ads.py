@@ -106,3 +106,29 @@ def test_invalid_token_is_one_line(tmp_path):
 def test_account_ids_are_validated():
     with pytest.raises(Exception, match="ad account id 'act_x1' is not numeric|'x1' is not numeric"):
         build_source_settings("meta_ads", MetaAdsSettings, {"access_token": "t", "account_ids": ["act_x1"]})
+
+
+def test_fixture_page_maps_actions_to_conversions():
+    import json
+    from pathlib import Path
+
+    from kpihub_meta_ads.source import INSIGHTS, Insights
+
+    from kpihub.normalize import Normalizer
+
+    page = json.loads((Path(__file__).parent / "fixtures" / "insights_page.json").read_text())
+    info = {"currency": "EUR", "timezone_name": "Europe/Oslo"}
+    records = [Insights._flatten(r, info, ["offsite_conversion.fb_pixel_purchase"]) for r in page["data"]]
+    normalizer = Normalizer("campaign_insights", INSIGHTS, primary_key=("account_id", "campaign_id", "date_start"))
+    batch = normalizer.to_batch(records)
+    assert not normalizer.drift
+    prospecting, retargeting = Insights("campaign_insights", INSIGHTS).to_canonical(batch, None).to_pylist()  # type: ignore[arg-type]
+    assert (prospecting["conversions"], prospecting["conversion_value"]) == (2.0, Decimal("119.80"))
+    assert prospecting["spend"] == Decimal("14.35") and prospecting["impressions"] == 185
+    assert (retargeting["conversions"], retargeting["conversion_value"], retargeting["clicks"]) == (0.0, 0, 0)
+
+
+@pytest.mark.parametrize("code", [4, 17, 32, 613, 80000, 80004, 80014])
+def test_every_documented_throttle_code_is_retried(code):
+    decision = throttle(httpx.Response(400, json={"error": {"code": code, "message": f"(#{code}) throttled"}}))
+    assert decision is not None and decision.retry

@@ -83,6 +83,24 @@ def analytics_url(account: str, start: dt.date, end: dt.date) -> str:
     )
 
 
+def flatten(element: Mapping[str, Any], account: str, currency: str | None, names: Mapping[str, str]) -> dict[str, Any]:
+    """One adAnalytics element as a flat record: URN -> campaign id and name, dateRange -> a date."""
+    campaign = str((element.get("pivotValues") or ["?"])[0]).rsplit(":", 1)[-1]
+    day = (element.get("dateRange") or {}).get("start") or {}
+    return {
+        "account_id": account,
+        "campaign_id": campaign,
+        "campaign_name": names.get(campaign),
+        "date": f"{day.get('year'):04d}-{day.get('month'):02d}-{day.get('day'):02d}",
+        "impressions": element.get("impressions"),
+        "clicks": element.get("clicks"),
+        "cost_in_local_currency": element.get("costInLocalCurrency"),
+        "conversions": element.get("externalWebsiteConversions"),
+        "conversion_value_in_local_currency": element.get("conversionValueInLocalCurrency"),
+        "currency": currency,
+    }
+
+
 class CampaignAnalytics(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         s: LinkedInAdsSettings = ctx.settings  # type: ignore[assignment]
@@ -107,24 +125,8 @@ class CampaignAnalytics(Stream):
         while start <= until:
             end = min(until, start + dt.timedelta(days=s.window_days - 1))
             body = ctx.http.json("GET", analytics_url(acct, start, end), stream=ctx.stream)
-            rows = []
-            for e in body.get("elements") or []:  # no activity: no elements (and no cursor to follow)
-                campaign = str((e.get("pivotValues") or ["?"])[0]).rsplit(":", 1)[-1]
-                day = (e.get("dateRange") or {}).get("start") or {}
-                rows.append(
-                    {
-                        "account_id": acct,
-                        "campaign_id": campaign,
-                        "campaign_name": names.get(campaign),
-                        "date": f"{day.get('year'):04d}-{day.get('month'):02d}-{day.get('day'):02d}",
-                        "impressions": e.get("impressions"),
-                        "clicks": e.get("clicks"),
-                        "cost_in_local_currency": e.get("costInLocalCurrency"),
-                        "conversions": e.get("externalWebsiteConversions"),
-                        "conversion_value_in_local_currency": e.get("conversionValueInLocalCurrency"),
-                        "currency": currency,
-                    }
-                )
+            # No activity: no elements (and the paging block is not a cursor to follow).
+            rows = [flatten(e, acct, currency, names) for e in body.get("elements") or []]
             if rows:
                 yield rows
             start = end + dt.timedelta(days=1)
