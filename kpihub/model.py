@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-__all__ = ["CANONICAL_TABLES", "MONEY", "TS", "CanonicalTable", "canonical_table"]
+__all__ = ["CANONICAL_TABLES", "MONEY", "TS", "CanonicalTable", "ad_performance_batch", "canonical_table"]
 
 MONEY = pa.decimal128(38, 9)
 TS = pa.timestamp("us", tz="UTC")
@@ -225,3 +225,48 @@ def canonical_table(name: str) -> CanonicalTable:
         return CANONICAL_TABLES[name]
     except KeyError:
         raise KeyError(f"{name!r} is not a canonical table (known: {', '.join(CANONICAL_TABLES)})") from None
+
+
+def ad_performance_batch(
+    *,
+    platform: str,
+    date: pa.Array,
+    time_zone: pa.Array | str,
+    account_id: pa.Array,
+    campaign_id: pa.Array,
+    campaign_name: pa.Array,
+    impressions: pa.Array,
+    clicks: pa.Array,
+    spend: pa.Array,
+    conversions: pa.Array,
+    conversion_value: pa.Array,
+    currency: pa.Array,
+) -> pa.RecordBatch:
+    """A campaign-level ``ad_performance_daily`` batch: metrics an API left out count as 0.
+
+    Ad platforms omit zero metrics; campaign-level rows have no ad group or ad,
+    which the key holds as ``""`` (a key column cannot be null).
+    """
+    import pyarrow.compute as pc
+
+    n = len(date)
+    empty = pa.repeat(pa.scalar(""), n)
+    zone = pa.repeat(pa.scalar(time_zone), n) if isinstance(time_zone, str) else time_zone
+    return pa.RecordBatch.from_pydict(
+        {
+            "date": date,
+            "time_zone": zone,
+            "platform": pa.repeat(pa.scalar(platform), n),
+            "account_id": account_id,
+            "campaign_id": campaign_id,
+            "campaign_name": campaign_name,
+            "ad_group_id": empty,
+            "ad_id": empty,
+            "impressions": pc.fill_null(pc.cast(impressions, pa.int64()), 0),
+            "clicks": pc.fill_null(pc.cast(clicks, pa.int64()), 0),
+            "spend": pc.fill_null(pc.cast(spend, MONEY), pa.scalar(0, MONEY)),
+            "conversions": pc.fill_null(pc.cast(conversions, pa.float64()), 0.0),
+            "conversion_value": pc.fill_null(pc.cast(conversion_value, MONEY, safe=False), pa.scalar(0, MONEY)),
+            "currency": currency,
+        }
+    )

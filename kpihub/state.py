@@ -14,7 +14,7 @@ import decimal
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["decode_cursor", "encode_cursor", "later", "state_key"]
+__all__ = ["decode_cursor", "encode_cursor", "later", "report_window", "state_key"]
 
 
 def state_key(source_id: str, stream: str) -> str:
@@ -61,3 +61,29 @@ def later(a: Any, b: Any) -> Any:
     if b is None:
         return a
     return b if b > a else a
+
+
+def report_window(
+    state: Mapping[str, Any] | None,
+    *,
+    lookback_days: int,
+    start_date: dt.date | None = None,
+    default_days: int = 90,
+    today: dt.date | None = None,
+) -> tuple[dt.date, dt.date]:
+    """``(first, last)`` day a report stream reads: from its cursor minus the lookback window.
+
+    Ad platforms and analytics revise recent days (late conversions, settling
+    data), so every sync reads ``lookback_days`` before the last day it
+    loaded again; rows merge on their keys. A first sync starts at
+    ``start_date`` (or ``default_days`` ago).
+    """
+    last = today or dt.datetime.now(dt.timezone.utc).date()
+    cursor = decode_cursor(state) if state and state.get("cursor") else None
+    if isinstance(cursor, dt.datetime):
+        cursor = cursor.date()
+    if isinstance(cursor, str):
+        cursor = dt.date.fromisoformat(cursor)
+    if cursor is not None:
+        return cursor - dt.timedelta(days=lookback_days), last
+    return start_date or last - dt.timedelta(days=default_days), last

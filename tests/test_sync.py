@@ -170,3 +170,21 @@ def test_several_configured_sources_sync_side_by_side(tmp_path, toy_registry):
     assert result.ok and {r.key: r.records for r in result.streams} == {"toy_eu.items": 120, "toy_us.items": 80}
     with Pipeline(project, registry=toy_registry).open_destination(read_only=True) as s:
         assert s.read_table("toy_eu_items").num_rows == 120 and s.read_table("toy_us_items").num_rows == 80
+
+
+def test_report_window_rereads_the_lookback_days():
+    import datetime as dt
+
+    from kpihub.state import report_window
+
+    today = dt.date(2026, 6, 30)
+    assert report_window(None, lookback_days=7, start_date=dt.date(2026, 1, 1), today=today) == (
+        dt.date(2026, 1, 1),
+        today,
+    )
+    assert report_window(None, lookback_days=7, today=today) == (dt.date(2026, 4, 1), today)  # 90 days back
+    state = {"cursor": "2026-06-20", "cursor_type": "date"}
+    assert report_window(state, lookback_days=7, start_date=dt.date(2026, 1, 1), today=today) == (
+        dt.date(2026, 6, 13),
+        today,
+    )

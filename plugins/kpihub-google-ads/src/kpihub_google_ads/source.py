@@ -23,7 +23,8 @@ from pydantic import Field, SecretStr, field_validator
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, RetryDecision
-from kpihub.model import MONEY
+from kpihub.model import ad_performance_batch
+from kpihub.state import report_window
 
 GAQL = (
     "SELECT customer.id, customer.currency_code, customer.time_zone, campaign.id, campaign.name, segments.date, "
@@ -108,11 +109,7 @@ def retry_delay(body: Any) -> float | None:
 class CampaignPerformance(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         settings: GoogleAdsSettings = ctx.settings  # type: ignore[assignment]
-        today = dt.datetime.now(dt.timezone.utc).date()
-        if state and state.get("cursor"):
-            start = dt.date.fromisoformat(state["cursor"]) - dt.timedelta(days=settings.lookback_days)
-        else:
-            start = settings.start_date or today - dt.timedelta(days=90)
+        start, today = report_window(state, lookback_days=settings.lookback_days, start_date=settings.start_date)
         query = GAQL.format(start=start.isoformat(), end=today.isoformat())
         accounts = [self._account(ctx, settings, cid, query) for cid in settings.customer_ids]
         yield from interleave(accounts, max_workers=settings.max_concurrency)
@@ -127,28 +124,21 @@ class CampaignPerformance(Stream):
                 yield results
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
-        n = batch.num_rows
         micros = pc.cast(pc.fill_null(batch.column("cost_micros"), 0), pa.decimal128(20, 0))
-        spend = pc.cast(pc.multiply(micros, pa.scalar(Decimal("0.000001"), pa.decimal128(7, 6))), MONEY)
-        value = pc.cast(pc.fill_null(batch.column("conversions_value"), 0.0), MONEY, safe=False)
-        empty = pa.repeat(pa.scalar(""), n)
-        return pa.RecordBatch.from_pydict(
-            {
-                "date": batch.column("date"),
-                "time_zone": batch.column("time_zone"),
-                "platform": pa.repeat(pa.scalar("google_ads"), n),
-                "account_id": batch.column("customer_id"),
-                "campaign_id": batch.column("campaign_id"),
-                "campaign_name": batch.column("campaign_name"),
-                "ad_group_id": empty,
-                "ad_id": empty,
-                "impressions": pc.fill_null(batch.column("impressions"), 0),
-                "clicks": pc.fill_null(batch.column("clicks"), 0),
-                "spend": spend,
-                "conversions": pc.fill_null(batch.column("conversions"), 0.0),
-                "conversion_value": value,
-                "currency": batch.column("currency_code"),
-            }
+        spend = pc.multiply(micros, pa.scalar(Decimal("0.000001"), pa.decimal128(7, 6)))  # micros -> money
+        return ad_performance_batch(
+            platform="google_ads",
+            date=batch.column("date"),
+            time_zone=batch.column("time_zone"),
+            account_id=batch.column("customer_id"),
+            campaign_id=batch.column("campaign_id"),
+            campaign_name=batch.column("campaign_name"),
+            impressions=batch.column("impressions"),
+            clicks=batch.column("clicks"),
+            spend=spend,
+            conversions=batch.column("conversions"),
+            conversion_value=batch.column("conversions_value"),
+            currency=batch.column("currency_code"),
         )
 
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, PageTokenPaginator
-from kpihub.model import MONEY
+from kpihub.model import MONEY, ad_performance_batch
+from kpihub.state import report_window
 
 FIELDS = (
     "dateRange,pivotValues,impressions,clicks,costInLocalCurrency,externalWebsiteConversions,"
@@ -104,11 +104,7 @@ def flatten(element: Mapping[str, Any], account: str, currency: str | None, name
 class CampaignAnalytics(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         s: LinkedInAdsSettings = ctx.settings  # type: ignore[assignment]
-        today = dt.datetime.now(dt.timezone.utc).date()
-        if state and state.get("cursor"):
-            since = dt.date.fromisoformat(state["cursor"]) - dt.timedelta(days=s.lookback_days)
-        else:
-            since = s.start_date or today - dt.timedelta(days=90)
+        since, today = report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         accounts = [self._account(ctx, s, acct, since, today) for acct in s.account_ids]
         yield from interleave(accounts, max_workers=s.max_concurrency)
 
@@ -132,25 +128,19 @@ class CampaignAnalytics(Stream):
             start = end + dt.timedelta(days=1)
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
-        n = batch.num_rows
-        empty = pa.repeat(pa.scalar(""), n)
-        return pa.RecordBatch.from_pydict(
-            {
-                "date": batch.column("date"),
-                "time_zone": pa.repeat(pa.scalar("UTC"), n),
-                "platform": pa.repeat(pa.scalar("linkedin_ads"), n),
-                "account_id": batch.column("account_id"),
-                "campaign_id": batch.column("campaign_id"),
-                "campaign_name": batch.column("campaign_name"),
-                "ad_group_id": empty,
-                "ad_id": empty,
-                "impressions": pc.fill_null(batch.column("impressions"), 0),
-                "clicks": pc.fill_null(batch.column("clicks"), 0),
-                "spend": pc.fill_null(batch.column("cost_in_local_currency"), pa.scalar(0, MONEY)),
-                "conversions": pc.cast(pc.fill_null(batch.column("conversions"), 0), pa.float64()),
-                "conversion_value": batch.column("conversion_value_in_local_currency"),
-                "currency": batch.column("currency"),
-            }
+        return ad_performance_batch(
+            platform="linkedin_ads",
+            date=batch.column("date"),
+            time_zone="UTC",  # adAnalytics days are UTC
+            account_id=batch.column("account_id"),
+            campaign_id=batch.column("campaign_id"),
+            campaign_name=batch.column("campaign_name"),
+            impressions=batch.column("impressions"),
+            clicks=batch.column("clicks"),
+            spend=batch.column("cost_in_local_currency"),
+            conversions=batch.column("conversions"),
+            conversion_value=batch.column("conversion_value_in_local_currency"),
+            currency=batch.column("currency"),
         )
 
 

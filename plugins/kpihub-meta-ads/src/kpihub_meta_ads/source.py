@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision
-from kpihub.model import MONEY
+from kpihub.model import MONEY, ad_performance_batch
+from kpihub.state import report_window
 
 FIELDS = "account_id,account_currency,campaign_id,campaign_name,impressions,clicks,spend,actions,action_values"
 #: Error codes Meta uses for throttling (rate-limiting docs; Airbyte's facebook-marketing tests).
@@ -110,11 +110,7 @@ def regain_seconds(header: str | None) -> float | None:
 class Insights(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         s: MetaAdsSettings = ctx.settings  # type: ignore[assignment]
-        today = dt.datetime.now(dt.timezone.utc).date()
-        if state and state.get("cursor"):
-            since = dt.date.fromisoformat(state["cursor"]) - dt.timedelta(days=s.lookback_days)
-        else:
-            since = s.start_date or today - dt.timedelta(days=90)
+        since, today = report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         accounts = [self._account(ctx, s, acct, since, today) for acct in s.account_ids]
         yield from interleave(accounts, max_workers=s.max_concurrency)
 
@@ -178,25 +174,19 @@ class Insights(Stream):
         return out
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
-        n = batch.num_rows
-        empty = pa.repeat(pa.scalar(""), n)
-        return pa.RecordBatch.from_pydict(
-            {
-                "date": batch.column("date_start"),
-                "time_zone": batch.column("time_zone"),
-                "platform": pa.repeat(pa.scalar("meta_ads"), n),
-                "account_id": batch.column("account_id"),
-                "campaign_id": batch.column("campaign_id"),
-                "campaign_name": batch.column("campaign_name"),
-                "ad_group_id": empty,
-                "ad_id": empty,
-                "impressions": pc.fill_null(batch.column("impressions"), 0),
-                "clicks": pc.fill_null(batch.column("clicks"), 0),
-                "spend": batch.column("spend"),
-                "conversions": pc.fill_null(batch.column("conversions"), 0.0),
-                "conversion_value": batch.column("conversion_value"),
-                "currency": batch.column("account_currency"),
-            }
+        return ad_performance_batch(
+            platform="meta_ads",
+            date=batch.column("date_start"),
+            time_zone=batch.column("time_zone"),
+            account_id=batch.column("account_id"),
+            campaign_id=batch.column("campaign_id"),
+            campaign_name=batch.column("campaign_name"),
+            impressions=batch.column("impressions"),
+            clicks=batch.column("clicks"),
+            spend=batch.column("spend"),
+            conversions=batch.column("conversions"),
+            conversion_value=batch.column("conversion_value"),
+            currency=batch.column("account_currency"),
         )
 
 
