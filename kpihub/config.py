@@ -137,6 +137,8 @@ class Project:
     path: Path | None
     settings: ProjectSettings
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``[kpis.<id>]`` tables: KPIs defined in the project file (see kpihub.kpis.project).
+    kpis: dict[str, Any] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -221,9 +223,11 @@ def load_project(path: str | Path | None = None, *, required: bool = False) -> P
             raise ConfigError(f"{file}: not UTF-8 text") from None
     elif required:
         raise ConfigError("no kpihub.toml here or in a parent directory (run `kpihub init`)")
-    unknown = set(data) - {"project", "sources"}
+    unknown = set(data) - {"project", "sources", "kpis"}
     if unknown:
-        raise ConfigError(f"{file}: unknown table [{sorted(unknown)[0]}] (expected [project] and [sources.<id>])")
+        raise ConfigError(
+            f"{file}: unknown table [{sorted(unknown)[0]}] (expected [project], [sources.<id>] and [kpis.<id>])"
+        )
     project_table = data.get("project", {})
     sources = data.get("sources", {})
     if not isinstance(project_table, dict) or not isinstance(sources, dict):
@@ -239,4 +243,7 @@ def load_project(path: str | Path | None = None, *, required: bool = False) -> P
         if not isinstance(entry, dict):
             raise ConfigError(f"{file}: [sources.{source_id}] must be a table")
         _SourceEntry.model_validate(entry)
-    return Project(path=file, settings=settings, sources={k: dict(v) for k, v in sources.items()})
+    kpis = data.get("kpis", {})
+    if not isinstance(kpis, dict):
+        raise ConfigError(f"{file}: [kpis] must hold [kpis.<id>] tables")
+    return Project(path=file, settings=settings, sources={k: dict(v) for k, v in sources.items()}, kpis=dict(kpis))

@@ -15,6 +15,7 @@ from kpihub.errors import ConfigError
 from kpihub.kpis.compiler import DIALECTS, compile_kpi
 from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.periods import GRAINS, Period
+from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import STAGE_ORDER, ScorecardRow, build_scorecard
 from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
@@ -77,6 +78,7 @@ def command(
     """Score KPIs against their targets (default), list them, or show their SQL."""
     proj = project(ctx)
     reg = registry(ctx)
+    register_project_kpis(reg.kpis, proj)
     for kpi_id in only:
         reg.kpi(kpi_id)
     try:
