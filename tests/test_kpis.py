@@ -342,3 +342,43 @@ def test_customer_growth_divides_by_the_customers_before_the_period():
     assert monthly("customer_growth") == [None, None, 1.0]
     s = engine().series(KPIS["customer_growth"], grain="month", start=JAN, end=dt.date(2024, 4, 1))
     assert s.table["denominator"].to_pylist() == [0, 0, 1]
+
+
+def fx_engine(rows, rates) -> KPIEngine:
+    e = orders_engine(rows)
+    e.currency = "EUR"
+    table = canonical(
+        "fx_rates_daily",
+        [
+            {"date": dt.date.fromisoformat(d), "base_currency": b, "quote_currency": q, "rate": Decimal(r)}
+            for d, b, q, r in rates
+        ],
+    )
+    e.con.register("_fx", table)
+    e.con.execute("CREATE TABLE fx_rates_daily AS SELECT * FROM _fx")
+    return e
+
+
+def test_fx_converts_money_at_each_rows_own_day():
+    rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY", "cus_c")]
+    e = fx_engine(rows, [("2024-02-15", "JPY", "EUR", "0.0062"), ("2024-02-16", "JPY", "EUR", "0.0070")])
+    s = e.series(KPIS["sales"], grain="month", start=FEB, end=MAR)
+    # February: EUR 200 − 50, plus JPY 5,000 × 0.0062 (the rate of 15 Feb, not of 16 Feb) = 181.
+    assert s.values()[FEB] == pytest.approx(181.0) and s.currency == "EUR"
+    assert e.series(KPIS["aov"], grain="month", start=FEB, end=MAR).values()[FEB] == pytest.approx((200 + 31) / 2)
+
+
+def test_a_missing_rate_refuses_instead_of_dropping_the_row():
+    rows = ORDERS + [("ch9", "charge", "2024-02-17", "succeeded", "5000", "0", "5000", "JPY", "cus_c")]
+    e = fx_engine(rows, [("2024-02-15", "JPY", "EUR", "0.0062")])
+    with pytest.raises(MixedCurrencyError, match="KPI 'sales': no FX rate JPY->EUR for 2024-02-17 in fx_rates_daily"):
+        e.series(KPIS["sales"], grain="month", start=FEB, end=MAR)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_fx_sql_parses_in_each_dialect(dialect):
+    from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
+
+    for kpi in REVENUE_KPIS:
+        sql = compile_kpi(kpi, grain="month", start=JAN, end=MAR, dialect=dialect, fx_currency="EUR")
+        sqlglot.parse_one(sql, read=dialect)

@@ -82,6 +82,7 @@ def _measure_sql(
     end: dt.date,
     timezone: str,
     schemas: Mapping[str, pa.Schema] | None,
+    fx_currency: str | None = None,
 ) -> str:
     measure_columns(kpi, role, measure, schemas)
     if measure.max_grain is not None and GRAINS.index(grain) > GRAINS.index(measure.max_grain):  # type: ignore[arg-type]
@@ -102,6 +103,9 @@ def _measure_sql(
         )
     if measure.agg == "count":
         agg = "COUNT(*)"
+    elif measure.agg == "sum" and measure.currency and fx_currency:
+        # Money in several currencies: each row converted at its own day's rate (fx_rates_daily).
+        agg = f"SUM(({measure.expr}) * {_rate(measure.currency, fx_currency)})"
     elif measure.agg == "sum":
         agg = f"SUM({measure.expr})"
     elif measure.agg == "count_distinct":
@@ -115,9 +119,65 @@ def _measure_sql(
     ]
     if measure.filter:
         where.append(f"({measure.filter})")
+    source = _q(measure.table)
+    if measure.agg == "sum" and measure.currency and fx_currency:
+        source += " " + _fx_join(measure.currency, local)
     return (
         f"SELECT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period, {agg} AS value "
-        f"FROM {_q(measure.table)} WHERE {' AND '.join(where)} GROUP BY 1"
+        f"FROM {source} WHERE {' AND '.join(where)} GROUP BY 1"
+    )
+
+
+FX_TABLE = "fx_rates_daily"
+
+
+def _fx_join(currency_column: str, local: str) -> str:
+    # fx_* aliases keep the measure's own column names unambiguous.
+    return (
+        f"LEFT JOIN (SELECT date AS fx_date, UPPER(base_currency) AS fx_base, UPPER(quote_currency) AS fx_quote, "
+        f"rate AS fx_rate FROM {_q(FX_TABLE)}) AS fx ON fx.fx_date = CAST({local} AS DATE) "
+        f"AND fx.fx_base = UPPER({_q(currency_column)})"
+    )
+
+
+def _rate(currency_column: str, reporting: str) -> str:
+    code = reporting.upper().replace("'", "")
+    return (
+        f"CASE WHEN UPPER({_q(currency_column)}) = '{code}' THEN 1 "
+        f"WHEN fx.fx_quote = '{code}' THEN CAST(fx.fx_rate AS DOUBLE) END"
+    )
+
+
+def missing_fx_sql(
+    measure: Measure,
+    reporting: str,
+    *,
+    start: dt.date,
+    end: dt.date,
+    timezone: str,
+    schemas: Mapping[str, pa.Schema] | None = None,
+) -> str:
+    """Currency and day of rows a money measure would convert but for which no rate exists."""
+    schema = _schema(measure.table, schemas)
+    local = _local_time(measure.time, schema.field(measure.time).type, timezone)
+    code = reporting.upper().replace("'", "")
+    currency = f"UPPER({_q(measure.currency or 'currency')})"
+    has_rate = (
+        f"SELECT 1 FROM {_q(FX_TABLE)} AS r WHERE r.date = CAST({local} AS DATE) "
+        f"AND UPPER(r.base_currency) = {currency} AND UPPER(r.quote_currency) = '{code}'"
+    )
+    where = [
+        f"{_q(measure.time)} IS NOT NULL",
+        f"{local} >= CAST('{start.isoformat()}' AS TIMESTAMP)",
+        f"{local} < CAST('{end.isoformat()}' AS TIMESTAMP)",
+        f"{currency} <> '{code}'",
+        f"NOT EXISTS ({has_rate})",
+    ]
+    if measure.filter:
+        where.append(f"({measure.filter})")
+    return (
+        f"SELECT DISTINCT UPPER({_q(measure.currency or 'currency')}) AS currency, CAST({local} AS DATE) AS day "
+        f"FROM {_q(measure.table)} WHERE {' AND '.join(where)} ORDER BY 2, 1"
     )
 
 
@@ -131,8 +191,12 @@ def compile_kpi(
     dialect: str = "duckdb",
     schemas: Mapping[str, pa.Schema] | None = None,
     pretty: bool = False,
+    fx_currency: str | None = None,
 ) -> str:
-    """SQL computing ``kpi`` for every ``grain`` period overlapping ``[start, end)``."""
+    """SQL computing ``kpi`` for every ``grain`` period overlapping ``[start, end)``.
+
+    With ``fx_currency``, money measures convert each row into that currency at its day's rate.
+    """
     starts = period_starts(start, end, grain)
     if not starts:
         raise KPIError(f"KPI {kpi.id!r}: empty date range {start} .. {end}")
@@ -140,7 +204,17 @@ def compile_kpi(
     spine = ", ".join(f"('{d.isoformat()}')" for d in starts)
     ctes = [f"spine AS (SELECT CAST(p AS DATE) AS period FROM (VALUES {spine}) AS s(p))"]
     for role, measure in kpi.measures.items():
-        body = _measure_sql(kpi, role, measure, grain=grain, start=first, end=stop, timezone=timezone, schemas=schemas)
+        body = _measure_sql(
+            kpi,
+            role,
+            measure,
+            grain=grain,
+            start=first,
+            end=stop,
+            timezone=timezone,
+            schemas=schemas,
+            fx_currency=fx_currency,
+        )
         ctes.append(f"m_{role} AS ({body})")
     if kpi.kind == "simple":
         select = (

@@ -11,7 +11,7 @@ import pyarrow as pa
 from kpihub.destinations.base import DestinationSession
 from kpihub.destinations.duckdb import fetch_arrow
 from kpihub.errors import KPIError, MixedCurrencyError
-from kpihub.kpis.compiler import compile_kpi, currency_check_sql
+from kpihub.kpis.compiler import FX_TABLE, compile_kpi, currency_check_sql, missing_fx_sql
 from kpihub.kpis.periods import Grain, Period
 from kpihub.kpis.spec import KPI
 
@@ -34,16 +34,25 @@ class KPISeries:
 class KPIEngine:
     """Computes KPIs with SQL over the tables of a DuckDB connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, timezone: str = "UTC") -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, timezone: str = "UTC", currency: str | None = None) -> None:
         self.con = con
         self.timezone = timezone
+        #: Reporting currency: with an ``fx_rates_daily`` table, money in other currencies is converted into it.
+        self.currency = currency.upper() if currency else None
         self.con.execute(f"SET TimeZone = '{timezone}'")
 
     @classmethod
-    def for_destination(cls, session: DestinationSession, *, timezone: str = "UTC") -> KPIEngine:
+    def for_destination(
+        cls, session: DestinationSession, *, timezone: str = "UTC", currency: str | None = None
+    ) -> KPIEngine:
         con = duckdb.connect()
         session.attach(con)
-        return cls(con, timezone=timezone)
+        return cls(con, timezone=timezone, currency=currency)
+
+    @property
+    def fx(self) -> bool:
+        """True when money can be converted: a reporting currency and an fx_rates_daily table."""
+        return self.currency is not None and FX_TABLE in self.tables()
 
     def tables(self) -> set[str]:
         rows = self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()
@@ -58,8 +67,11 @@ class KPIEngine:
         missing = self.missing_tables(kpi)
         if missing:
             raise KPIError(f"KPI {kpi.id!r} needs table {missing[0]!r}, which no sync has written yet")
-        currency = self._currency(kpi, start, end)
-        sql = compile_kpi(kpi, grain=grain, start=start, end=end, timezone=self.timezone)
+        fx = self.fx and any(m.currency for m in kpi.measures.values())
+        currency = self._check_fx(kpi, start, end) if fx else self._currency(kpi, start, end)
+        sql = compile_kpi(
+            kpi, grain=grain, start=start, end=end, timezone=self.timezone, fx_currency=self.currency if fx else None
+        )
         try:
             table = fetch_arrow(self.con, sql)
         except duckdb.Error as exc:
@@ -71,6 +83,22 @@ class KPIEngine:
         s = self.series(kpi, grain=period.grain, start=period.start, end=period.end)
         row = s.table.slice(0, 1).to_pylist()[0]
         return row["value"], _num(row["numerator"]), _num(row["denominator"]), s.currency
+
+    def _check_fx(self, kpi: KPI, start: dt.date, end: dt.date) -> str | None:
+        """Every row to convert has a rate for its day, or the KPI refuses (no silent drops)."""
+        assert self.currency is not None
+        for measure in kpi.measures.values():
+            if not measure.currency:
+                continue
+            sql = missing_fx_sql(measure, self.currency, start=start, end=end, timezone=self.timezone)
+            missing = self.con.execute(sql).fetchall()
+            if missing:
+                code, day = missing[0]
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise MixedCurrencyError(
+                    f"KPI {kpi.id!r}: no FX rate {code}->{self.currency} for {day} in fx_rates_daily{more}"
+                )
+        return self.currency
 
     def _currency(self, kpi: KPI, start: dt.date, end: dt.date) -> str | None:
         found: set[str] = set()
