@@ -65,6 +65,7 @@ PLUGINS = [
     ("kpihub-meta-ads", "meta_ads"),
     ("kpihub-linkedin-ads", "linkedin_ads"),
     ("kpihub-ga4", "ga4"),
+    ("kpihub-files", "files"),
 ]
 
 

@@ -1,0 +1,129 @@
+"""Files as a source: the canonical tables no API covers (surveys, costs, FX rates, targets).
+
+Each configured file is a full snapshot of its table and replaces the
+source's rows on every sync. Columns are matched by name to the canonical
+schema; CSV values are read as text and typed column-wise like API data, so
+a bad value is an error naming the file, the row and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from kpihub import CheckResult, ConfigError, NormalizationError, Source, SourceSettings, Stream, StreamContext
+from kpihub.model import canonical_table
+from kpihub.normalize import coerce_array
+
+#: Tables a file may feed.
+TABLES = ("survey_responses", "costs", "fx_rates_daily", "kpi_targets")
+BATCH_ROWS = 50_000
+
+
+class FilesSettings(SourceSettings):
+    """``[sources.files]``: a path per canonical table (relative to the working directory)."""
+
+    base_url: str = Field(default="file://", description="unused: files are read from disk")
+    survey_responses: str | None = None
+    costs: str | None = None
+    fx_rates_daily: str | None = None
+    kpi_targets: str | None = None
+
+
+def _columns(table: str) -> pa.Schema:
+    schema = canonical_table(table).schema
+    return pa.schema([f for f in schema if f.name not in ("source_id", "_loaded_at")])
+
+
+class FileStream(Stream):
+    """One file (CSV or Parquet) -> one canonical table, typed by the canonical schema."""
+
+    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
+        path = Path(str(getattr(ctx.settings, self.name))).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"source {ctx.source_id!r}: {self.name} file {str(path)!r} does not exist")
+        row = 0
+        for batch in self._batches(path):
+            missing = [f.name for f in self.schema if f.name not in batch.schema.names and not f.nullable]
+            if missing:
+                raise ConfigError(f"{path}: column {missing[0]!r} is missing (needed for {self.name})")
+            columns = []
+            for f in self.schema:
+                if f.name not in batch.schema.names:
+                    columns.append(pa.nulls(batch.num_rows, f.type))
+                    continue
+                values = batch.column(f.name)
+                try:
+                    columns.append(coerce_array(values, f.type))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    bad = _first_bad(values, f.type)
+                    raise NormalizationError(
+                        f"{path}: row {row + bad + 2 if path.suffix.lower() == '.csv' else row + bad + 1}, "
+                        f"column {f.name!r}: cannot read {values[bad].as_py()!r} as {f.type}",
+                        stream=self.name,
+                        field=f.name,
+                    ) from None
+            row += batch.num_rows
+            yield pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+    @staticmethod
+    def _batches(path: Path) -> Iterator[pa.RecordBatch]:
+        if path.suffix.lower() == ".parquet":
+            yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
+            return
+        if path.suffix.lower() != ".csv":
+            raise ConfigError(f"{path}: only .csv and .parquet files are read")
+        # Read every column as text: typing is the canonical schema's job (and names the bad row).
+        with open(path, newline="", encoding="utf-8") as fh:
+            names = next(csv.reader(fh), [])  # the header only: the file itself is streamed below
+        # Only an empty field is null: "n/a" in a number column is a mistake to report, not a null.
+        options = pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=[""]
+        )
+        reader = pacsv.open_csv(path, convert_options=options)
+        yield from reader
+
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+        return batch
+
+
+def _first_bad(values: pa.Array, target: pa.DataType) -> int:
+    for i in range(len(values)):
+        try:
+            coerce_array(values.slice(i, 1), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return i
+    return 0
+
+
+class FilesSource(Source):
+    """CSV and Parquet files on disk."""
+
+    name = "files"
+    title = "Files (CSV, Parquet)"
+    settings_class = FilesSettings
+
+    def streams(self, settings: SourceSettings) -> list[Stream]:
+        out: list[Stream] = []
+        for table in TABLES:
+            if getattr(settings, table):
+                pk = tuple(k for k in canonical_table(table).primary_key if k != "source_id")
+                out.append(FileStream(table, _columns(table), primary_key=pk, canonical_table=table))
+        return out
+
+    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
+        missing = [
+            str(getattr(settings, t))
+            for t in TABLES
+            if getattr(settings, t) and not Path(str(getattr(settings, t))).expanduser().is_file()
+        ]
+        if missing:
+            return CheckResult(False, f"file {missing[0]!r} does not exist")
+        return CheckResult(True, "every configured file exists")

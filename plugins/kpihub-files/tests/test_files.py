@@ -1,0 +1,83 @@
+"""The file source: CSV and Parquet into canonical tables, typed, with errors naming file, row and column."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kpihub import Pipeline
+from kpihub.config import Project, ProjectSettings
+from kpihub.plugins import Registry
+
+
+def pipeline(tmp_path, **files) -> Pipeline:
+    import kpihub_files
+
+    registry = Registry(load_entrypoints=False)
+    registry.register_plugin(kpihub_files, "files", distribution="kpihub-files")
+    project = Project(
+        path=tmp_path / "kpihub.toml",
+        settings=ProjectSettings(destination=f"duckdb:///{tmp_path}/f.duckdb"),
+        sources={"files": {k: str(v) for k, v in files.items()}},
+    )
+    return Pipeline(project, registry=registry)
+
+
+def test_csv_and_parquet_files_become_canonical_tables(tmp_path):
+    fx = tmp_path / "fx.csv"
+    fx.write_text("date,base_currency,quote_currency,rate\n2024-02-15,JPY,EUR,0.0062\n2024-02-16,JPY,EUR,0.0070\n")
+    costs = tmp_path / "costs.csv"
+    costs.write_text("period_start,period_end,category,amount,currency\n2024-01-01,2024-01-31,salaries, 1500.50 ,EUR\n")
+    surveys = tmp_path / "nps.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "response_id": ["r1", "r2"],
+                "item": ["nps", "nps"],
+                "score": [9.0, 4.0],
+                "scale_min": [0.0, 0.0],
+                "scale_max": [10.0, 10.0],
+                "responded_at": pa.array(
+                    [dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc)] * 2, pa.timestamp("us", tz="UTC")
+                ),
+            }
+        ),
+        surveys,
+    )
+    p = pipeline(tmp_path, fx_rates_daily=fx, costs=costs, survey_responses=surveys)
+    result = p.sync()
+    assert result.ok, [r.error for r in result.streams]
+    with p.open_destination(read_only=True) as s:
+        rates = s.read_table("fx_rates_daily").to_pylist()
+        cost = s.read_table("costs").to_pylist()
+        nps = s.read_table("survey_responses").to_pylist()
+    assert [(r["date"], r["rate"]) for r in rates] == [
+        (dt.date(2024, 2, 15), Decimal("0.0062")),
+        (dt.date(2024, 2, 16), Decimal("0.0070")),
+    ]
+    assert cost[0]["amount"] == Decimal("1500.50") and cost[0]["source_id"] == "files"
+    assert [r["score"] for r in nps] == [9.0, 4.0]
+    # A file is a snapshot: syncing a shorter one replaces the rows.
+    fx.write_text("date,base_currency,quote_currency,rate\n2024-03-01,USD,EUR,0.92\n")
+    assert p.sync().ok
+    with p.open_destination(read_only=True) as s:
+        assert s.read_table("fx_rates_daily").num_rows == 1
+
+
+def test_bad_value_names_file_row_and_column(tmp_path):
+    bad = tmp_path / "fx2.csv"
+    bad.write_text("date,base_currency,quote_currency,rate\n2024-02-15,JPY,EUR,0.0062\n2024-02-16,JPY,EUR,n/a\n")
+    result = pipeline(tmp_path, fx_rates_daily=bad).sync()
+    assert result.streams[0].error == f"{bad}: row 3, column 'rate': cannot read 'n/a' as decimal128(38, 12)"
+
+
+def test_missing_column_and_missing_file(tmp_path):
+    costs = tmp_path / "costs.csv"
+    costs.write_text("period_start,amount\n2024-01-01,10\n")
+    result = pipeline(tmp_path, costs=costs).sync()
+    assert result.streams[0].error == f"{costs}: column 'category' is missing (needed for costs)"
+    gone = pipeline(tmp_path, costs=tmp_path / "nope.csv").sync()
+    assert "costs file" in gone.streams[0].error and "does not exist" in gone.streams[0].error
