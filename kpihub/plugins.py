@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: Final = (
     "kpihub.default_plugins.revenue_kpis",
     "kpihub.default_plugins.ads_kpis",
     "kpihub.default_plugins.web_kpis",
+    "kpihub.default_plugins.survey_kpis",
 )
 
 ENTRY_POINT_GROUP: Final = "kpihub"

@@ -382,3 +382,63 @@ def test_fx_sql_parses_in_each_dialect(dialect):
     for kpi in REVENUE_KPIS:
         sql = compile_kpi(kpi, grain="month", start=JAN, end=MAR, dialect=dialect, fx_currency="EUR")
         sqlglot.parse_one(sql, read=dialect)
+
+
+SURVEYS = [
+    # id, item, responded, score, scale min, scale max
+    ("r1", "nps", "2024-01-03", 10, 0, 10),  # promoter
+    ("r2", "nps", "2024-01-04", 9, 0, 10),  # promoter
+    ("r3", "nps", "2024-01-05", 7, 0, 10),  # passive
+    ("r4", "nps", "2024-01-06", 3, 0, 10),  # detractor
+    ("r5", "csat", "2024-01-07", 5, 1, 5),
+    ("r6", "csat", "2024-01-08", 3, 1, 5),
+    ("r7", "nki", "2024-01-09", 8, 1, 10),
+    ("r8", "nki", "2024-01-10", 10, 1, 10),
+]
+
+
+def test_satisfaction_kpis_by_hand():
+    from kpihub.default_plugins.survey_kpis import SURVEY_KPIS
+
+    KPIS.update({k.id: k for k in SURVEY_KPIS})
+    con = duckdb.connect()
+    table = canonical(
+        "survey_responses",
+        [
+            {
+                "response_id": r,
+                "item": i,
+                "responded_at": ts(d),
+                "score": float(s),
+                "scale_min": float(lo),
+                "scale_max": float(hi),
+            }
+            for r, i, d, s, lo, hi in SURVEYS
+        ],
+    )
+    con.register("_s", table)
+    con.execute("CREATE TABLE survey_responses AS SELECT * FROM _s")
+    e = KPIEngine(con)
+    assert monthly("nps", e) == [0.25, None, None]  # (2 promoters − 1 detractor) / 4 answers = NPS 25
+    assert monthly("csat", e) == [0.5, None, None]  # 5 is top-two-box on 1–5, 3 is not
+    # NKI: (8 − 1)/9 × 100 = 77.78 and 100 → mean 88.89
+    assert monthly("nki", e) == [88.8889, None, None]
+
+
+def test_cac_by_hand():
+    from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
+
+    KPIS.update({k.id: k for k in REVENUE_KPIS})
+    e = engine()  # CRM: new customers Feb 1 (c5), Mar 1 (c1)
+    table = canonical(
+        "costs",
+        [
+            {"period_start": dt.date(2024, 1, 1), "category": "marketing", "amount": Decimal(1000), "currency": "EUR"},
+            {"period_start": dt.date(2024, 1, 1), "category": "salaries", "amount": Decimal(5000), "currency": "EUR"},
+            {"period_start": dt.date(2024, 2, 1), "category": "sales", "amount": Decimal(600), "currency": "EUR"},
+        ],
+    )
+    e.con.register("_c2", table)
+    e.con.execute("CREATE TABLE costs AS SELECT * FROM _c2")
+    # Jan: 1,000 spent, no new customer -> null; Feb: 600 / 1; Mar: nothing spent / 1 customer -> 0.
+    assert monthly("cac", e) == [None, 600.0, 0.0]

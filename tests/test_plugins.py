@@ -131,6 +131,7 @@ def test_cli_plugins_lists_and_reports_broken(fake_dists):
         "kpihub.default_plugins.revenue_kpis",
         "kpihub.default_plugins.ads_kpis",
         "kpihub.default_plugins.web_kpis",
+        "kpihub.default_plugins.survey_kpis",
     ]
     # A command that does not need the broken plugin still works, with a one-line warning.
     reset_registry(None)

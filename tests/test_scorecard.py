@@ -81,7 +81,7 @@ def test_targets_file_toml_and_csv(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[target]]\nkpi = "nps"\ntarget = 1\n', "t.toml: target #1: unknown KPI 'nps'"),
+        ('[[target]]\nkpi = "not_a_kpi"\ntarget = 1\n', "t.toml: target #1: unknown KPI 'not_a_kpi'"),
         ('[[target]]\nkpi = "leads"\n', "t.toml: target #1 (leads): 'target' is required"),
         ('[[target]]\nkpi = "leads"\ntarget = "lots"\n', "t.toml: target #1 (leads): target 'lots' is not a number"),
         ('[[target]]\nkpi = "leads"\ntarget = 1\nperiod = "Q5"\n', "t.toml: target #1 (leads): 'Q5' is not a period"),

@@ -67,6 +67,25 @@ REVENUE_KPIS = (
         stage="Nurture",
     ),
     KPI(
+        id="cac",
+        title="Customer acquisition cost (CAC)",
+        description="Σ marketing, sales and advertising costs ÷ new customers (CRM) in the period; costs come "
+        "from the costs table (files), each side aggregated to the period before the division.",
+        unit="currency",
+        direction="lower",
+        kind="ratio",
+        numerator=Measure(
+            "costs",
+            "sum",
+            "period_start",
+            expr="amount",
+            filter="category IN ('marketing', 'sales', 'advertising')",
+            currency="currency",
+        ),
+        denominator=Measure("crm_contacts", "count", "became_customer_at"),
+        stage="Act",
+    ),
+    KPI(
         id="refund_rate",
         title="Refund rate",
         description="Σ refunded in the period ÷ Σ gross charged in the period.",

@@ -1,0 +1,69 @@
+"""Built-in satisfaction KPIs over ``survey_responses`` (fed by files or a survey tool).
+
+Rows carry the item asked (``nps``, ``csat``, ``nki``) and the score with its
+scale, so KPIs never assume a scale they cannot see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kpihub.hookspecs import hookimpl
+from kpihub.kpis.spec import KPI, Measure
+
+S = "survey_responses"
+
+SURVEY_KPIS = (
+    KPI(
+        id="nps",
+        title="Net Promoter Score (NPS)",
+        description="Share of promoters (9–10) minus share of detractors (0–6) among NPS answers; "
+        "shown in percent points (25 % = NPS 25).",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=Measure(
+            S,
+            "sum",
+            "responded_at",
+            expr="CASE WHEN score >= 9 THEN 1 WHEN score <= 6 THEN -1 ELSE 0 END",
+            filter="item = 'nps'",
+        ),
+        denominator=Measure(S, "count", "responded_at", filter="item = 'nps'"),
+        stage="Nurture",
+    ),
+    KPI(
+        id="csat",
+        title="Customer satisfaction (CSAT)",
+        description="Share of CSAT answers in the top two boxes of their scale (4–5 of 1–5).",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=Measure(S, "count", "responded_at", filter="item = 'csat' AND score >= scale_max - 1"),
+        denominator=Measure(S, "count", "responded_at", filter="item = 'csat'"),
+        stage="Nurture",
+    ),
+    KPI(
+        id="nki",
+        title="Customer satisfaction index (NKI/CSI)",
+        description="Average NKI answer rescaled to 0–100: Σ 100·(score − min)/(max − min) ÷ answers.",
+        unit="ratio",
+        direction="higher",
+        kind="ratio",
+        numerator=Measure(
+            S,
+            "sum",
+            "responded_at",
+            expr="100.0 * (score - scale_min) / (scale_max - scale_min)",
+            filter="item = 'nki'",
+        ),
+        denominator=Measure(S, "count", "responded_at", filter="item = 'nki'"),
+        stage="Nurture",
+    ),
+)
+
+
+@hookimpl
+def kpihub_register_kpis(register: Callable[[KPI], None]) -> None:
+    for kpi in SURVEY_KPIS:
+        register(kpi)
