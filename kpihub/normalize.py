@@ -22,7 +22,6 @@ milliseconds (13+ digits) or seconds.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -411,7 +410,3 @@ def _nest(arrays: Mapping[str, pa.Array], tree: Mapping[str, Any], prefix: str) 
         else:
             children.append(arrays[f"{prefix}{key}"])
     return pa.StructArray.from_arrays(children, names=names)
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)

@@ -28,7 +28,7 @@ from kpihub.destinations.base import DestinationSession, TableWrite
 from kpihub.errors import ConfigError, KpihubError, NormalizationError, SyncError, UnknownNameError
 from kpihub.http.requester import Requester
 from kpihub.model import canonical_table
-from kpihub.normalize import DriftReport, Normalizer
+from kpihub.normalize import Normalizer
 from kpihub.plugins import Registry, get_registry
 from kpihub.secrets import redact
 from kpihub.source import Source, Stream, StreamContext
@@ -292,7 +292,6 @@ class _StreamRunner:
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
         commits = 0
-        drift = DriftReport()
 
         def flush(final: bool) -> None:
             nonlocal pending, pending_rows, commits, committed_cursor, cursor
@@ -352,7 +351,7 @@ class _StreamRunner:
         if raw:
             add(normalizer.to_batch(raw))
         flush(final=True)
-        drift.merge(normalizer.drift)
+        drift = normalizer.drift
         result.cursor = committed_cursor
         if drift:
             result.drift = drift.summary()

@@ -40,10 +40,18 @@ class RetryDecision:
 class _Retryable(Exception):
     """Internal: a response or failure that may succeed if tried again."""
 
-    def __init__(self, message: str, *, delay: float | None = None, response: httpx.Response | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        delay: float | None = None,
+        response: httpx.Response | None = None,
+        malformed: bool = False,
+    ):
         super().__init__(message)
         self.delay = delay
         self.response = response
+        self.malformed = malformed
 
 
 class _WaitRetryAfter(wait_base):
@@ -231,7 +239,7 @@ class Requester:
                     return response, orjson.loads(response.content)
                 except orjson.JSONDecodeError as exc:
                     last["why"] = f"malformed JSON body ({exc}; {len(response.content)} bytes)"
-                    raise _Retryable(last["why"], response=response) from exc
+                    raise _Retryable(last["why"], response=response, malformed=True) from exc
             decision = self.classify(response) if self.classify else None
             if decision is None:
                 decision = RetryDecision(response.status_code in RETRY_STATUSES)
@@ -275,8 +283,7 @@ class Requester:
             status = response.status_code if isinstance(response, httpx.Response) else None
             attempts = "1 attempt" if isinstance(exc, _Fatal) else f"{self.max_attempts} attempts"
             message = redact(f"{where}: {method} {last.get('url', url)} failed after {attempts}: {exc}")
-            err_cls = MalformedResponseError if "malformed JSON" in str(exc) else HTTPError
-            if err_cls is HTTPError:
+            if not (isinstance(exc, _Retryable) and exc.malformed):
                 raise HTTPError(
                     message, source=self.source_id, stream=stream, url=redact(last.get("url", url)), status_code=status
                 ) from None

@@ -72,6 +72,24 @@ def _local_time(column: str, field_type: pa.DataType, timezone: str) -> str:
     return f"CAST({_q(column)} AS TIMESTAMP)"
 
 
+def _measure_local_time(measure: Measure, timezone: str, schemas: Mapping[str, pa.Schema] | None) -> str:
+    schema = _schema(measure.table, schemas)
+    return _local_time(measure.time, schema.field(measure.time).type, timezone)
+
+
+def _rows_in(measure: Measure, local: str, start: dt.date, end: dt.date, *more: str) -> str:
+    """The condition for a measure's rows in ``[start, end)`` of local time (plus its filter)."""
+    where = [
+        f"{_q(measure.time)} IS NOT NULL",
+        f"{local} >= CAST('{start.isoformat()}' AS TIMESTAMP)",
+        f"{local} < CAST('{end.isoformat()}' AS TIMESTAMP)",
+        *more,
+    ]
+    if measure.filter:
+        where.append(f"({measure.filter})")
+    return " AND ".join(where)
+
+
 def _measure_sql(
     kpi: KPI,
     role: str,
@@ -90,8 +108,7 @@ def _measure_sql(
             f"KPI {kpi.id!r} adds up {measure.expr or 'rows'} of {measure.table} that do not add up beyond a "
             f"{measure.max_grain}; ask for grain {measure.max_grain!r}, not {grain!r}"
         )
-    schema = _schema(measure.table, schemas)
-    local = _local_time(measure.time, schema.field(measure.time).type, timezone)
+    local = _measure_local_time(measure, timezone, schemas)
     if measure.agg == "count_before":
         # A stock, not a flow: for each spine period, the rows placed before it began.
         cond = [f"{_q(measure.time)} IS NOT NULL", f"{local} < CAST(spine.period AS TIMESTAMP)"]
@@ -112,19 +129,13 @@ def _measure_sql(
         agg = f"COUNT(DISTINCT {measure.expr})"
     else:  # pragma: no cover - Literal guards this
         raise KPIError(f"KPI {kpi.id!r}: unknown aggregation {measure.agg!r}")
-    where = [
-        f"{_q(measure.time)} IS NOT NULL",
-        f"{local} >= CAST('{start.isoformat()}' AS TIMESTAMP)",
-        f"{local} < CAST('{end.isoformat()}' AS TIMESTAMP)",
-    ]
-    if measure.filter:
-        where.append(f"({measure.filter})")
+    where = _rows_in(measure, local, start, end)
     source = _q(measure.table)
     if measure.agg == "sum" and measure.currency and fx_currency:
         source += " " + _fx_join(measure.currency, local)
     return (
         f"SELECT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period, {agg} AS value "
-        f"FROM {source} WHERE {' AND '.join(where)} GROUP BY 1"
+        f"FROM {source} WHERE {where} GROUP BY 1"
     )
 
 
@@ -158,26 +169,17 @@ def missing_fx_sql(
     schemas: Mapping[str, pa.Schema] | None = None,
 ) -> str:
     """Currency and day of rows a money measure would convert but for which no rate exists."""
-    schema = _schema(measure.table, schemas)
-    local = _local_time(measure.time, schema.field(measure.time).type, timezone)
+    local = _measure_local_time(measure, timezone, schemas)
     code = reporting.upper().replace("'", "")
     currency = f"UPPER({_q(measure.currency or 'currency')})"
     has_rate = (
         f"SELECT 1 FROM {_q(FX_TABLE)} AS r WHERE r.date = CAST({local} AS DATE) "
         f"AND UPPER(r.base_currency) = {currency} AND UPPER(r.quote_currency) = '{code}'"
     )
-    where = [
-        f"{_q(measure.time)} IS NOT NULL",
-        f"{local} >= CAST('{start.isoformat()}' AS TIMESTAMP)",
-        f"{local} < CAST('{end.isoformat()}' AS TIMESTAMP)",
-        f"{currency} <> '{code}'",
-        f"NOT EXISTS ({has_rate})",
-    ]
-    if measure.filter:
-        where.append(f"({measure.filter})")
+    where = _rows_in(measure, local, start, end, f"{currency} <> '{code}'", f"NOT EXISTS ({has_rate})")
     return (
-        f"SELECT DISTINCT UPPER({_q(measure.currency or 'currency')}) AS currency, CAST({local} AS DATE) AS day "
-        f"FROM {_q(measure.table)} WHERE {' AND '.join(where)} ORDER BY 2, 1"
+        f"SELECT DISTINCT {currency} AS currency, CAST({local} AS DATE) AS day "
+        f"FROM {_q(measure.table)} WHERE {where} ORDER BY 2, 1"
     )
 
 
@@ -240,17 +242,11 @@ def currency_check_sql(
     measure: Measure, *, start: dt.date, end: dt.date, timezone: str, schemas: Mapping[str, pa.Schema] | None = None
 ) -> str:
     """Distinct currencies among the rows a money measure adds up in ``[start, end)``."""
-    schema = _schema(measure.table, schemas)
-    local = _local_time(measure.time, schema.field(measure.time).type, timezone)
-    where = [
-        f"{local} >= CAST('{start.isoformat()}' AS TIMESTAMP)",
-        f"{local} < CAST('{end.isoformat()}' AS TIMESTAMP)",
-    ]
-    if measure.filter:
-        where.append(f"({measure.filter})")
+    local = _measure_local_time(measure, timezone, schemas)
+    where = _rows_in(measure, local, start, end)
     return (
         f"SELECT DISTINCT UPPER({_q(measure.currency or 'currency')}) AS currency FROM {_q(measure.table)} "
-        f"WHERE {' AND '.join(where)} ORDER BY 1"
+        f"WHERE {where} ORDER BY 1"
     )
 
 

@@ -163,9 +163,7 @@ def search_window(
         first_value: str | None = None
         capped = False
         tail = _Tail(cursor_property)
-        for page_body, records in _capped(
-            paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body), page_size
-        ):
+        for page_body, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body)):
             if first:
                 ctx.report_total(int(page_body.get("total", 0)))
                 first = False
@@ -176,7 +174,7 @@ def search_window(
                 last = records[-1]
                 tail.add(records)
                 yield records
-            capped = _at_cap(page_body, page_size)
+            capped = _at_cap(page_body)
         if not capped:
             return
         boundary = tail.value if last is not None else (first_value or "")
@@ -217,16 +215,16 @@ class _Tail:
         return kept
 
 
-def _at_cap(body: Any, page_size: int) -> bool:
+def _at_cap(body: Any) -> bool:
     after = get_path(body, "paging.next.after")
     return after is not None and int(after) >= SEARCH_CAP
 
 
-def _capped(pages: Iterator[tuple[Any, list[Any]]], page_size: int) -> Iterator[tuple[Any, list[Any]]]:
+def _capped(pages: Iterator[tuple[Any, list[Any]]]) -> Iterator[tuple[Any, list[Any]]]:
     """Stop before requesting an ``after`` at or past HubSpot's 10,000 cap (a 400)."""
     for body, records in pages:
         yield body, records
-        if _at_cap(body, page_size):
+        if _at_cap(body):
             pages.close()  # type: ignore[attr-defined]
             return
 
@@ -253,7 +251,7 @@ def _same_instant(
         }
         got = 0
         paginator = CursorPaginator("results", cursor_path="paging.next.after", param="after", where="body")
-        for _, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body), page_size):
+        for _, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body)):
             if records:
                 got += len(records)
                 last_id = int(records[-1]["id"])
