@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: Final = (
     "kpihub.default_plugins.ads_kpis",
     "kpihub.default_plugins.web_kpis",
     "kpihub.default_plugins.survey_kpis",
+    "kpihub.default_plugins.service_kpis",
 )
 
 ENTRY_POINT_GROUP: Final = "kpihub"

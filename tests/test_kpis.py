@@ -6,7 +6,6 @@ import datetime as dt
 from decimal import Decimal
 
 import duckdb
-import pyarrow as pa
 import pytest
 import sqlglot
 
@@ -15,22 +14,10 @@ from kpihub.errors import KPIError, MixedCurrencyError
 from kpihub.kpis.compiler import DIALECTS, compile_kpi
 from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.spec import KPI, Measure
-from kpihub.model import CANONICAL_TABLES
+from tests.kpi_data import canonical, ts
 
 KPIS = {k.id: k for k in CRM_KPIS}
 JAN, FEB, MAR = dt.date(2024, 1, 1), dt.date(2024, 2, 1), dt.date(2024, 3, 1)
-
-
-def ts(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    return dt.datetime.fromisoformat(text if "T" in text else text + "T12:00").replace(tzinfo=dt.timezone.utc)
-
-
-def canonical(name: str, rows: list[dict]) -> pa.Table:
-    schema = CANONICAL_TABLES[name].schema
-    full = [{f.name: row.get(f.name) for f in schema} | {"source_id": "crm"} for row in rows]
-    return pa.Table.from_pylist(full, schema=schema)
 
 
 CONTACTS = [
@@ -166,11 +153,28 @@ def test_unknown_column_and_missing_table_are_named():
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_every_kpi_compiles_to_sql_that_parses_in_each_dialect(dialect):
-    for kpi in CRM_KPIS:
-        sql = compile_kpi(
-            kpi, grain="month", start=JAN, end=dt.date(2024, 4, 1), timezone="Europe/Oslo", dialect=dialect
-        )
+    from kpihub.kpis.compiler import rfm_sql, transpile
+    from kpihub.plugins import Registry
+
+    catalog = Registry(load_entrypoints=False).kpis
+    kinds = set()
+    for kpi in catalog.values():
+        kinds.add(kpi.kind)
+        if kpi.kind == "model":  # fitted in Python on the per-customer summary this SQL computes
+            sql = transpile(rfm_sql(kpi, as_of=MAR), dialect)
+        else:
+            daily = any(m.max_grain == "day" for m in kpi.measures.values())
+            sql = compile_kpi(
+                kpi,
+                grain="day" if daily else "month",
+                start=JAN,
+                end=dt.date(2024, 4, 1),
+                timezone="Europe/Oslo",
+                dialect=dialect,
+                catalog=catalog,
+            )
         sqlglot.parse_one(sql, read=dialect)
+    assert kinds == {"simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"}
 
 
 ORDERS = [
@@ -379,8 +383,13 @@ def test_a_missing_rate_refuses_instead_of_dropping_the_row():
 def test_fx_sql_parses_in_each_dialect(dialect):
     from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
 
+    catalog = {k.id: k for k in REVENUE_KPIS}
     for kpi in REVENUE_KPIS:
-        sql = compile_kpi(kpi, grain="month", start=JAN, end=MAR, dialect=dialect, fx_currency="EUR")
+        if kpi.kind == "model":
+            continue
+        sql = compile_kpi(
+            kpi, grain="month", start=JAN, end=MAR, dialect=dialect, fx_currency="EUR", catalog=catalog | KPIS
+        )
         sqlglot.parse_one(sql, read=dialect)
 
 

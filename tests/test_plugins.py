@@ -132,6 +132,7 @@ def test_cli_plugins_lists_and_reports_broken(fake_dists):
         "kpihub.default_plugins.ads_kpis",
         "kpihub.default_plugins.web_kpis",
         "kpihub.default_plugins.survey_kpis",
+        "kpihub.default_plugins.service_kpis",
     ]
     # A command that does not need the broken plugin still works, with a one-line warning.
     reset_registry(None)

@@ -38,7 +38,9 @@ def compute_scorecard(
     targets = load_targets(proj.resolve(str(file)) if file else "", reg.kpis) if file else []
     uri = destination or proj.settings.destination
     with reg.destination_for(uri).open(uri, root=proj.root, read_only=True) as session:
-        engine = KPIEngine.for_destination(session, timezone=proj.settings.timezone, currency=proj.settings.currency)
+        engine = KPIEngine.for_destination(
+            session, timezone=proj.settings.timezone, currency=proj.settings.currency, catalog=reg.kpis
+        )
         return build_scorecard(
             engine,
             reg.kpis,

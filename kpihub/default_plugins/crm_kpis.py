@@ -138,6 +138,19 @@ CRM_KPIS = (
         measure=Measure("crm_deals", "sum", "closed_at", expr="amount", filter="is_won", currency="currency"),
         stage="Act",
     ),
+    KPI(
+        id="lead_conversion_90d",
+        title="Lead → customer within 90 days",
+        description="Of the contacts who became a lead in the period, the share who became a customer within "
+        "90 days of it (a conversion window, so recent cohorts are not judged on unfinished time).",
+        unit="percent",
+        direction="higher",
+        kind="conversion",
+        base=Measure("crm_contacts", "count_distinct", "became_lead_at", expr="contact_id"),
+        conversion=Measure("crm_contacts", "count_distinct", "became_customer_at", expr="contact_id"),
+        window="90 days",
+        stage="Act",
+    ),
 )
 
 

@@ -1,7 +1,8 @@
-"""Built-in revenue KPIs over ``orders`` and ``subscriptions`` (any billing source feeds them).
+"""Built-in revenue, profitability and retention KPIs over ``orders``, ``subscriptions`` and ``costs``.
 
 Refunds are order rows of their own (``kind = "refund"``, negative net) dated
-when they happen, so net revenue falls in the period of the refund.
+when they happen, so net revenue falls in the period of the refund. Costs
+come from the ``costs`` table (files), by category.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.spec import KPI, Input, Measure
 
 PAID_CHARGE = "kind = 'charge' AND status = 'succeeded'"
+MARKETING = "category IN ('marketing', 'advertising')"
+ACQUISITION = "category IN ('marketing', 'sales', 'advertising')"
+GUIDES = "Nordic KPI guides"
 
 REVENUE_KPIS = (
     KPI(
@@ -79,7 +83,7 @@ REVENUE_KPIS = (
             "sum",
             "period_start",
             expr="amount",
-            filter="category IN ('marketing', 'sales', 'advertising')",
+            filter=ACQUISITION,
             currency="currency",
         ),
         denominator=Measure("crm_contacts", "count", "became_customer_at"),
@@ -115,6 +119,169 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("subscriptions", "count", "ended_at"),
         stage="Nurture",
+    ),
+    KPI(
+        id="total_costs",
+        title="Total costs",
+        description="Σ amount of every cost category in the period (costs table).",
+        unit="currency",
+        direction="lower",
+        kind="simple",
+        measure=Measure("costs", "sum", "period_start", expr="amount", currency="currency"),
+        reference=GUIDES,
+    ),
+    KPI(
+        id="marketing_costs",
+        title="Marketing costs",
+        description="Σ marketing and advertising costs in the period (costs table).",
+        unit="currency",
+        direction="lower",
+        kind="simple",
+        measure=Measure("costs", "sum", "period_start", expr="amount", filter=MARKETING, currency="currency"),
+        stage="Reach",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="profit_margin",
+        title="Profit margin",
+        description="(sales − total costs) ÷ sales, per period; null when there are no sales.",
+        unit="percent",
+        direction="higher",
+        kind="derived",
+        expr="(sales - total_costs) / sales",
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="roi",
+        title="Return on marketing investment (ROI)",
+        description="(sales − marketing costs) ÷ marketing costs, per period: revenue earned per unit of "
+        "marketing spent, minus the spend.",
+        unit="percent",
+        direction="higher",
+        kind="derived",
+        expr="(sales - marketing_costs) / marketing_costs",
+        stage="Act",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="sales_ytd",
+        title="Sales year to date",
+        description="Σ net revenue from 1 January to the end of each period.",
+        unit="currency",
+        direction="higher",
+        kind="cumulative",
+        measure=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
+        to_date="year",
+        stage="Act",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="sales_growth_yoy",
+        title="Sales growth vs last year",
+        description="(sales − sales in the same period last year) ÷ sales in the same period last year.",
+        unit="percent",
+        direction="higher",
+        kind="derived",
+        expr="(sales - sales_last_year) / sales_last_year",
+        inputs={"sales_last_year": Input("sales", offset=-1, unit="year")},
+        stage="Act",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="active_subscriptions",
+        title="Active subscriptions (start of period)",
+        description="Subscriptions started before the period and not ended before it began (a stock).",
+        unit="count",
+        direction="higher",
+        kind="simple",
+        measure=Measure("subscriptions", "count_before", "started_at", until="ended_at"),
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="churn_rate",
+        title="Churn rate",
+        description="Subscriptions that ended in the period ÷ subscriptions active at its start (C ÷ S).",
+        unit="percent",
+        direction="lower",
+        kind="ratio",
+        numerator=Measure("subscriptions", "count", "ended_at"),
+        denominator=Measure("subscriptions", "count_before", "started_at", until="ended_at"),
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="retention_rate",
+        title="Retention rate",
+        description="(customers at the end − new customers) ÷ customers at the start = 1 − churn rate, "
+        "over subscriptions.",
+        unit="percent",
+        direction="higher",
+        kind="derived",
+        expr="1 - churn_rate",
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="annual_churn_rate",
+        title="Churn rate, annualized",
+        description="1 − (1 − churn rate)^(periods per year): the period's churn compounded over a year.",
+        unit="percent",
+        direction="lower",
+        kind="derived",
+        expr="1 - POWER(1 - churn_rate, periods_per_year)",
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="clv_simple",
+        title="Customer lifetime value (ARPU ÷ churn)",
+        description="ARPU ÷ churn rate: revenue per customer over an expected lifetime of 1 ÷ churn periods.",
+        unit="currency",
+        direction="higher",
+        kind="derived",
+        expr="arpu / churn_rate",
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="clv",
+        title="Customer lifetime value (BG/NBD + Gamma-Gamma)",
+        description="Average over customers of the discounted expected spend in the next 12 months, fitted on "
+        "the purchases up to each period's end (kpihub.models.clv).",
+        unit="currency",
+        direction="higher",
+        kind="model",
+        model="clv",
+        measure=Measure("orders", "sum", "ordered_at", expr="net_amount", filter=PAID_CHARGE, currency="currency"),
+        options={"customer": "customer_id", "months": 12, "discount": 0.01, "unit_days": 7},
+        stage="Nurture",
+        reference="Fader, Hardie & Lee (2005), Marketing Science 24(2) and 'RFM and CLV' JMR 42(4)",
+    ),
+    KPI(
+        id="cac_payback_months",
+        title="CAC payback (months)",
+        description="CAC ÷ monthly ARPU: months of a customer's revenue that pay back what acquiring them cost.",
+        unit="months",
+        direction="lower",
+        kind="derived",
+        expr="cac / (arpu / months_in_period)",
+        stage="Act",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="customer_retention_m1",
+        title="Month-1 customer retention",
+        description="Of the customers whose first paid order falls in the period, the share who order again "
+        "in the next period (a cohort retention matrix cell; null until that period is observed).",
+        unit="percent",
+        direction="higher",
+        kind="cohort",
+        measure=Measure("orders", "count_distinct", "ordered_at", expr="customer_id", filter=PAID_CHARGE),
+        age=1,
+        stage="Nurture",
+        reference=GUIDES,
     ),
 )
 

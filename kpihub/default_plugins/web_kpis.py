@@ -104,6 +104,17 @@ WEB_KPIS = (
         denominator=_sum("sessions"),
         stage="Act",
     ),
+    KPI(
+        id="avg_page_load_seconds",
+        title="Average page load time",
+        description="Σ load time ÷ Σ page loads (page_performance_daily), in seconds.",
+        unit="ratio",
+        direction="lower",
+        kind="ratio",
+        numerator=Measure("page_performance_daily", "sum", "date", expr="load_time_ms_total / 1000.0"),
+        denominator=Measure("page_performance_daily", "sum", "date", expr="page_loads"),
+        stage="Engage",
+    ),
 )
 
 

@@ -13,7 +13,8 @@ a ratio is Σnumerator ÷ Σdenominator and null where the denominator is 0.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -22,11 +23,11 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from kpihub.errors import KPIError
-from kpihub.kpis.periods import GRAINS, Grain, period_starts
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.periods import GRAINS, Grain, period_starts, shift, truncate
+from kpihub.kpis.spec import KPI, Input, Measure, Window
 from kpihub.model import CANONICAL_TABLES
 
-__all__ = ["compile_kpi", "currency_check_sql", "measure_columns"]
+__all__ = ["cohort_sql", "compile_kpi", "currency_check_sql", "leaves", "measure_columns"]
 
 DIALECTS = ("duckdb", "postgres", "bigquery", "snowflake", "spark")
 
@@ -61,6 +62,8 @@ def measure_columns(kpi: KPI, role: str, measure: Measure, schemas: Mapping[str,
             used += [(what, c.name) for c in _parse(kpi, role, sql, what).find_all(exp.Column)]
     if measure.currency:
         used.append(("currency column", measure.currency))
+    if measure.until:
+        used.append(("until column", measure.until))
     for what, column in used:
         if column not in names:
             raise KPIError(f"KPI {kpi.id!r}: {role} {what} uses unknown column {column!r} of table {measure.table!r}")
@@ -112,31 +115,62 @@ def _measure_sql(
     if measure.agg == "count_before":
         # A stock, not a flow: for each spine period, the rows placed before it began.
         cond = [f"{_q(measure.time)} IS NOT NULL", f"{local} < CAST(spine.period AS TIMESTAMP)"]
+        if measure.until:
+            # Rows leave the stock once ``until`` is before the period start (ended subscriptions).
+            schema = _schema(measure.table, schemas)
+            until = _local_time(measure.until, schema.field(measure.until).type, timezone)
+            cond.append(f"({_q(measure.until)} IS NULL OR {until} >= CAST(spine.period AS TIMESTAMP))")
         if measure.filter:
             cond.append(f"({measure.filter})")
         return (
             f"SELECT spine.period AS period, (SELECT COUNT(*) FROM {_q(measure.table)} WHERE {' AND '.join(cond)}) "
             "AS value FROM spine"
         )
-    if measure.agg == "count":
-        agg = "COUNT(*)"
-    elif measure.agg == "sum" and measure.currency and fx_currency:
-        # Money in several currencies: each row converted at its own day's rate (fx_rates_daily).
-        agg = f"SUM(({measure.expr}) * {_rate(measure.currency, fx_currency)})"
-    elif measure.agg == "sum":
-        agg = f"SUM({measure.expr})"
-    elif measure.agg == "count_distinct":
-        agg = f"COUNT(DISTINCT {measure.expr})"
-    else:  # pragma: no cover - Literal guards this
-        raise KPIError(f"KPI {kpi.id!r}: unknown aggregation {measure.agg!r}")
+    agg = _agg(kpi, measure, fx_currency)
     where = _rows_in(measure, local, start, end)
     source = _q(measure.table)
-    if measure.agg == "sum" and measure.currency and fx_currency:
-        source += " " + _fx_join(measure.currency, local)
+    if _converts(measure, fx_currency):
+        source += " " + _fx_join(measure.currency or "", local)
+    if measure.over_time != "sum":
+        # A snapshot: one total per day, then the period's first, last or average day.
+        daily = (
+            f"SELECT CAST(DATE_TRUNC('day', {local}) AS DATE) AS day, {agg} AS value "
+            f"FROM {source} WHERE {where} GROUP BY 1"
+        )
+        if measure.over_time == "average":
+            return (
+                f"SELECT CAST(DATE_TRUNC('{grain}', day) AS DATE) AS period, AVG(value) AS value "
+                f"FROM ({daily}) AS daily GROUP BY 1"
+            )
+        order = "ASC" if measure.over_time == "first" else "DESC"
+        ranked = (
+            f"SELECT CAST(DATE_TRUNC('{grain}', day) AS DATE) AS period, value, ROW_NUMBER() OVER "
+            f"(PARTITION BY CAST(DATE_TRUNC('{grain}', day) AS DATE) ORDER BY day {order}) AS rn "
+            f"FROM ({daily}) AS daily"
+        )
+        return f"SELECT period, value FROM ({ranked}) AS ranked WHERE rn = 1"
     return (
         f"SELECT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period, {agg} AS value "
         f"FROM {source} WHERE {where} GROUP BY 1"
     )
+
+
+def _converts(measure: Measure, fx_currency: str | None) -> bool:
+    return bool(measure.agg == "sum" and measure.currency and fx_currency)
+
+
+def _agg(kpi: KPI, measure: Measure, fx_currency: str | None) -> str:
+    if measure.agg == "count":
+        return "COUNT(*)"
+    if _converts(measure, fx_currency):
+        # Money in several currencies: each row converted at its own day's rate (fx_rates_daily).
+        assert measure.currency and fx_currency
+        return f"SUM(({measure.expr}) * {_rate(measure.currency, fx_currency)})"
+    if measure.agg == "sum":
+        return f"SUM({measure.expr})"
+    if measure.agg == "count_distinct":
+        return f"COUNT(DISTINCT {measure.expr})"
+    raise KPIError(f"KPI {kpi.id!r}: aggregation {measure.agg!r} cannot be used here")
 
 
 FX_TABLE = "fx_rates_daily"
@@ -183,6 +217,20 @@ def missing_fx_sql(
     )
 
 
+Catalog = Mapping[str, KPI]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A measure a KPI reads, over the local-time range ``[start, end)`` it needs."""
+
+    kpi: KPI
+    role: str
+    measure: Measure
+    start: dt.date
+    end: dt.date
+
+
 def compile_kpi(
     kpi: KPI,
     *,
@@ -194,48 +242,401 @@ def compile_kpi(
     schemas: Mapping[str, pa.Schema] | None = None,
     pretty: bool = False,
     fx_currency: str | None = None,
+    catalog: Catalog | None = None,
 ) -> str:
     """SQL computing ``kpi`` for every ``grain`` period overlapping ``[start, end)``.
 
     With ``fx_currency``, money measures convert each row into that currency at its day's rate.
+    ``catalog`` (KPI id → KPI) resolves the inputs of ``derived`` KPIs.
     """
     starts = period_starts(start, end, grain)
     if not starts:
         raise KPIError(f"KPI {kpi.id!r}: empty date range {start} .. {end}")
-    first, stop = starts[0], _after(starts[-1], grain)
-    spine = ", ".join(f"('{d.isoformat()}')" for d in starts)
-    ctes = [f"spine AS (SELECT CAST(p AS DATE) AS period FROM (VALUES {spine}) AS s(p))"]
+    ctx = _Context(grain, timezone, schemas, fx_currency, catalog or {})
+    sql = _kpi_sql(kpi, starts, ctx, ())
+    return transpile(sql, dialect, pretty=pretty, what=f"KPI {kpi.id!r}")
+
+
+def leaves(kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date, catalog: Catalog | None = None) -> list[Leaf]:
+    """Every measure ``kpi`` reads (through derived inputs too) and the date range it reads it over."""
+    starts = period_starts(start, end, grain)
+    if not starts:
+        return []
+    return _leaves(kpi, starts, grain, catalog or {}, ())
+
+
+@dataclass(frozen=True)
+class _Context:
+    grain: Grain
+    timezone: str
+    schemas: Mapping[str, pa.Schema] | None
+    fx_currency: str | None
+    catalog: Catalog
+
+
+def _kpi_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, stack: tuple[str, ...]) -> str:
+    if kpi.kind in ("simple", "ratio"):
+        return _flow_sql(kpi, starts, ctx)
+    if kpi.kind == "cumulative":
+        return _cumulative_sql(kpi, starts, ctx)
+    if kpi.kind == "derived":
+        return _derived_sql(kpi, starts, ctx, stack)
+    if kpi.kind == "conversion":
+        return _conversion_sql(kpi, starts, ctx)
+    if kpi.kind == "cohort":
+        return _cohort_kpi_sql(kpi, starts, ctx)
+    raise KPIError(f"KPI {kpi.id!r} is a {kpi.kind} KPI: it is computed by its model in Python, not in SQL")
+
+
+def _spine(rows: Sequence[tuple[dt.date, ...]], names: tuple[str, ...] = ()) -> str:
+    columns = ("period", *names)
+    values = ", ".join("(" + ", ".join(f"'{d.isoformat()}'" for d in row) + ")" for row in rows)
+    alias = ", ".join(f"c{i}" for i in range(len(columns)))
+    select = ", ".join(f"CAST(c{i} AS DATE) AS {name}" for i, name in enumerate(columns))
+    return f"spine AS (SELECT {select} FROM (VALUES {values}) AS s({alias}))"
+
+
+_RATIO = (
+    "COALESCE(m_numerator.value, 0) AS numerator, COALESCE(m_denominator.value, 0) AS denominator, "
+    "CASE WHEN COALESCE(m_denominator.value, 0) = 0 THEN NULL "
+    "ELSE CAST(COALESCE(m_numerator.value, 0) AS DOUBLE) / CAST(m_denominator.value AS DOUBLE) END AS value"
+)
+_SIMPLE = (
+    "COALESCE(m_value.value, 0) AS numerator, CAST(NULL AS DOUBLE) AS denominator, "
+    "CAST(COALESCE(m_value.value, 0) AS DOUBLE) AS value"
+)
+
+
+def _final(ctes: list[str], roles: tuple[str, ...], select: str | None = None) -> str:
+    joins = " ".join(f"LEFT JOIN m_{r} ON m_{r}.period = spine.period" for r in roles)
+    select = select or (_SIMPLE if roles == ("value",) else _RATIO)
+    return f"WITH {', '.join(ctes)} SELECT spine.period AS period, {select} FROM spine {joins} ORDER BY spine.period"
+
+
+def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
+    first, stop = starts[0], _after(starts[-1], ctx.grain)
+    ctes = [_spine([(d,) for d in starts])]
     for role, measure in kpi.measures.items():
         body = _measure_sql(
             kpi,
             role,
             measure,
-            grain=grain,
+            grain=ctx.grain,
             start=first,
             end=stop,
-            timezone=timezone,
-            schemas=schemas,
-            fx_currency=fx_currency,
+            timezone=ctx.timezone,
+            schemas=ctx.schemas,
+            fx_currency=ctx.fx_currency,
         )
         ctes.append(f"m_{role} AS ({body})")
-    if kpi.kind == "simple":
+    select = None
+    if kpi.kind == "simple" and kpi.measures["value"].over_time != "sum":
+        # A snapshot with no rows in a period is unknown, not 0.
         select = (
-            "COALESCE(m_value.value, 0) AS numerator, CAST(NULL AS DOUBLE) AS denominator, "
-            "CAST(COALESCE(m_value.value, 0) AS DOUBLE) AS value"
+            "m_value.value AS numerator, CAST(NULL AS DOUBLE) AS denominator, CAST(m_value.value AS DOUBLE) AS value"
         )
-        joins = "LEFT JOIN m_value ON m_value.period = spine.period"
-    else:
-        select = (
-            "COALESCE(m_numerator.value, 0) AS numerator, COALESCE(m_denominator.value, 0) AS denominator, "
-            "CASE WHEN COALESCE(m_denominator.value, 0) = 0 THEN NULL "
-            "ELSE CAST(COALESCE(m_numerator.value, 0) AS DOUBLE) / CAST(m_denominator.value AS DOUBLE) END AS value"
-        )
-        joins = (
-            "LEFT JOIN m_numerator ON m_numerator.period = spine.period "
-            "LEFT JOIN m_denominator ON m_denominator.period = spine.period"
-        )
-    sql = f"WITH {', '.join(ctes)} SELECT spine.period AS period, {select} FROM spine {joins} ORDER BY spine.period"
-    return transpile(sql, dialect, pretty=pretty, what=f"KPI {kpi.id!r}")
+    return _final(ctes, tuple(kpi.measures), select)
+
+
+# -- cumulative ---------------------------------------------------------------------------------
+
+
+def _cumulative_bounds(kpi: KPI, period: dt.date, grain: Grain) -> tuple[dt.date | None, dt.date]:
+    hi = _after(period, grain)
+    if kpi.to_date is not None:
+        if GRAINS.index(kpi.to_date) < GRAINS.index(grain):
+            raise KPIError(f"KPI {kpi.id!r}: {kpi.to_date}-to-date needs grain {kpi.to_date} or finer, not {grain}")
+        return truncate(period, kpi.to_date), hi
+    if isinstance(kpi.window, Window):
+        return _minus(hi, kpi.window), hi
+    return None, hi
+
+
+def _minus(day: dt.date, window: Window) -> dt.date:
+    if window.unit == "day":
+        return day - dt.timedelta(days=window.n)
+    if window.unit == "week":
+        return day - dt.timedelta(weeks=window.n)
+    months = {"month": 1, "quarter": 3, "year": 12}[window.unit] * window.n
+    index = day.year * 12 + day.month - 1 - months
+    year, month = index // 12, index % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, _days_in_month(year, month)))
+
+
+def _days_in_month(year: int, month: int) -> int:
+    return (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+
+
+def _cumulative_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
+    bounds = [_cumulative_bounds(kpi, p, ctx.grain) for p in starts]
+    unbounded = bounds[0][0] is None
+    rows = [(p, hi) if lo is None else (p, lo, hi) for p, (lo, hi) in zip(starts, bounds, strict=True)]
+    ctes = [_spine(rows, ("hi",) if unbounded else ("lo", "hi"))]
+    for role, measure in kpi.measures.items():
+        if measure.agg == "count_before" or measure.over_time != "sum":
+            raise KPIError(f"KPI {kpi.id!r}: a cumulative KPI adds up flows; its {role} is a snapshot")
+        measure_columns(kpi, role, measure, ctx.schemas)
+        local = _measure_local_time(measure, ctx.timezone, ctx.schemas)
+        cond = [f"{_q(measure.time)} IS NOT NULL", f"{local} < CAST(spine.hi AS TIMESTAMP)"]
+        if not unbounded:
+            cond.append(f"{local} >= CAST(spine.lo AS TIMESTAMP)")
+        if measure.filter:
+            cond.append(f"({measure.filter})")
+        source = f"spine JOIN {_q(measure.table)} ON {' AND '.join(cond)}"
+        agg = _agg(kpi, measure, ctx.fx_currency)
+        if _converts(measure, ctx.fx_currency):
+            source += " " + _fx_join(measure.currency or "", local)
+        ctes.append(f"m_{role} AS (SELECT spine.period AS period, {agg} AS value FROM {source} GROUP BY spine.period)")
+    return _final(ctes, tuple(kpi.measures))
+
+
+# -- derived ------------------------------------------------------------------------------------
+
+_PER_YEAR = {"day": 365, "week": 52, "month": 12, "quarter": 4, "year": 1}
+#: Names a derived expression may use besides its inputs (per period, from the spine).
+VARIABLES = ("periods_per_year", "days_in_period", "months_in_period")
+
+
+def _input_start(period: dt.date, grain: Grain, inp: Input, kpi: KPI) -> dt.date:
+    if inp.offset == 0:
+        return period
+    if inp.unit is None or inp.unit == grain:
+        return shift(period, grain, inp.offset)
+    if inp.unit == "year" and grain == "week":
+        year, week, _ = period.isocalendar()
+        try:
+            return dt.date.fromisocalendar(year + inp.offset, week, 1)
+        except ValueError:
+            return dt.date.fromisocalendar(year + inp.offset, 52, 1)
+    if grain == "day":
+        if inp.unit == "week":
+            return period + dt.timedelta(weeks=inp.offset)
+        return _minus(period, Window(-inp.offset, inp.unit)) if inp.offset < 0 else _plus(period, inp)
+    months = {"month": 1, "quarter": 3, "year": 12}
+    if grain in months and inp.unit in months and months[inp.unit] >= months[grain]:
+        return shift(period, "month", inp.offset * months[inp.unit])
+    raise KPIError(f"KPI {kpi.id!r}: input {inp.kpi!r} offset by {inp.unit}s cannot be used at grain {grain!r}")
+
+
+def _plus(day: dt.date, inp: Input) -> dt.date:
+    months = {"month": 1, "quarter": 3, "year": 12}[inp.unit or "month"] * inp.offset
+    index = day.year * 12 + day.month - 1 + months
+    year, month = index // 12, index % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, _days_in_month(year, month)))
+
+
+def _derived_inputs(kpi: KPI, ctx_catalog: Catalog, stack: tuple[str, ...]) -> tuple[Any, dict[str, Input]]:
+    """The parsed expression and its inputs by alias; unknown names and cycles are errors."""
+    if kpi.id in stack:
+        cycle = " -> ".join((*stack[stack.index(kpi.id) :], kpi.id))
+        raise KPIError(f"KPI {kpi.id!r}: derived KPIs refer to each other in a cycle ({cycle})")
+    tree = _parse(kpi, "derived", kpi.expr or "", "expression")
+    inputs: dict[str, Input] = {}
+    for column in tree.find_all(exp.Column):
+        name = column.name
+        if column.table:
+            raise KPIError(f"KPI {kpi.id!r}: expression names {column.sql()!r}; refer to KPIs by id only")
+        if name in VARIABLES:
+            continue
+        inputs[name] = kpi.inputs.get(name) or Input(name)
+    for alias, inp in inputs.items():
+        if inp.kpi not in ctx_catalog:
+            what = f"input {alias!r} refers to" if alias != inp.kpi else "expression uses"
+            raise KPIError(f"KPI {kpi.id!r}: {what} unknown KPI {inp.kpi!r}")
+    return tree, inputs
+
+
+def _safe_division(tree: Any) -> Any:
+    def fix(node: Any) -> Any:
+        if isinstance(node, exp.Div):
+            num = exp.cast(node.this, "DOUBLE")
+            den = node.expression
+            return exp.Case(
+                ifs=[exp.If(this=exp.EQ(this=den.copy(), expression=exp.Literal.number(0)), true=exp.Null())],
+                default=exp.Div(this=num, expression=den),
+            )
+        return node
+
+    return tree.transform(fix)
+
+
+def _derived_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, stack: tuple[str, ...]) -> str:
+    tree, inputs = _derived_inputs(kpi, ctx.catalog, stack)
+    aliases = list(inputs)
+    rows = []
+    for p in starts:
+        end = _after(p, ctx.grain)
+        rows.append((p, end, *(_input_start(p, ctx.grain, inputs[a], kpi) for a in aliases)))
+    names = ("period_end", *(f"p_{i}" for i in range(len(aliases))))
+    ctes = [_spine(rows, names)]
+    joins = []
+    for i, alias in enumerate(aliases):
+        needed = sorted({row[2 + i] for row in rows})
+        inner_starts = period_starts(needed[0], _after(needed[-1], ctx.grain), ctx.grain)
+        inner = _kpi_sql(ctx.catalog[inputs[alias].kpi], inner_starts, ctx, (*stack, kpi.id))
+        ctes.append(f"i_{i} AS ({inner})")
+        joins.append(f"LEFT JOIN i_{i} ON i_{i}.period = spine.p_{i}")
+
+    def bind(node: Any) -> Any:
+        if isinstance(node, exp.Column):
+            if node.name == "periods_per_year":
+                return exp.Literal.number(_PER_YEAR[ctx.grain])
+            if node.name == "days_in_period":
+                return exp.column("days_in_period")
+            if node.name == "months_in_period":
+                return exp.Literal.number(12 / _PER_YEAR[ctx.grain] if ctx.grain != "week" else 7 * 12 / 365)
+            return exp.column("value", table=f"i_{aliases.index(node.name)}")
+        return node
+
+    value = _safe_division(tree.copy()).transform(bind).sql("duckdb")
+    days = "CAST(DATE_DIFF('day', spine.period, spine.period_end) AS DOUBLE)"
+    value = value.replace("days_in_period", days)
+    return (
+        f"WITH {', '.join(ctes)} SELECT spine.period AS period, CAST(NULL AS DOUBLE) AS numerator, "
+        f"CAST(NULL AS DOUBLE) AS denominator, CAST({value} AS DOUBLE) AS value FROM spine {' '.join(joins)} "
+        "ORDER BY spine.period"
+    )
+
+
+# -- conversion ---------------------------------------------------------------------------------
+
+
+def _interval(window: Window) -> str:
+    if window.unit in ("day", "week"):
+        return f"INTERVAL '{window.n * (7 if window.unit == 'week' else 1)}' DAY"
+    return f"INTERVAL '{window.n * {'month': 1, 'quarter': 3, 'year': 12}[window.unit]}' MONTH"
+
+
+def _conversion_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
+    first, stop = starts[0], _after(starts[-1], ctx.grain)
+    base, conv = kpi.measures["base"], kpi.measures["conversion"]
+    for role, m in (("base", base), ("conversion", conv)):
+        measure_columns(kpi, role, m, ctx.schemas)
+        if not m.expr:
+            raise KPIError(f"KPI {kpi.id!r}: the {role} measure needs expr = the entity key (contact_id …)")
+    b_local = _measure_local_time(base, ctx.timezone, ctx.schemas)
+    c_local = _measure_local_time(conv, ctx.timezone, ctx.schemas)
+    c_where = f"{_q(conv.time)} IS NOT NULL" + (f" AND ({conv.filter})" if conv.filter else "")
+    assert isinstance(kpi.window, Window)
+    ctes = [
+        _spine([(d,) for d in starts]),
+        f"b AS (SELECT CAST(DATE_TRUNC('{ctx.grain}', {b_local}) AS DATE) AS period, {base.expr} AS entity, "
+        f"MIN({b_local}) AS at FROM {_q(base.table)} WHERE {_rows_in(base, b_local, first, stop)} GROUP BY 1, 2)",
+        f"c AS (SELECT {conv.expr} AS entity, {c_local} AS at FROM {_q(conv.table)} WHERE {c_where})",
+        "m_denominator AS (SELECT period, COUNT(*) AS value FROM b GROUP BY period)",
+        "m_numerator AS (SELECT b.period AS period, COUNT(DISTINCT b.entity) AS value FROM b JOIN c "
+        f"ON c.entity = b.entity AND c.at >= b.at AND c.at <= b.at + {_interval(kpi.window)} GROUP BY b.period)",
+    ]
+    return _final(ctes, ("numerator", "denominator"))
+
+
+# -- cohorts ------------------------------------------------------------------------------------
+
+
+def cohort_sql(
+    kpi: KPI,
+    *,
+    grain: Grain,
+    start: dt.date,
+    end: dt.date,
+    ages: range,
+    timezone: str = "UTC",
+    schemas: Mapping[str, pa.Schema] | None = None,
+    dialect: str = "duckdb",
+) -> str:
+    """Retention matrix rows ``cohort, age, customers, active, retention`` (DuckDB SQL).
+
+    A cohort is the entities whose first event (ever) falls in a period; ``active`` counts those
+    with an event in the period ``age`` periods later. Cells not yet observed (their period
+    starts after the last event in the table) have null ``active`` and ``retention``.
+    """
+    starts = period_starts(start, end, grain)
+    if not starts:
+        raise KPIError(f"KPI {kpi.id!r}: empty date range {start} .. {end}")
+    ctx = _Context(grain, timezone, schemas, None, {})
+    return transpile(_cohort_sql(kpi, starts, ctx, ages), dialect, what=f"KPI {kpi.id!r}")
+
+
+def _cohort_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, ages: range) -> str:
+    measure = kpi.measures["value"]
+    measure_columns(kpi, "value", measure, ctx.schemas)
+    if not measure.expr:
+        raise KPIError(f"KPI {kpi.id!r}: a cohort KPI's measure needs expr = the customer key (customer_id …)")
+    local = _measure_local_time(measure, ctx.timezone, ctx.schemas)
+    first, stop = starts[0], _after(starts[-1], ctx.grain)
+    rows = []
+    for p in starts:
+        for age in ages:
+            a = shift(p, ctx.grain, age)
+            rows.append((p, a, _after(a, ctx.grain)))
+    spine = _spine(rows, ("a_lo", "a_hi"))
+    valid = f"{_q(measure.time)} IS NOT NULL" + (f" AND ({measure.filter})" if measure.filter else "")
+    ctes = [
+        spine,
+        f"ev AS (SELECT {measure.expr} AS entity, {local} AS at FROM {_q(measure.table)} WHERE {valid})",
+        "seen AS (SELECT MAX(at) AS last_at FROM ev)",
+        "firsts AS (SELECT entity, MIN(at) AS at FROM ev GROUP BY entity)",
+        f"members AS (SELECT CAST(DATE_TRUNC('{ctx.grain}', at) AS DATE) AS cohort, entity FROM firsts "
+        f"WHERE at >= CAST('{first.isoformat()}' AS TIMESTAMP) AND at < CAST('{stop.isoformat()}' AS TIMESTAMP))",
+        "sizes AS (SELECT cohort, COUNT(*) AS customers FROM members GROUP BY cohort)",
+        "act AS (SELECT spine.period AS period, spine.a_lo AS a_lo, COUNT(DISTINCT members.entity) AS active "
+        "FROM spine JOIN members ON members.cohort = spine.period JOIN ev ON ev.entity = members.entity "
+        "AND ev.at >= CAST(spine.a_lo AS TIMESTAMP) AND ev.at < CAST(spine.a_hi AS TIMESTAMP) "
+        "GROUP BY spine.period, spine.a_lo)",
+    ]
+    age_expr = _age_sql(ctx.grain, starts, ages)
+    observed = "CAST(spine.a_lo AS TIMESTAMP) <= (SELECT last_at FROM seen)"
+    return (
+        f"WITH {', '.join(ctes)} SELECT spine.period AS cohort, {age_expr} AS age, "
+        "COALESCE(sizes.customers, 0) AS customers, "
+        f"CASE WHEN {observed} THEN COALESCE(act.active, 0) END AS active, "
+        f"CASE WHEN {observed} AND COALESCE(sizes.customers, 0) > 0 "
+        "THEN CAST(COALESCE(act.active, 0) AS DOUBLE) / CAST(sizes.customers AS DOUBLE) END AS retention "
+        "FROM spine LEFT JOIN sizes ON sizes.cohort = spine.period "
+        "LEFT JOIN act ON act.period = spine.period AND act.a_lo = spine.a_lo ORDER BY 1, 2"
+    )
+
+
+def _age_sql(grain: Grain, starts: list[dt.date], ages: range) -> str:
+    # The age of a spine row, from its a_lo: one CASE over the (few) ages asked for.
+    if len(ages) == 1:
+        return str(ages[0])
+    cases = " ".join(
+        f"WHEN spine.a_lo = CAST('{shift(p, grain, a).isoformat()}' AS DATE) AND spine.period = "
+        f"CAST('{p.isoformat()}' AS DATE) THEN {a}"
+        for p in starts
+        for a in ages
+    )
+    return f"CASE {cases} END"
+
+
+def _cohort_kpi_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
+    inner = _cohort_sql(kpi, starts, ctx, range(kpi.age, kpi.age + 1))
+    return (
+        f"SELECT cohort AS period, active AS numerator, customers AS denominator, retention AS value "
+        f"FROM ({inner}) AS cells ORDER BY 1"
+    )
+
+
+# -- what a KPI reads ---------------------------------------------------------------------------
+
+
+def _leaves(kpi: KPI, starts: list[dt.date], grain: Grain, catalog: Catalog, stack: tuple[str, ...]) -> list[Leaf]:
+    first, stop = starts[0], _after(starts[-1], grain)
+    if kpi.kind == "derived":
+        _, inputs = _derived_inputs(kpi, catalog, stack)
+        out: list[Leaf] = []
+        for inp in inputs.values():
+            shifted = sorted({_input_start(p, grain, inp, kpi) for p in starts})
+            inner = period_starts(shifted[0], _after(shifted[-1], grain), grain)
+            out += _leaves(catalog[inp.kpi], inner, grain, catalog, (*stack, kpi.id))
+        return out
+    if kpi.kind == "cumulative":
+        lo = _cumulative_bounds(kpi, first, grain)[0] or dt.date(1900, 1, 1)
+        return [Leaf(kpi, r, m, lo, stop) for r, m in kpi.measures.items()]
+    if kpi.kind in ("cohort", "conversion", "model"):
+        return [Leaf(kpi, r, m, dt.date(1900, 1, 1), dt.date(9999, 1, 1)) for r, m in kpi.measures.items()]
+    return [Leaf(kpi, r, m, first, stop) for r, m in kpi.measures.items()]
 
 
 def currency_check_sql(
@@ -260,6 +661,50 @@ def transpile(sql: str, dialect: str, *, pretty: bool = False, what: str = "quer
 
 
 def _after(start: dt.date, grain: Grain) -> dt.date:
-    from kpihub.kpis.periods import shift
-
     return shift(start, grain, 1)
+
+
+def rfm_sql(
+    kpi: KPI,
+    *,
+    as_of: dt.date,
+    timezone: str = "UTC",
+    unit_days: float = 1.0,
+    fx_currency: str | None = None,
+    schemas: Mapping[str, pa.Schema] | None = None,
+) -> str:
+    """Per customer, from ``kpi``'s money measure up to and including ``as_of`` (DuckDB SQL).
+
+    ``customer, first_purchase, frequency, recency, T, monetary``: purchases are grouped by day;
+    frequency counts repeat purchase days, recency is the time from the first to the last, T from
+    the first to ``as_of``, both in units of ``unit_days`` days; monetary is the mean value of
+    the repeat purchase days (null without repeats).
+    """
+    measure = kpi.measures.get("value")
+    if measure is None or measure.agg != "sum" or not measure.expr:
+        raise KPIError(f"KPI {kpi.id!r}: the model needs a measure that sums purchase values")
+    customer = kpi.options.get("customer", "customer_id")
+    measure_columns(
+        kpi, "value", replace(measure, filter=f"({measure.filter or 'TRUE'}) AND {customer} IS NOT NULL"), schemas
+    )
+    local = _measure_local_time(measure, timezone, schemas)
+    stop = as_of + dt.timedelta(days=1)
+    where = _rows_in(measure, local, dt.date(1900, 1, 1), stop, f"{customer} IS NOT NULL")
+    source = _q(measure.table)
+    value = measure.expr
+    if _converts(measure, fx_currency):
+        assert measure.currency and fx_currency
+        source += " " + _fx_join(measure.currency, local)
+        value = f"({measure.expr}) * {_rate(measure.currency, fx_currency)}"
+    unit = repr(float(unit_days))
+    return (
+        f"WITH days AS (SELECT {customer} AS customer, CAST(DATE_TRUNC('day', {local}) AS DATE) AS day, "
+        f"CAST(SUM({value}) AS DOUBLE) AS value FROM {source} WHERE {where} GROUP BY 1, 2), "
+        "firsts AS (SELECT customer, MIN(day) AS first_day FROM days GROUP BY customer) "
+        "SELECT days.customer AS customer, firsts.first_day AS first_purchase, COUNT(*) - 1 AS frequency, "
+        f"DATE_DIFF('day', firsts.first_day, MAX(days.day)) / {unit} AS recency, "
+        f"DATE_DIFF('day', firsts.first_day, CAST('{as_of.isoformat()}' AS DATE)) / {unit} AS T, "
+        "CASE WHEN COUNT(*) > 1 THEN SUM(CASE WHEN days.day > firsts.first_day THEN days.value END) / (COUNT(*) - 1) "
+        "END AS monetary FROM days JOIN firsts ON firsts.customer = days.customer "
+        "GROUP BY days.customer, firsts.first_day ORDER BY days.customer"
+    )

@@ -11,7 +11,7 @@ import pyarrow as pa
 from kpihub.destinations.base import DestinationSession
 from kpihub.destinations.duckdb import fetch_arrow
 from kpihub.errors import KPIError, MixedCurrencyError
-from kpihub.kpis.compiler import FX_TABLE, compile_kpi, currency_check_sql, missing_fx_sql
+from kpihub.kpis.compiler import FX_TABLE, Catalog, Leaf, compile_kpi, currency_check_sql, leaves, missing_fx_sql
 from kpihub.kpis.periods import Grain, Period
 from kpihub.kpis.spec import KPI
 
@@ -34,20 +34,38 @@ class KPISeries:
 class KPIEngine:
     """Computes KPIs with SQL over the tables of a DuckDB connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, timezone: str = "UTC", currency: str | None = None) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        timezone: str = "UTC",
+        currency: str | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
         self.con = con
         self.timezone = timezone
         #: Reporting currency: with an ``fx_rates_daily`` table, money in other currencies is converted into it.
         self.currency = currency.upper() if currency else None
+        #: KPI id → KPI: resolves the inputs of derived KPIs.
+        self.catalog: Catalog = catalog or {}
         self.con.execute(f"SET TimeZone = '{timezone}'")
 
     @classmethod
     def for_destination(
-        cls, session: DestinationSession, *, timezone: str = "UTC", currency: str | None = None
+        cls,
+        session: DestinationSession,
+        *,
+        timezone: str = "UTC",
+        currency: str | None = None,
+        catalog: Catalog | None = None,
     ) -> KPIEngine:
         con = duckdb.connect()
         session.attach(con)
-        return cls(con, timezone=timezone, currency=currency)
+        return cls(con, timezone=timezone, currency=currency, catalog=catalog)
+
+    def with_catalog(self, catalog: Catalog) -> KPIEngine:
+        """The same engine (same connection) resolving derived KPIs' inputs in ``catalog``."""
+        return KPIEngine(self.con, timezone=self.timezone, currency=self.currency, catalog=catalog)
 
     @property
     def fx(self) -> bool:
@@ -60,23 +78,43 @@ class KPIEngine:
 
     def missing_tables(self, kpi: KPI) -> list[str]:
         present = self.tables()
-        return [t for t in kpi.tables if t not in present]
+        today = dt.date.today()
+        needed = leaves(kpi, grain="month", start=today, end=today + dt.timedelta(days=1), catalog=self.catalog)
+        return list(dict.fromkeys(leaf.measure.table for leaf in needed if leaf.measure.table not in present))
 
     def series(self, kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date) -> KPISeries:
         """``kpi`` for every ``grain`` period overlapping ``[start, end)``."""
-        missing = self.missing_tables(kpi)
+        needed = leaves(kpi, grain=grain, start=start, end=end, catalog=self.catalog)
+        present = self.tables()
+        missing = [leaf.measure.table for leaf in needed if leaf.measure.table not in present]
         if missing:
             raise KPIError(f"KPI {kpi.id!r} needs table {missing[0]!r}, which no sync has written yet")
-        fx = self.fx and any(m.currency for m in kpi.measures.values())
-        currency = self._check_fx(kpi, start, end) if fx else self._currency(kpi, start, end)
+        money = [leaf for leaf in needed if leaf.measure.currency]
+        fx = self.fx and bool(money)
+        currency = self._check_fx(money) if fx else self._currency(kpi, money)
+        if kpi.unit != "currency":
+            currency = None  # checked above, but a rate of money (ROAS, ROI) has no currency
+        if kpi.kind == "model":
+            from kpihub.models import model_series
+
+            return model_series(self, kpi, grain=grain, start=start, end=end, currency=currency)
         sql = compile_kpi(
-            kpi, grain=grain, start=start, end=end, timezone=self.timezone, fx_currency=self.currency if fx else None
+            kpi,
+            grain=grain,
+            start=start,
+            end=end,
+            timezone=self.timezone,
+            fx_currency=self.currency if fx else None,
+            catalog=self.catalog,
         )
+        return KPISeries(kpi, grain, self.query(kpi, sql), currency)
+
+    def query(self, kpi: KPI, sql: str) -> pa.Table:
+        """Run ``kpi``'s SQL; a database error is a one-line KPIError naming the KPI."""
         try:
-            table = fetch_arrow(self.con, sql)
+            return fetch_arrow(self.con, sql)
         except duckdb.Error as exc:
             raise KPIError(f"KPI {kpi.id!r}: query failed: {str(exc).splitlines()[0]}") from None
-        return KPISeries(kpi, grain, table, currency)
 
     def period_value(self, kpi: KPI, period: Period) -> tuple[float | None, float | None, float | None, str | None]:
         """``(value, numerator, denominator, currency)`` of ``kpi`` over one period."""
@@ -84,30 +122,27 @@ class KPIEngine:
         row = s.table.slice(0, 1).to_pylist()[0]
         return row["value"], _num(row["numerator"]), _num(row["denominator"]), s.currency
 
-    def _check_fx(self, kpi: KPI, start: dt.date, end: dt.date) -> str | None:
+    def _check_fx(self, money: list[Leaf]) -> str | None:
         """Every row to convert has a rate for its day, or the KPI refuses (no silent drops)."""
         assert self.currency is not None
-        for measure in kpi.measures.values():
-            if not measure.currency:
-                continue
-            sql = missing_fx_sql(measure, self.currency, start=start, end=end, timezone=self.timezone)
+        for leaf in money:
+            sql = missing_fx_sql(leaf.measure, self.currency, start=leaf.start, end=leaf.end, timezone=self.timezone)
             missing = self.con.execute(sql).fetchall()
             if missing:
                 code, day = missing[0]
                 more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
                 raise MixedCurrencyError(
-                    f"KPI {kpi.id!r}: no FX rate {code}->{self.currency} for {day} in fx_rates_daily{more}"
+                    f"KPI {leaf.kpi.id!r}: no FX rate {code}->{self.currency} for {day} in fx_rates_daily{more}"
                 )
         return self.currency
 
-    def _currency(self, kpi: KPI, start: dt.date, end: dt.date) -> str | None:
+    def _currency(self, kpi: KPI, money: list[Leaf]) -> str | None:
         found: set[str] = set()
-        for measure in kpi.measures.values():
-            if not measure.currency:
-                continue
-            sql = currency_check_sql(measure, start=start, end=end, timezone=self.timezone)
+        for leaf in money:
+            sql = currency_check_sql(leaf.measure, start=leaf.start, end=leaf.end, timezone=self.timezone)
             found.update(r[0] for r in self.con.execute(sql).fetchall() if r[0] is not None)
         if len(found) > 1:
+            start, end = min(leaf.start for leaf in money), max(leaf.end for leaf in money)
             raise MixedCurrencyError(
                 f"KPI {kpi.id!r} would add amounts in {len(found)} currencies ({', '.join(sorted(found))}) "
                 f"between {start} and {end}; configure FX rates (fx_rates_daily) or filter to one currency"

@@ -96,6 +96,7 @@ def build_scorecard(
 ) -> list[ScorecardRow]:
     """One row per target (or per KPI when there are no targets), grouped by funnel stage."""
     today = today or dt.date.today()
+    engine = engine if engine.catalog else engine.with_catalog(kpis)
     default_period = period or Period.containing(today, grain).previous()
     jobs: list[tuple[KPI, Period, Target | None]] = []
     if targets:

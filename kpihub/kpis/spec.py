@@ -1,24 +1,89 @@
 """KPI definitions: a :class:`KPI` made of :class:`Measure` s over canonical tables.
 
-Kinds (after dbt MetricFlow): ``simple`` — one measure; ``ratio`` —
-Σnumerator ÷ Σdenominator at the requested grain, each measure aggregated to
-the grain on its own (so the two may come from different tables/sources)
-before they are joined on the time spine. A zero denominator gives null.
+Kinds (after dbt MetricFlow):
+
+* ``simple`` — one measure;
+* ``ratio`` — Σnumerator ÷ Σdenominator at the requested grain, each measure
+  aggregated to the grain on its own (so the two may come from different
+  tables/sources) before they are joined on the time spine; a zero
+  denominator gives null;
+* ``derived`` — an SQL expression over other KPIs' values, each optionally
+  offset in time (:class:`Input`: the previous period, the same period last
+  year); a division by zero gives null;
+* ``cumulative`` — a simple or ratio KPI over a trailing ``window`` ("3
+  months", "28 days") or from the start of the ``to_date`` period (month-,
+  quarter-, year-to-date) up to the end of each period; with neither, since
+  the beginning of the data;
+* ``conversion`` — of the entities with a ``base`` event in the period, the
+  share with a ``conversion`` event within ``window`` after it;
+* ``cohort`` — retention of customers by acquisition period
+  (:mod:`kpihub.kpis.cohorts`); the KPI's value is the retention at ``age``;
+* ``model`` — a statistical model fitted on the data (:mod:`kpihub.models`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["KPI", "Additivity", "Aggregation", "Direction", "Kind", "Measure", "Unit"]
+from kpihub.kpis.periods import GRAINS, Grain
+
+__all__ = [
+    "KPI",
+    "Additivity",
+    "Aggregation",
+    "Direction",
+    "Input",
+    "Kind",
+    "Measure",
+    "Unit",
+    "Window",
+]
 
 Aggregation = Literal["count", "sum", "count_distinct", "count_before"]
 Additivity = Literal["additive", "distinct", "snapshot"]
-Unit = Literal["count", "ratio", "percent", "currency", "days"]
+OverTime = Literal["sum", "first", "last", "average"]
+Unit = Literal["count", "ratio", "percent", "currency", "days", "hours", "months"]
 Direction = Literal["higher", "lower"]
-Kind = Literal["simple", "ratio"]
+Kind = Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"]
 Stage = Literal["Reach", "Engage", "Act", "Nurture"]
+KINDS: tuple[str, ...] = ("simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A length of time: ``Window(3, "month")``; parsed from ``"3 months"``."""
+
+    n: int
+    unit: Grain
+
+    @classmethod
+    def parse(cls, text: str | Window) -> Window:
+        if isinstance(text, Window):
+            return text
+        m = re.fullmatch(r"\s*(\d+)\s*(day|week|month|quarter|year)s?\s*", str(text).lower())
+        if not m or int(m[1]) < 1:
+            raise ValueError(f"{text!r} is not a window (use e.g. '28 days', '3 months', '1 year')")
+        return cls(int(m[1]), m[2])  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f"{self.n} {self.unit}{'s' if self.n != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Input:
+    """Another KPI used by a ``derived`` KPI, optionally offset in time.
+
+    ``offset`` counts periods of the requested grain (``-1``: the previous
+    period) or, with ``unit``, calendar units (``offset=-1, unit="year"``: the
+    same period last year, at any grain).
+    """
+
+    kpi: str
+    offset: int = 0
+    unit: Grain | None = None
 
 
 @dataclass(frozen=True)
@@ -44,11 +109,17 @@ class Measure:
     currency: str | None = None
     #: The coarsest grain at which summing rows is meaningful (daily user counts: ``day``).
     max_grain: str | None = None
+    #: ``count_before`` only: a column that takes rows out of the stock once it is before the
+    #: period start (``ended_at``: subscriptions active at the start of each period).
+    until: str | None = None
+    #: How a snapshot adds up over time: daily totals are taken and the period's value is the
+    #: ``first``, ``last`` or ``average`` day (followers, MRR); ``sum`` (default) adds rows up.
+    over_time: OverTime = "sum"
 
     @property
     def additivity(self) -> Additivity:
-        """How the measure adds up over time: counts and sums add, distinct counts do not."""
-        if self.max_grain is not None or self.agg == "count_before":
+        """How the measure adds up over time: counts and sums add, distinct counts and snapshots do not."""
+        if self.max_grain is not None or self.agg == "count_before" or self.over_time != "sum":
             return "snapshot"
         return "distinct" if self.agg == "count_distinct" else "additive"
 
@@ -60,8 +131,16 @@ class KPI:
     :param id: unique id (``win_rate``); the name used in targets and the CLI.
     :param unit: ``count``, ``ratio``, ``percent`` (a ratio shown ×100), ``currency``, ``days``.
     :param direction: ``higher`` or ``lower`` is better.
-    :param kind: ``simple`` (``measure``) or ``ratio`` (``numerator`` / ``denominator``).
+    :param kind: see the module docstring; ``simple`` and ``cumulative`` use ``measure`` (or, for
+        a cumulative ratio, ``numerator``/``denominator``), ``ratio`` uses ``numerator`` /
+        ``denominator``, ``derived`` uses ``expr`` over ``inputs`` (alias → :class:`Input`; a
+        bare KPI id in ``expr`` is an input without offset), ``conversion`` uses ``base`` and
+        ``conversion`` measures (``expr`` = the entity key) and ``window``, ``cohort`` uses
+        ``measure`` (``expr`` = the customer key) and ``age``, ``model`` names a ``model`` with
+        its ``options``.
     :param stage: funnel stage (Reach, Engage, Act, Nurture) for grouping.
+    :param filter: SQL condition applied to every measure (all of them must have its columns).
+    :param reference: where the definition comes from (a guide, a standard, a paper).
     """
 
     id: str
@@ -75,20 +154,62 @@ class KPI:
     denominator: Measure | None = None
     stage: Stage | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    filter: str | None = None
+    expr: str | None = None
+    inputs: Mapping[str, Input] = field(default_factory=dict)
+    window: Window | str | None = None
+    to_date: Grain | None = None
+    base: Measure | None = None
+    conversion: Measure | None = None
+    age: int = 1
+    model: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    reference: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind == "simple" and self.measure is None:
-            raise ValueError(f"KPI {self.id!r}: a simple KPI needs a measure")
-        if self.kind == "ratio" and (self.numerator is None or self.denominator is None):
-            raise ValueError(f"KPI {self.id!r}: a ratio KPI needs a numerator and a denominator")
+        def need(ok: object, what: str) -> None:
+            if not ok:
+                raise ValueError(f"KPI {self.id!r}: a {self.kind} KPI needs {what}")
+
+        if self.kind not in KINDS:
+            raise ValueError(f"KPI {self.id!r}: unknown kind {self.kind!r} (choose from {', '.join(KINDS)})")
+        if self.window is not None:
+            object.__setattr__(self, "window", Window.parse(self.window))
+        if self.to_date is not None and self.to_date not in GRAINS:
+            raise ValueError(f"KPI {self.id!r}: to_date {self.to_date!r} is not a grain ({', '.join(GRAINS)})")
+        if self.kind in ("simple", "cohort"):
+            need(self.measure, "a measure")
+        elif self.kind == "ratio":
+            need(self.numerator and self.denominator, "a numerator and a denominator")
+        elif self.kind == "derived":
+            need(self.expr, "an expr over other KPIs")
+        elif self.kind == "cumulative":
+            need(self.measure or (self.numerator and self.denominator), "a measure (or a numerator and denominator)")
+            if self.window is not None and self.to_date is not None:
+                raise ValueError(f"KPI {self.id!r}: give a cumulative KPI a window or to_date, not both")
+        elif self.kind == "conversion":
+            need(self.base and self.conversion and self.window, "base and conversion measures and a window")
+        elif self.kind == "model":
+            need(self.model, "a model name")
+        if self.kind == "cohort" and self.age < 0:
+            raise ValueError(f"KPI {self.id!r}: cohort age must be 0 or more")
+        inputs = {k: (v if isinstance(v, Input) else Input(**v)) for k, v in dict(self.inputs).items()}
+        object.__setattr__(self, "inputs", inputs)
 
     @property
     def measures(self) -> dict[str, Measure]:
-        if self.kind == "simple":
-            assert self.measure is not None
-            return {"value": self.measure}
-        assert self.numerator is not None and self.denominator is not None
-        return {"numerator": self.numerator, "denominator": self.denominator}
+        """This KPI's own measures by role (none for ``derived`` and ``model``: see their inputs)."""
+        roles = {
+            "value": self.measure,
+            "numerator": self.numerator,
+            "denominator": self.denominator,
+            "base": self.base,
+            "conversion": self.conversion,
+        }
+        out = {role: m for role, m in roles.items() if m is not None}
+        if self.filter:
+            out = {role: _with_filter(m, self.filter) for role, m in out.items()}
+        return out
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -98,3 +219,31 @@ class KPI:
     def additive(self) -> bool:
         """True when the value over a period is the sum of its sub-periods (counts, sums)."""
         return self.kind == "simple" and self.measures["value"].additivity == "additive"
+
+    @property
+    def additivity(self) -> str:
+        """How the KPI's value over a period relates to its sub-periods' (shown in the catalogue)."""
+        if self.kind == "simple":
+            return self.measures["value"].additivity
+        if self.kind in ("ratio", "conversion"):
+            return "ratio of additive parts (re-aggregated, never averaged)"
+        if self.kind == "cumulative":
+            window = (
+                f"trailing {self.window}" if self.window else f"{self.to_date}-to-date" if self.to_date else "all time"
+            )
+            return f"cumulative ({window})"
+        if self.kind == "derived":
+            return "derived (computed from its inputs per period)"
+        if self.kind == "cohort":
+            return f"cohort retention at age {self.age}"
+        return f"model ({self.model}), refitted per period"
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def _with_filter(measure: Measure, condition: str) -> Measure:
+    from dataclasses import replace
+
+    both = f"({measure.filter}) AND ({condition})" if measure.filter else condition
+    return replace(measure, filter=both)

@@ -1,4 +1,4 @@
-"""Files as a source: the canonical tables no API covers (surveys, costs, FX rates, targets).
+"""Files as a source: the canonical tables no API covers (surveys, costs, tickets, FX rates …).
 
 Each configured file is a full snapshot of its table and replaces the
 source's rows on every sync. Columns are matched by name to the canonical
@@ -23,7 +23,15 @@ from kpihub.model import canonical_table
 from kpihub.normalize import coerce_array
 
 #: Tables a file may feed.
-TABLES = ("survey_responses", "costs", "fx_rates_daily", "kpi_targets")
+TABLES = (
+    "survey_responses",
+    "costs",
+    "support_tickets",
+    "social_daily",
+    "page_performance_daily",
+    "fx_rates_daily",
+    "kpi_targets",
+)
 BATCH_ROWS = 50_000
 
 
@@ -33,6 +41,9 @@ class FilesSettings(SourceSettings):
     base_url: str = Field(default="file://", description="unused: files are read from disk")
     survey_responses: str | None = None
     costs: str | None = None
+    support_tickets: str | None = None
+    social_daily: str | None = None
+    page_performance_daily: str | None = None
     fx_rates_daily: str | None = None
     kpi_targets: str | None = None
 

@@ -1,0 +1,87 @@
+"""Built-in customer service and social media KPIs over ``support_tickets`` and ``social_daily`` (files)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kpihub.hookspecs import hookimpl
+from kpihub.kpis.spec import KPI, Measure
+
+T = "support_tickets"
+GUIDES = "Nordic KPI guides"
+
+SERVICE_KPIS = (
+    KPI(
+        id="tickets",
+        title="Support tickets",
+        description="Tickets opened in the period.",
+        unit="count",
+        direction="lower",
+        kind="simple",
+        measure=Measure(T, "count", "created_at"),
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="first_contact_resolution",
+        title="First-contact resolution (FCR)",
+        description="Tickets resolved with at most one agent reply and never reopened ÷ tickets resolved, "
+        "by resolution date.",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=Measure(T, "count", "resolved_at", filter="agent_replies <= 1 AND COALESCE(reopens, 0) = 0"),
+        denominator=Measure(T, "count", "resolved_at"),
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="first_response_hours",
+        title="Average first response time",
+        description="Σ hours from a ticket's creation to the first agent reply ÷ tickets answered, "
+        "by creation date; unanswered tickets wait outside the average.",
+        unit="hours",
+        direction="lower",
+        kind="ratio",
+        numerator=Measure(
+            T,
+            "sum",
+            "created_at",
+            expr="DATE_DIFF('second', created_at, first_response_at) / 3600.0",
+            filter="first_response_at IS NOT NULL",
+        ),
+        denominator=Measure(T, "count", "created_at", filter="first_response_at IS NOT NULL"),
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="social_engagement_rate",
+        title="Social engagement rate",
+        description="Σ engagements (reactions, comments, shares, saves, clicks) ÷ Σ impressions on organic "
+        "social media.",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=Measure("social_daily", "sum", "date", expr="engagements"),
+        denominator=Measure("social_daily", "sum", "date", expr="impressions"),
+        stage="Engage",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="social_followers",
+        title="Social followers",
+        description="Followers on the period's last day (a snapshot: never summed over days).",
+        unit="count",
+        direction="higher",
+        kind="simple",
+        measure=Measure("social_daily", "sum", "date", expr="followers", over_time="last"),
+        stage="Reach",
+        reference=GUIDES,
+    ),
+)
+
+
+@hookimpl
+def kpihub_register_kpis(register: Callable[[KPI], None]) -> None:
+    for kpi in SERVICE_KPIS:
+        register(kpi)
