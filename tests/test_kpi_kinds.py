@@ -275,3 +275,20 @@ def test_cohort_matrix_sql_parses_in_each_dialect(dialect):
         CATALOG["customer_retention_m1"], grain="month", start=JAN, end=APR, ages=range(4), dialect=dialect
     )
     sqlglot.parse_one(sql, read=dialect)
+
+
+def test_scorecard_trend_vs_previous_period_and_same_period_last_year(engine):
+    from kpihub.kpis.periods import Period
+    from kpihub.kpis.scorecard import build_scorecard, scorecard_table
+
+    rows = build_scorecard(
+        engine, CATALOG, period=Period.parse("2024-02"), only=["sales", "churn_rate"], today=dt.date(2024, 6, 1)
+    )
+    by = {r.kpi: r for r in rows}
+    assert (by["sales"].actual, by["sales"].previous, by["sales"].last_year) == (210, 450, 0)
+    assert by["sales"].change == pytest.approx((210 - 450) / 450)
+    assert by["sales"].change_yoy is None  # February 2023 sold nothing: no relative change from 0
+    jan = build_scorecard(engine, CATALOG, period=Period.parse("2024-01"), only=["sales"], today=dt.date(2024, 6, 1))
+    assert jan[0].last_year == 100 and jan[0].change_yoy == pytest.approx(3.5)  # (450 − 100) / 100
+    assert scorecard_table(jan).column("change_yoy").to_pylist() == [pytest.approx(3.5)]
+    assert by["churn_rate"].last_year is None  # no subscriptions were active in February 2023

@@ -277,6 +277,7 @@ def test_ad_kpis_by_hand():
     assert monthly("cpc", e) == [2.0, None, None]  # 160 / 80
     assert monthly("cpm", e) == [40.0, None, None]  # 160 × 1000 / 4000
     assert monthly("cpa", e) == [26.6667, None, None]  # 160 / 6
+    assert monthly("ad_conversion_rate", e) == [0.075, None, None]  # 6 / 80 clicks
     assert monthly("roas", e) == [3.6875, None, None]  # 590 / 160
     assert monthly("ad_conversion_value", e) == [590.0, 0.0, 0.0]
 

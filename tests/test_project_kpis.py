@@ -77,7 +77,11 @@ def test_project_kpis_compute_like_built_ins(tmp_path):
             GOOD.replace('title = "Big deals won"', 'titel = "Big deals won"'),
             "[kpis.big_deals_won] 'title' is required",
         ),
-        (GOOD.replace('kind = "simple"', 'kind = "cumulative"'), "[kpis.big_deals_won] 'kind' Input should be"),
+        (GOOD.replace('kind = "simple"', 'kind = "average"'), "[kpis.big_deals_won] 'kind' Input should be"),
+        (
+            GOOD.replace('kind = "simple"', 'kind = "cumulative"\nwindow = "3 fortnights"'),
+            "[kpis.big_deals_won]: '3 fortnights' is not a window",
+        ),
         (
             GOOD.replace('filter = "is_won AND amount >= 1000"', 'filter = "is_won AND (amount >= "'),
             "[kpis.big_deals_won]: KPI 'big_deals_won': value filter 'is_won AND (amount >= ' is not valid SQL",
@@ -114,4 +118,97 @@ def test_cli_lists_and_compiles_project_kpis(tmp_path, monkeypatch):
     assert bad.exit_code == 1 and "Traceback" not in bad.output
     assert bad.output.strip().startswith(
         "Error: kpihub.toml: [kpis.big_deals_won]: KPI 'big_deals_won': value time column"
+    )
+
+
+DERIVED = """
+[kpis.big_deal_share]
+title = "Share of won deals that are big"
+unit = "percent"
+direction = "higher"
+kind = "derived"
+expr = "big_deals_won / won"
+inputs = { won = { kpi = "won_deals" } }
+
+[kpis.won_deals]
+title = "Won deals"
+unit = "count"
+direction = "higher"
+kind = "simple"
+measure = { table = "crm_deals", agg = "count", time = "closed_at", filter = "is_won" }
+
+[kpis.won_deals_vs_last_month]
+title = "Won deals vs the month before"
+unit = "count"
+direction = "higher"
+kind = "derived"
+expr = "won_deals - before"
+inputs = { before = { kpi = "won_deals", offset = -1 } }
+
+[kpis.won_deals_ytd]
+title = "Won deals year to date"
+unit = "count"
+direction = "higher"
+kind = "cumulative"
+to_date = "year"
+measure = { table = "crm_deals", agg = "count", time = "closed_at", filter = "is_won" }
+"""
+
+
+def test_derived_and_cumulative_project_kpis_end_to_end(tmp_path):
+    kpis = {k.id: k for k in CRM_KPIS}
+    register_project_kpis(kpis, project(tmp_path, GOOD + DERIVED))
+    e = engine().with_catalog(kpis)
+
+    def q1(kpi_id):
+        return e.series(kpis[kpi_id], grain="month", start=JAN, end=dt.date(2024, 4, 1)).values()
+
+    # Won: d1 (1000) 31 Jan; d3 (3000) and d5 (no amount) in February. Big (≥ 1000): d1, d3.
+    assert q1("big_deal_share") == {JAN: 1.0, FEB: 0.5, MAR: None}  # March: 0 / 0
+    assert q1("won_deals_vs_last_month") == {JAN: 1.0, FEB: 1.0, MAR: -2.0}
+    assert q1("won_deals_ytd") == {JAN: 1.0, FEB: 3.0, MAR: 3.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            DERIVED.replace('expr = "big_deals_won / won"', 'expr = "big_deals_won / wonn"'),
+            "kpihub.toml: [kpis.big_deal_share]: KPI 'big_deal_share': expression uses unknown KPI 'wonn'",
+        ),
+        (
+            DERIVED.replace('kpi = "won_deals", offset = -1', 'kpi = "won_dealz", offset = -1'),
+            "[kpis.won_deals_vs_last_month]: KPI 'won_deals_vs_last_month': input 'before' refers to unknown KPI "
+            "'won_dealz'",
+        ),
+        (
+            DERIVED.replace('kpi = "won_deals" }', 'kpi = "loop" }')
+            + '[kpis.loop]\ntitle = "x"\nunit = "count"\ndirection = "higher"\nkind = "derived"\n'
+            'expr = "big_deal_share * 2"\n',
+            "derived KPIs refer to each other in a cycle (big_deal_share -> loop -> big_deal_share)",
+        ),
+        (
+            DERIVED.replace(
+                'inputs = { won = { kpi = "won_deals" } }', 'inputs = { won = { kpi = "won_deals", lag = 1 } }'
+            ),
+            "[kpis.big_deal_share] 'inputs.won.lag' is not a known field",
+        ),
+    ],
+)
+def test_wrong_derived_definitions_are_one_line_errors(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        register_project_kpis({k.id: k for k in CRM_KPIS}, project(tmp_path, GOOD + text))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_reports_a_cycle_in_one_line(tmp_path, monkeypatch):
+    reset_registry(None)
+    cyclic = DERIVED.replace('kpi = "won_deals" }', 'kpi = "big_deal_share" }')
+    project(tmp_path, GOOD + cyclic)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["kpis", "--list"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == (
+        "Error: kpihub.toml: [kpis.big_deal_share]: KPI 'big_deal_share': derived KPIs refer to each other in a "
+        "cycle (big_deal_share -> big_deal_share)"
     )

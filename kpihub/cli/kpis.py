@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import sys
 from pathlib import Path
 
 import click
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from rich.console import Console
 from rich.table import Table
 
 from kpihub.cli._context import project, registry
 from kpihub.config import Project
 from kpihub.errors import ConfigError
-from kpihub.kpis.compiler import DIALECTS, compile_kpi
+from kpihub.kpis.catalog import catalog_markdown, catalog_rows
+from kpihub.kpis.compiler import DIALECTS, compile_kpi, rfm_sql, transpile
 from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.periods import GRAINS, Period
 from kpihub.kpis.project import register_project_kpis
-from kpihub.kpis.scorecard import STAGE_ORDER, ScorecardRow, build_scorecard
+from kpihub.kpis.scorecard import ScorecardRow, build_scorecard
 from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
 from kpihub.report.scorecard import FORMATS, render_scorecard, write_scorecard
@@ -57,7 +63,14 @@ def compute_scorecard(
 @click.option("--period", help="Period to score: 2026, 2026-Q2, 2026-06, 2026-W23 (default: last full --grain).")
 @click.option("--grain", type=click.Choice(GRAINS), default="month", show_default=True)
 @click.option("--kpi", "only", multiple=True, help="Only this KPI (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice((*FORMATS, "markdown")),
+    default="table",
+    show_default=True,
+    help="Scorecard: table, json, csv, parquet. --list: table, json, csv, markdown.",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 @click.option("--as-of", "as_of", help="Judge the period as of this date (YYYY-MM-DD; default today).")
 @click.option("--list", "list_only", is_flag=True, help="List the KPI catalogue by funnel stage.")
@@ -90,25 +103,30 @@ def command(
         raise ConfigError(str(exc)) from None
     console = ctx.obj["console"]
     if list_only:
-        table = Table(header_style="bold")
-        for col in ("Stage", "KPI", "Title", "Unit", "Better", "Kind", "Tables"):
-            table.add_column(col)
-        for kpi in sorted(reg.kpis.values(), key=lambda k: (STAGE_ORDER.get(k.stage, 4), k.id)):
-            table.add_row(kpi.stage or "", kpi.id, kpi.title, kpi.unit, kpi.direction, kpi.kind, ", ".join(kpi.tables))
-        console.print(table)
+        _list_catalog(reg, console, fmt)
         return
     if show_sql:
         p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
         for kpi_id in only or sorted(reg.kpis):
-            sql = compile_kpi(
-                reg.kpi(kpi_id),
-                grain=p.grain,
-                start=p.previous().start,
-                end=p.end,
-                timezone=proj.settings.timezone,
-                dialect=dialect,
-                pretty=True,
-            )
+            kpi = reg.kpi(kpi_id)
+            if kpi.kind == "model":
+                # The model is fitted in Python on this per-customer summary.
+                sql = transpile(
+                    rfm_sql(kpi, as_of=p.end - dt.timedelta(days=1), timezone=proj.settings.timezone),
+                    dialect,
+                    pretty=True,
+                )
+            else:
+                sql = compile_kpi(
+                    kpi,
+                    grain=p.grain,
+                    start=p.previous().start,
+                    end=p.end,
+                    timezone=proj.settings.timezone,
+                    dialect=dialect,
+                    pretty=True,
+                    catalog=reg.kpis,
+                )
             click.echo(f"-- {kpi_id} ({dialect})\n{sql};\n")
         return
     rows = compute_scorecard(
@@ -118,3 +136,29 @@ def command(
         render_scorecard(rows, console)
     else:
         write_scorecard(rows, fmt, output, sys.stdout)
+
+
+def _list_catalog(reg: Registry, console: Console, fmt: str) -> None:
+    """The catalogue grouped by funnel stage (Reach, Engage, Act, Nurture, then unstaged)."""
+    rows = catalog_rows(reg.kpis.values())
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        buf = io.BytesIO()
+        pacsv.write_csv(pa.Table.from_pylist(rows), buf)
+        click.echo(buf.getvalue().decode(), nl=False)
+    elif fmt == "markdown":
+        click.echo(catalog_markdown(reg.kpis.values()), nl=False)
+    elif fmt == "table":
+        table = Table(header_style="bold")
+        for col in ("KPI", "Title", "Unit", "Better", "Kind", "Computed from"):
+            table.add_column(col)
+        for i, row in enumerate(rows):
+            if i == 0 or row["stage"] != rows[i - 1]["stage"]:
+                if i:
+                    table.add_section()
+                table.add_row(f"[bold]{row['stage'] or 'Other'}[/]", "", "", "", "", "")
+            table.add_row(row["kpi"], row["title"], row["unit"], row["direction"], row["kind"], row["computed_from"])
+        console.print(table)
+    else:
+        raise ConfigError(f"--list writes table, json, csv or markdown, not {fmt}")

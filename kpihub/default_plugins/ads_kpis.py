@@ -29,6 +29,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("spend", True),
         stage="Reach",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="impressions",
@@ -39,6 +40,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("impressions"),
         stage="Reach",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="clicks",
@@ -49,6 +51,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("clicks"),
         stage="Reach",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="ctr",
@@ -60,6 +63,7 @@ ADS_KPIS = (
         numerator=_sum("clicks"),
         denominator=_sum("impressions"),
         stage="Reach",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="cpc",
@@ -71,6 +75,7 @@ ADS_KPIS = (
         numerator=_sum("spend", True),
         denominator=_sum("clicks"),
         stage="Reach",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="cpm",
@@ -82,6 +87,7 @@ ADS_KPIS = (
         numerator=_sum("spend * 1000", True),
         denominator=_sum("impressions"),
         stage="Reach",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="ad_conversions",
@@ -92,6 +98,19 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("conversions"),
         stage="Act",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+    ),
+    KPI(
+        id="ad_conversion_rate",
+        title="Ad conversion rate",
+        description="Σ platform-reported conversions ÷ Σ clicks.",
+        unit="percent",
+        direction="higher",
+        kind="ratio",
+        numerator=_sum("conversions"),
+        denominator=_sum("clicks"),
+        stage="Act",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="cpa",
@@ -103,6 +122,7 @@ ADS_KPIS = (
         numerator=_sum("spend", True),
         denominator=_sum("conversions"),
         stage="Act",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="ad_conversion_value",
@@ -113,6 +133,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("conversion_value", True),
         stage="Act",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="roas",
@@ -124,6 +145,7 @@ ADS_KPIS = (
         numerator=_sum("conversion_value", True),
         denominator=_sum("spend", True),
         stage="Act",
+        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
 )
 

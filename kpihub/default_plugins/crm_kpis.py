@@ -27,6 +27,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_lead_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="mqls",
@@ -37,6 +38,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_mql_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="sqls",
@@ -47,6 +49,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_sql_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="new_customers",
@@ -57,6 +60,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_customer_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="customer_growth",
@@ -68,6 +72,7 @@ CRM_KPIS = (
         numerator=_count("crm_contacts", "became_customer_at"),
         denominator=Measure("crm_contacts", "count_before", "became_customer_at"),
         stage="Nurture",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="mql_to_sql_rate",
@@ -80,6 +85,7 @@ CRM_KPIS = (
         numerator=_count("crm_contacts", "became_mql_at", "became_sql_at IS NOT NULL"),
         denominator=_count("crm_contacts", "became_mql_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="lead_to_customer_rate",
@@ -92,6 +98,7 @@ CRM_KPIS = (
         numerator=_count("crm_contacts", "became_lead_at", "became_customer_at IS NOT NULL"),
         denominator=_count("crm_contacts", "became_lead_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="win_rate",
@@ -103,6 +110,7 @@ CRM_KPIS = (
         numerator=_count("crm_deals", "closed_at", "is_won"),
         denominator=_count("crm_deals", "closed_at", "is_closed"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="avg_deal_size",
@@ -114,6 +122,7 @@ CRM_KPIS = (
         numerator=Measure("crm_deals", "sum", "closed_at", expr="amount", filter="is_won", currency="currency"),
         denominator=_count("crm_deals", "closed_at", "is_won AND amount IS NOT NULL"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="sales_cycle_days",
@@ -127,6 +136,7 @@ CRM_KPIS = (
         ),
         denominator=_count("crm_deals", "closed_at", "is_won"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="won_revenue",
@@ -137,6 +147,7 @@ CRM_KPIS = (
         kind="simple",
         measure=Measure("crm_deals", "sum", "closed_at", expr="amount", filter="is_won", currency="currency"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="lead_conversion_90d",
@@ -150,6 +161,7 @@ CRM_KPIS = (
         conversion=Measure("crm_contacts", "count_distinct", "became_customer_at", expr="contact_id"),
         window="90 days",
         stage="Act",
+        reference="Nordic KPI guides",
     ),
 )
 

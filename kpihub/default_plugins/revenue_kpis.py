@@ -27,6 +27,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="orders",
@@ -37,6 +38,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("orders", "count", "ordered_at", filter=PAID_CHARGE),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="aov",
@@ -48,6 +50,7 @@ REVENUE_KPIS = (
         numerator=Measure("orders", "sum", "ordered_at", expr="gross_amount", filter=PAID_CHARGE, currency="currency"),
         denominator=Measure("orders", "count", "ordered_at", filter=PAID_CHARGE),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="paying_customers",
@@ -58,6 +61,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("orders", "count_distinct", "ordered_at", expr="customer_id", filter=PAID_CHARGE),
         stage="Nurture",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="arpu",
@@ -69,6 +73,7 @@ REVENUE_KPIS = (
         numerator=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
         denominator=Measure("orders", "count_distinct", "ordered_at", expr="customer_id", filter=PAID_CHARGE),
         stage="Nurture",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="cac",
@@ -88,6 +93,7 @@ REVENUE_KPIS = (
         ),
         denominator=Measure("crm_contacts", "count", "became_customer_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="refund_rate",
@@ -99,6 +105,7 @@ REVENUE_KPIS = (
         numerator=Measure("orders", "sum", "ordered_at", expr="refunded_amount", currency="currency"),
         denominator=Measure("orders", "sum", "ordered_at", expr="gross_amount", currency="currency"),
         stage="Nurture",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="new_subscriptions",
@@ -109,6 +116,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("subscriptions", "count", "started_at"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="churned_subscriptions",
@@ -119,6 +127,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("subscriptions", "count", "ended_at"),
         stage="Nurture",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="total_costs",
@@ -128,6 +137,7 @@ REVENUE_KPIS = (
         direction="lower",
         kind="simple",
         measure=Measure("costs", "sum", "period_start", expr="amount", currency="currency"),
+        stage="Act",
         reference=GUIDES,
     ),
     KPI(

@@ -31,6 +31,7 @@ SURVEY_KPIS = (
         ),
         denominator=Measure(S, "count", "responded_at", filter="item = 'nps'"),
         stage="Nurture",
+        reference="Reichheld (2003), 'The One Number You Need to Grow', Harvard Business Review",
     ),
     KPI(
         id="csat",
@@ -42,6 +43,7 @@ SURVEY_KPIS = (
         numerator=Measure(S, "count", "responded_at", filter="item = 'csat' AND score >= scale_max - 1"),
         denominator=Measure(S, "count", "responded_at", filter="item = 'csat'"),
         stage="Nurture",
+        reference="Nordic KPI guides; top-two-box CSAT",
     ),
     KPI(
         id="nki",
@@ -59,6 +61,7 @@ SURVEY_KPIS = (
         ),
         denominator=Measure(S, "count", "responded_at", filter="item = 'nki'"),
         stage="Nurture",
+        reference="Nordic KPI guides; NKI/CSI: mean score rescaled to 0–100",
     ),
 )
 

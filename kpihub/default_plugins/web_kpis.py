@@ -29,6 +29,7 @@ WEB_KPIS = (
         kind="simple",
         measure=_sum("sessions"),
         stage="Reach",
+        reference="Nordic KPI guides; GA4 Data API metric definitions",
     ),
     KPI(
         id="users",
@@ -39,6 +40,7 @@ WEB_KPIS = (
         kind="simple",
         measure=Measure(W, "sum", "date", expr="users", max_grain="day"),
         stage="Reach",
+        reference="Nordic KPI guides; GA4 Data API metric definitions",
     ),
     KPI(
         id="new_users",
@@ -49,6 +51,7 @@ WEB_KPIS = (
         kind="simple",
         measure=_sum("new_users"),
         stage="Reach",
+        reference="Nordic KPI guides; GA4 Data API metric definitions",
     ),
     KPI(
         id="page_views",
@@ -59,6 +62,7 @@ WEB_KPIS = (
         kind="simple",
         measure=_sum("page_views"),
         stage="Engage",
+        reference="Nordic KPI guides; GA4 Data API metric definitions",
     ),
     KPI(
         id="engagement_rate",
@@ -70,6 +74,7 @@ WEB_KPIS = (
         numerator=_sum("engaged_sessions"),
         denominator=_sum("sessions"),
         stage="Engage",
+        reference="Nordic KPI guides; GA4 Data API metric definitions",
     ),
     KPI(
         id="bounce_rate",
@@ -81,6 +86,7 @@ WEB_KPIS = (
         numerator=_sum("sessions - engaged_sessions"),
         denominator=_sum("sessions"),
         stage="Engage",
+        reference="Nordic KPI guides; GA4 Data API metric definitions",
     ),
     KPI(
         id="web_conversion_rate",
@@ -92,6 +98,7 @@ WEB_KPIS = (
         numerator=_sum("key_events"),
         denominator=_sum("sessions"),
         stage="Act",
+        reference="Nordic KPI guides; GA4 Data API metric definitions",
     ),
     KPI(
         id="traffic_to_lead",
@@ -103,17 +110,19 @@ WEB_KPIS = (
         numerator=Measure("crm_contacts", "count", "became_lead_at"),
         denominator=_sum("sessions"),
         stage="Act",
+        reference="Nordic KPI guides",
     ),
     KPI(
         id="avg_page_load_seconds",
         title="Average page load time",
         description="Σ load time ÷ Σ page loads (page_performance_daily), in seconds.",
-        unit="ratio",
+        unit="seconds",
         direction="lower",
         kind="ratio",
         numerator=Measure("page_performance_daily", "sum", "date", expr="load_time_ms_total / 1000.0"),
         denominator=Measure("page_performance_daily", "sum", "date", expr="page_loads"),
         stage="Engage",
+        reference="Nordic KPI guides (page load time)",
     ),
 )
 

@@ -9,8 +9,26 @@
     numerator = { table = "crm_deals", agg = "count", time = "closed_at", filter = "is_won AND amount >= 50000" }
     denominator = { table = "crm_deals", agg = "count", time = "closed_at", filter = "is_closed AND amount >= 50000" }
 
+    [kpis.gross_margin]                  # derived: an expression over other KPIs
+    title = "Gross margin"
+    unit = "percent"
+    direction = "higher"
+    kind = "derived"
+    expr = "(sales - cogs) / sales"
+    inputs = { cogs = { kpi = "total_costs" } }
+
+    [kpis.sales_vs_last_year]            # an input offset in time
+    kind = "derived"
+    expr = "sales / sales_ly"
+    inputs = { sales_ly = { kpi = "sales", offset = -1, unit = "year" } }
+
+Every kind of :mod:`kpihub.kpis.spec` can be declared (``cumulative`` with
+``window = "3 months"`` or ``to_date = "year"``; ``conversion`` with ``base``,
+``conversion`` and ``window``; ``cohort`` with ``age``).
+
 A wrong definition (unknown field, table or column, SQL that does not parse,
-an id a plugin already uses) is a one-line error naming the KPI.
+an unknown KPI in a derived expression, derived KPIs that refer to each other
+in a cycle, an id a plugin already uses) is a one-line error naming the KPI.
 """
 
 from __future__ import annotations
@@ -23,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kpihub.config import Project
 from kpihub.errors import ConfigError, KPIError
-from kpihub.kpis.compiler import compile_kpi
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.compiler import compile_kpi, rfm_sql
+from kpihub.kpis.spec import KINDS, KPI, Input, Measure
 
 __all__ = ["project_kpis", "register_project_kpis"]
 
@@ -37,23 +55,47 @@ class _MeasureModel(BaseModel):
     expr: str | None = None
     filter: str | None = None
     currency: str | None = None
+    max_grain: Literal["day", "week", "month", "quarter", "year"] | None = None
+    until: str | None = None
+    over_time: Literal["sum", "first", "last", "average"] = "sum"
+
+
+class _InputModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kpi: str
+    offset: int = 0
+    unit: Literal["day", "week", "month", "quarter", "year"] | None = None
 
 
 class _KPIModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str
     description: str = ""
-    unit: Literal["count", "ratio", "percent", "currency", "days"]
+    unit: Literal["count", "ratio", "percent", "currency", "days", "hours", "months", "seconds"]
     direction: Literal["higher", "lower"]
-    kind: Literal["simple", "ratio"]
+    kind: Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"]
     stage: Literal["Reach", "Engage", "Act", "Nurture"] | None = None
+    reference: str = ""
+    filter: str | None = None
     measure: _MeasureModel | None = None
     numerator: _MeasureModel | None = None
     denominator: _MeasureModel | None = None
+    expr: str | None = None
+    inputs: dict[str, _InputModel] = {}
+    window: str | None = None
+    to_date: Literal["day", "week", "month", "quarter", "year"] | None = None
+    base: _MeasureModel | None = None
+    conversion: _MeasureModel | None = None
+    age: int = 1
+    model: str | None = None
+    options: dict[str, Any] = {}
+
+
+assert set(KINDS) == set(_KPIModel.model_fields["kind"].annotation.__args__)  # type: ignore[union-attr]
 
 
 def _measure(m: _MeasureModel | None) -> Measure | None:
-    return None if m is None else Measure(m.table, m.agg, m.time, m.expr, m.filter, m.currency)
+    return None if m is None else Measure(**m.model_dump())
 
 
 def project_kpis(project: Project) -> list[KPI]:
@@ -88,18 +130,49 @@ def project_kpis(project: Project) -> list[KPI]:
                 measure=_measure(model.measure),
                 numerator=_measure(model.numerator),
                 denominator=_measure(model.denominator),
+                base=_measure(model.base),
+                conversion=_measure(model.conversion),
+                filter=model.filter,
+                expr=model.expr,
+                inputs={alias: Input(**i.model_dump()) for alias, i in model.inputs.items()},
+                window=model.window,
+                to_date=model.to_date,
+                age=model.age,
+                model=model.model,
+                options=model.options,
+                reference=model.reference,
                 tags=("project",),
             )
-            compile_kpi(kpi, grain="month", start=dt.date(2024, 1, 1), end=dt.date(2024, 2, 1))
+            if kpi.kind != "derived":  # derived KPIs are checked once every KPI is known
+                _test_compile(kpi, {})
         except (ValueError, KPIError) as exc:
             raise ConfigError(f"{where}: [kpis.{kpi_id}]: {exc}") from None
         out.append(kpi)
     return out
 
 
+def _test_compile(kpi: KPI, catalog: Mapping[str, KPI]) -> None:
+    if kpi.kind == "model":
+        rfm_sql(kpi, as_of=dt.date(2024, 1, 31))
+    else:
+        compile_kpi(kpi, grain="day", start=dt.date(2024, 1, 1), end=dt.date(2024, 1, 2), catalog=catalog)
+
+
 def register_project_kpis(kpis: dict[str, Any], project: Project) -> None:
-    """Add the project's KPIs to ``kpis`` (a registry's table); an id already taken is an error."""
-    for kpi in project_kpis(project):
+    """Add the project's KPIs to ``kpis`` (a registry's table); an id already taken is an error.
+
+    Derived KPIs are compiled against the whole catalogue, so a reference to an unknown KPI or a
+    cycle is reported here, naming the KPI.
+    """
+    where = project.path.name if project.path else "kpihub.toml"
+    mine = project_kpis(project)
+    for kpi in mine:
         if kpi.id in kpis and "project" not in kpis[kpi.id].tags:
-            raise ConfigError(f"[kpis.{kpi.id}] in kpihub.toml: a plugin already defines KPI {kpi.id!r}")
+            raise ConfigError(f"[kpis.{kpi.id}] in {where}: a plugin already defines KPI {kpi.id!r}")
         kpis[kpi.id] = kpi
+    for kpi in mine:
+        if kpi.kind == "derived":
+            try:
+                _test_compile(kpi, kpis)
+            except KPIError as exc:
+                raise ConfigError(f"{where}: [kpis.{kpi.id}]: {exc}") from None

@@ -24,14 +24,13 @@ from typing import Any
 import pyarrow as pa
 
 from kpihub.errors import KPIError, MixedCurrencyError
+from kpihub.kpis.catalog import STAGE_ORDER
 from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.periods import Grain, Period
 from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import Target
 
 __all__ = ["ScorecardRow", "build_scorecard", "judge", "scorecard_table"]
-
-STAGE_ORDER = {"Reach": 0, "Engage": 1, "Act": 2, "Nurture": 3, None: 4}
 
 
 @dataclass
@@ -44,6 +43,8 @@ class ScorecardRow:
     actual: float | None
     previous: float | None = None
     change: float | None = None
+    last_year: float | None = None
+    change_yoy: float | None = None
     baseline: float | None = None
     target: float | None = None
     attainment: float | None = None
@@ -110,7 +111,7 @@ def build_scorecard(
                 raise KPIError(f"unknown KPI {kpi_id!r}")
             jobs.append((kpis[kpi_id], default_period, None))
     rows = [_row(engine, kpi, p, t, today) for kpi, p, t in jobs]
-    rows.sort(key=lambda r: (STAGE_ORDER.get(r.stage, 4), r.kpi, r.period))
+    rows.sort(key=lambda r: (STAGE_ORDER.get(r.stage or "", 4), r.kpi, r.period))
     return rows
 
 
@@ -134,8 +135,19 @@ def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, tod
     row.actual = values.get(period.start)
     row.previous = values.get(previous.start)
     row.currency = series.currency
-    if row.actual is not None and row.previous:
-        row.change = (row.actual - row.previous) / abs(row.previous)
+    row.change = _relative_change(row.actual, row.previous)
+    last_year = period.same_last_year()
+    try:
+        row.last_year = (
+            engine.series(kpi, grain=period.grain, start=last_year.start, end=last_year.end)
+            .values()
+            .get(last_year.start)
+        )
+    except MixedCurrencyError:
+        raise
+    except KPIError as exc:  # e.g. too little history a year back to fit a model
+        row.notes.append(f"no value for {last_year.label}: {exc}")
+    row.change_yoy = _relative_change(row.actual, row.last_year)
     if period.elapsed(today) < 1:
         row.notes.append(f"period in progress ({period.elapsed(today):.0%} elapsed)")
     if target is None:
@@ -146,6 +158,13 @@ def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, tod
     )
     row.notes.extend(f"not SMART: {issue}" for issue in target.issues)
     return row
+
+
+def _relative_change(value: float | None, before: float | None) -> float | None:
+    """(value − before) ÷ |before|; null when either is missing or before is 0."""
+    if value is None or not before:
+        return None
+    return (value - before) / abs(before)
 
 
 def scorecard_table(rows: Sequence[ScorecardRow]) -> pa.Table:
@@ -160,6 +179,8 @@ def scorecard_table(rows: Sequence[ScorecardRow]) -> pa.Table:
             ("actual", pa.float64()),
             ("previous", pa.float64()),
             ("change", pa.float64()),
+            ("last_year", pa.float64()),
+            ("change_yoy", pa.float64()),
             ("baseline", pa.float64()),
             ("target", pa.float64()),
             ("attainment", pa.float64()),

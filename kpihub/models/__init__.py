@@ -9,6 +9,7 @@ column, default ``customer_id``), ``months`` (horizon, 12), ``discount``
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -21,16 +22,30 @@ from kpihub.kpis.spec import KPI
 
 if TYPE_CHECKING:
     from kpihub.kpis.engine import KPIEngine, KPISeries
+    from kpihub.models.clv import BGNBD, GammaGamma
 
-__all__ = ["MODELS", "clv_table", "model_series"]
+
+@dataclass(frozen=True)
+class CLVFit:
+    """The fitted models and one row per customer (RFM, P(alive), expected purchases, CLV)."""
+
+    bgnbd: BGNBD
+    gamma_gamma: GammaGamma
+    customers: pa.Table
+    as_of: dt.date
+
+
+__all__ = ["MODELS", "CLVFit", "fit_clv", "model_series"]
 
 MODELS = ("clv",)
 
 
-def clv_table(engine: KPIEngine, kpi: KPI, *, as_of: dt.date) -> pa.Table:
-    """One row per customer seen up to ``as_of``: RFM, P(alive), expected purchases and CLV.
+def fit_clv(engine: KPIEngine, kpi: KPI, *, as_of: dt.date) -> CLVFit:
+    """Fit BG/NBD and Gamma-Gamma on ``kpi``'s purchases up to ``as_of`` and score every customer.
 
-    The models are fitted on the same rows (calibration ends on ``as_of``).
+    ``customers``: ``customer, first_purchase, frequency, recency, T, monetary`` (see
+    :func:`kpihub.kpis.compiler.rfm_sql`) plus ``p_alive``, ``expected_purchases`` and
+    ``spend_per_purchase`` (Gamma-Gamma) over the horizon, and ``clv``.
     """
     import numpy as np
 
@@ -62,17 +77,11 @@ def clv_table(engine: KPIEngine, kpi: KPI, *, as_of: dt.date) -> pa.Table:
     values = customer_lifetime_value(
         bg, gg, x, tx, T, m, months=months, units_per_month=30 / unit_days, monthly_discount_rate=discount
     )
-    meta = {
-        "bgnbd": f"r={bg.r:.6g} alpha={bg.alpha:.6g} a={bg.a:.6g} b={bg.b:.6g} ll={bg.log_likelihood:.6g}",
-        "gamma_gamma": f"p={gg.p:.6g} q={gg.q:.6g} v={gg.v:.6g} ll={gg.log_likelihood:.6g}",
-        "as_of": as_of.isoformat(),
-        "months": str(months),
-    }
     out = rfm.append_column("p_alive", pa.array(bg.p_alive(x, tx, T)))
     out = out.append_column("expected_purchases", pa.array(bg.expected_purchases(horizon, x, tx, T)))
-    out = out.append_column("expected_spend", pa.array(gg.expected_spend(x, m)))
+    out = out.append_column("spend_per_purchase", pa.array(gg.expected_spend(x, m)))
     out = out.append_column("clv", pa.array(values))
-    return out.replace_schema_metadata(meta)
+    return CLVFit(bg, gg, out, as_of)
 
 
 def model_series(
@@ -90,7 +99,7 @@ def model_series(
     rows = []
     for period in period_starts(start, end, grain):
         last_day = shift(period, grain, 1) - dt.timedelta(days=1)
-        table = clv_table(engine, kpi, as_of=last_day)
+        table = fit_clv(engine, kpi, as_of=last_day).customers
         total = float(pc.sum(table["clv"]).as_py() or 0.0)
         count = len(table)
         rows.append({"period": period, "numerator": total, "denominator": float(count), "value": total / count})

@@ -28,8 +28,8 @@ def format_value(value: float | None, unit: str, currency: str | None = None) ->
         return f"{value * 100:.1f} %"
     if unit == "currency":
         return f"{value:,.2f}" + (f" {currency}" if currency else "")
-    if unit == "days":
-        return f"{value:.1f} d"
+    if unit in ("days", "hours", "months", "seconds"):
+        return f"{value:.1f} {dict(days='d', hours='h', months='mo', seconds='s')[unit]}"
     if unit == "ratio":
         return f"{value:.2f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
@@ -50,6 +50,7 @@ def render_scorecard(rows: Sequence[ScorecardRow], console: Console, *, title: s
         ("Actual", "right"),
         ("Prev.", "right"),
         ("Δ prev.", "right"),
+        ("Δ last yr", "right"),
         ("Baseline", "right"),
         ("Target", "right"),
         ("Attain.", "right"),
@@ -73,6 +74,7 @@ def render_scorecard(rows: Sequence[ScorecardRow], console: Console, *, title: s
             format_value(row.actual, row.unit, row.currency),
             format_value(row.previous, row.unit, row.currency),
             _pct(row.change, signed=True),
+            _pct(row.change_yoy, signed=True),
             format_value(row.baseline, row.unit, row.currency),
             format_value(row.target, row.unit, row.currency),
             _pct(row.attainment),
