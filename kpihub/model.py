@@ -17,6 +17,8 @@ __all__ = ["CANONICAL_TABLES", "MONEY", "TS", "CanonicalTable", "ad_performance_
 
 MONEY = pa.decimal128(38, 9)
 TS = pa.timestamp("us", tz="UTC")
+#: Field metadata of distinct-people counts per day: summing them beyond a day overcounts.
+PER_DAY = {"kpihub.adds_up_to": "day"}
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("medium", pa.string(), nullable=False),
                 pa.field("campaign", pa.string(), nullable=False),
                 pa.field("sessions", pa.int64()),
-                pa.field("users", pa.int64()),
+                pa.field("users", pa.int64(), metadata=PER_DAY),
                 pa.field("new_users", pa.int64()),
                 pa.field("engaged_sessions", pa.int64()),
                 pa.field("page_views", pa.int64()),
@@ -216,7 +218,7 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("platform", pa.string(), nullable=False),
                 pa.field("account_id", pa.string(), nullable=False),
                 pa.field("impressions", pa.int64()),
-                pa.field("reach", pa.int64()),
+                pa.field("reach", pa.int64(), metadata=PER_DAY),
                 pa.field("engagements", pa.int64()),
                 pa.field("followers", pa.int64()),
             ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -19,12 +20,22 @@ PLUGINS = [
 ]
 
 
-def test_demo_with_all_six_sources(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``kpihub demo`` run once in a fresh directory: (directory, its output)."""
     for name in PLUGINS:
         pytest.importorskip(name)
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli, ["demo"])
+    where = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(where)
+        result = CliRunner().invoke(cli, ["demo"])
     assert result.exit_code == 0, result.output
+    return where, result
+
+
+def test_demo_with_all_six_sources(demo, monkeypatch):
+    tmp_path, result = demo
+    monkeypatch.chdir(tmp_path)
     for stream in (
         "hubspot.contacts",
         "stripe.charges",
@@ -41,3 +52,60 @@ def test_demo_with_all_six_sources(tmp_path, monkeypatch):
         assert by[kpi]["period"] == "2026-Q2" and by[kpi]["actual"] is not None, kpi
     assert {by[k]["currency"] for k in ("cpc", "sales", "won_revenue")} == {"EUR"}
     assert {r["status"] for r in rows} == {"on track", "at risk", "off track"}
+
+
+def test_demo_data_through_cohorts_clv_breakdowns_and_sql(demo, monkeypatch):
+    import duckdb
+
+    tmp_path, _ = demo
+    monkeypatch.chdir(tmp_path)
+    p = ["-p", "kpihub-demo/kpihub.toml"]
+    runs = {
+        "cohorts": [*p, "cohorts", "--start", "2025-07", "--end", "2026-06", "--ages", "3", "--format", "json"],
+        "clv": [*p, "clv", "--as-of", "2026-06-30", "--format", "csv", "-o", "clv.csv"],
+        "by": [*p, "kpis", "--by", "channel", "--kpi", "ctr", "--period", "2026-Q2", "--format", "json"],
+        "sql": [*p, "kpis", "--show-sql", "--kpi", "clv", "--dialect", "postgres", "--period", "2026-Q2"],
+    }
+    out = {}
+    for name, args in runs.items():
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, (name, result.output)
+        out[name] = result.output
+    # Every CLI run has closed the database: check what they printed against it.
+    con = duckdb.connect("kpihub-demo/kpihub.duckdb", read_only=True)
+    paid = "kind = 'charge' AND status = 'succeeded' AND customer_id IS NOT NULL"
+
+    cells = json.loads(out["cohorts"])
+    assert len(cells) == 12 * 4
+    last = con.execute(f"SELECT MAX(ordered_at) FROM orders WHERE {paid}").fetchone()[0].date()
+    for cell in cells:
+        if cell["customers"] and cell["age"] == 0:
+            assert cell["retention"] == 1.0  # everyone is active in the month they start
+        unobserved = not cell["customers"] or _age_start(cell) > last
+        assert (cell["retention"] is None) == unobserved
+    june = con.execute(
+        f"SELECT COUNT(*) FROM (SELECT customer_id, MIN(ordered_at) AS f FROM orders WHERE {paid} GROUP BY 1) "
+        "WHERE f >= '2026-06-01' AND f < '2026-07-01'"
+    ).fetchone()[0]
+    assert next(c for c in cells if c["cohort"] == "2026-06-01" and c["age"] == 0)["customers"] == june
+
+    customers = (tmp_path / "clv.csv").read_text().splitlines()
+    assert customers[0].startswith('"customer","first_purchase","frequency","recency","T","monetary","p_alive"')
+    buyers = con.execute(f"SELECT COUNT(DISTINCT customer_id) FROM orders WHERE {paid} AND ordered_at < '2026-07-01'")
+    assert len(customers) - 1 == buyers.fetchone()[0]
+
+    by = {r["channel"]: r["value"] for r in json.loads(out["by"])}
+    assert set(by) == {"google_ads", "meta_ads", "linkedin_ads"}
+    clicks, impressions = con.execute(
+        "SELECT SUM(clicks), SUM(impressions) FROM ad_performance_daily WHERE platform = 'meta_ads' "
+        "AND date >= '2026-04-01' AND date < '2026-07-01'"
+    ).fetchone()
+    assert by["meta_ads"] == pytest.approx(clicks / impressions)
+
+    assert "-- clv (postgres)" in out["sql"] and "frequency" in out["sql"]
+
+
+def _age_start(cell: dict) -> dt.date:
+    start = dt.date.fromisoformat(cell["cohort"])
+    index = start.year * 12 + start.month - 1 + cell["age"]
+    return dt.date(index // 12, index % 12 + 1, 1)

@@ -292,3 +292,21 @@ def test_scorecard_trend_vs_previous_period_and_same_period_last_year(engine):
     assert jan[0].last_year == 100 and jan[0].change_yoy == pytest.approx(3.5)  # (450 − 100) / 100
     assert scorecard_table(jan).column("change_yoy").to_pylist() == [pytest.approx(3.5)]
     assert by["churn_rate"].last_year is None  # no subscriptions were active in February 2023
+
+
+def test_derived_money_in_two_currencies_is_refused(engine):
+    from kpihub.errors import MixedCurrencyError
+
+    engine.con.execute(
+        "INSERT INTO costs SELECT * REPLACE (DATE '2024-02-01' AS period_start, 'tools' AS category, "
+        "'USD' AS currency) FROM costs LIMIT 1"
+    )
+    try:
+        # profit_margin reads sales (EUR) and total_costs, now partly USD, in February.
+        with pytest.raises(
+            MixedCurrencyError, match=r"KPI 'profit_margin' would add amounts in 2 currencies \(EUR, USD\)"
+        ):
+            engine.series(CATALOG["profit_margin"], grain="month", start=FEB, end=MAR)
+        assert engine.series(CATALOG["profit_margin"], grain="month", start=JAN, end=FEB).values()[JAN] is not None
+    finally:
+        engine.con.execute("DELETE FROM costs WHERE category = 'tools'")

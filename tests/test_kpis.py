@@ -452,3 +452,63 @@ def test_cac_by_hand():
     e.con.execute("CREATE TABLE costs AS SELECT * FROM _c2")
     # Jan: 1,000 spent, no new customer -> null; Feb: 600 / 1; Mar: nothing spent / 1 customer -> 0.
     assert monthly("cac", e) == [None, 600.0, 0.0]
+
+
+def test_breakdown_by_channel_fills_counts_and_leaves_empty_ratios_null():
+    e = ads_engine()
+    ctr = e.series(KPIS["ctr"], grain="month", start=JAN, end=MAR, by="channel").breakdown("channel")
+    # January: Google 50 / 1000, Meta 30 / 3000; February: Google's zero day, Meta nothing: 0 / 0.
+    assert ctr == {
+        (JAN, "google_ads"): 0.05,
+        (JAN, "meta_ads"): 0.01,
+        (FEB, "google_ads"): None,
+        (FEB, "meta_ads"): None,
+    }
+    clicks = e.series(KPIS["clicks"], grain="month", start=JAN, end=MAR, by="platform").breakdown("platform")
+    assert clicks[(FEB, "meta_ads")] == 0.0 and clicks[(JAN, "meta_ads")] == 30.0
+    by_campaign = e.series(KPIS["clicks"], grain="month", start=JAN, end=FEB, by="campaign_id").breakdown("campaign_id")
+    assert by_campaign == {(JAN, "c1"): 50.0, (JAN, "c2"): 30.0}  # a plain column works too
+    with pytest.raises(
+        KPIError, match="KPI 'clicks': table 'ad_performance_daily' has no dimension or column 'country'"
+    ):
+        e.series(KPIS["clicks"], grain="month", start=JAN, end=FEB, by="country")
+    with pytest.raises(KPIError, match="breakdowns are for simple and ratio KPIs, not derived"):
+        compile_kpi(
+            KPI("d", "", "", "ratio", "higher", "derived", expr="ctr * 2"), grain="month", start=JAN, end=FEB, by="x"
+        )
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_breakdown_sql_parses_in_each_dialect(dialect):
+    from kpihub.plugins import Registry
+
+    catalog = Registry(load_entrypoints=False).kpis
+    for kpi_id in ("ctr", "traffic_to_lead", "customer_growth", "social_followers"):
+        sql = compile_kpi(catalog[kpi_id], grain="month", start=JAN, end=MAR, dialect=dialect, by="channel")
+        sqlglot.parse_one(sql, read=dialect)
+
+
+def test_kpi_level_filter_applies_to_every_measure():
+    e = ads_engine()
+    meta = KPI(
+        "meta_ctr",
+        "",
+        "",
+        "percent",
+        "higher",
+        "ratio",
+        numerator=Measure("ad_performance_daily", "sum", "date", expr="clicks"),
+        denominator=Measure("ad_performance_daily", "sum", "date", expr="impressions"),
+        filter="platform = 'meta_ads'",
+    )
+    assert e.series(meta, grain="month", start=JAN, end=FEB).values() == {JAN: 0.01}  # 30 / 3000, Google left out
+
+
+def test_summing_a_per_day_distinct_count_beyond_a_day_is_refused():
+    # reach counts distinct people per day; a user KPI that sums it over a month would overcount.
+    reach = KPI(
+        "reach", "", "", "count", "higher", "simple", measure=Measure("social_daily", "sum", "date", expr="reach")
+    )
+    with pytest.raises(KPIError, match="that do not add up beyond a day; ask for grain 'day', not 'month'"):
+        compile_kpi(reach, grain="month", start=JAN, end=FEB)
+    compile_kpi(reach, grain="day", start=JAN, end=FEB)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
 import click
 
 from kpihub.cli.main import warn_plugin_errors
 from kpihub.config import Project, load_project
 from kpihub.plugins import Registry, get_registry
+
+if TYPE_CHECKING:
+    from kpihub.kpis.engine import KPIEngine
 
 
 def project(ctx: click.Context, *, required: bool = False) -> Project:
@@ -21,3 +28,15 @@ def registry(ctx: click.Context, *, warn: bool = True) -> Registry:
         warn_plugin_errors(reg, ctx.obj["err"])
         ctx.obj["warned"] = True
     return reg
+
+
+@contextmanager
+def open_engine(proj: Project, reg: Registry, destination: str | None = None) -> Iterator[KPIEngine]:
+    """A KPI engine over the project's destination, opened read-only, with the whole KPI catalogue."""
+    from kpihub.kpis.engine import KPIEngine
+
+    uri = destination or proj.settings.destination
+    with reg.destination_for(uri).open(uri, root=proj.root, read_only=True) as session:
+        yield KPIEngine.for_destination(
+            session, timezone=proj.settings.timezone, currency=proj.settings.currency, catalog=reg.kpis
+        )

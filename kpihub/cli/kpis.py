@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import sys
 from pathlib import Path
 
 import click
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
 
-from kpihub.cli._context import project, registry
+from kpihub.cli._context import open_engine, project, registry
+from kpihub.cli.output import write_table
 from kpihub.config import Project
 from kpihub.errors import ConfigError
 from kpihub.kpis.catalog import catalog_markdown, catalog_rows
 from kpihub.kpis.compiler import DIALECTS, compile_kpi, rfm_sql, transpile
-from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.periods import GRAINS, Period
 from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import ScorecardRow, build_scorecard
 from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
-from kpihub.report.scorecard import FORMATS, render_scorecard, write_scorecard
+from kpihub.report.scorecard import FORMATS, format_value, render_scorecard, write_scorecard
 
 
 def compute_scorecard(
@@ -42,11 +39,7 @@ def compute_scorecard(
     """Open the project's destination read-only and build its scorecard."""
     file = targets_file or proj.settings.targets
     targets = load_targets(proj.resolve(str(file)) if file else "", reg.kpis) if file else []
-    uri = destination or proj.settings.destination
-    with reg.destination_for(uri).open(uri, root=proj.root, read_only=True) as session:
-        engine = KPIEngine.for_destination(
-            session, timezone=proj.settings.timezone, currency=proj.settings.currency, catalog=reg.kpis
-        )
+    with open_engine(proj, reg, destination) as engine:
         return build_scorecard(
             engine,
             reg.kpis,
@@ -76,6 +69,7 @@ def compute_scorecard(
 @click.option("--list", "list_only", is_flag=True, help="List the KPI catalogue by funnel stage.")
 @click.option("--show-sql", is_flag=True, help="Print each KPI's SQL instead of computing it.")
 @click.option("--dialect", type=click.Choice(DIALECTS), default="duckdb", show_default=True)
+@click.option("--by", help="Break --kpi values down by a dimension (channel, campaign, platform, pipeline) or column.")
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -89,6 +83,7 @@ def command(
     list_only: bool,
     show_sql: bool,
     dialect: str,
+    by: str | None,
 ) -> None:
     """Score KPIs against their targets (default), list them, or show their SQL."""
     proj = project(ctx)
@@ -126,8 +121,13 @@ def command(
                     dialect=dialect,
                     pretty=True,
                     catalog=reg.kpis,
+                    by=by,
                 )
             click.echo(f"-- {kpi_id} ({dialect})\n{sql};\n")
+        return
+    if by:
+        p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
+        _breakdown(proj, reg, console, p, list(only) or sorted(reg.kpis), by, fmt, output)
         return
     rows = compute_scorecard(
         proj, reg, targets_file=targets_file, period=chosen, grain=grain, today=today, only=list(only) or None
@@ -141,12 +141,8 @@ def command(
 def _list_catalog(reg: Registry, console: Console, fmt: str) -> None:
     """The catalogue grouped by funnel stage (Reach, Engage, Act, Nurture, then unstaged)."""
     rows = catalog_rows(reg.kpis.values())
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-    elif fmt == "csv":
-        buf = io.BytesIO()
-        pacsv.write_csv(pa.Table.from_pylist(rows), buf)
-        click.echo(buf.getvalue().decode(), nl=False)
+    if fmt in ("json", "csv"):
+        write_table(pa.Table.from_pylist(rows), fmt, None, console)
     elif fmt == "markdown":
         click.echo(catalog_markdown(reg.kpis.values()), nl=False)
     elif fmt == "table":
@@ -162,3 +158,30 @@ def _list_catalog(reg: Registry, console: Console, fmt: str) -> None:
         console.print(table)
     else:
         raise ConfigError(f"--list writes table, json, csv or markdown, not {fmt}")
+
+
+def _breakdown(
+    proj: Project,
+    reg: Registry,
+    console: Console,
+    period: Period,
+    kpi_ids: list[str],
+    by: str,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Each KPI in ``period`` per value of dimension ``by``."""
+    rows = []
+    with open_engine(proj, reg) as engine:
+        for kpi_id in kpi_ids:
+            kpi = reg.kpi(kpi_id)
+            series = engine.series(kpi, grain=period.grain, start=period.start, end=period.end, by=by)
+            for r in series.table.to_pylist():
+                rows.append(
+                    {"kpi": kpi_id, "period": period.label, by: r[by], "value": r["value"], "currency": series.currency}
+                )
+    if fmt == "table":  # values formatted by unit; files keep raw numbers
+        for r in rows:
+            r["value"] = format_value(r.pop("value"), reg.kpi(r["kpi"]).unit, r.pop("currency"))
+    table = pa.Table.from_pylist(rows) if rows else pa.table({"kpi": pa.array([], pa.string())})
+    write_table(table, fmt, output, console, title=f"KPIs by {by}, {period.label}")

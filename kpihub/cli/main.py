@@ -85,9 +85,9 @@ def warn_plugin_errors(registry: Any, err: Console) -> None:
 
 
 def _register_commands() -> None:
-    from kpihub.cli import check, demo, init, kpis, plugins, state, sync
+    from kpihub.cli import check, clv, cohorts, demo, init, kpis, plugins, state, sync
 
-    for module in (plugins, init, sync, check, kpis, demo, state):
+    for module in (plugins, init, sync, check, kpis, cohorts, clv, demo, state):
         cli.add_command(module.command)
 
 

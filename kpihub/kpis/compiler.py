@@ -104,14 +104,20 @@ def _measure_sql(
     timezone: str,
     schemas: Mapping[str, pa.Schema] | None,
     fx_currency: str | None = None,
+    by: str | None = None,
 ) -> str:
+    """``period[, dim], value`` rows of one measure (``dim`` with a breakdown ``by``)."""
     measure_columns(kpi, role, measure, schemas)
-    if measure.max_grain is not None and GRAINS.index(grain) > GRAINS.index(measure.max_grain):  # type: ignore[arg-type]
+    limit = _adds_up_to(measure, schemas)
+    if limit is not None and GRAINS.index(grain) > GRAINS.index(limit):
         raise KPIError(
             f"KPI {kpi.id!r} adds up {measure.expr or 'rows'} of {measure.table} that do not add up beyond a "
-            f"{measure.max_grain}; ask for grain {measure.max_grain!r}, not {grain!r}"
+            f"{limit}; ask for grain {limit!r}, not {grain!r}"
         )
     local = _measure_local_time(measure, timezone, schemas)
+    dim = dimension_sql(kpi, measure, by, schemas) if by else None
+    d_col = f", {dim} AS dim" if dim else ""
+    d_grp = ", 2" if dim else ""
     if measure.agg == "count_before":
         # A stock, not a flow: for each spine period, the rows placed before it began.
         cond = [f"{_q(measure.time)} IS NOT NULL", f"{local} < CAST(spine.period AS TIMESTAMP)"]
@@ -122,6 +128,13 @@ def _measure_sql(
             cond.append(f"({_q(measure.until)} IS NULL OR {until} >= CAST(spine.period AS TIMESTAMP))")
         if measure.filter:
             cond.append(f"({measure.filter})")
+        if dim:
+            cond.append(f"{dim} = dims.dim")
+            return (
+                f"SELECT spine.period AS period, dims.dim AS dim, (SELECT COUNT(*) FROM {_q(measure.table)} WHERE "
+                f"{' AND '.join(cond)}) AS value FROM spine CROSS JOIN (SELECT DISTINCT {dim} AS dim FROM "
+                f"{_q(measure.table)}) AS dims"
+            )
         return (
             f"SELECT spine.period AS period, (SELECT COUNT(*) FROM {_q(measure.table)} WHERE {' AND '.join(cond)}) "
             "AS value FROM spine"
@@ -134,25 +147,71 @@ def _measure_sql(
     if measure.over_time != "sum":
         # A snapshot: one total per day, then the period's first, last or average day.
         daily = (
-            f"SELECT CAST(DATE_TRUNC('day', {local}) AS DATE) AS day, {agg} AS value "
-            f"FROM {source} WHERE {where} GROUP BY 1"
+            f"SELECT CAST(DATE_TRUNC('day', {local}) AS DATE) AS day{d_col}, {agg} AS value "
+            f"FROM {source} WHERE {where} GROUP BY 1{d_grp}"
         )
+        d_out = ", dim" if dim else ""
         if measure.over_time == "average":
             return (
-                f"SELECT CAST(DATE_TRUNC('{grain}', day) AS DATE) AS period, AVG(value) AS value "
-                f"FROM ({daily}) AS daily GROUP BY 1"
+                f"SELECT CAST(DATE_TRUNC('{grain}', day) AS DATE) AS period{d_out}, AVG(value) AS value "
+                f"FROM ({daily}) AS daily GROUP BY 1{d_grp}"
             )
         order = "ASC" if measure.over_time == "first" else "DESC"
         ranked = (
-            f"SELECT CAST(DATE_TRUNC('{grain}', day) AS DATE) AS period, value, ROW_NUMBER() OVER "
-            f"(PARTITION BY CAST(DATE_TRUNC('{grain}', day) AS DATE) ORDER BY day {order}) AS rn "
+            f"SELECT CAST(DATE_TRUNC('{grain}', day) AS DATE) AS period{d_out}, value, ROW_NUMBER() OVER "
+            f"(PARTITION BY CAST(DATE_TRUNC('{grain}', day) AS DATE){d_out} ORDER BY day {order}) AS rn "
             f"FROM ({daily}) AS daily"
         )
-        return f"SELECT period, value FROM ({ranked}) AS ranked WHERE rn = 1"
+        return f"SELECT period{d_out}, value FROM ({ranked}) AS ranked WHERE rn = 1"
     return (
-        f"SELECT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period, {agg} AS value "
-        f"FROM {source} WHERE {where} GROUP BY 1"
+        f"SELECT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period{d_col}, {agg} AS value "
+        f"FROM {source} WHERE {where} GROUP BY 1{d_grp}"
     )
+
+
+def _adds_up_to(measure: Measure, schemas: Mapping[str, pa.Schema] | None) -> str | None:
+    """The coarsest grain a measure may be summed to: its own ``max_grain`` or its columns'.
+
+    Canonical columns that count distinct people per day (``users``, ``reach``) carry
+    ``kpihub.adds_up_to = day`` metadata, so summing them over a month is refused even in a
+    user-defined KPI that forgot ``max_grain``.
+    """
+    limits = [measure.max_grain] if measure.max_grain else []
+    if measure.agg == "sum" and measure.expr:
+        schema = _schema(measure.table, schemas)
+        for column in sqlglot.parse_one(measure.expr, read="duckdb").find_all(exp.Column):
+            if column.name in schema.names:
+                meta = schema.field(column.name).metadata or {}
+                if b"kpihub.adds_up_to" in meta:
+                    limits.append(meta[b"kpihub.adds_up_to"].decode())
+    return min(limits, key=GRAINS.index) if limits else None  # type: ignore[arg-type]
+
+
+#: Breakdown names that mean different columns in different tables.
+DIMENSIONS: dict[str, dict[str, str]] = {
+    "channel": {
+        "ad_performance_daily": "platform",
+        "web_traffic_daily": "medium",
+        "crm_contacts": "original_source",
+        "social_daily": "platform",
+        "support_tickets": "channel",
+    },
+    "campaign": {"ad_performance_daily": "campaign_name", "web_traffic_daily": "campaign"},
+    "pipeline": {"crm_deals": "pipeline"},
+    "platform": {"ad_performance_daily": "platform", "social_daily": "platform"},
+}
+NOT_SET = "(not set)"
+
+
+def dimension_sql(kpi: KPI, measure: Measure, by: str, schemas: Mapping[str, pa.Schema] | None) -> str:
+    """The SQL of breakdown ``by`` in ``measure``'s table: a mapped or a plain column, nulls as ``(not set)``."""
+    names = _schema(measure.table, schemas).names
+    column = DIMENSIONS.get(by, {}).get(measure.table) or (by if by in names else None)
+    if column is None or column not in names:
+        known = sorted({d for d, tables in DIMENSIONS.items() if measure.table in tables})
+        hint = f" (dimensions of {measure.table}: {', '.join(known)}, or any of its columns)" if known else ""
+        raise KPIError(f"KPI {kpi.id!r}: table {measure.table!r} has no dimension or column {by!r}{hint}")
+    return f"COALESCE(CAST({_q(column)} AS VARCHAR), '{NOT_SET}')"
 
 
 def _converts(measure: Measure, fx_currency: str | None) -> bool:
@@ -243,16 +302,23 @@ def compile_kpi(
     pretty: bool = False,
     fx_currency: str | None = None,
     catalog: Catalog | None = None,
+    by: str | None = None,
 ) -> str:
     """SQL computing ``kpi`` for every ``grain`` period overlapping ``[start, end)``.
 
     With ``fx_currency``, money measures convert each row into that currency at its day's rate.
-    ``catalog`` (KPI id → KPI) resolves the inputs of ``derived`` KPIs.
+    ``catalog`` (KPI id → KPI) resolves the inputs of ``derived`` KPIs. ``by`` breaks a simple or
+    ratio KPI down by a dimension (:data:`DIMENSIONS`) or column: one row per period and value,
+    in an extra column named after it.
     """
     starts = period_starts(start, end, grain)
     if not starts:
         raise KPIError(f"KPI {kpi.id!r}: empty date range {start} .. {end}")
-    ctx = _Context(grain, timezone, schemas, fx_currency, catalog or {})
+    if by and kpi.kind not in ("simple", "ratio"):
+        raise KPIError(f"KPI {kpi.id!r}: breakdowns are for simple and ratio KPIs, not {kpi.kind}")
+    if by and not by.isidentifier():
+        raise KPIError(f"KPI {kpi.id!r}: {by!r} is not a dimension name")
+    ctx = _Context(grain, timezone, schemas, fx_currency, catalog or {}, by)
     sql = _kpi_sql(kpi, starts, ctx, ())
     return transpile(sql, dialect, pretty=pretty, what=f"KPI {kpi.id!r}")
 
@@ -272,6 +338,7 @@ class _Context:
     schemas: Mapping[str, pa.Schema] | None
     fx_currency: str | None
     catalog: Catalog
+    by: str | None = None
 
 
 def _kpi_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, stack: tuple[str, ...]) -> str:
@@ -327,6 +394,7 @@ def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
             timezone=ctx.timezone,
             schemas=ctx.schemas,
             fx_currency=ctx.fx_currency,
+            by=ctx.by,
         )
         ctes.append(f"m_{role} AS ({body})")
     select = None
@@ -335,7 +403,17 @@ def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
         select = (
             "m_value.value AS numerator, CAST(NULL AS DOUBLE) AS denominator, CAST(m_value.value AS DOUBLE) AS value"
         )
-    return _final(ctes, tuple(kpi.measures), select)
+    if ctx.by is None:
+        return _final(ctes, tuple(kpi.measures), select)
+    # Every period × every value seen in any measure, so counts still fill with 0.
+    roles = tuple(kpi.measures)
+    ctes.append("dims AS (" + " UNION ".join(f"SELECT dim FROM m_{r}" for r in roles) + ")")
+    joins = " ".join(f"LEFT JOIN m_{r} ON m_{r}.period = spine.period AND m_{r}.dim = dims.dim" for r in roles)
+    select = select or (_SIMPLE if roles == ("value",) else _RATIO)
+    return (
+        f"WITH {', '.join(ctes)} SELECT spine.period AS period, dims.dim AS {_q(ctx.by)}, {select} "
+        f"FROM spine CROSS JOIN dims {joins} ORDER BY spine.period, dims.dim"
+    )
 
 
 # -- cumulative ---------------------------------------------------------------------------------

@@ -28,7 +28,13 @@ class KPISeries:
     currency: str | None = None
 
     def values(self) -> dict[dt.date, float | None]:
+        """Period → value (of a series without a breakdown)."""
         return dict(zip(self.table["period"].to_pylist(), self.table["value"].to_pylist(), strict=True))
+
+    def breakdown(self, by: str) -> dict[tuple[dt.date, str], float | None]:
+        """(period, dimension value) → value, of a series computed with ``by``."""
+        keys = zip(self.table["period"].to_pylist(), self.table[by].to_pylist(), strict=True)
+        return dict(zip(keys, self.table["value"].to_pylist(), strict=True))
 
 
 class KPIEngine:
@@ -82,8 +88,8 @@ class KPIEngine:
         needed = leaves(kpi, grain="month", start=today, end=today + dt.timedelta(days=1), catalog=self.catalog)
         return list(dict.fromkeys(leaf.measure.table for leaf in needed if leaf.measure.table not in present))
 
-    def series(self, kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date) -> KPISeries:
-        """``kpi`` for every ``grain`` period overlapping ``[start, end)``."""
+    def series(self, kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date, by: str | None = None) -> KPISeries:
+        """``kpi`` for every ``grain`` period overlapping ``[start, end)`` (and value of dimension ``by``)."""
         needed = leaves(kpi, grain=grain, start=start, end=end, catalog=self.catalog)
         present = self.tables()
         missing = [leaf.measure.table for leaf in needed if leaf.measure.table not in present]
@@ -106,6 +112,7 @@ class KPIEngine:
             timezone=self.timezone,
             fx_currency=self.currency if fx else None,
             catalog=self.catalog,
+            by=by,
         )
         return KPISeries(kpi, grain, self.query(kpi, sql), currency)
 

@@ -15,11 +15,15 @@ CLV is the discounted expected spend over a horizon: the expected purchases in
 each month times the expected spend per purchase, discounted monthly.
 
 Both fits maximise the log-likelihood over log-parameters (so they stay
-positive) with scipy's L-BFGS-B from several starting points and keep the best.
+positive) with scipy's L-BFGS-B from two starting points and keep the best.
+On data without signal for a parameter (no heterogeneity in dropout: a, b →
+∞ along a flat ridge) the optimiser stops on the ridge: predictions there
+are stable although the parameters are not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +47,8 @@ class BGNBD:
     a: float
     b: float
     log_likelihood: float
+    #: A parameter ended on the search bound: the data carry no signal for it (see LOG_BOUND).
+    at_bound: bool = False
 
     def expected_purchases(self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
         """E[purchases in (T, T + t] | frequency, recency, T] — FHL 2005, eq. 10."""
@@ -50,11 +56,12 @@ class BGNBD:
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         if a == 1:  # the closed form divides by a − 1
             a = 1 + 1e-9
-        z = t / (alpha + T_ + t)
-        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
-        first = (a + b + x - 1) / (a - 1)
-        second = 1 - ((alpha + T_) / (alpha + T_ + t)) ** (r + x) * hyp
-        return first * second / self._alive_denominator(x, tx, T_)
+        with np.errstate(all="ignore"):
+            z = t / (alpha + T_ + t)
+            hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
+            first = (a + b + x - 1) / (a - 1)
+            second = 1 - ((alpha + T_) / (alpha + T_ + t)) ** (r + x) * hyp
+            return first * second / self._alive_denominator(x, tx, T_)
 
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(alive at T | frequency, recency, T) — Fader, Hardie & Lee 2008 note."""
@@ -63,7 +70,7 @@ class BGNBD:
 
     def _alive_denominator(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             odds = np.where(x > 0, a / (b + x - 1) * ((alpha + T) / (alpha + tx)) ** (r + x), 0.0)
         return 1.0 + odds
 
@@ -79,20 +86,24 @@ def bgnbd_log_likelihood(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: n
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-def _fit(negative_ll, starts: list[np.ndarray]) -> tuple[np.ndarray, float]:
+#: Fits search log-parameters within ±LOG_BOUND: a parameter that ends on the bound means the data
+#: hold no signal for it (no dropout seen: a → ∞), which the fit reports instead of overflowing.
+LOG_BOUND = 15.0
+
+
+def _fit(negative_ll: Callable[[np.ndarray], float], starts: list[np.ndarray]) -> tuple[np.ndarray, float, bool]:
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(starts[0])
     best = None
-    for start in starts:
-        res = optimize.minimize(negative_ll, np.log(start), method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-10})
-        if best is None or res.fun < best.fun:
-            best = res
+    with np.errstate(all="ignore"):
+        for start in starts:
+            res = optimize.minimize(
+                negative_ll, np.log(start), method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-10}
+            )
+            if best is None or res.fun < best.fun:
+                best = res
     assert best is not None
-    # Polish with Nelder-Mead: the likelihood is flat near the optimum, and 3 decimals need it.
-    polished = optimize.minimize(
-        negative_ll, best.x, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000}
-    )
-    if polished.fun <= best.fun:
-        best = polished
-    return np.exp(best.x), -float(best.fun)
+    at_bound = bool(np.any(np.abs(best.x) > LOG_BOUND - 1e-3))
+    return np.exp(best.x), -float(best.fun), at_bound
 
 
 def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> BGNBD:
@@ -112,8 +123,8 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> BGNBD:
         return value if np.isfinite(value) else 1e300
 
     starts = [np.array([1.0, 1.0, 1.0, 1.0]), np.array([0.5, float(np.mean(T_)) / 4 or 1.0, 1.0, 3.0])]
-    (r, alpha, a, b), ll = _fit(negative_ll, starts)
-    return BGNBD(float(r), float(alpha), float(a), float(b), ll * scale)
+    (r, alpha, a, b), ll, at_bound = _fit(negative_ll, starts)
+    return BGNBD(float(r), float(alpha), float(a), float(b), ll * scale, at_bound)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,8 @@ class GammaGamma:
     q: float
     v: float
     log_likelihood: float
+    #: A parameter ended on the search bound (see LOG_BOUND).
+    at_bound: bool = False
 
     def expected_spend(self, frequency: ArrayLike, monetary: ArrayLike) -> np.ndarray:
         """E[spend per purchase | frequency, mean repeat spend]; the population mean when frequency is 0."""
@@ -161,8 +174,8 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> GammaGamma:
         value = -float(np.sum(ll)) / len(x)
         return value if np.isfinite(value) else 1e300
 
-    (p, q, v), ll = _fit(negative_ll, [np.array([1.0, 1.0, 1.0]), np.array([2.0, 3.0, float(np.mean(m))])])
-    return GammaGamma(float(p), float(q), float(v), ll * len(x))
+    (p, q, v), ll, at_bound = _fit(negative_ll, [np.array([1.0, 1.0, 1.0]), np.array([2.0, 3.0, float(np.mean(m))])])
+    return GammaGamma(float(p), float(q), float(v), ll * len(x), at_bound)
 
 
 def customer_lifetime_value(

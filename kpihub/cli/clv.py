@@ -1,0 +1,56 @@
+"""``kpihub clv``: fit the CLV models and score every customer."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+import pyarrow as pa
+
+from kpihub.cli._context import open_engine, project, registry
+from kpihub.cli.output import TABLE_FORMATS, write_table
+from kpihub.errors import ConfigError, KPIError
+from kpihub.models import fit_clv
+
+
+@click.command("clv")
+@click.option("--kpi", "kpi_id", default="clv", show_default=True, help="A model KPI (model = clv).")
+@click.option("--as-of", "as_of", help="Last day of the data to fit on (YYYY-MM-DD; default yesterday).")
+@click.option("--top", type=int, default=10, show_default=True, help="Customers to show in the terminal.")
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write every customer to a file.")
+@click.pass_context
+def command(ctx: click.Context, kpi_id: str, as_of: str | None, top: int, fmt: str, output: str | None) -> None:
+    """Fit BG/NBD + Gamma-Gamma on the purchases and predict P(alive), purchases and CLV per customer."""
+    proj, reg = project(ctx), registry(ctx)
+    kpi = reg.kpi(kpi_id)
+    if kpi.kind != "model" or kpi.model != "clv":
+        raise KPIError(f"KPI {kpi_id!r} is not a CLV model KPI")
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else dt.date.today() - dt.timedelta(days=1)
+    except ValueError:
+        raise ConfigError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    with open_engine(proj, reg) as engine:
+        fit = fit_clv(engine, kpi, as_of=day)
+    console = ctx.obj["console"]
+    customers = fit.customers
+    if fmt != "table":
+        write_table(customers, fmt, output, console)
+        return
+    bg, gg = fit.bgnbd, fit.gamma_gamma
+    total = pa.compute.sum(customers["clv"]).as_py() or 0.0
+    console.print(
+        f"BG/NBD r={bg.r:.3f} α={bg.alpha:.3f} a={bg.a:.3f} b={bg.b:.3f} · Gamma-Gamma p={gg.p:.2f} q={gg.q:.2f} "
+        f"γ={gg.v:.2f} · {len(customers):,} customers, total CLV {total:,.2f}, mean {total / len(customers):,.2f}"
+    )
+    if bg.at_bound or gg.at_bound:
+        console.print("[yellow]A parameter ended on its search bound: the data carry little signal for it.[/]")
+    order = pa.compute.sort_indices(customers, sort_keys=[("clv", "descending")])
+    best = customers.take(order).slice(0, top).select(["customer", "frequency", "p_alive", "expected_purchases", "clv"])
+
+    def cell(column: str, value: object) -> str:
+        return f"{value:,.2f}" if isinstance(value, float) else str(value)
+
+    write_table(best, "table", None, console, title=f"Top {top} customers by CLV (as of {day})", cell=cell)
+    if output:
+        write_table(customers, "parquet" if output.endswith(".parquet") else "csv", output, console)
