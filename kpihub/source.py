@@ -41,16 +41,19 @@ class CheckResult:
 
 @dataclass
 class DemoSpec:
-    """What a source offers ``kpihub demo``: a fake server, settings for it, sample targets.
+    """What a source offers ``kpihub demo``: a fake server or files, settings for them, sample targets.
 
     ``kpihub demo`` starts ``server`` and sets ``base_url`` to its address itself;
-    ``{base_url}`` inside other string settings is replaced by it too.
-    ``targets`` are rows of a targets file (``kpi``, ``period``, ``baseline``, ``target``).
+    ``{base_url}`` inside other string settings is replaced by it too. ``files``
+    (name → text) are written into the demo's ``data`` directory, which
+    ``{demo_dir}`` in string settings points to. ``targets`` are rows of a
+    targets file (``kpi``, ``period``, ``baseline``, ``target``).
     """
 
-    server: FakeAPIServer
+    server: FakeAPIServer | None
     settings: dict[str, Any]
     targets: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
 
 
 class StreamContext:

@@ -17,6 +17,7 @@ PLUGINS = [
     "kpihub_meta_ads",
     "kpihub_linkedin_ads",
     "kpihub_ga4",
+    "kpihub_files",
 ]
 
 
@@ -43,12 +44,14 @@ def test_demo_with_all_six_sources(demo, monkeypatch):
         "meta_ads.campaign_insights",
         "linkedin_ads.campaign_analytics",
         "ga4.traffic_daily",
+        "files.support_tickets",
     ):
         assert stream in result.output
     rows = json.loads(CliRunner().invoke(cli, ["-p", "kpihub-demo/kpihub.toml", "kpis", "--format", "json"]).output)
     by = {r["kpi"]: r for r in rows}
     # Marketing, web, sales and revenue KPIs side by side, all in the business's one currency.
-    for kpi in ("ctr", "roas", "sessions", "traffic_to_lead", "leads", "win_rate", "sales", "arpu"):
+    kpis = ("ctr", "roas", "sessions", "traffic_to_lead", "leads", "win_rate", "sales", "arpu", "nps", "cac")
+    for kpi in (*kpis, "first_contact_resolution", "social_engagement_rate", "avg_page_load_seconds"):
         assert by[kpi]["period"] == "2026-Q2" and by[kpi]["actual"] is not None, kpi
     assert {by[k]["currency"] for k in ("cpc", "sales", "won_revenue")} == {"EUR"}
     assert {r["status"] for r in rows} == {"on track", "at risk", "off track"}

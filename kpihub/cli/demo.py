@@ -39,10 +39,13 @@ def _targets_toml(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out).replace("'", '"')
 
 
-def _settings(values: dict[str, Any], url: str) -> dict[str, Any]:
-    """A demo source's settings with ``{base_url}`` filled in (token endpoints live on the fake too)."""
-    filled = {k: v.format(base_url=url) if isinstance(v, str) else v for k, v in values.items()}
-    return {**filled, "base_url": url}
+def _settings(spec: DemoSpec, data_dir: Path) -> dict[str, Any]:
+    """A demo source's settings with ``{base_url}`` (token endpoints live on the fake too) and ``{demo_dir}``."""
+    url = spec.server.url if spec.server else ""
+    values = {
+        k: v.format(base_url=url, demo_dir=data_dir) if isinstance(v, str) else v for k, v in spec.settings.items()
+    }
+    return {**values, "base_url": url} if spec.server else values
 
 
 @click.command("demo")
@@ -64,7 +67,7 @@ def _settings(values: dict[str, Any], url: str) -> dict[str, Any]:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.pass_context
 def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
-    """Run the embedded demo: fake HubSpot on 127.0.0.1, sync to DuckDB, print the KPI scorecard."""
+    """Run the embedded demo: fake APIs on 127.0.0.1 and sample files, sync to DuckDB, print the scorecard."""
     reg = registry(ctx)
     console = ctx.obj["console"]
     specs: dict[str, DemoSpec] = {}
@@ -82,11 +85,23 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
     targets = [t for spec in specs.values() for t in spec.targets]
     (root / "targets.toml").write_text(_targets_toml(targets), encoding="utf-8")
     started = time.monotonic()
+    data_dir = (root / "data").resolve()
     for spec in specs.values():
-        spec.server.start()
+        for name, text in spec.files.items():
+            data_dir.mkdir(exist_ok=True)
+            (data_dir / name).write_text(text, encoding="utf-8")
+    servers = [spec.server for spec in specs.values() if spec.server is not None]
+    for server in servers:
+        server.start()
     try:
-        sources = {name: _settings(spec.settings, spec.server.url) for name, spec in specs.items()}
-        console.print(f"[bold]kpihub demo[/bold]: fake {', '.join(specs)} API on 127.0.0.1 → {root}/kpihub.duckdb")
+        sources = {name: _settings(spec, data_dir) for name, spec in specs.items()}
+        apis = ", ".join(name for name, spec in specs.items() if spec.server)
+        files = ", ".join(name for name, spec in specs.items() if spec.files)
+        console.print(
+            f"[bold]kpihub demo[/bold]: fake {apis} API on 127.0.0.1"
+            + (f" and {files} from {root}/data" if files else "")
+            + f" → {root}/kpihub.duckdb"
+        )
         settings = ProjectSettings(
             destination="duckdb:///kpihub.duckdb", timezone="Europe/Oslo", targets="targets.toml"
         )
@@ -95,8 +110,8 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
         with RichProgress(console) as progress:
             result = pipeline.sync(progress=progress)
     finally:
-        for spec in specs.values():
-            spec.server.stop()
+        for server in servers:
+            server.stop()
     console.print(summary_table(result.streams))
     result.raise_for_errors()
     rows = compute_scorecard(project, reg, today=dt.date.today())

@@ -81,3 +81,48 @@ def test_missing_column_and_missing_file(tmp_path):
     assert result.streams[0].error == f"{costs}: column 'category' is missing (needed for costs)"
     gone = pipeline(tmp_path, costs=tmp_path / "nope.csv").sync()
     assert "costs file" in gone.streams[0].error and "does not exist" in gone.streams[0].error
+
+
+def test_support_tickets_social_and_page_timings_feed_their_kpis(tmp_path):
+    from kpihub.kpis.engine import KPIEngine
+
+    tickets = tmp_path / "tickets.csv"
+    tickets.write_text(
+        "ticket_id,channel,status,created_at,first_response_at,resolved_at,agent_replies,reopens\n"
+        "t1,email,solved,2024-03-04T09:00:00+01:00,2024-03-04T10:30:00+01:00,2024-03-05T12:00:00Z,1,0\n"
+        "t2,chat,solved,2024-03-04T12:00:00Z,2024-03-04T12:30:00Z,2024-03-06T12:00:00Z,4,0\n"
+        "t3,email,open,2024-03-20T12:00:00Z,,,0,\n"
+    )
+    social = tmp_path / "social.csv"
+    social.write_text(
+        "date,platform,account_id,impressions,reach,engagements,followers\n"
+        "2024-03-01,instagram,ig1,2000,900,60,1500\n2024-03-31,instagram,ig1,3000,1100,90,1540\n"
+    )
+    pages = tmp_path / "pages.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "date": [dt.date(2024, 3, 1), dt.date(2024, 3, 2)],
+                "page": ["/", "/pricing"],
+                "page_loads": [10, 30],
+                "load_time_ms_total": [12_000.0, 36_000.0],
+            }
+        ),
+        pages,
+    )
+    p = pipeline(tmp_path, support_tickets=tickets, social_daily=social, page_performance_daily=pages)
+    result = p.sync()
+    assert result.ok, [r.error for r in result.streams]
+    catalog = Registry(load_entrypoints=False).kpis
+    with p.open_destination(read_only=True) as session:
+        engine = KPIEngine.for_destination(session, catalog=catalog)
+
+        def march(kpi_id):
+            return engine.series(catalog[kpi_id], grain="month", start=dt.date(2024, 3, 1), end=dt.date(2024, 4, 1))
+
+        # t1 answered after 1.5 h (its +01:00 offset read correctly), t2 after 0.5 h; t3 unanswered.
+        assert march("first_response_hours").values() == {dt.date(2024, 3, 1): 1.0}
+        assert march("first_contact_resolution").values() == {dt.date(2024, 3, 1): 0.5}  # t1 of t1, t2
+        assert march("social_engagement_rate").values() == {dt.date(2024, 3, 1): 150 / 5000}
+        assert march("social_followers").values() == {dt.date(2024, 3, 1): 1540}  # the month's last day
+        assert march("avg_page_load_seconds").values() == {dt.date(2024, 3, 1): 1.2}  # 48 s / 40 loads

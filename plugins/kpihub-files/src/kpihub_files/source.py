@@ -18,7 +18,16 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from kpihub import CheckResult, ConfigError, NormalizationError, Source, SourceSettings, Stream, StreamContext
+from kpihub import (
+    CheckResult,
+    ConfigError,
+    DemoSpec,
+    NormalizationError,
+    Source,
+    SourceSettings,
+    Stream,
+    StreamContext,
+)
 from kpihub.model import canonical_table
 from kpihub.normalize import coerce_array
 
@@ -138,3 +147,10 @@ class FilesSource(Source):
         if missing:
             return CheckResult(False, f"file {missing[0]!r} does not exist")
         return CheckResult(True, "every configured file exists")
+
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
+        from kpihub_files.demo import DEMO_TARGETS, demo_files
+
+        files = demo_files(seed=seed, scale=scale)
+        settings = {name.removesuffix(".csv"): "{demo_dir}/" + name for name in files}
+        return DemoSpec(server=None, settings=settings, targets=DEMO_TARGETS, files=files)
