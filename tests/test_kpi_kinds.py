@@ -208,6 +208,8 @@ def test_cohort_retention_matrix_leaves_unobserved_cells_null(engine):
 def test_stock_churn_and_retention(engine):
     # Active at the start: Jan s1 s2 (s4 ended 31 Dec); Feb s2 s3; Mar s2 s5. Ended: Jan s1, Feb s3.
     assert q1(engine, "active_subscriptions") == [2, 2, 2]
+    assert q1(engine, "new_subscriptions") == [1, 1, 0]  # s3; s5
+    assert q1(engine, "churned_subscriptions") == [1, 1, 0]  # s1; s3
     assert q1(engine, "churn_rate") == [0.5, 0.5, 0.0]
     assert q1(engine, "retention_rate") == [0.5, 0.5, 1.0]
     assert q1(engine, "annual_churn_rate") == [round(1 - 0.5**12, 4), round(1 - 0.5**12, 4), 0.0]

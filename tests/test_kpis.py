@@ -278,6 +278,7 @@ def test_ad_kpis_by_hand():
     assert monthly("cpm", e) == [40.0, None, None]  # 160 × 1000 / 4000
     assert monthly("cpa", e) == [26.6667, None, None]  # 160 / 6
     assert monthly("ad_conversion_rate", e) == [0.075, None, None]  # 6 / 80 clicks
+    assert monthly("ad_conversions", e) == [6.0, 0.0, 0.0]
     assert monthly("roas", e) == [3.6875, None, None]  # 590 / 160
     assert monthly("ad_conversion_value", e) == [590.0, 0.0, 0.0]
 
@@ -294,10 +295,10 @@ def test_ad_spend_in_two_currencies_is_refused():
 
 
 WEB = [
-    # date, sessions, engaged, key events, page views
-    ("2024-01-05", 100, 60, 3.0, 250),
-    ("2024-01-20", 300, 150, 5.0, 700),
-    ("2024-02-10", 0, 0, 0.0, 0),
+    # date, sessions, engaged, key events, page views, users, new users
+    ("2024-01-05", 100, 60, 3.0, 250, 80, 50),
+    ("2024-01-20", 300, 150, 5.0, 700, 200, 120),
+    ("2024-02-10", 0, 0, 0.0, 0, 0, 0),
 ]
 
 
@@ -319,8 +320,10 @@ def web_engine() -> KPIEngine:
                 "engaged_sessions": g,
                 "key_events": k,
                 "page_views": v,
+                "users": u,
+                "new_users": n,
             }
-            for d, s, g, k, v in WEB
+            for d, s, g, k, v, u, n in WEB
         ],
     )
     e.con.register("_w", table)
@@ -336,8 +339,10 @@ def test_web_kpis_and_traffic_to_lead_by_hand():
     assert monthly("web_conversion_rate", e) == [0.02, None, None]  # 8 / 400
     # Leads per month come from the CRM (3 in Jan, 2 in Feb), sessions from GA4 (400, 0).
     assert monthly("traffic_to_lead", e) == [0.0075, None, None]
-    daily = e.series(KPIS["users"], grain="day", start=dt.date(2024, 1, 5), end=dt.date(2024, 1, 6))
-    assert daily.table["value"].to_pylist() == [0.0]  # no users column values in this dataset -> Σ of nulls is 0
+    assert monthly("page_views", e) == [950.0, 0.0, 0.0]
+    assert monthly("new_users", e) == [170.0, 0.0, 0.0]  # first-time users are counted once: they add up
+    daily = e.series(KPIS["users"], grain="day", start=dt.date(2024, 1, 5), end=dt.date(2024, 1, 7))
+    assert daily.table["value"].to_pylist() == [80.0, 0.0]
     with pytest.raises(KPIError, match="do not add up beyond a day; ask for grain 'day', not 'month'"):
         e.series(KPIS["users"], grain="month", start=JAN, end=FEB)
 

@@ -161,3 +161,35 @@ def test_sync_with_a_broken_source_plugin_is_one_line(fake_dists, plugin_modules
     )
     assert lines[0].startswith("Warning: error loading kpihub plugin 'toy'")
     assert "Traceback" not in result.output
+
+
+def test_a_plugin_kpi_registered_through_the_hook_computes_like_a_built_in(fake_dists, plugin_modules):
+    import datetime as dt
+
+    import duckdb
+
+    from kpihub.kpis.engine import KPIEngine
+    from tests.kpi_data import load, ts
+
+    plugin_modules(
+        "kpihub_sdr",
+        "import kpihub\nfrom kpihub.kpis.spec import KPI, Measure\n"
+        "@kpihub.hookimpl\ndef kpihub_register_kpis(register):\n"
+        "    register(KPI('sql_share', 'SQL share of leads', 'SQLs / leads', 'percent', 'higher', 'derived',\n"
+        "                 expr='sqls / leads', stage='Act', reference='our SDR team'))\n",
+    )
+    fake_dists.append(FakeDist("kpihub-sdr", [("sdr", "kpihub_sdr")]))
+    reg = Registry()
+    assert reg.plugins["sdr"].kpis == ["sql_share"] and not reg.errors
+    con = duckdb.connect()
+    rows = [("a", "2024-01-02", "2024-01-09"), ("b", "2024-01-03", None), ("c", "2024-01-04", None)]
+    load(
+        con,
+        "crm_contacts",
+        [{"contact_id": c, "became_lead_at": ts(lead), "became_sql_at": ts(s)} for c, lead, s in rows],
+    )
+    jan = dt.date(2024, 1, 1)
+    series = KPIEngine(con, catalog=reg.kpis).series(
+        reg.kpi("sql_share"), grain="month", start=jan, end=dt.date(2024, 2, 1)
+    )
+    assert series.values() == {jan: pytest.approx(1 / 3)}  # 1 SQL of 3 leads
