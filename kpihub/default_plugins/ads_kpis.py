@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 T = "ad_performance_daily"
 
@@ -29,7 +29,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("spend", True),
         stage="Reach",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="impressions",
@@ -40,7 +40,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("impressions"),
         stage="Reach",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="clicks",
@@ -51,7 +51,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("clicks"),
         stage="Reach",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="ctr",
@@ -63,7 +63,7 @@ ADS_KPIS = (
         numerator=_sum("clicks"),
         denominator=_sum("impressions"),
         stage="Reach",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="cpc",
@@ -75,7 +75,7 @@ ADS_KPIS = (
         numerator=_sum("spend", True),
         denominator=_sum("clicks"),
         stage="Reach",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="cpm",
@@ -87,7 +87,7 @@ ADS_KPIS = (
         numerator=_sum("spend * 1000", True),
         denominator=_sum("impressions"),
         stage="Reach",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="ad_conversions",
@@ -98,7 +98,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("conversions"),
         stage="Act",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="ad_conversion_rate",
@@ -110,7 +110,7 @@ ADS_KPIS = (
         numerator=_sum("conversions"),
         denominator=_sum("clicks"),
         stage="Act",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="cpa",
@@ -122,7 +122,7 @@ ADS_KPIS = (
         numerator=_sum("spend", True),
         denominator=_sum("conversions"),
         stage="Act",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="ad_conversion_value",
@@ -133,7 +133,7 @@ ADS_KPIS = (
         kind="simple",
         measure=_sum("conversion_value", True),
         stage="Act",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
     KPI(
         id="roas",
@@ -145,7 +145,7 @@ ADS_KPIS = (
         numerator=_sum("conversion_value", True),
         denominator=_sum("spend", True),
         stage="Act",
-        reference="Nordic KPI guides; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+        reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
     ),
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 
 def _count(table: str, time: str, filter: str | None = None) -> Measure:
@@ -27,7 +27,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_lead_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="mqls",
@@ -38,7 +38,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_mql_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="sqls",
@@ -49,7 +49,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_sql_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="new_customers",
@@ -60,7 +60,7 @@ CRM_KPIS = (
         kind="simple",
         measure=_count("crm_contacts", "became_customer_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="customer_growth",
@@ -72,7 +72,7 @@ CRM_KPIS = (
         numerator=_count("crm_contacts", "became_customer_at"),
         denominator=Measure("crm_contacts", "count_before", "became_customer_at"),
         stage="Nurture",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="mql_to_sql_rate",
@@ -85,7 +85,7 @@ CRM_KPIS = (
         numerator=_count("crm_contacts", "became_mql_at", "became_sql_at IS NOT NULL"),
         denominator=_count("crm_contacts", "became_mql_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="lead_to_customer_rate",
@@ -98,7 +98,7 @@ CRM_KPIS = (
         numerator=_count("crm_contacts", "became_lead_at", "became_customer_at IS NOT NULL"),
         denominator=_count("crm_contacts", "became_lead_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="win_rate",
@@ -110,7 +110,7 @@ CRM_KPIS = (
         numerator=_count("crm_deals", "closed_at", "is_won"),
         denominator=_count("crm_deals", "closed_at", "is_closed"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="avg_deal_size",
@@ -122,7 +122,7 @@ CRM_KPIS = (
         numerator=Measure("crm_deals", "sum", "closed_at", expr="amount", filter="is_won", currency="currency"),
         denominator=_count("crm_deals", "closed_at", "is_won AND amount IS NOT NULL"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="sales_cycle_days",
@@ -136,7 +136,7 @@ CRM_KPIS = (
         ),
         denominator=_count("crm_deals", "closed_at", "is_won"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="won_revenue",
@@ -147,7 +147,7 @@ CRM_KPIS = (
         kind="simple",
         measure=Measure("crm_deals", "sum", "closed_at", expr="amount", filter="is_won", currency="currency"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="lead_conversion_90d",
@@ -161,7 +161,7 @@ CRM_KPIS = (
         conversion=Measure("crm_contacts", "count_distinct", "became_customer_at", expr="contact_id"),
         window="90 days",
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
 )
 

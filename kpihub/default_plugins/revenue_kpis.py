@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import KPI, Input, Measure
+from kpihub.kpis.spec import GUIDES, KPI, Input, Measure
 
 PAID_CHARGE = "kind = 'charge' AND status = 'succeeded'"
 MARKETING = "category IN ('marketing', 'advertising')"
 ACQUISITION = "category IN ('marketing', 'sales', 'advertising')"
-GUIDES = "Nordic KPI guides"
 
 REVENUE_KPIS = (
     KPI(
@@ -27,7 +26,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="orders",
@@ -38,7 +37,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("orders", "count", "ordered_at", filter=PAID_CHARGE),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="aov",
@@ -50,7 +49,7 @@ REVENUE_KPIS = (
         numerator=Measure("orders", "sum", "ordered_at", expr="gross_amount", filter=PAID_CHARGE, currency="currency"),
         denominator=Measure("orders", "count", "ordered_at", filter=PAID_CHARGE),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="paying_customers",
@@ -61,7 +60,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("orders", "count_distinct", "ordered_at", expr="customer_id", filter=PAID_CHARGE),
         stage="Nurture",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="arpu",
@@ -73,7 +72,7 @@ REVENUE_KPIS = (
         numerator=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
         denominator=Measure("orders", "count_distinct", "ordered_at", expr="customer_id", filter=PAID_CHARGE),
         stage="Nurture",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="cac",
@@ -93,7 +92,7 @@ REVENUE_KPIS = (
         ),
         denominator=Measure("crm_contacts", "count", "became_customer_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="refund_rate",
@@ -105,7 +104,7 @@ REVENUE_KPIS = (
         numerator=Measure("orders", "sum", "ordered_at", expr="refunded_amount", currency="currency"),
         denominator=Measure("orders", "sum", "ordered_at", expr="gross_amount", currency="currency"),
         stage="Nurture",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="new_subscriptions",
@@ -116,7 +115,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("subscriptions", "count", "started_at"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="churned_subscriptions",
@@ -127,7 +126,7 @@ REVENUE_KPIS = (
         kind="simple",
         measure=Measure("subscriptions", "count", "ended_at"),
         stage="Nurture",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="total_costs",

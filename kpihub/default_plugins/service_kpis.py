@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 T = "support_tickets"
-GUIDES = "Nordic KPI guides"
 
 SERVICE_KPIS = (
     KPI(

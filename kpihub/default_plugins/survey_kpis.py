@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 S = "survey_responses"
 
@@ -43,7 +43,7 @@ SURVEY_KPIS = (
         numerator=Measure(S, "count", "responded_at", filter="item = 'csat' AND score >= scale_max - 1"),
         denominator=Measure(S, "count", "responded_at", filter="item = 'csat'"),
         stage="Nurture",
-        reference="Nordic KPI guides; top-two-box CSAT",
+        reference=GUIDES + "; top-two-box CSAT",
     ),
     KPI(
         id="nki",
@@ -61,7 +61,7 @@ SURVEY_KPIS = (
         ),
         denominator=Measure(S, "count", "responded_at", filter="item = 'nki'"),
         stage="Nurture",
-        reference="Nordic KPI guides; NKI/CSI: mean score rescaled to 0–100",
+        reference=GUIDES + "; NKI/CSI: mean score rescaled to 0–100",
     ),
 )
 

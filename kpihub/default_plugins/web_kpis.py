@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import KPI, Measure
+from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 W = "web_traffic_daily"
 
@@ -29,7 +29,7 @@ WEB_KPIS = (
         kind="simple",
         measure=_sum("sessions"),
         stage="Reach",
-        reference="Nordic KPI guides; GA4 Data API metric definitions",
+        reference=GUIDES + "; GA4 Data API metric definitions",
     ),
     KPI(
         id="users",
@@ -40,7 +40,7 @@ WEB_KPIS = (
         kind="simple",
         measure=Measure(W, "sum", "date", expr="users", max_grain="day"),
         stage="Reach",
-        reference="Nordic KPI guides; GA4 Data API metric definitions",
+        reference=GUIDES + "; GA4 Data API metric definitions",
     ),
     KPI(
         id="new_users",
@@ -51,7 +51,7 @@ WEB_KPIS = (
         kind="simple",
         measure=_sum("new_users"),
         stage="Reach",
-        reference="Nordic KPI guides; GA4 Data API metric definitions",
+        reference=GUIDES + "; GA4 Data API metric definitions",
     ),
     KPI(
         id="page_views",
@@ -62,7 +62,7 @@ WEB_KPIS = (
         kind="simple",
         measure=_sum("page_views"),
         stage="Engage",
-        reference="Nordic KPI guides; GA4 Data API metric definitions",
+        reference=GUIDES + "; GA4 Data API metric definitions",
     ),
     KPI(
         id="engagement_rate",
@@ -74,7 +74,7 @@ WEB_KPIS = (
         numerator=_sum("engaged_sessions"),
         denominator=_sum("sessions"),
         stage="Engage",
-        reference="Nordic KPI guides; GA4 Data API metric definitions",
+        reference=GUIDES + "; GA4 Data API metric definitions",
     ),
     KPI(
         id="bounce_rate",
@@ -86,7 +86,7 @@ WEB_KPIS = (
         numerator=_sum("sessions - engaged_sessions"),
         denominator=_sum("sessions"),
         stage="Engage",
-        reference="Nordic KPI guides; GA4 Data API metric definitions",
+        reference=GUIDES + "; GA4 Data API metric definitions",
     ),
     KPI(
         id="web_conversion_rate",
@@ -98,7 +98,7 @@ WEB_KPIS = (
         numerator=_sum("key_events"),
         denominator=_sum("sessions"),
         stage="Act",
-        reference="Nordic KPI guides; GA4 Data API metric definitions",
+        reference=GUIDES + "; GA4 Data API metric definitions",
     ),
     KPI(
         id="traffic_to_lead",
@@ -110,7 +110,7 @@ WEB_KPIS = (
         numerator=Measure("crm_contacts", "count", "became_lead_at"),
         denominator=_sum("sessions"),
         stage="Act",
-        reference="Nordic KPI guides",
+        reference=GUIDES,
     ),
     KPI(
         id="avg_page_load_seconds",
@@ -122,7 +122,7 @@ WEB_KPIS = (
         numerator=Measure("page_performance_daily", "sum", "date", expr="load_time_ms_total / 1000.0"),
         denominator=Measure("page_performance_daily", "sum", "date", expr="page_loads"),
         stage="Engage",
-        reference="Nordic KPI guides (page load time)",
+        reference=GUIDES + " (page load time)",
     ),
 )
 

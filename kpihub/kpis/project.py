@@ -119,30 +119,11 @@ def project_kpis(project: Project) -> list[KPI]:
             )
             raise ConfigError(f"{where}: [kpis.{kpi_id}] {loc!r} {msg}") from None
         try:
-            kpi = KPI(
-                id=kpi_id,
-                title=model.title,
-                description=model.description,
-                unit=model.unit,
-                direction=model.direction,
-                kind=model.kind,
-                stage=model.stage,
-                measure=_measure(model.measure),
-                numerator=_measure(model.numerator),
-                denominator=_measure(model.denominator),
-                base=_measure(model.base),
-                conversion=_measure(model.conversion),
-                filter=model.filter,
-                expr=model.expr,
-                inputs={alias: Input(**i.model_dump()) for alias, i in model.inputs.items()},
-                window=model.window,
-                to_date=model.to_date,
-                age=model.age,
-                model=model.model,
-                options=model.options,
-                reference=model.reference,
-                tags=("project",),
-            )
+            roles = ("measure", "numerator", "denominator", "base", "conversion")
+            fields: dict[str, Any] = model.model_dump(exclude={*roles, "inputs"})
+            fields.update({role: _measure(getattr(model, role)) for role in roles})
+            fields["inputs"] = {alias: Input(**i.model_dump()) for alias, i in model.inputs.items()}
+            kpi = KPI(id=kpi_id, tags=("project",), **fields)
             if kpi.kind != "derived":  # derived KPIs are checked once every KPI is known
                 _test_compile(kpi, {})
         except (ValueError, KPIError) as exc:

@@ -49,6 +49,8 @@ Unit = Literal["count", "ratio", "percent", "currency", "days", "hours", "months
 Direction = Literal["higher", "lower"]
 Kind = Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"]
 Stage = Literal["Reach", "Engage", "Act", "Nurture"]
+#: The reference of KPIs defined as in the marketing KPI handbooks this project grew from.
+GUIDES = "Nordic KPI guides"
 KINDS: tuple[str, ...] = ("simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model")
 
 
