@@ -206,7 +206,8 @@ class Registry:
     def destination_for(self, uri: str) -> Destination:
         scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
         for dest in self.destinations.values():
-            if scheme in dest.schemes:
+            # ``adbc+snowflake://…``: a scheme family named by its part before the "+".
+            if scheme in dest.schemes or scheme.split("+", 1)[0] in dest.schemes:
                 return dest
         known = sorted(s for d in self.destinations.values() for s in d.schemes)
         self._raise_plugin_errors()

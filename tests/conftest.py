@@ -52,3 +52,39 @@ def make_project(
     return Project(
         path=tmp_path / "kpihub.toml", settings=ProjectSettings(destination=dest, **settings), sources=sources
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server: ``.ci/run`` starts one (KPIHUB_TEST_POSTGRES_URI); else the tests start their own.
+
+    Skipped only when no server can be started here (PostgreSQL not installed).
+    """
+    uri = os.environ.get("KPIHUB_TEST_POSTGRES_URI")
+    if uri:
+        yield uri
+        return
+    from kpihub.testing.postgres import PostgresServer
+
+    if not PostgresServer.available():
+        pytest.skip("no PostgreSQL server: set KPIHUB_TEST_POSTGRES_URI or install postgresql (.ci/run does)")
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_uri(postgres_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server's URI with a schema of this test's own (dropped afterwards)."""
+    import re
+    import uuid
+
+    schema = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    yield f"{postgres_server}?schema={schema}"
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(postgres_server) as con, con.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        con.commit()

@@ -1,4 +1,5 @@
-"""DuckDB and Parquet destinations: modes, scoped replace, evolution, atomic state, orphans, locks."""
+"""Every destination (DuckDB, Parquet, PostgreSQL and SQLite through ADBC, a generic adbc+ URI):
+modes, scoped replace, evolution, atomic state, orphans, locks."""
 
 from __future__ import annotations
 
@@ -9,20 +10,30 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from kpihub.destinations.adbc import ADBCDestination
 from kpihub.destinations.base import TableWrite, dedup_last
 from kpihub.destinations.duckdb import DuckDBDestination
 from kpihub.destinations.parquet import ParquetDestination
 from kpihub.errors import DestinationError
 
 
-@pytest.fixture(params=["duckdb", "parquet"])
+@pytest.fixture(params=["duckdb", "parquet", "postgres", "sqlite", "adbc+sqlite", "adbc+postgresql"])
 def open_dest(request, tmp_path):
     kind = request.param
+    pg = request.getfixturevalue("postgres_uri") if "postgres" in kind else None
 
     def opener(read_only: bool = False):
         if kind == "duckdb":
             return DuckDBDestination().open(f"duckdb:///{tmp_path}/x.duckdb", read_only=read_only)
-        return ParquetDestination().open(f"parquet:///{tmp_path}/pq", read_only=read_only)
+        if kind == "parquet":
+            return ParquetDestination().open(f"parquet:///{tmp_path}/pq", read_only=read_only)
+        uri = {
+            "postgres": pg,
+            "sqlite": f"sqlite:///{tmp_path}/x.sqlite",
+            "adbc+sqlite": f"adbc+sqlite:///{tmp_path}/y.db",  # the generic path, with the SQLite driver
+            "adbc+postgresql": f"adbc+{pg}",  # the generic path, with the PostgreSQL driver
+        }
+        return ADBCDestination().open(uri[kind], read_only=read_only)
 
     opener.kind = kind  # type: ignore[attr-defined]
     return opener

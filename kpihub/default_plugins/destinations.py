@@ -1,9 +1,10 @@
-"""Built-in destinations: DuckDB file (the default) and Parquet directory."""
+"""Built-in destinations: DuckDB file (the default), Parquet directory, databases through ADBC."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from kpihub.destinations.adbc import ADBCDestination
 from kpihub.destinations.base import Destination
 from kpihub.destinations.duckdb import DuckDBDestination
 from kpihub.destinations.parquet import ParquetDestination
@@ -14,3 +15,4 @@ from kpihub.hookspecs import hookimpl
 def kpihub_register_destinations(register: Callable[[Destination], None]) -> None:
     register(DuckDBDestination())
     register(ParquetDestination())
+    register(ADBCDestination())

@@ -1,0 +1,543 @@
+"""Databases through ADBC (Arrow Database Connectivity): PostgreSQL, SQLite, any ADBC driver.
+
+URIs::
+
+    postgresql://user@host:5432/db?schema=analytics     adbc-driver-postgresql (bulk COPY of Arrow)
+    sqlite:///path/to/file.sqlite                       adbc-driver-sqlite
+    adbc+<driver>://<the driver's own URI>              any installed adbc_driver_<driver>
+                                                        (snowflake, bigquery, flightsql …)
+
+Query options other than ``schema`` go to the driver as database options
+(``adbc+snowflake://…?adbc.snowflake.sql.warehouse=WH``).
+
+Every commit is one database transaction: each table's rows are bulk-ingested
+into a temporary staging table (Arrow → COPY on PostgreSQL, no row-by-row
+inserts), then moved into the target — appended; swapped for the rows in the
+write's scope (replace); or upserted on the primary key with ``INSERT … ON
+CONFLICT … DO UPDATE`` (merge) — and the stream state is upserted into
+``_kpihub_state`` before the single COMMIT.
+
+Type mapping (Arrow → PostgreSQL / SQLite): string → text; int8–64 → smallint/
+integer/bigint (SQLite integer); float → double precision (real); bool →
+boolean (integer); decimal(p, s) → numeric(p, s) (SQLite text, exact);
+date → date (text); timestamp with zone → timestamptz (text, ISO 8601, UTC);
+timestamp → timestamp (text); lists and structs → jsonb (text holding JSON).
+Reading back casts to the recorded Arrow schema, so values round-trip.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kpihub.destinations.base import (
+    Destination,
+    DestinationSession,
+    FileLock,
+    TableWrite,
+    dedup_last,
+    quote,
+    uri_path,
+)
+from kpihub.errors import DestinationError
+from kpihub.secrets import redact
+
+__all__ = ["ADBCDestination", "ADBCSession", "sql_type"]
+
+STATE_TABLE = "_kpihub_state"
+#: Each data table's Arrow schema (IPC, base64), so reads round-trip types the database lacks.
+SCHEMA_TABLE = "_kpihub_schemas"
+
+
+def sql_type(field_type: pa.DataType, dialect: str) -> str:
+    """The column type a destination stores an Arrow type as (see the module docstring)."""
+    t = field_type
+    if dialect == "generic":
+        return _generic_type(t)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "TEXT"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN" if dialect == "postgres" else "INTEGER"
+    if pa.types.is_integer(t):
+        if dialect == "sqlite":
+            return "INTEGER"
+        return {8: "SMALLINT", 16: "SMALLINT", 32: "INTEGER"}.get(t.bit_width, "BIGINT")
+    if pa.types.is_floating(t):
+        return "DOUBLE PRECISION" if dialect == "postgres" else "REAL"
+    if pa.types.is_decimal(t):
+        return f"NUMERIC({t.precision}, {t.scale})" if dialect == "postgres" else "TEXT"
+    if pa.types.is_date(t):
+        return "DATE" if dialect == "postgres" else "TEXT"
+    if pa.types.is_timestamp(t):
+        if dialect != "postgres":
+            return "TEXT"
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_nested(t):
+        return "JSONB" if dialect == "postgres" else "TEXT"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BYTEA" if dialect == "postgres" else "BLOB"
+    return "TEXT"
+
+
+def _generic_type(t: pa.DataType) -> str:
+    """ANSI SQL names every ADBC database understands."""
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_floating(t):
+        return "DOUBLE PRECISION"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP WITH TIME ZONE" if t.tz else "TIMESTAMP"
+    return "VARCHAR"
+
+
+#: Type changes a database can make in place without losing values.
+_WIDENINGS = {("SMALLINT", "INTEGER"), ("SMALLINT", "BIGINT"), ("INTEGER", "BIGINT")}
+
+
+def _widens(old: str, new: str) -> bool:
+    if (old, new) in _WIDENINGS:
+        return True
+    if old in ("SMALLINT", "INTEGER", "BIGINT") and new.startswith("NUMERIC"):
+        return True
+    if old.startswith("NUMERIC") and new.startswith("NUMERIC"):
+        (p1, s1), (p2, s2) = (tuple(int(x) for x in t[8:-1].split(",")) for t in (old, new))
+        return s2 >= s1 and p2 - s2 >= p1 - s1
+    return old == "REAL" and new == "DOUBLE PRECISION"
+
+
+def _for_ingest(table: pa.Table, dialect: str) -> pa.Table:
+    """What the driver can ingest: nested values as JSON text; SQLite's text stand-ins as text."""
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        t = field.type
+        if pa.types.is_nested(t):
+            column = pa.array(
+                [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()], pa.string()
+            )
+        elif dialect == "generic" and pa.types.is_decimal(t):
+            column = pc.cast(column, pa.string())  # not every driver ingests decimals; CAST on insert
+        elif dialect == "sqlite" and (pa.types.is_decimal(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)):
+            if pa.types.is_timestamp(t) and t.tz:
+                column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S.%f+00:00", timezone="UTC")
+            else:
+                column = pc.cast(column, pa.string())
+        elif dialect == "sqlite" and pa.types.is_boolean(t):
+            column = pc.cast(column, pa.int8())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def _from_database(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
+    """Database results cast back to the recorded Arrow schema (numeric text → decimal …)."""
+    columns, names = [], []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if isinstance(column.type, pa.ExtensionType):
+            column = column.storage
+        target = schema.field(field.name).type if schema is not None and field.name in schema.names else None
+        if target is not None and column.type != target:
+            if pa.types.is_nested(target):
+                column = pa.array([None if v is None else json.loads(v) for v in column.to_pylist()], target)
+            elif pa.types.is_timestamp(target) and pa.types.is_string(column.type):
+                column = _parse_timestamps(column, target)
+            elif pa.types.is_boolean(target):
+                column = pc.not_equal(column, 0)
+            else:
+                column = pc.cast(column, target)
+        columns.append(column)
+        names.append(field.name)
+    return pa.table(columns, names=names)
+
+
+def _parse_timestamps(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """ISO 8601 text back to timestamps: with an offset, or naive (stored as UTC)."""
+    text = pc.replace_substring_regex(column, pattern=r"(\+00:00|Z)$", replacement="")
+    text = pc.replace_substring(text, pattern=" ", replacement="T", max_replacements=1)
+    parsed = pc.cast(text, pa.timestamp(target.unit))
+    return parsed if target.tz is None else pc.assume_timezone(parsed, "UTC").cast(target)
+
+
+def _lit(value: Any) -> str:
+    """A SQL literal (standard quoting), so one statement text works with every driver's paramstyle."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _schema_text(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def _schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+class ADBCSession(DestinationSession):
+    """An open database: one ADBC connection, one transaction per commit."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        driver: str,
+        target: str,
+        dialect: str,
+        schema: str | None,
+        options: Mapping[str, str],
+        read_only: bool = False,
+        lock_path: Path | None = None,
+    ) -> None:
+        self.uri = redact(uri)
+        self.dialect = dialect
+        self.schema = schema
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._file_lock: FileLock | None = None
+        self._advisory: int | None = None
+        try:
+            module = importlib.import_module(f"adbc_driver_{driver}.dbapi")
+        except ImportError:
+            raise DestinationError(
+                f"destination {self.uri}: the ADBC driver for {driver!r} is not installed "
+                f"(pip install adbc-driver-{driver.replace('_', '-')})"
+            ) from None
+        if lock_path is not None and not read_only:
+            self._file_lock = FileLock(lock_path, f"database {str(lock_path.with_suffix(''))!r}")
+            self._file_lock.acquire()
+        try:
+            self.con = module.connect(target, db_kwargs=dict(options)) if options else module.connect(target)
+        except Exception as exc:  # drivers raise their own DBAPI errors
+            self._release()
+            raise DestinationError(f"cannot connect to {self.uri}: {_first_line(exc)}") from None
+        self.cur = self.con.cursor()
+        try:
+            if driver == "postgresql" and not read_only:
+                self._take_advisory_lock()
+            if schema and dialect != "sqlite" and not read_only:
+                self._exec(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            if not read_only:
+                self._exec(
+                    f"CREATE TABLE IF NOT EXISTS {self._name(STATE_TABLE)} "
+                    "(key VARCHAR(1000) PRIMARY KEY, value VARCHAR(1000000) NOT NULL, updated_at VARCHAR(40))"
+                )
+                self._exec(
+                    f"CREATE TABLE IF NOT EXISTS {self._name(SCHEMA_TABLE)} "
+                    "(name VARCHAR(1000) PRIMARY KEY, arrow_schema VARCHAR(10000000))"
+                )
+                self.con.commit()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _name(self, table: str) -> str:
+        return f"{quote(self.schema)}.{quote(table)}" if self.schema else quote(table)
+
+    def _exec(self, sql: str) -> None:
+        try:
+            self.cur.execute(sql)
+        except Exception as exc:
+            raise DestinationError(f"{self.uri}: {_first_line(exc)}") from None
+
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        self._exec(sql)
+        return list(self.cur.fetchall())
+
+    def _take_advisory_lock(self) -> None:
+        # One writer per database (and schema): a second sync gets a clear error, never interleaves.
+        key = zlib.crc32(f"kpihub:{self.schema or ''}".encode())
+        (got,) = self._rows(f"SELECT pg_try_advisory_lock({key})")[0]
+        if not got:
+            raise DestinationError(f"{self.uri} is already in use by another sync; wait for it to finish")
+        self._advisory = key
+        self.con.commit()
+
+    # -- state -------------------------------------------------------------------
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        return self.all_state().get(key)
+
+    def all_state(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            if STATE_TABLE not in self._all_tables():
+                return {}
+            rows = self._rows(f"SELECT key, value FROM {self._name(STATE_TABLE)}")
+            self.con.commit()
+        return {k: json.loads(v) for k, v in rows}
+
+    # -- writes ------------------------------------------------------------------
+
+    def commit(self, writes: Sequence[TableWrite], state: Mapping[str, dict[str, Any]]) -> None:
+        if self.read_only:
+            raise DestinationError(f"{self.uri} is open read-only")
+        with self._lock:
+            try:
+                for write in writes:
+                    self._apply(write)
+                for key, value in state.items():
+                    self._upsert(STATE_TABLE, "key", key, value=json.dumps(value, default=str))
+                self.con.commit()
+            except BaseException:
+                self.con.rollback()
+                raise
+
+    def _apply(self, write: TableWrite) -> None:
+        if write.mode == "merge" and not write.primary_key:
+            raise DestinationError(f"table {write.table!r}: merge needs a primary key")
+        data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
+        table = self._name(write.table)
+        known = self._recorded_schema(write.table)
+        if known is None or write.table not in self._all_tables():
+            merged_schema = self._create(write, data.schema)
+        else:
+            merged_schema = self._evolve(write.table, known, data.schema)
+        constraint = tuple(json.loads((merged_schema.metadata or {}).get(b"kpihub.primary_key", b"[]")))
+        stage = f"_kpihub_stage_{write.table}"[:63]
+        if write.mode == "replace":
+            self._exec(f"DELETE FROM {table}{self._scope(write.scope)}")
+        if data.num_rows:
+            try:
+                self.cur.adbc_ingest(stage, _for_ingest(data, self.dialect), mode="replace", temporary=True)
+            except Exception as exc:
+                raise DestinationError(
+                    f"{self.uri}: bulk load into {write.table!r} failed: {_first_line(exc)}"
+                ) from None
+            cols = ", ".join(quote(c) for c in data.column_names)
+            values = ", ".join(
+                f"CAST({quote(f.name)} AS {sql_type(f.type, self.dialect)})"
+                if self.dialect == "generic" and pa.types.is_decimal(f.type)
+                else quote(f.name)
+                for f in data.schema
+            )
+            insert = f"INSERT INTO {table} ({cols}) SELECT {values} FROM {quote(stage)}"
+            if write.mode == "merge" and constraint != tuple(write.primary_key):
+                # No key constraint to conflict on (the table began as append): delete, then insert.
+                same = " AND ".join(f"{table}.{quote(k)} = s.{quote(k)}" for k in write.primary_key)
+                self._exec(f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM {quote(stage)} AS s WHERE {same})")
+            elif write.mode == "merge":
+                keys = ", ".join(quote(k) for k in write.primary_key)
+                updates = [c for c in data.column_names if c not in write.primary_key]
+                action = (
+                    "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updates)
+                    if updates
+                    else "DO NOTHING"
+                )
+                # SQLite needs a WHERE to tell ON CONFLICT from a join's ON.
+                insert += f"{' WHERE true' if self.dialect == 'sqlite' else ''} ON CONFLICT ({keys}) {action}"
+            self._exec(insert)
+            self._exec(f"DROP TABLE {quote(stage)}")
+        self._record_schema(write.table, merged_schema)
+
+    def _create(self, write: TableWrite, schema: pa.Schema) -> pa.Schema:
+        columns = [f"{quote(f.name)} {sql_type(f.type, self.dialect)}" for f in schema]
+        if write.mode == "merge" and write.primary_key and self.dialect != "generic":
+            # The key constraint that merge's INSERT … ON CONFLICT upserts on.
+            columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in write.primary_key)})")
+            schema = schema.with_metadata(
+                {**(schema.metadata or {}), "kpihub.primary_key": json.dumps(write.primary_key)}
+            )
+        self._exec(f"CREATE TABLE IF NOT EXISTS {self._name(write.table)} ({', '.join(columns)})")
+        return schema
+
+    def _evolve(self, name: str, known: pa.Schema, incoming: pa.Schema) -> pa.Schema:
+        """Add new columns; widen types the database can widen safely; refuse the rest, naming them."""
+        fields = {f.name: f for f in known}
+        for field in incoming:
+            old = fields.get(field.name)
+            new_sql = sql_type(field.type, self.dialect)
+            if old is None:
+                self._exec(f"ALTER TABLE {self._name(name)} ADD COLUMN {quote(field.name)} {new_sql}")
+                fields[field.name] = field
+                continue
+            if old.type == field.type:
+                continue
+            old_sql = sql_type(old.type, self.dialect)
+            if old_sql == new_sql:
+                fields[field.name] = field
+            elif _widens(old_sql, new_sql):
+                if self.dialect == "postgres":
+                    self._exec(
+                        f"ALTER TABLE {self._name(name)} ALTER COLUMN {quote(field.name)} TYPE {new_sql} "
+                        f"USING {quote(field.name)}::{new_sql}"
+                    )
+                fields[field.name] = field
+            else:
+                raise DestinationError(
+                    f"table {name!r}, column {field.name!r}: type changed from {old.type} to {field.type}, "
+                    "which cannot be migrated safely; fix the source mapping or rebuild the table (--full-refresh)"
+                )
+        return pa.schema(list(fields.values()), metadata=known.metadata)
+
+    def _scope(self, scope: Mapping[str, Any] | None) -> str:
+        if not scope:
+            return ""
+        return " WHERE " + " AND ".join(f"{quote(k)} = {_lit(v)}" for k, v in scope.items())
+
+    def _recorded_schema(self, name: str) -> pa.Schema | None:
+        rows = self._rows(f"SELECT arrow_schema FROM {self._name(SCHEMA_TABLE)} WHERE name = {_lit(name)}")
+        return _schema_from_text(rows[0][0]) if rows else None
+
+    def _record_schema(self, name: str, schema: pa.Schema) -> None:
+        self._upsert(SCHEMA_TABLE, "name", name, arrow_schema=_schema_text(schema))
+
+    def _upsert(self, table: str, key_column: str, key: str, **values: str) -> None:
+        columns = [key_column, *values]
+        literals = [_lit(key), *(_lit(v) for v in values.values())]
+        if table == STATE_TABLE:
+            columns.append("updated_at")
+            literals.append("CAST(CURRENT_TIMESTAMP AS VARCHAR(40))")
+        insert = f"INSERT INTO {self._name(table)} ({', '.join(columns)}) VALUES ({', '.join(literals)})"
+        if self.dialect == "generic":  # no portable upsert: delete, then insert (same transaction)
+            self._exec(f"DELETE FROM {self._name(table)} WHERE {key_column} = {_lit(key)}")
+            self._exec(insert)
+        else:
+            sets = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+            self._exec(f"{insert} ON CONFLICT ({key_column}) DO UPDATE SET {sets}")
+
+    # -- reads -------------------------------------------------------------------
+
+    def _all_tables(self) -> set[str]:
+        if self.dialect == "sqlite":
+            rows = self._rows("SELECT name FROM sqlite_master WHERE type = 'table'")
+        elif self.dialect == "postgres":
+            rows = self._rows(
+                f"SELECT table_name FROM information_schema.tables WHERE table_schema = {_lit(self.schema or 'public')}"
+            )
+        else:  # ADBC's own catalogue call works with every driver
+            objects = (
+                self.con.adbc_get_objects(
+                    depth="tables", db_schema_filter=self.schema, table_types_filter=["table", "TABLE", "BASE TABLE"]
+                )
+                .read_all()
+                .to_pylist()
+            )
+            return {
+                t["table_name"]
+                for catalog in objects
+                for schema in catalog["catalog_db_schemas"] or []
+                for t in schema["db_schema_tables"] or []
+            }
+        return {r[0] for r in rows}
+
+    def tables(self) -> list[str]:
+        with self._lock:
+            names = self._all_tables()
+            self.con.commit()
+        return sorted(n for n in names if not n.startswith("_kpihub"))
+
+    def read_table(self, name: str) -> pa.Table:
+        with self._lock:
+            schema = self._recorded_schema(name) if SCHEMA_TABLE in self._all_tables() else None
+            self._exec(f"SELECT * FROM {self._name(name)}")
+            table = self.cur.fetch_arrow_table()
+            self.con.commit()
+        return _from_database(table, schema)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run ``sql`` (this database's dialect) and return Arrow, numeric text read as decimals."""
+        with self._lock:
+            self._exec(sql)
+            table = self.cur.fetch_arrow_table()
+            self.con.commit()
+        return _from_database(table, None)
+
+    def attach(self, con: Any) -> None:
+        # DuckDB reads the tables as Arrow (a copy: for KPIs in place, use --engine postgres).
+        for name in self.tables():
+            con.register(name, self.read_table(name))
+
+    def close(self) -> None:
+        try:
+            if self._advisory is not None:
+                self._exec(f"SELECT pg_advisory_unlock({self._advisory})")
+            self.cur.close()
+            self.con.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real error
+            pass
+        self._release()
+
+    def _release(self) -> None:
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
+
+
+def _first_line(exc: BaseException) -> str:
+    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+
+class ADBCDestination(Destination):
+    """PostgreSQL, SQLite or any database with an ADBC driver."""
+
+    name = "adbc"
+    schemes = ("postgresql", "postgres", "sqlite", "adbc")
+    title = "Databases through ADBC (PostgreSQL, SQLite, adbc+<driver>://…)"
+
+    def open(self, uri: str, *, root: Path | None = None, read_only: bool = False) -> ADBCSession:
+        scheme, rest = uri.split(":", 1)
+        scheme = scheme.lower()
+        driver = scheme[5:] if scheme.startswith("adbc+") else scheme
+        driver = {"postgres": "postgresql"}.get(driver, driver)
+        generic = scheme.startswith("adbc+")
+        parts = urlsplit(f"x:{rest}")
+        options = dict(parse_qsl(parts.query))
+        schema = options.pop("schema", None)
+        if driver == "postgresql":
+            target = urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
+            return ADBCSession(
+                uri,
+                driver=driver,
+                target=target,
+                dialect="generic" if generic else "postgres",
+                schema=schema or "public",
+                options=options,
+                read_only=read_only,
+            )
+        if driver == "sqlite":
+            path = uri_path(f"sqlite:{rest}", root)
+            if read_only and not path.exists():
+                raise DestinationError(f"SQLite file {str(path)!r} does not exist (run `kpihub sync` first)")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return ADBCSession(
+                uri,
+                driver=driver,
+                target=str(path),
+                dialect="generic" if generic else "sqlite",
+                schema=None,
+                options=options,
+                read_only=read_only,
+                lock_path=path.with_name(path.name + ".lock"),
+            )
+        if generic:
+            # Any other driver: the rest of the URI is the driver's own, passed through as is.
+            return ADBCSession(
+                uri,
+                driver=driver,
+                target=rest.split("?", 1)[0].removeprefix("//"),
+                dialect="generic",
+                schema=schema,
+                options=options,
+                read_only=read_only,
+            )
+        raise DestinationError(f"not an ADBC URI: {redact(uri)}")
