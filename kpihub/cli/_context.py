@@ -31,12 +31,22 @@ def registry(ctx: click.Context, *, warn: bool = True) -> Registry:
 
 
 @contextmanager
-def open_engine(proj: Project, reg: Registry, destination: str | None = None) -> Iterator[KPIEngine]:
-    """A KPI engine over the project's destination, opened read-only, with the whole KPI catalogue."""
+def open_engine(
+    proj: Project, reg: Registry, destination: str | None = None, engine: str = "duckdb"
+) -> Iterator[KPIEngine]:
+    """A KPI engine over the project's destination, opened read-only, with the whole KPI catalogue.
+
+    ``engine``: ``duckdb`` (embedded; reads any destination) or ``postgres`` (runs the SQL in the
+    PostgreSQL destination itself).
+    """
     from kpihub.kpis.engine import KPIEngine
 
     uri = destination or proj.settings.destination
     with reg.destination_for(uri).open(uri, root=proj.root, read_only=True) as session:
         yield KPIEngine.for_destination(
-            session, timezone=proj.settings.timezone, currency=proj.settings.currency, catalog=reg.kpis
+            session,
+            timezone=proj.settings.timezone,
+            currency=proj.settings.currency,
+            catalog=reg.kpis,
+            engine=engine,
         )

@@ -16,6 +16,7 @@ from kpihub.cli.progress import RichProgress, summary_table
 from kpihub.config import Project, ProjectSettings
 from kpihub.errors import ConfigError
 from kpihub.report.scorecard import render_scorecard
+from kpihub.secrets import redact
 from kpihub.source import DemoSpec
 from kpihub.sync import Pipeline
 
@@ -23,7 +24,7 @@ DEMO_TOML = """\
 # Written by `kpihub demo`. The demo's fake API servers stop when the demo ends,
 # so this project can score KPIs (kpihub kpis) but not sync again.
 [project]
-destination = "duckdb:///kpihub.duckdb"
+destination = "{destination}"
 timezone = "Europe/Oslo"
 targets = "targets.toml"
 """
@@ -65,8 +66,14 @@ def _settings(spec: DemoSpec, data_dir: Path) -> dict[str, Any]:
     help="Multiply the demo data (30,000 HubSpot contacts per unit).",
 )
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--destination",
+    default="duckdb:///kpihub.duckdb",
+    show_default=True,
+    help="Where the demo syncs to (relative paths inside --dir): postgresql://…, sqlite:///…, parquet:///….",
+)
 @click.pass_context
-def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
+def command(ctx: click.Context, directory: str, scale: int, seed: int, destination: str) -> None:
     """Run the embedded demo: fake APIs on 127.0.0.1 and sample files, sync to DuckDB, print the scorecard."""
     reg = registry(ctx)
     console = ctx.obj["console"]
@@ -81,7 +88,7 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    (root / "kpihub.toml").write_text(DEMO_TOML, encoding="utf-8")
+    (root / "kpihub.toml").write_text(DEMO_TOML.format(destination=destination), encoding="utf-8")
     targets = [t for spec in specs.values() for t in spec.targets]
     (root / "targets.toml").write_text(_targets_toml(targets), encoding="utf-8")
     started = time.monotonic()
@@ -100,11 +107,9 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
         console.print(
             f"[bold]kpihub demo[/bold]: fake {apis} API on 127.0.0.1"
             + (f" and {files} from {root}/data" if files else "")
-            + f" → {root}/kpihub.duckdb"
+            + f" → {redact(destination)}"
         )
-        settings = ProjectSettings(
-            destination="duckdb:///kpihub.duckdb", timezone="Europe/Oslo", targets="targets.toml"
-        )
+        settings = ProjectSettings(destination=destination, timezone="Europe/Oslo", targets="targets.toml")
         project = Project(path=root.resolve() / "kpihub.toml", settings=settings, sources=sources)
         pipeline = Pipeline(project, registry=reg)
         with RichProgress(console) as progress:
@@ -118,6 +123,6 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int) -> None:
     render_scorecard(rows, console, title="KPI scorecard (demo business, targets from targets.toml)")
     console.print(
         f"\nSynced {result.records:,} records and scored {len(rows)} KPIs in {time.monotonic() - started:.1f}s. "
-        f"Explore: [bold]kpihub -p {root}/kpihub.toml kpis --format json[/bold] or open {root}/kpihub.duckdb "
-        "in DuckDB."
+        f"Explore: [bold]kpihub -p {root}/kpihub.toml kpis --format json[/bold]"
+        + (f" or open {root}/kpihub.duckdb in DuckDB." if destination.startswith("duckdb:") else ".")
     )

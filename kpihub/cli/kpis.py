@@ -17,6 +17,7 @@ from kpihub.config import Project
 from kpihub.errors import ConfigError
 from kpihub.kpis.catalog import catalog_markdown, catalog_rows
 from kpihub.kpis.compiler import DIALECTS, compile_kpi, rfm_sql, transpile
+from kpihub.kpis.engine import ENGINES
 from kpihub.kpis.periods import GRAINS, Period
 from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import ScorecardRow, build_scorecard
@@ -35,13 +36,14 @@ def compute_scorecard(
     today: dt.date | None = None,
     only: list[str] | None = None,
     destination: str | None = None,
+    engine: str = "duckdb",
 ) -> list[ScorecardRow]:
-    """Open the project's destination read-only and build its scorecard."""
+    """Open the project's destination read-only and build its scorecard (on ``engine``)."""
     file = targets_file or proj.settings.targets
     targets = load_targets(proj.resolve(str(file)) if file else "", reg.kpis) if file else []
-    with open_engine(proj, reg, destination) as engine:
+    with open_engine(proj, reg, destination, engine) as kpi_engine:
         return build_scorecard(
-            engine,
+            kpi_engine,
             reg.kpis,
             targets=targets,
             period=period,
@@ -69,6 +71,13 @@ def compute_scorecard(
 @click.option("--list", "list_only", is_flag=True, help="List the KPI catalogue by funnel stage.")
 @click.option("--show-sql", is_flag=True, help="Print each KPI's SQL instead of computing it.")
 @click.option("--dialect", type=click.Choice(DIALECTS), default="duckdb", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="duckdb",
+    show_default=True,
+    help="Where the KPI SQL runs: embedded DuckDB, or the PostgreSQL destination itself.",
+)
 @click.option("--by", help="Break --kpi values down by a dimension (channel, campaign, platform, pipeline) or column.")
 @click.pass_context
 def command(
@@ -83,6 +92,7 @@ def command(
     list_only: bool,
     show_sql: bool,
     dialect: str,
+    engine: str,
     by: str | None,
 ) -> None:
     """Score KPIs against their targets (default), list them, or show their SQL."""
@@ -127,10 +137,17 @@ def command(
         return
     if by:
         p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
-        _breakdown(proj, reg, console, p, list(only) or sorted(reg.kpis), by, fmt, output)
+        _breakdown(proj, reg, console, p, list(only) or sorted(reg.kpis), by, fmt, output, engine)
         return
     rows = compute_scorecard(
-        proj, reg, targets_file=targets_file, period=chosen, grain=grain, today=today, only=list(only) or None
+        proj,
+        reg,
+        targets_file=targets_file,
+        period=chosen,
+        grain=grain,
+        today=today,
+        only=list(only) or None,
+        engine=engine,
     )
     if fmt == "table":
         render_scorecard(rows, console)
@@ -169,10 +186,11 @@ def _breakdown(
     by: str,
     fmt: str,
     output: str | None,
+    engine_name: str = "duckdb",
 ) -> None:
     """Each KPI in ``period`` per value of dimension ``by``."""
     rows = []
-    with open_engine(proj, reg) as engine:
+    with open_engine(proj, reg, engine=engine_name) as engine:
         for kpi_id in kpi_ids:
             kpi = reg.kpi(kpi_id)
             series = engine.series(kpi, grain=period.grain, start=period.start, end=period.end, by=by)

@@ -134,7 +134,7 @@ def _for_ingest(table: pa.Table, dialect: str) -> pa.Table:
             column = pc.cast(column, pa.string())  # not every driver ingests decimals; CAST on insert
         elif dialect == "sqlite" and (pa.types.is_decimal(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)):
             if pa.types.is_timestamp(t) and t.tz:
-                column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S.%f+00:00", timezone="UTC")
+                column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S+00:00")  # %S carries the fraction
             else:
                 column = pc.cast(column, pa.string())
         elif dialect == "sqlite" and pa.types.is_boolean(t):
@@ -148,9 +148,12 @@ def _from_database(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
     columns, names = [], []
     for field, column in zip(table.schema, table.columns, strict=True):
         column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        numeric = getattr(column.type, "type_name", "") == "numeric"
         if isinstance(column.type, pa.ExtensionType):
             column = column.storage
         target = schema.field(field.name).type if schema is not None and field.name in schema.names else None
+        if target is None and numeric:  # a computed numeric (a KPI's Σ): a number, not text
+            target = pa.float64()
         if target is not None and column.type != target:
             if pa.types.is_nested(target):
                 column = pa.array([None if v is None else json.loads(v) for v in column.to_pylist()], target)
@@ -235,6 +238,9 @@ class ADBCSession(DestinationSession):
                 self._take_advisory_lock()
             if schema and dialect != "sqlite" and not read_only:
                 self._exec(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            if schema and driver == "postgresql":
+                # Unqualified names (KPI SQL) resolve in the destination's schema.
+                self._exec(f"SET search_path TO {quote(schema)}, public")
             if not read_only:
                 self._exec(
                     f"CREATE TABLE IF NOT EXISTS {self._name(STATE_TABLE)} "
@@ -455,12 +461,20 @@ class ADBCSession(DestinationSession):
         return _from_database(table, schema)
 
     def query(self, sql: str) -> pa.Table:
-        """Run ``sql`` (this database's dialect) and return Arrow, numeric text read as decimals."""
+        """Run ``sql`` (this database's dialect) and return Arrow; computed numerics as float64."""
         with self._lock:
-            self._exec(sql)
-            table = self.cur.fetch_arrow_table()
-            self.con.commit()
+            try:
+                self._exec(sql)
+                table = self.cur.fetch_arrow_table()
+            finally:
+                self.con.rollback()  # read-only work; also clears a failed statement's aborted transaction
         return _from_database(table, None)
+
+    def set_time_zone(self, zone: str) -> None:
+        """The session's zone, so dates cut from timestamps fall as in the reporting zone (KPI engine)."""
+        with self._lock:
+            self._exec(f"SET TIME ZONE {_lit(zone)}")
+            self.con.commit()
 
     def attach(self, con: Any) -> None:
         # DuckDB reads the tables as Arrow (a copy: for KPIs in place, use --engine postgres).

@@ -781,7 +781,7 @@ def rfm_sql(
         "firsts AS (SELECT customer, MIN(day) AS first_day FROM days GROUP BY customer) "
         "SELECT days.customer AS customer, firsts.first_day AS first_purchase, COUNT(*) - 1 AS frequency, "
         f"DATE_DIFF('day', firsts.first_day, MAX(days.day)) / {unit} AS recency, "
-        f"DATE_DIFF('day', firsts.first_day, CAST('{as_of.isoformat()}' AS DATE)) / {unit} AS T, "
+        f"DATE_DIFF('day', firsts.first_day, CAST('{as_of.isoformat()}' AS DATE)) / {unit} AS \"T\", "
         "CASE WHEN COUNT(*) > 1 THEN SUM(CASE WHEN days.day > firsts.first_day THEN days.value END) / (COUNT(*) - 1) "
         "END AS monetary FROM days JOIN firsts ON firsts.customer = days.customer "
         "GROUP BY days.customer, firsts.first_day ORDER BY days.customer"

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
 
 from kpihub.destinations.base import DestinationSession
 from kpihub.destinations.duckdb import fetch_arrow
-from kpihub.errors import KPIError, MixedCurrencyError
-from kpihub.kpis.compiler import FX_TABLE, Catalog, Leaf, compile_kpi, currency_check_sql, leaves, missing_fx_sql
+from kpihub.errors import DestinationError, KPIError, MixedCurrencyError
+from kpihub.kpis.compiler import (
+    FX_TABLE,
+    Catalog,
+    Leaf,
+    compile_kpi,
+    currency_check_sql,
+    leaves,
+    missing_fx_sql,
+    transpile,
+)
 from kpihub.kpis.periods import Grain, Period
 from kpihub.kpis.spec import KPI
 
@@ -37,24 +47,69 @@ class KPISeries:
         return dict(zip(keys, self.table["value"].to_pylist(), strict=True))
 
 
+class SQLBackend(Protocol):
+    """Where KPI SQL runs: it takes kpihub's SQL (DuckDB dialect) and returns Arrow."""
+
+    dialect: str
+
+    def query(self, sql: str) -> pa.Table: ...
+
+    def table_names(self) -> set[str]: ...
+
+
+class DuckDBBackend:
+    """A DuckDB connection (the embedded default), its session zone set to the reporting zone."""
+
+    dialect = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, timezone: str) -> None:
+        self.con = con
+        con.execute(f"SET TimeZone = '{timezone}'")
+
+    def query(self, sql: str) -> pa.Table:
+        return fetch_arrow(self.con, sql)
+
+    def table_names(self) -> set[str]:
+        return {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+class DatabaseBackend:
+    """A database destination (PostgreSQL): kpihub's SQL transpiled by sqlglot, run where the data lives."""
+
+    def __init__(self, session: Any, dialect: str, timezone: str) -> None:
+        self.session = session
+        self.dialect = dialect
+        session.set_time_zone(timezone)  # as DuckDB's session zone: calendar days in the reporting zone
+
+    def query(self, sql: str) -> pa.Table:
+        return self.session.query(transpile(sql, self.dialect))
+
+    def table_names(self) -> set[str]:
+        return set(self.session.tables())
+
+
+ENGINES = ("duckdb", "postgres")
+
+
 class KPIEngine:
-    """Computes KPIs with SQL over the tables of a DuckDB connection."""
+    """Computes KPIs with SQL: on a DuckDB connection (default) or on the database that holds the data."""
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: duckdb.DuckDBPyConnection | SQLBackend,
         *,
         timezone: str = "UTC",
         currency: str | None = None,
         catalog: Catalog | None = None,
     ) -> None:
-        self.con = con
+        self.backend: SQLBackend = DuckDBBackend(con, timezone) if isinstance(con, duckdb.DuckDBPyConnection) else con
+        #: The DuckDB connection (None when KPIs run in another database).
+        self.con = con if isinstance(con, duckdb.DuckDBPyConnection) else None
         self.timezone = timezone
         #: Reporting currency: with an ``fx_rates_daily`` table, money in other currencies is converted into it.
         self.currency = currency.upper() if currency else None
         #: KPI id → KPI: resolves the inputs of derived KPIs.
         self.catalog: Catalog = catalog or {}
-        self.con.execute(f"SET TimeZone = '{timezone}'")
 
     @classmethod
     def for_destination(
@@ -64,14 +119,28 @@ class KPIEngine:
         timezone: str = "UTC",
         currency: str | None = None,
         catalog: Catalog | None = None,
+        engine: str = "duckdb",
     ) -> KPIEngine:
-        con = duckdb.connect()
-        session.attach(con)
-        return cls(con, timezone=timezone, currency=currency, catalog=catalog)
+        """KPIs over a destination: in embedded DuckDB (default), or ``engine="postgres"`` in the database."""
+        if engine == "duckdb":
+            con = duckdb.connect()
+            session.attach(con)
+            return cls(con, timezone=timezone, currency=currency, catalog=catalog)
+        if engine not in ENGINES:
+            raise KPIError(f"unknown KPI engine {engine!r} (choose from {', '.join(ENGINES)})")
+        if getattr(session, "dialect", None) != engine:
+            raise KPIError(f"--engine {engine} needs a {engine} destination, not {session.uri}")
+        backend = DatabaseBackend(session, engine, timezone)
+        return cls(backend, timezone=timezone, currency=currency, catalog=catalog)
 
     def with_catalog(self, catalog: Catalog) -> KPIEngine:
         """The same engine (same connection) resolving derived KPIs' inputs in ``catalog``."""
-        return KPIEngine(self.con, timezone=self.timezone, currency=self.currency, catalog=catalog)
+        return KPIEngine(
+            self.con if self.con is not None else self.backend,
+            timezone=self.timezone,
+            currency=self.currency,
+            catalog=catalog,
+        )
 
     @property
     def fx(self) -> bool:
@@ -79,8 +148,7 @@ class KPIEngine:
         return self.currency is not None and FX_TABLE in self.tables()
 
     def tables(self) -> set[str]:
-        rows = self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        return {r[0] for r in rows}
+        return self.backend.table_names()
 
     def missing_tables(self, kpi: KPI) -> list[str]:
         present = self.tables()
@@ -119,8 +187,8 @@ class KPIEngine:
     def query(self, kpi: KPI, sql: str) -> pa.Table:
         """Run ``kpi``'s SQL; a database error is a one-line KPIError naming the KPI."""
         try:
-            return fetch_arrow(self.con, sql)
-        except duckdb.Error as exc:
+            return self.backend.query(sql)
+        except (duckdb.Error, DestinationError) as exc:
             raise KPIError(f"KPI {kpi.id!r}: query failed: {str(exc).splitlines()[0]}") from None
 
     def period_value(self, kpi: KPI, period: Period) -> tuple[float | None, float | None, float | None, str | None]:
@@ -134,7 +202,7 @@ class KPIEngine:
         assert self.currency is not None
         for leaf in money:
             sql = missing_fx_sql(leaf.measure, self.currency, start=leaf.start, end=leaf.end, timezone=self.timezone)
-            missing = self.con.execute(sql).fetchall()
+            missing = [tuple(r.values()) for r in self.query(leaf.kpi, sql).to_pylist()]
             if missing:
                 code, day = missing[0]
                 more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -147,7 +215,7 @@ class KPIEngine:
         found: set[str] = set()
         for leaf in money:
             sql = currency_check_sql(leaf.measure, start=leaf.start, end=leaf.end, timezone=self.timezone)
-            found.update(r[0] for r in self.con.execute(sql).fetchall() if r[0] is not None)
+            found.update(r["currency"] for r in self.query(kpi, sql).to_pylist() if r["currency"] is not None)
         if len(found) > 1:
             start, end = min(leaf.start for leaf in money), max(leaf.end for leaf in money)
             raise MixedCurrencyError(
