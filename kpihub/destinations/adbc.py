@@ -322,13 +322,11 @@ class ADBCSession(DestinationSession):
         stage = f"_kpihub_stage_{write.table}"[:63]
         if write.mode == "replace":
             self._exec(f"DELETE FROM {table}{self._scope(write.scope)}")
-        if data.num_rows:
-            try:
-                self.cur.adbc_ingest(stage, _for_ingest(data, self.dialect), mode="replace", temporary=True)
-            except Exception as exc:
-                raise DestinationError(
-                    f"{self.uri}: bulk load into {write.table!r} failed: {_first_line(exc)}"
-                ) from None
+        if data.num_rows and write.mode != "merge" and self.dialect != "generic":
+            # Appends (and a replace's new rows) go straight into the table: one bulk COPY, no staging.
+            self._ingest(write.table, _for_ingest(data, self.dialect), mode="append", schema=self.schema)
+        elif data.num_rows:
+            self._ingest(stage, _for_ingest(data, self.dialect), mode="replace", temporary=True)
             cols = ", ".join(quote(c) for c in data.column_names)
             values = ", ".join(
                 f"CAST({quote(f.name)} AS {sql_type(f.type, self.dialect)})"
@@ -354,6 +352,18 @@ class ADBCSession(DestinationSession):
             self._exec(insert)
             self._exec(f"DROP TABLE {quote(stage)}")
         self._record_schema(write.table, merged_schema)
+
+    def _ingest(
+        self, name: str, data: pa.Table, *, mode: str, temporary: bool = False, schema: str | None = None
+    ) -> None:
+        """Bulk-load Arrow (binary COPY on PostgreSQL), inside the open transaction."""
+        try:
+            if temporary:
+                self.cur.adbc_ingest(name, data, mode=mode, temporary=True)
+            else:
+                self.cur.adbc_ingest(name, data, mode=mode, db_schema_name=schema)
+        except Exception as exc:
+            raise DestinationError(f"{self.uri}: bulk load into {name!r} failed: {_first_line(exc)}") from None
 
     def _create(self, write: TableWrite, schema: pa.Schema) -> pa.Schema:
         columns = [f"{quote(f.name)} {sql_type(f.type, self.dialect)}" for f in schema]
