@@ -153,3 +153,31 @@ def test_relative_uri_is_relative_to_the_project_root(tmp_path):
     with DuckDBDestination().open("duckdb:///data/x.duckdb", root=tmp_path) as s:
         assert s.path == tmp_path / "data" / "x.duckdb"
     assert os.path.exists(tmp_path / "data" / "x.duckdb")
+
+
+def _typed(values, type_) -> pa.Table:
+    return pa.table(
+        {
+            "source_id": pa.array(["a"] * len(values)),
+            "id": pa.array([str(i) for i in range(len(values))]),
+            "n": pa.array(values, type_),
+        }
+    )
+
+
+def test_widened_types_are_migrated_and_old_values_kept(open_dest):
+    with open_dest() as s:
+        s.commit([TableWrite("w", _typed([1, 2], pa.int32()), "append")], {})
+        s.commit([TableWrite("w", _typed([3_000_000_000], pa.int64()), "append")], {})  # int32 → int64
+        s.commit([TableWrite("w", _typed([Decimal("1.25")], pa.decimal128(38, 9)), "append")], {})  # → decimal
+        got = s.read_table("w")
+    assert pa.types.is_decimal(got.schema.field("n").type)
+    assert sorted(got["n"].to_pylist()) == [1, Decimal("1.25"), 2, 3_000_000_000]
+
+
+def test_an_incompatible_type_change_fails_naming_table_column_and_types(open_dest):
+    with open_dest() as s:
+        s.commit([TableWrite("w", _typed([1, 2], pa.int64()), "append")], {"k": {"v": 1}})
+        with pytest.raises(DestinationError, match=r"table 'w', column 'n': type changed from int64 to string"):
+            s.commit([TableWrite("w", _typed(["1,5"], pa.string()), "append")], {"k": {"v": 2}})
+        assert s.get_state("k") == {"v": 1} and s.read_table("w").num_rows == 2  # nothing half-written

@@ -46,6 +46,7 @@ from kpihub.destinations.base import (
     FileLock,
     TableWrite,
     dedup_last,
+    evolve_schema,
     quote,
     uri_path,
 )
@@ -104,21 +105,6 @@ def _generic_type(t: pa.DataType) -> str:
     if pa.types.is_timestamp(t):
         return "TIMESTAMP WITH TIME ZONE" if t.tz else "TIMESTAMP"
     return "VARCHAR"
-
-
-#: Type changes a database can make in place without losing values.
-_WIDENINGS = {("SMALLINT", "INTEGER"), ("SMALLINT", "BIGINT"), ("INTEGER", "BIGINT")}
-
-
-def _widens(old: str, new: str) -> bool:
-    if (old, new) in _WIDENINGS:
-        return True
-    if old in ("SMALLINT", "INTEGER", "BIGINT") and new.startswith("NUMERIC"):
-        return True
-    if old.startswith("NUMERIC") and new.startswith("NUMERIC"):
-        (p1, s1), (p2, s2) = (tuple(int(x) for x in t[8:-1].split(",")) for t in (old, new))
-        return s2 >= s1 and p2 - s2 >= p1 - s1
-    return old == "REAL" and new == "DOUBLE PRECISION"
 
 
 def _for_ingest(table: pa.Table, dialect: str) -> pa.Table:
@@ -211,6 +197,7 @@ class ADBCSession(DestinationSession):
         lock_path: Path | None = None,
     ) -> None:
         self.uri = redact(uri)
+        self.driver = driver
         self.dialect = dialect
         self.schema = schema
         self.read_only = read_only
@@ -378,32 +365,18 @@ class ADBCSession(DestinationSession):
 
     def _evolve(self, name: str, known: pa.Schema, incoming: pa.Schema) -> pa.Schema:
         """Add new columns; widen types the database can widen safely; refuse the rest, naming them."""
-        fields = {f.name: f for f in known}
-        for field in incoming:
-            old = fields.get(field.name)
-            new_sql = sql_type(field.type, self.dialect)
-            if old is None:
-                self._exec(f"ALTER TABLE {self._name(name)} ADD COLUMN {quote(field.name)} {new_sql}")
-                fields[field.name] = field
-                continue
-            if old.type == field.type:
-                continue
-            old_sql = sql_type(old.type, self.dialect)
-            if old_sql == new_sql:
-                fields[field.name] = field
-            elif _widens(old_sql, new_sql):
-                if self.dialect == "postgres":
-                    self._exec(
-                        f"ALTER TABLE {self._name(name)} ALTER COLUMN {quote(field.name)} TYPE {new_sql} "
-                        f"USING {quote(field.name)}::{new_sql}"
-                    )
-                fields[field.name] = field
-            else:
-                raise DestinationError(
-                    f"table {name!r}, column {field.name!r}: type changed from {old.type} to {field.type}, "
-                    "which cannot be migrated safely; fix the source mapping or rebuild the table (--full-refresh)"
-                )
-        return pa.schema(list(fields.values()), metadata=known.metadata)
+        merged = evolve_schema(name, known, incoming)
+        for field in merged:
+            if field.name not in known.names:
+                sql = sql_type(field.type, self.dialect)
+                self._exec(f"ALTER TABLE {self._name(name)} ADD COLUMN {quote(field.name)} {sql}")
+            elif field.type != known.field(field.name).type and self.driver != "sqlite":
+                # (SQLite columns hold any value: nothing to migrate.) The standard form, which
+                # PostgreSQL, Snowflake and most others accept.
+                sql = sql_type(field.type, self.dialect)
+                if sql != sql_type(known.field(field.name).type, self.dialect):
+                    self._exec(f"ALTER TABLE {self._name(name)} ALTER COLUMN {quote(field.name)} SET DATA TYPE {sql}")
+        return merged
 
     def _scope(self, scope: Mapping[str, Any] | None) -> str:
         if not scope:

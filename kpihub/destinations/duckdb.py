@@ -21,6 +21,7 @@ from kpihub.destinations.base import (
     FileLock,
     TableWrite,
     dedup_last,
+    evolve_schema,
     quote,
     uri_options,
     uri_path,
@@ -121,7 +122,7 @@ class DuckDBSession(DestinationSession):
         if not self._has_table(write.table):
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM __kpihub_new LIMIT 0")
         else:
-            self._evolve(write.table)
+            self._evolve(write.table, data.schema)
         if write.mode == "replace":
             where, params = _scope_clause(write.scope)
             con.execute(f"DELETE FROM {table}{where}", params)
@@ -133,19 +134,24 @@ class DuckDBSession(DestinationSession):
         if data.num_rows:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __kpihub_new")
 
-    def _evolve(self, name: str) -> None:
-        """Add columns the new data has and the table lacks (schema evolution)."""
-        existing = {r[0] for r in self.con.execute(f"DESCRIBE {quote(name)}").fetchall()}
-        incoming = self.con.execute("DESCRIBE __kpihub_new").fetchall()
-        for column, column_type, *_ in incoming:
-            if column not in existing:
-                self.con.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {column_type}")
+    def _evolve(self, name: str, incoming: pa.Schema) -> None:
+        """Add columns the new data has and the table lacks; widen types safely; refuse the rest."""
+        existing = fetch_arrow(self.con, f"SELECT * FROM {quote(name)} LIMIT 0").schema
+        merged = evolve_schema(name, existing, incoming)
+        incoming_types = {r[0]: r[1] for r in self.con.execute("DESCRIBE __kpihub_new").fetchall()}
+        for field in merged:
+            if field.name not in existing.names:
+                column_type = incoming_types[field.name]
+                self.con.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(field.name)} {column_type}")
+            elif field.type != existing.field(field.name).type:
+                duck = _duckdb_type(field.type)
+                self.con.execute(f"ALTER TABLE {quote(name)} ALTER COLUMN {quote(field.name)} TYPE {duck}")
 
     def _has_table(self, name: str) -> bool:
-        row = self.con.execute(
+        rows = self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?", [name]
-        ).fetchone()
-        return bool(row and row[0])
+        ).fetchall()
+        return bool(rows and rows[0][0])
 
     # -- reads -------------------------------------------------------------------
 
@@ -176,6 +182,19 @@ class DuckDBSession(DestinationSession):
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
+
+
+def _duckdb_type(t: pa.DataType) -> str:
+    """DuckDB's name for the widened types :func:`widened_type` can produce."""
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision}, {t.scale})"
+    if pa.types.is_integer(t):
+        return {8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}[t.bit_width]
+    if pa.types.is_floating(t):
+        return "DOUBLE" if t.bit_width == 64 else "FLOAT"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    raise DestinationError(f"no DuckDB type for {t}")
 
 
 def _scope_clause(scope: Mapping[str, Any] | None) -> tuple[str, list[Any]]:

@@ -34,6 +34,7 @@ from kpihub.destinations.base import (
     FileLock,
     TableWrite,
     dedup_last,
+    evolve_schema,
     fsync_dir,
     quote,
     uri_path,
@@ -129,6 +130,8 @@ class ParquetSession(DestinationSession):
         if write.mode == "merge" and not write.primary_key:
             raise DestinationError(f"table {write.table!r}: merge needs a primary key")
         entry = manifest["tables"].setdefault(write.table, {"files": [], "seq": 0, "schema": None})
+        # Check the schema change first: an incompatible type fails before any file is written.
+        merged_schema = _merge_schema(write.table, entry["schema"], write.data.schema)
         table_dir = self.root / write.table
         table_dir.mkdir(parents=True, exist_ok=True)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
@@ -156,7 +159,7 @@ class ParquetSession(DestinationSession):
         if data.num_rows:
             keep.append(self._stage(data, write.table, entry, pending))
         entry["files"] = keep
-        entry["schema"] = _merge_schema(entry["schema"], data.schema)
+        entry["schema"] = merged_schema
 
     def _stage(self, data: pa.Table, table: str, entry: dict[str, Any], pending: list[tuple[Path, Path]]) -> str:
         entry["seq"] += 1
@@ -187,7 +190,8 @@ class ParquetSession(DestinationSession):
         schema = self.schema(name)
         if not files:
             return schema.empty_table() if schema is not None else pa.table({})
-        tables = [pq.read_table(f) for f in files]
+        # Older files keep their own (narrower) types: read each as the table's current schema.
+        tables = [_conform(pq.read_table(f), schema) for f in files]
         return pa.concat_tables(tables, promote_options="permissive")
 
     def attach(self, con: Any) -> None:
@@ -226,10 +230,19 @@ def _without(existing: pa.Table, new: pa.Table, write: TableWrite) -> pa.Table:
     return existing.join(new.select(keys), keys=keys, join_type="left anti").select(existing.column_names)
 
 
-def _merge_schema(encoded: str | None, schema: pa.Schema) -> str:
+def _conform(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
+    if schema is None:
+        return table
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema
+    ]
+    return pa.table(columns, schema=schema)
+
+
+def _merge_schema(table: str, encoded: str | None, schema: pa.Schema) -> str:
     if encoded:
         old = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(encoded)))
-        schema = pa.unify_schemas([old, schema], promote_options="permissive")
+        schema = evolve_schema(table, old, schema)
     return base64.b64encode(schema.serialize().to_pybytes()).decode()
 
 
