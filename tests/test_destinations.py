@@ -181,3 +181,17 @@ def test_an_incompatible_type_change_fails_naming_table_column_and_types(open_de
         with pytest.raises(DestinationError, match=r"table 'w', column 'n': type changed from int64 to string"):
             s.commit([TableWrite("w", _typed(["1,5"], pa.string()), "append")], {"k": {"v": 2}})
         assert s.get_state("k") == {"v": 1} and s.read_table("w").num_rows == 2  # nothing half-written
+
+
+def test_a_password_in_a_database_uri_never_reaches_an_error(tmp_path):
+    from kpihub.destinations.adbc import masked_uri
+
+    assert (
+        masked_uri("postgresql://bob:s3cr3t-pw@127.0.0.1:1/db?schema=x")
+        == "postgresql://bob:***@127.0.0.1:1/db?schema=x"
+    )
+    with pytest.raises(DestinationError) as info:
+        ADBCDestination().open("postgresql://bob:s3cr3t-pw@127.0.0.1:1/db")  # nothing listens on port 1
+    assert "s3cr3t-pw" not in str(info.value) and "cannot connect to postgresql://bob:***@127.0.0.1:1/db" in str(
+        info.value
+    )

@@ -196,7 +196,7 @@ class ADBCSession(DestinationSession):
         read_only: bool = False,
         lock_path: Path | None = None,
     ) -> None:
-        self.uri = redact(uri)
+        self.uri = masked_uri(uri)
         self.driver = driver
         self.dialect = dialect
         self.schema = schema
@@ -478,6 +478,15 @@ class ADBCSession(DestinationSession):
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
+
+
+def masked_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (and registered secrets redacted)."""
+    parts = urlsplit(uri)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        uri = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redact(uri)
 
 
 def _first_line(exc: BaseException) -> str:
