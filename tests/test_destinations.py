@@ -17,7 +17,9 @@ from kpihub.destinations.parquet import ParquetDestination
 from kpihub.errors import DestinationError
 
 
-@pytest.fixture(params=["duckdb", "parquet", "postgres", "sqlite", "adbc+sqlite", "adbc+postgresql"])
+@pytest.fixture(
+    params=["duckdb", "parquet", "csv", "jsonl", "arrow", "postgres", "sqlite", "adbc+sqlite", "adbc+postgresql"]
+)
 def open_dest(request, tmp_path):
     kind = request.param
     pg = request.getfixturevalue("postgres_uri") if "postgres" in kind else None
@@ -25,8 +27,8 @@ def open_dest(request, tmp_path):
     def opener(read_only: bool = False):
         if kind == "duckdb":
             return DuckDBDestination().open(f"duckdb:///{tmp_path}/x.duckdb", read_only=read_only)
-        if kind == "parquet":
-            return ParquetDestination().open(f"parquet:///{tmp_path}/pq", read_only=read_only)
+        if kind in ("parquet", "csv", "jsonl", "arrow"):
+            return ParquetDestination().open(f"{kind}:///{tmp_path}/{kind}", read_only=read_only)
         uri = {
             "postgres": pg,
             "sqlite": f"sqlite:///{tmp_path}/x.sqlite",
@@ -195,3 +197,43 @@ def test_a_password_in_a_database_uri_never_reaches_an_error(tmp_path):
     assert "s3cr3t-pw" not in str(info.value) and "cannot connect to postgresql://bob:***@127.0.0.1:1/db" in str(
         info.value
     )
+
+
+def test_partitioned_files_split_by_day_and_a_rerun_window_replaces_without_duplicates(tmp_path):
+    import datetime as dt
+
+    from kpihub.model import CANONICAL_TABLES
+
+    schema = CANONICAL_TABLES["orders"].schema
+
+    def orders(rows):
+        return pa.Table.from_pylist(
+            [
+                {
+                    "source_id": "stripe",
+                    "order_id": o,
+                    "net_amount": Decimal(n),
+                    "currency": "EUR",
+                    "ordered_at": dt.datetime(2024, 1, d, 12, tzinfo=dt.timezone.utc),
+                }
+                for o, d, n in rows
+            ],
+            schema=schema,
+        )
+
+    pk = ("source_id", "order_id")
+    uri = f"parquet:///{tmp_path}/lake?partition=date"
+    with ParquetDestination().open(uri) as s:
+        s.commit([TableWrite("orders", orders([("a", 1, "10"), ("b", 1, "20"), ("c", 2, "30")]), "merge", pk)], {})
+        # The same window again, one amount corrected: the day's file is replaced, nothing is doubled.
+        s.commit([TableWrite("orders", orders([("a", 1, "10"), ("b", 1, "25")]), "merge", pk)], {})
+        got = sorted((r["order_id"], r["net_amount"]) for r in s.read_table("orders").to_pylist())
+    assert got == [("a", Decimal(10)), ("b", Decimal(25)), ("c", Decimal(30))]
+    days = sorted(p.name for p in (tmp_path / "lake" / "orders").iterdir() if p.is_dir())
+    assert days == ["date=2024-01-01", "date=2024-01-02"]
+    files = sorted(p.relative_to(tmp_path / "lake").as_posix() for p in (tmp_path / "lake").rglob("*.parquet"))
+    assert len(files) == 2  # the replaced file of 1 January is gone
+    import pyarrow.dataset as ds
+
+    hive = ds.dataset(tmp_path / "lake" / "orders", format="parquet", partitioning="hive")
+    assert hive.to_table(filter=ds.field("date") == "2024-01-02").num_rows == 1  # pruned by day

@@ -53,7 +53,7 @@ def test_entry_point_plugin_is_loaded_and_attributed(fake_dists):
     info = reg.plugins["toy"]
     assert (info.distribution, info.version, info.sources) == ("kpihub-toy", "1.2.3", ["toy"])
     assert info.hooks == ["kpihub_register_sources"]
-    assert reg.plugins["kpihub.default_plugins.destinations"].destinations == ["duckdb", "parquet", "adbc"]
+    assert reg.plugins["kpihub.default_plugins.destinations"].destinations == ["duckdb", "files", "adbc"]
 
 
 def test_plugin_failing_to_import_is_named_and_others_work(fake_dists):

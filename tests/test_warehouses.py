@@ -1,4 +1,5 @@
-"""The demo business synced into DuckDB, Parquet, SQLite and a real PostgreSQL: the same rows everywhere,
+"""The demo business synced into DuckDB, Parquet (plain and hive-partitioned by day), JSON Lines, SQLite and a
+real PostgreSQL: the same rows everywhere,
 no duplicates after a re-run, and the same KPIs whether computed in DuckDB or in PostgreSQL."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from kpihub.plugins import Registry
 
 PLUGINS = ["kpihub_hubspot", "kpihub_stripe", "kpihub_google_ads", "kpihub_meta_ads", "kpihub_linkedin_ads"]
 PLUGINS += ["kpihub_ga4", "kpihub_files"]
-KINDS = ("duckdb", "parquet", "sqlite", "postgres")
+KINDS = ("duckdb", "parquet", "sqlite", "postgres", "hive", "jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,8 @@ def synced(tmp_path_factory, postgres_server):
         "parquet": "parquet:///parquet",
         "sqlite": "sqlite:///kpihub.sqlite",
         "postgres": f"{postgres_server}?schema=demo_{root.name.replace('-', '_')}",
+        "hive": "parquet:///lake?partition=date",
+        "jsonl": "jsonl:///jsonl",
     }
     out = {}
     for kind, uri in uris.items():

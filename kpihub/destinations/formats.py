@@ -1,0 +1,172 @@
+"""File formats a file destination writes and reads back with their Arrow types: Parquet, Arrow IPC,
+CSV and JSON Lines.
+
+Text formats cannot carry every type: nested values are written as JSON
+text, and reading casts back to the table's recorded schema, so a table
+round-trips whatever the format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+__all__ = ["FORMATS", "FileFormat"]
+
+
+def _flatten_nested(table: pa.Table) -> pa.Table:
+    columns = [
+        pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()], pa.string())
+        if pa.types.is_nested(col.type)
+        else col
+        for col in table.columns
+    ]
+    return pa.table(columns, names=table.column_names)
+
+
+def _cast_back(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        col = table[field.name]
+        if pa.types.is_nested(field.type) and not pa.types.is_nested(col.type):
+            col = pa.array([None if v is None else json.loads(v) for v in col.to_pylist()], field.type)
+        elif col.type != field.type:
+            if pa.types.is_timestamp(field.type) and pa.types.is_timestamp(col.type) and col.type.tz is None:
+                col = pc.assume_timezone(col, "UTC") if field.type.tz else col
+            col = col.cast(field.type)
+        columns.append(col)
+    return pa.table(columns, schema=schema)
+
+
+class FileFormat:
+    """How one format writes a table to an open binary file and reads a file back."""
+
+    def __init__(
+        self,
+        name: str,
+        suffix: str,
+        write: Callable[[pa.Table, Path], None],
+        read: Callable[[Path, pa.Schema | None], pa.Table],
+        read_columns: Callable[[Path, list[str]], pa.Table] | None = None,
+    ) -> None:
+        self.name, self.suffix, self._write, self._read, self._read_columns = name, suffix, write, read, read_columns
+
+    def write(self, table: pa.Table, path: Path) -> None:
+        """Write ``table`` to ``path`` and make it durable (fsync)."""
+        self._write(table, path)
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+
+    def read(self, path: Path, schema: pa.Schema | None) -> pa.Table:
+        return self._read(path, schema)
+
+    def read_columns(self, path: Path, columns: list[str], schema: pa.Schema | None) -> pa.Table:
+        """Only ``columns`` (cheap for columnar formats: merges probe key columns first)."""
+        if self._read_columns is not None:
+            return self._read_columns(path, columns)
+        table = self.read(path, schema)
+        return table.select([c for c in columns if c in table.column_names])
+
+
+def _parquet_columns(path: Path, columns: list[str]) -> pa.Table:
+    present = set(pq.read_schema(path).names)
+    return pq.read_table(path, columns=[c for c in columns if c in present])
+
+
+def _write_ipc(table: pa.Table, path: Path) -> None:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_ipc(path: Path, schema: pa.Schema | None) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _write_csv(table: pa.Table, path: Path) -> None:
+    pacsv.write_csv(_flatten_nested(table), str(path))
+
+
+def _read_csv(path: Path, schema: pa.Schema | None) -> pa.Table:
+    types = {f.name: (pa.string() if pa.types.is_nested(f.type) else f.type) for f in schema} if schema else None
+    options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False)
+    table = pacsv.read_csv(path, convert_options=options)
+    return _cast_back(table, schema) if schema is not None else table
+
+
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _write_jsonl(table: pa.Table, path: Path) -> None:
+    # DuckDB writes JSON column-wise (pyarrow has no JSON writer); timestamps in UTC with offset.
+    con = _duckdb()
+    try:
+        con.register("t", table)
+        con.execute(f"COPY t TO '{_sql_path(path)}' (FORMAT json)")
+    finally:
+        con.close()
+
+
+def _read_jsonl(path: Path, schema: pa.Schema | None) -> pa.Table:
+    con = _duckdb()
+    try:
+        if schema is None:
+            relation = con.sql(f"SELECT * FROM read_json('{_sql_path(path)}', format = 'newline_delimited')")
+            return relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
+        # Read every value as JSON text, then type it from the recorded schema (exact decimals, UTC times).
+        columns = ", ".join(f"'{f.name}': 'VARCHAR'" for f in schema)
+        relation = con.sql(
+            f"SELECT * FROM read_json('{_sql_path(path)}', format = 'newline_delimited', columns = {{{columns}}})"
+        )
+        table = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
+    finally:
+        con.close()
+    typed = []
+    for field in schema:
+        col = table[field.name]
+        if pa.types.is_timestamp(field.type):
+            col = _iso_timestamps(col, field.type)
+        elif pa.types.is_boolean(field.type):
+            col = pc.equal(col, "true")
+        elif not pa.types.is_nested(field.type) and not pa.types.is_string(field.type):
+            col = col.cast(field.type)
+        typed.append(col)
+    return _cast_back(pa.table(typed, names=schema.names), schema)
+
+
+def _iso_timestamps(col: pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    text = pc.replace_substring_regex(col, pattern=r"(\+00(:00)?|Z)$", replacement="")
+    parsed = pc.cast(text, pa.timestamp(target.unit))
+    return pc.assume_timezone(parsed, "UTC").cast(target) if target.tz else parsed
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+FORMATS: dict[str, FileFormat] = {
+    "parquet": FileFormat(
+        "parquet",
+        ".parquet",
+        lambda t, path: pq.write_table(t, str(path), compression="zstd"),
+        lambda p, s: pq.read_table(p),
+        _parquet_columns,
+    ),
+    "arrow": FileFormat("arrow", ".arrow", _write_ipc, _read_ipc),
+    "csv": FileFormat("csv", ".csv", _write_csv, _read_csv),
+    "jsonl": FileFormat("jsonl", ".jsonl", _write_jsonl, _read_jsonl),
+}
