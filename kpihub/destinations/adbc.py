@@ -50,6 +50,7 @@ from kpihub.destinations.base import (
     quote,
     uri_path,
 )
+from kpihub.destinations.formats import iso_timestamps
 from kpihub.errors import DestinationError
 from kpihub.secrets import redact
 
@@ -144,7 +145,7 @@ def _from_database(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
             if pa.types.is_nested(target):
                 column = pa.array([None if v is None else json.loads(v) for v in column.to_pylist()], target)
             elif pa.types.is_timestamp(target) and pa.types.is_string(column.type):
-                column = _parse_timestamps(column, target)
+                column = iso_timestamps(column, target)
             elif pa.types.is_boolean(target):
                 column = pc.not_equal(column, 0)
             else:
@@ -152,14 +153,6 @@ def _from_database(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
         columns.append(column)
         names.append(field.name)
     return pa.table(columns, names=names)
-
-
-def _parse_timestamps(column: pa.Array, target: pa.DataType) -> pa.Array:
-    """ISO 8601 text back to timestamps: with an offset, or naive (stored as UTC)."""
-    text = pc.replace_substring_regex(column, pattern=r"(\+00:00|Z)$", replacement="")
-    text = pc.replace_substring(text, pattern=" ", replacement="T", max_replacements=1)
-    parsed = pc.cast(text, pa.timestamp(target.unit))
-    return parsed if target.tz is None else pc.assume_timezone(parsed, "UTC").cast(target)
 
 
 def _lit(value: Any) -> str:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-__all__ = ["FORMATS", "FileFormat"]
+__all__ = ["FORMATS", "FileFormat", "iso_timestamps"]
 
 
 def _flatten_nested(table: pa.Table) -> pa.Table:
@@ -139,7 +139,7 @@ def _read_jsonl(path: Path, schema: pa.Schema | None) -> pa.Table:
     for field in schema:
         col = table[field.name]
         if pa.types.is_timestamp(field.type):
-            col = _iso_timestamps(col, field.type)
+            col = iso_timestamps(col, field.type)
         elif pa.types.is_boolean(field.type):
             col = pc.equal(col, "true")
         elif not pa.types.is_nested(field.type) and not pa.types.is_string(field.type):
@@ -148,8 +148,10 @@ def _read_jsonl(path: Path, schema: pa.Schema | None) -> pa.Table:
     return _cast_back(pa.table(typed, names=schema.names), schema)
 
 
-def _iso_timestamps(col: pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+def iso_timestamps(col: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """ISO 8601 text (``T`` or space, UTC offset ``+00:00``/``+00``/``Z`` or none) as ``target`` timestamps."""
     text = pc.replace_substring_regex(col, pattern=r"(\+00(:00)?|Z)$", replacement="")
+    text = pc.replace_substring(text, pattern=" ", replacement="T", max_replacements=1)
     parsed = pc.cast(text, pa.timestamp(target.unit))
     return pc.assume_timezone(parsed, "UTC").cast(target) if target.tz else parsed
 
