@@ -288,19 +288,7 @@ def _survives(existing: pa.Table, new: pa.Table, write: TableWrite) -> pa.Array:
 
 def _without(existing: pa.Table, new: pa.Table, write: TableWrite) -> pa.Table:
     """Rows of ``existing`` that survive ``write`` (outside the replace scope / key set)."""
-    if write.mode == "replace":
-        mask = None
-        for column, value in (write.scope or {}).items():
-            if column not in existing.column_names:
-                return existing
-            cond = pc.equal(existing[column], pa.scalar(value))
-            mask = cond if mask is None else pc.and_(mask, cond)
-        return existing.filter(pc.invert(pc.fill_null(mask, False))) if mask is not None else existing.slice(0, 0)
-    keys = list(write.primary_key)
-    if len(keys) == 1:
-        hit = pc.is_in(existing[keys[0]], value_set=new[keys[0]].combine_chunks())
-        return existing.filter(pc.invert(hit))
-    return existing.join(new.select(keys), keys=keys, join_type="left anti").select(existing.column_names)
+    return existing.filter(_survives(existing, new, write))
 
 
 def _conform(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
