@@ -304,7 +304,8 @@ class _StreamRunner:
             if stream.cursor_field and table.num_rows:
                 cursor = later(cursor, pc.max(table[stream.cursor_field]).as_py())
             mode = mode_first if commits == 0 else stream.write_mode
-            writes = [TableWrite(f"{self.source_id}_{stream.name}", table, mode, stream.primary_key)]
+            raw = f"{self.source_id}_{stream.name}"
+            writes = [TableWrite(raw, table, mode, stream.primary_key, namespace=self.source_id)]
             if stream.canonical_table:
                 writes.append(self._canonical(stream, ctx, table, mode))
             # Mid-stream, the cursor may only advance when records arrive in cursor order.

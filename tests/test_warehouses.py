@@ -130,3 +130,20 @@ def test_rerunning_the_same_sync_adds_no_duplicates(synced, tmp_path, monkeypatc
     assert {name: t.num_rows for name, t in _tables(synced["postgres"]).items()} == before
     assert {name: t.num_rows for name, t in _tables(synced["sqlite"]).items()} == sqlite_before
     assert dt.date.today()  # the re-run read the same seeded fakes: every row merged onto itself
+
+
+def test_postgresql_keeps_each_sources_raw_tables_in_a_schema_of_its_own(synced):
+    import adbc_driver_postgresql.dbapi as pg
+
+    project = load_project(synced["postgres"])
+    base = project.settings.destination.split("schema=")[1]
+    server = project.settings.destination.split("?")[0]
+    with pg.connect(server) as con, con.cursor() as cur:
+        cur.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            f"WHERE table_schema LIKE '{base}%' ORDER BY 1, 2"
+        )
+        found = set(cur.fetchall())
+    assert (f"{base}__hubspot", "contacts") in found and (f"{base}__stripe", "charges") in found
+    assert (base, "crm_contacts") in found and (base, "hubspot_contacts") not in found  # canonical tables shared
+    assert "hubspot_contacts" in _tables(synced["postgres"])  # read back by their logical names

@@ -197,6 +197,8 @@ class ADBCSession(DestinationSession):
         self._lock = threading.Lock()
         self._file_lock: FileLock | None = None
         self._advisory: int | None = None
+        #: Logical table name → (schema, table) where it is not the destination's own schema.
+        self._locations: dict[str, tuple[str | None, str]] = {}
         try:
             module = importlib.import_module(f"adbc_driver_{driver}.dbapi")
         except ImportError:
@@ -228,9 +230,12 @@ class ADBCSession(DestinationSession):
                 )
                 self._exec(
                     f"CREATE TABLE IF NOT EXISTS {self._name(SCHEMA_TABLE)} "
-                    "(name VARCHAR(1000) PRIMARY KEY, arrow_schema VARCHAR(10000000))"
+                    "(name VARCHAR(1000) PRIMARY KEY, arrow_schema VARCHAR(10000000), db_schema VARCHAR(1000), "
+                    "db_table VARCHAR(1000))"
                 )
                 self.con.commit()
+            self._load_locations()
+            self.con.commit()
         except BaseException:
             self.close()
             raise
@@ -238,7 +243,23 @@ class ADBCSession(DestinationSession):
     # -- helpers -----------------------------------------------------------------
 
     def _name(self, table: str) -> str:
-        return f"{quote(self.schema)}.{quote(table)}" if self.schema else quote(table)
+        schema, name = self._locations.get(table, (self.schema, table))
+        return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+    def _load_locations(self) -> None:
+        if SCHEMA_TABLE in self._all_tables():
+            rows = self._rows(f"SELECT name, db_schema, db_table FROM {self._name(SCHEMA_TABLE)}")
+            self._locations = {n: (sch, tbl) for n, sch, tbl in rows if tbl}
+
+    def _place(self, write: TableWrite) -> None:
+        """A raw stream table goes to a schema of its source (PostgreSQL): ``hubspot.contacts``."""
+        if write.table in self._locations or not write.namespace or self.dialect != "postgres":
+            return
+        base = self.schema or "public"
+        schema = write.namespace if base == "public" else f"{base}__{write.namespace}"
+        name = write.table.removeprefix(f"{write.namespace}_") or write.table
+        self._exec(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        self._locations[write.table] = (schema, name)
 
     def _exec(self, sql: str) -> None:
         try:
@@ -292,9 +313,10 @@ class ADBCSession(DestinationSession):
         if write.mode == "merge" and not write.primary_key:
             raise DestinationError(f"table {write.table!r}: merge needs a primary key")
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
+        self._place(write)
         table = self._name(write.table)
         known = self._recorded_schema(write.table)
-        if known is None or write.table not in self._all_tables():
+        if known is None:
             merged_schema = self._create(write, data.schema)
         else:
             merged_schema = self._evolve(write.table, known, data.schema)
@@ -304,7 +326,8 @@ class ADBCSession(DestinationSession):
             self._exec(f"DELETE FROM {table}{self._scope(write.scope)}")
         if data.num_rows and write.mode != "merge" and self.dialect != "generic":
             # Appends (and a replace's new rows) go straight into the table: one bulk COPY, no staging.
-            self._ingest(write.table, _for_ingest(data, self.dialect), mode="append", schema=self.schema)
+            schema, name = self._locations.get(write.table, (self.schema, write.table))
+            self._ingest(name, _for_ingest(data, self.dialect), mode="append", schema=schema)
         elif data.num_rows:
             self._ingest(stage, _for_ingest(data, self.dialect), mode="replace", temporary=True)
             cols = ", ".join(quote(c) for c in data.column_names)
@@ -381,9 +404,12 @@ class ADBCSession(DestinationSession):
         return _schema_from_text(rows[0][0]) if rows else None
 
     def _record_schema(self, name: str, schema: pa.Schema) -> None:
-        self._upsert(SCHEMA_TABLE, "name", name, arrow_schema=_schema_text(schema))
+        db_schema, db_table = self._locations.get(name, (None, ""))
+        self._upsert(
+            SCHEMA_TABLE, "name", name, arrow_schema=_schema_text(schema), db_schema=db_schema, db_table=db_table
+        )
 
-    def _upsert(self, table: str, key_column: str, key: str, **values: str) -> None:
+    def _upsert(self, table: str, key_column: str, key: str, **values: str | None) -> None:
         columns = [key_column, *values]
         literals = [_lit(key), *(_lit(v) for v in values.values())]
         if table == STATE_TABLE:
@@ -424,7 +450,7 @@ class ADBCSession(DestinationSession):
 
     def tables(self) -> list[str]:
         with self._lock:
-            names = self._all_tables()
+            names = self._all_tables() | set(self._locations)
             self.con.commit()
         return sorted(n for n in names if not n.startswith("_kpihub"))
 

@@ -53,6 +53,8 @@ class TableWrite:
     mode: WriteMode
     primary_key: tuple[str, ...] = ()
     scope: Mapping[str, Any] | None = None
+    #: The source a raw stream table belongs to: databases with schemas put it in a schema of its own.
+    namespace: str | None = None
 
 
 class DestinationSession(ABC):
