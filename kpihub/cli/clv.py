@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import click
-import pyarrow as pa
+import pyarrow.compute as pc
 
 from kpihub.cli._context import open_engine, project, registry
 from kpihub.cli.output import TABLE_FORMATS, write_table
@@ -38,14 +38,14 @@ def command(ctx: click.Context, kpi_id: str, as_of: str | None, top: int, fmt: s
         write_table(customers, fmt, output, console)
         return
     bg, gg = fit.bgnbd, fit.gamma_gamma
-    total = pa.compute.sum(customers["clv"]).as_py() or 0.0
+    total = pc.sum(customers["clv"]).as_py() or 0.0
     console.print(
         f"BG/NBD r={bg.r:.3f} α={bg.alpha:.3f} a={bg.a:.3f} b={bg.b:.3f} · Gamma-Gamma p={gg.p:.2f} q={gg.q:.2f} "
         f"γ={gg.v:.2f} · {len(customers):,} customers, total CLV {total:,.2f}, mean {total / len(customers):,.2f}"
     )
     if bg.at_bound or gg.at_bound:
         console.print("[yellow]A parameter ended on its search bound: the data carry little signal for it.[/]")
-    order = pa.compute.sort_indices(customers, sort_keys=[("clv", "descending")])
+    order = pc.sort_indices(customers, sort_keys=[("clv", "descending")])
     best = customers.take(order).slice(0, top).select(["customer", "frequency", "p_alive", "expected_purchases", "clv"])
 
     def cell(column: str, value: object) -> str:

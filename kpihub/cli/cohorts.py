@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import click
+import pyarrow as pa
 
 from kpihub.cli._context import open_engine, project, registry
 from kpihub.cli.output import TABLE_FORMATS, write_table
@@ -60,6 +61,4 @@ def command(
         row["customers"] = cell["customers"]
         value = cell["retention"]
         row[f"+{cell['age']}"] = "" if value is None else f"{value * 100:.0f} %"
-    import pyarrow as pa
-
     write_table(pa.Table.from_pylist(list(matrix.values())), fmt, output, ctx.obj["console"], title=kpi.title)

@@ -50,7 +50,7 @@ from kpihub.destinations.base import (
     quote,
     uri_path,
 )
-from kpihub.destinations.formats import iso_timestamps
+from kpihub.destinations.formats import iso_timestamps, json_to_nested, nested_to_json
 from kpihub.errors import DestinationError
 from kpihub.secrets import redact
 
@@ -114,9 +114,7 @@ def _for_ingest(table: pa.Table, dialect: str) -> pa.Table:
     for field, column in zip(table.schema, table.columns, strict=True):
         t = field.type
         if pa.types.is_nested(t):
-            column = pa.array(
-                [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()], pa.string()
-            )
+            column = nested_to_json(column)
         elif dialect == "generic" and pa.types.is_decimal(t):
             column = pc.cast(column, pa.string())  # not every driver ingests decimals; CAST on insert
         elif dialect == "sqlite" and (pa.types.is_decimal(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)):
@@ -143,7 +141,7 @@ def _from_database(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
             target = pa.float64()
         if target is not None and column.type != target:
             if pa.types.is_nested(target):
-                column = pa.array([None if v is None else json.loads(v) for v in column.to_pylist()], target)
+                column = json_to_nested(column, target)
             elif pa.types.is_timestamp(target) and pa.types.is_string(column.type):
                 column = iso_timestamps(column, target)
             elif pa.types.is_boolean(target):

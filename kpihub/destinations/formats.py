@@ -19,16 +19,21 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-__all__ = ["FORMATS", "FileFormat", "iso_timestamps"]
+__all__ = ["FORMATS", "FileFormat", "iso_timestamps", "json_to_nested", "nested_to_json"]
+
+
+def nested_to_json(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Lists and structs as JSON text, for stores without nested types (CSV, SQLite, jsonb)."""
+    return pa.array([None if v is None else json.dumps(v, default=str) for v in column.to_pylist()], pa.string())
+
+
+def json_to_nested(column: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    """The inverse of :func:`nested_to_json`."""
+    return pa.array([None if v is None else json.loads(v) for v in column.to_pylist()], target)
 
 
 def _flatten_nested(table: pa.Table) -> pa.Table:
-    columns = [
-        pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()], pa.string())
-        if pa.types.is_nested(col.type)
-        else col
-        for col in table.columns
-    ]
+    columns = [nested_to_json(col) if pa.types.is_nested(col.type) else col for col in table.columns]
     return pa.table(columns, names=table.column_names)
 
 
@@ -40,7 +45,7 @@ def _cast_back(table: pa.Table, schema: pa.Schema) -> pa.Table:
             continue
         col = table[field.name]
         if pa.types.is_nested(field.type) and not pa.types.is_nested(col.type):
-            col = pa.array([None if v is None else json.loads(v) for v in col.to_pylist()], field.type)
+            col = json_to_nested(col, field.type)
         elif col.type != field.type:
             if pa.types.is_timestamp(field.type) and pa.types.is_timestamp(col.type) and col.type.tz is None:
                 col = pc.assume_timezone(col, "UTC") if field.type.tz else col

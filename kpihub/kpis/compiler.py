@@ -12,6 +12,7 @@ a ratio is Σnumerator ÷ Σdenominator and null where the denominator is 0.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -355,11 +356,19 @@ def _kpi_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, stack: tuple[str, .
     raise KPIError(f"KPI {kpi.id!r} is a {kpi.kind} KPI: it is computed by its model in Python, not in SQL")
 
 
-def _spine(rows: Sequence[tuple[dt.date, ...]], names: tuple[str, ...] = ()) -> str:
+def _spine(rows: Sequence[tuple[dt.date | int, ...]], names: tuple[str, ...] = ()) -> str:
+    """The time spine as VALUES: a period start per row, plus named date (or integer) columns."""
     columns = ("period", *names)
-    values = ", ".join("(" + ", ".join(f"'{d.isoformat()}'" for d in row) + ")" for row in rows)
+
+    def literal(v: dt.date | int) -> str:
+        return str(v) if isinstance(v, int) else f"'{v.isoformat()}'"
+
+    values = ", ".join("(" + ", ".join(literal(v) for v in row) + ")" for row in rows)
     alias = ", ".join(f"c{i}" for i in range(len(columns)))
-    select = ", ".join(f"CAST(c{i} AS DATE) AS {name}" for i, name in enumerate(columns))
+    select = ", ".join(
+        f"CAST(c{i} AS {'INTEGER' if isinstance(rows[0][i], int) else 'DATE'}) AS {name}"
+        for i, name in enumerate(columns)
+    )
     return f"spine AS (SELECT {select} FROM (VALUES {values}) AS s({alias}))"
 
 
@@ -431,18 +440,19 @@ def _cumulative_bounds(kpi: KPI, period: dt.date, grain: Grain) -> tuple[dt.date
 
 
 def _minus(day: dt.date, window: Window) -> dt.date:
-    if window.unit == "day":
-        return day - dt.timedelta(days=window.n)
-    if window.unit == "week":
-        return day - dt.timedelta(weeks=window.n)
-    months = {"month": 1, "quarter": 3, "year": 12}[window.unit] * window.n
-    index = day.year * 12 + day.month - 1 - months
+    if window.unit in ("day", "week"):
+        return day - dt.timedelta(days=window.n * (7 if window.unit == "week" else 1))
+    return _add_months(day, -_MONTHS[window.unit] * window.n)
+
+
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    """``day`` moved by ``months``, clamped to the end of a shorter month (31 March − 1 month = 29 February)."""
+    index = day.year * 12 + day.month - 1 + months
     year, month = index // 12, index % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, _days_in_month(year, month)))
-
-
-def _days_in_month(year: int, month: int) -> int:
-    return (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def _cumulative_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
@@ -489,18 +499,10 @@ def _input_start(period: dt.date, grain: Grain, inp: Input, kpi: KPI) -> dt.date
     if grain == "day":
         if inp.unit == "week":
             return period + dt.timedelta(weeks=inp.offset)
-        return _minus(period, Window(-inp.offset, inp.unit)) if inp.offset < 0 else _plus(period, inp)
-    months = {"month": 1, "quarter": 3, "year": 12}
-    if grain in months and inp.unit in months and months[inp.unit] >= months[grain]:
-        return shift(period, "month", inp.offset * months[inp.unit])
+        return _add_months(period, inp.offset * _MONTHS[inp.unit])
+    if grain in _MONTHS and inp.unit in _MONTHS and _MONTHS[inp.unit] >= _MONTHS[grain]:
+        return shift(period, "month", inp.offset * _MONTHS[inp.unit])
     raise KPIError(f"KPI {kpi.id!r}: input {inp.kpi!r} offset by {inp.unit}s cannot be used at grain {grain!r}")
-
-
-def _plus(day: dt.date, inp: Input) -> dt.date:
-    months = {"month": 1, "quarter": 3, "year": 12}[inp.unit or "month"] * inp.offset
-    index = day.year * 12 + day.month - 1 + months
-    year, month = index // 12, index % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, _days_in_month(year, month)))
 
 
 def _derived_inputs(kpi: KPI, ctx_catalog: Catalog, stack: tuple[str, ...]) -> tuple[Any, dict[str, Input]]:
@@ -646,8 +648,8 @@ def _cohort_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, ages: range) -> 
     for p in starts:
         for age in ages:
             a = shift(p, ctx.grain, age)
-            rows.append((p, a, _after(a, ctx.grain)))
-    spine = _spine(rows, ("a_lo", "a_hi"))
+            rows.append((p, a, _after(a, ctx.grain), age))
+    spine = _spine(rows, ("a_lo", "a_hi", "age"))
     valid = f"{_q(measure.time)} IS NOT NULL" + (f" AND ({measure.filter})" if measure.filter else "")
     ctes = [
         spine,
@@ -662,10 +664,9 @@ def _cohort_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, ages: range) -> 
         "AND ev.at >= CAST(spine.a_lo AS TIMESTAMP) AND ev.at < CAST(spine.a_hi AS TIMESTAMP) "
         "GROUP BY spine.period, spine.a_lo)",
     ]
-    age_expr = _age_sql(ctx.grain, starts, ages)
     observed = "CAST(spine.a_lo AS TIMESTAMP) <= (SELECT last_at FROM seen)"
     return (
-        f"WITH {', '.join(ctes)} SELECT spine.period AS cohort, {age_expr} AS age, "
+        f"WITH {', '.join(ctes)} SELECT spine.period AS cohort, spine.age AS age, "
         "COALESCE(sizes.customers, 0) AS customers, "
         f"CASE WHEN {observed} THEN COALESCE(act.active, 0) END AS active, "
         f"CASE WHEN {observed} AND COALESCE(sizes.customers, 0) > 0 "
@@ -673,19 +674,6 @@ def _cohort_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, ages: range) -> 
         "FROM spine LEFT JOIN sizes ON sizes.cohort = spine.period "
         "LEFT JOIN act ON act.period = spine.period AND act.a_lo = spine.a_lo ORDER BY 1, 2"
     )
-
-
-def _age_sql(grain: Grain, starts: list[dt.date], ages: range) -> str:
-    # The age of a spine row, from its a_lo: one CASE over the (few) ages asked for.
-    if len(ages) == 1:
-        return str(ages[0])
-    cases = " ".join(
-        f"WHEN spine.a_lo = CAST('{shift(p, grain, a).isoformat()}' AS DATE) AND spine.period = "
-        f"CAST('{p.isoformat()}' AS DATE) THEN {a}"
-        for p in starts
-        for a in ages
-    )
-    return f"CASE {cases} END"
 
 
 def _cohort_kpi_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:

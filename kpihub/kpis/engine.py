@@ -164,7 +164,7 @@ class KPIEngine:
         if missing:
             raise KPIError(f"KPI {kpi.id!r} needs table {missing[0]!r}, which no sync has written yet")
         money = [leaf for leaf in needed if leaf.measure.currency]
-        fx = self.fx and bool(money)
+        fx = bool(money) and self.currency is not None and FX_TABLE in present  # self.fx without a 2nd lookup
         currency = self._check_fx(money) if fx else self._currency(kpi, money)
         if kpi.unit != "currency":
             currency = None  # checked above, but a rate of money (ROAS, ROI) has no currency
