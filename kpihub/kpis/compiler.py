@@ -540,6 +540,26 @@ def _safe_division(tree: Any) -> Any:
     return tree.transform(fix)
 
 
+def _private_ctes(sql: str, prefix: str) -> str:
+    """``sql`` with every CTE it defines renamed ``prefix + name`` (references keep the old name as alias).
+
+    An input's query nests inside a derived KPI's; some engines (Spark, via sqlglot) hoist nested CTEs
+    to the top, where the inputs' ``spine`` and ``m_value`` would collide.
+    """
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    names = {cte.alias for cte in tree.find_all(exp.CTE)}
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, exp.CTE) and node.alias in names:
+            node.args["alias"].set("this", exp.to_identifier(prefix + node.alias))
+        elif isinstance(node, exp.Table) and not node.db and node.name in names:
+            alias = node.alias or node.name
+            return exp.Table(this=exp.to_identifier(prefix + node.name), alias=exp.TableAlias(this=exp.to_identifier(alias)))
+        return node
+
+    return tree.transform(rename).sql("duckdb")
+
+
 def _derived_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, stack: tuple[str, ...]) -> str:
     tree, inputs = _derived_inputs(kpi, ctx.catalog, stack)
     aliases = list(inputs)
@@ -554,7 +574,7 @@ def _derived_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, stack: tuple[st
         needed = sorted({row[2 + i] for row in rows})
         inner_starts = period_starts(needed[0], _after(needed[-1], ctx.grain), ctx.grain)
         inner = _kpi_sql(ctx.catalog[inputs[alias].kpi], inner_starts, ctx, (*stack, kpi.id))
-        ctes.append(f"i_{i} AS ({inner})")
+        ctes.append(f"i_{i} AS ({_private_ctes(inner, f'i{i}_')})")
         joins.append(f"LEFT JOIN i_{i} ON i_{i}.period = spine.p_{i}")
 
     def bind(node: Any) -> Any:
@@ -717,11 +737,47 @@ def currency_check_sql(
     )
 
 
+_BOUNDARY_UNITS = {"SECOND", "MINUTE", "HOUR", "DAY", "MONTH", "QUARTER", "YEAR"}
+
+
+def _as_duckdb_means_it(tree: exp.Expression) -> exp.Expression:
+    """Rewrite DuckDB idioms whose literal Spark translations mean something else.
+
+    ``a / b`` is always floating-point division in DuckDB; Spark divides decimals as decimals,
+    rounding each quotient to a few places, so the dividend is cast to DOUBLE.
+    ``DATE_DIFF(unit, a, b)`` counts unit boundaries crossed (DuckDB); Spark's counts whole units
+    elapsed, so both sides are truncated to the unit first (in the session zone, as in DuckDB).
+    ``ts AT TIME ZONE zone`` is a wall clock in ``zone``; sqlglot's ``FROM_UTC_TIMESTAMP`` is right
+    only in a UTC session, so it becomes the session's wall clock converted to ``zone``.
+    """
+
+    def fix(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Div):
+            return exp.Div(this=exp.cast(node.this, "DOUBLE"), expression=node.expression)
+        if isinstance(node, exp.DateDiff) and node.args.get("date_part_boundary"):
+            unit = node.unit
+            if unit is not None and unit.name.upper() in _BOUNDARY_UNITS:
+                u = unit.name.upper()
+                return exp.DateDiff(
+                    this=exp.TimestampTrunc(this=node.this, unit=exp.var(u)),
+                    expression=exp.TimestampTrunc(this=node.expression, unit=exp.var(u)),
+                    unit=exp.var(u),
+                )
+        if isinstance(node, exp.AtTimeZone):
+            wall = exp.cast(node.this, exp.DataType.build("TIMESTAMP_NTZ", dialect="spark"))
+            return exp.ConvertTimezone(target_tz=node.args["zone"], timestamp=wall)
+        return node
+
+    return tree.transform(fix)
+
+
 def transpile(sql: str, dialect: str, *, pretty: bool = False, what: str = "query") -> str:
     if dialect not in DIALECTS:
         raise KPIError(f"unknown SQL dialect {dialect!r} (choose from {', '.join(DIALECTS)})")
     try:
-        return sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=pretty)[0]
+        if dialect != "spark":
+            return sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=pretty)[0]
+        return _as_duckdb_means_it(sqlglot.parse_one(sql, read="duckdb")).sql("spark", pretty=pretty)
     except ParseError as exc:
         raise KPIError(f"{what}: generated SQL does not parse: {str(exc).splitlines()[0]}") from None
 

@@ -88,7 +88,7 @@ class DatabaseBackend:
         return set(self.session.tables())
 
 
-ENGINES = ("duckdb", "postgres")
+ENGINES = ("duckdb", "postgres", "spark")
 
 
 class KPIEngine:
@@ -121,13 +121,18 @@ class KPIEngine:
         catalog: Catalog | None = None,
         engine: str = "duckdb",
     ) -> KPIEngine:
-        """KPIs over a destination: in embedded DuckDB (default), or ``engine="postgres"`` in the database."""
+        """KPIs over a destination: in embedded DuckDB (default), ``engine="postgres"`` in the database,
+        or ``engine="spark"`` on a local Spark over a Parquet destination."""
         if engine == "duckdb":
             con = duckdb.connect()
             session.attach(con)
             return cls(con, timezone=timezone, currency=currency, catalog=catalog)
         if engine not in ENGINES:
             raise KPIError(f"unknown KPI engine {engine!r} (choose from {', '.join(ENGINES)})")
+        if engine == "spark":
+            from kpihub.kpis.spark import SparkBackend
+
+            return cls(SparkBackend(session, timezone), timezone=timezone, currency=currency, catalog=catalog)
         if getattr(session, "dialect", None) != engine:
             raise KPIError(f"--engine {engine} needs a {engine} destination, not {session.uri}")
         backend = DatabaseBackend(session, engine, timezone)
