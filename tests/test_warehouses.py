@@ -165,3 +165,19 @@ def test_postgresql_keeps_each_sources_raw_tables_in_a_schema_of_its_own(synced)
     assert (f"{base}__hubspot", "contacts") in found and (f"{base}__stripe", "charges") in found
     assert (base, "crm_contacts") in found and (base, "hubspot_contacts") not in found  # canonical tables shared
     assert "hubspot_contacts" in _tables(synced["postgres"])  # read back by their logical names
+
+
+@pytest.mark.parametrize(
+    ("engine_name", "kind", "message"),
+    [
+        ("postgres", "duckdb", "--engine postgres needs a postgres destination, not duckdb:///"),
+        ("spark", "duckdb", "--engine spark reads Parquet output: it needs a parquet:// destination, not duckdb:///"),
+        ("spark", "jsonl", "--engine spark reads Parquet output: it needs a parquet:// destination, not jsonl:///"),
+    ],
+)
+def test_an_engine_that_cannot_read_the_destination_says_so_in_one_line(synced, engine_name, kind, message):
+    args = ["-p", str(synced[kind]), "kpis", "--engine", engine_name]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -36,8 +36,8 @@ def open_engine(
 ) -> Iterator[KPIEngine]:
     """A KPI engine over the project's destination, opened read-only, with the whole KPI catalogue.
 
-    ``engine``: ``duckdb`` (embedded; reads any destination) or ``postgres`` (runs the SQL in the
-    PostgreSQL destination itself).
+    ``engine``: ``duckdb`` (embedded; reads any destination), ``postgres`` (runs the SQL in the
+    PostgreSQL destination itself) or ``spark`` (local Spark over a Parquet destination).
     """
     from kpihub.kpis.engine import KPIEngine
 

@@ -76,7 +76,7 @@ def compute_scorecard(
     type=click.Choice(ENGINES),
     default="duckdb",
     show_default=True,
-    help="Where the KPI SQL runs: embedded DuckDB, or the PostgreSQL destination itself.",
+    help="Where the KPI SQL runs: embedded DuckDB, the PostgreSQL destination itself, or local Spark over Parquet.",
 )
 @click.option("--by", help="Break --kpi values down by a dimension (channel, campaign, platform, pipeline) or column.")
 @click.pass_context

@@ -554,7 +554,8 @@ def _private_ctes(sql: str, prefix: str) -> str:
             node.args["alias"].set("this", exp.to_identifier(prefix + node.alias))
         elif isinstance(node, exp.Table) and not node.db and node.name in names:
             alias = node.alias or node.name
-            return exp.Table(this=exp.to_identifier(prefix + node.name), alias=exp.TableAlias(this=exp.to_identifier(alias)))
+            renamed = exp.to_identifier(prefix + node.name)
+            return exp.Table(this=renamed, alias=exp.TableAlias(this=exp.to_identifier(alias)))
         return node
 
     return tree.transform(rename).sql("duckdb")
@@ -740,7 +741,7 @@ def currency_check_sql(
 _BOUNDARY_UNITS = {"SECOND", "MINUTE", "HOUR", "DAY", "MONTH", "QUARTER", "YEAR"}
 
 
-def _as_duckdb_means_it(tree: exp.Expression) -> exp.Expression:
+def _as_duckdb_means_it(tree: Any) -> Any:
     """Rewrite DuckDB idioms whose literal Spark translations mean something else.
 
     ``a / b`` is always floating-point division in DuckDB; Spark divides decimals as decimals,
@@ -751,7 +752,7 @@ def _as_duckdb_means_it(tree: exp.Expression) -> exp.Expression:
     only in a UTC session, so it becomes the session's wall clock converted to ``zone``.
     """
 
-    def fix(node: exp.Expression) -> exp.Expression:
+    def fix(node: Any) -> Any:
         if isinstance(node, exp.Div):
             return exp.Div(this=exp.cast(node.this, "DOUBLE"), expression=node.expression)
         if isinstance(node, exp.DateDiff) and node.args.get("date_part_boundary"):

@@ -21,6 +21,8 @@ from kpihub.kpis.compiler import transpile
 
 __all__ = ["SparkBackend", "spark_schema"]
 
+LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
+
 #: Spark settings for a quiet, single-machine session (override with ``spark_conf``).
 DEFAULT_CONF = {
     "spark.master": "local[2]",
@@ -31,7 +33,7 @@ DEFAULT_CONF = {
     # Loopback only (kpihub never talks to a cluster here), and quiet JVM logs.
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
-    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={Path(__file__).with_name('spark-log4j2.properties')}",
+    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG}",
 }
 
 
@@ -41,8 +43,8 @@ class SparkBackend:
     dialect = "spark"
 
     def __init__(self, session: DestinationSession, timezone: str, spark_conf: dict[str, str] | None = None) -> None:
-        files = getattr(session, "files", None)
-        if getattr(getattr(session, "format", None), "name", None) != "parquet" or files is None:
+        files, schema = getattr(session, "files", None), getattr(session, "schema", None)
+        if getattr(getattr(session, "format", None), "name", None) != "parquet" or files is None or schema is None:
             raise KPIError(f"--engine spark reads Parquet output: it needs a parquet:// destination, not {session.uri}")
         try:
             with warnings.catch_warnings():
@@ -67,7 +69,7 @@ class SparkBackend:
         self.session = session
         self._views: set[str] = set()
         for name in session.tables():
-            self._register(name, [str(p) for p in files(name)], session.schema(name))
+            self._register(name, [str(p) for p in files(name)], schema(name))
 
     def _register(self, name: str, paths: list[str], schema: pa.Schema | None) -> None:
         if schema is None:
