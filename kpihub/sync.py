@@ -26,6 +26,7 @@ from kpihub.concurrency import prefetch
 from kpihub.config import Project, load_project
 from kpihub.destinations.base import DestinationSession, TableWrite
 from kpihub.errors import ConfigError, KpihubError, NormalizationError, SyncError, UnknownNameError
+from kpihub.failpoints import failpoint
 from kpihub.http.requester import Requester
 from kpihub.model import canonical_table
 from kpihub.normalize import Normalizer
@@ -309,15 +310,17 @@ class _StreamRunner:
             if stream.canonical_table:
                 writes.append(self._canonical(stream, ctx, table, mode))
             # Mid-stream, the cursor may only advance when records arrive in cursor order.
-            if final or stream.sorted_by_cursor:
-                committed_cursor = cursor
+            new_cursor = cursor if final or stream.sorted_by_cursor else committed_cursor
             entry: dict[str, Any] = {
                 "records": result.records + table.num_rows,
                 "synced_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             }
-            if committed_cursor is not None:
-                entry["cursor"], entry["cursor_type"] = encode_cursor(committed_cursor)
+            if new_cursor is not None:
+                entry["cursor"], entry["cursor_type"] = encode_cursor(new_cursor)
+            failpoint("sync.before_commit")
             self.session.commit(writes, {key: entry})
+            failpoint("sync.committed")
+            committed_cursor = new_cursor
             commits += 1
             result.records += table.num_rows
             pending, pending_rows = [], 0
@@ -335,6 +338,7 @@ class _StreamRunner:
                 flush(final=False)
 
         for page in prefetch(stream.read(ctx, state)):
+            failpoint("sync.page")
             if isinstance(page, pa.RecordBatch):
                 if raw:
                     add(normalizer.to_batch(raw))

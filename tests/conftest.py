@@ -86,5 +86,8 @@ def postgres_uri(postgres_server: str, request: pytest.FixtureRequest) -> Iterat
     import adbc_driver_postgresql.dbapi as pg
 
     with pg.connect(postgres_server) as con, con.cursor() as cur:
-        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        # The schema, its sources' raw-table schemas (<schema>__<source>) and any <schema>_* a test made.
+        cur.execute(f"SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE '{schema}%'")
+        for (name,) in cur.fetchall():
+            cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         con.commit()

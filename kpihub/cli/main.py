@@ -19,8 +19,29 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+#: Sub-command → its module, imported only when that command runs (a cron `kpihub sync` does not pay
+#: for sqlglot, numpy or the CLV models).
+COMMANDS = {
+    name: f"kpihub.cli.{name}"
+    for name in ("plugins", "init", "sync", "check", "kpis", "cohorts", "clv", "demo", "state")
+}
+
+
 class KpihubGroup(click.Group):
-    """Turns every kpihub error into one redacted line on stderr and a non-zero exit."""
+    """Turns every kpihub error into one redacted line on stderr and a non-zero exit.
+
+    Sub-commands load lazily (click's documented LazyGroup pattern).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            self.add_command(importlib.import_module(COMMANDS[cmd_name]).command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -82,16 +103,6 @@ def warn_plugin_errors(registry: Any, err: Console) -> None:
     """One line per broken plugin; commands that do not need it go on."""
     for error in registry.errors:
         err.print(f"[yellow]Warning:[/yellow] {redact(error)}", markup=True, highlight=False, soft_wrap=True)
-
-
-def _register_commands() -> None:
-    from kpihub.cli import check, clv, cohorts, demo, init, kpis, plugins, state, sync
-
-    for module in (plugins, init, sync, check, kpis, cohorts, clv, demo, state):
-        cli.add_command(module.command)
-
-
-_register_commands()
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ from kpihub.destinations.base import (
 )
 from kpihub.destinations.formats import iso_timestamps, json_to_nested, nested_to_json
 from kpihub.errors import DestinationError
+from kpihub.failpoints import failpoint
 from kpihub.secrets import redact
 
 __all__ = ["ADBCDestination", "ADBCSession", "sql_type"]
@@ -300,9 +301,12 @@ class ADBCSession(DestinationSession):
             try:
                 for write in writes:
                     self._apply(write)
+                failpoint("adbc.written")
                 for key, value in state.items():
                     self._upsert(STATE_TABLE, "key", key, value=json.dumps(value, default=str))
+                failpoint("adbc.before_commit")
                 self.con.commit()
+                failpoint("adbc.committed")
             except BaseException:
                 self.con.rollback()
                 raise

@@ -27,6 +27,7 @@ from kpihub.destinations.base import (
     uri_path,
 )
 from kpihub.errors import DestinationError
+from kpihub.failpoints import failpoint
 
 __all__ = ["DuckDBDestination", "DuckDBSession", "fetch_arrow", "quote"]
 
@@ -99,12 +100,15 @@ class DuckDBSession(DestinationSession):
             try:
                 for write in writes:
                     self._apply(write)
+                failpoint("duckdb.written")
                 for key, value in state.items():
                     con.execute(
                         f"INSERT OR REPLACE INTO {STATE_TABLE} (key, value, updated_at) VALUES (?, ?, now())",
                         [key, json.dumps(value, default=str)],
                     )
+                failpoint("duckdb.before_commit")
                 con.execute("COMMIT")
+                failpoint("duckdb.committed")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

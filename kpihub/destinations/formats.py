@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,8 +111,17 @@ def _read_csv(path: Path, schema: pa.Schema | None) -> pa.Table:
     return _cast_back(table, schema) if schema is not None else table
 
 
+_engine: duckdb.DuckDBPyConnection | None = None
+_engine_lock = threading.Lock()
+
+
 def _duckdb() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    """A cursor on one shared in-memory DuckDB (a new database costs ~25 ms; a cursor, 0.2 ms)."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = duckdb.connect()
+        con = _engine.cursor()  # one per call: cursors are DuckDB's unit of thread safety
     con.execute("SET TimeZone = 'UTC'")
     return con
 

@@ -47,6 +47,7 @@ from kpihub.destinations.base import (
 )
 from kpihub.destinations.formats import FORMATS, FileFormat
 from kpihub.errors import DestinationError
+from kpihub.failpoints import failpoint
 from kpihub.model import CANONICAL_TABLES
 
 __all__ = ["ParquetDestination", "ParquetSession"]
@@ -124,18 +125,22 @@ class ParquetSession(DestinationSession):
             obsolete: list[str] = []
             for write in writes:
                 self._plan(write, manifest, pending, obsolete)
+            failpoint("files.staged")
             for tmp, final in pending:
                 os.replace(tmp, final)
             for directory in {final.parent for _, final in pending}:
                 fsync_dir(directory)
+            failpoint("files.renamed")
             manifest["streams"].update(json.loads(json.dumps(state, default=str)))
             tmp_state = self.meta_dir / f".state-{uuid.uuid4().hex}.json"
             with open(tmp_state, "w") as fh:
                 json.dump(manifest, fh, indent=1, sort_keys=True)
                 fh.flush()
                 os.fsync(fh.fileno())
+            failpoint("files.state_staged")
             os.replace(tmp_state, self.state_file)  # the commit point
             fsync_dir(self.meta_dir)
+            failpoint("files.committed")
             self.manifest = manifest
             for rel in obsolete:
                 try:

@@ -23,6 +23,7 @@ import random
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -123,6 +124,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     app: FakeAPIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that vanished mid-request (killed by a crash test, or gave up) is not a server bug.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class FakeAPIServer:

@@ -1,0 +1,5 @@
+"""``python -m kpihub``: the ``kpihub`` command."""
+
+from kpihub.cli import main
+
+main()

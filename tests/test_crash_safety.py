@@ -1,0 +1,158 @@
+"""SIGKILL a sync at random commit steps, over and over, then let it finish: every destination ends with
+exactly the tables of one uninterrupted sync, and after every kill its state points at nothing that is not
+durably written.
+
+The child processes run the real ``kpihub sync`` command (the toy source registered as a plugin would be)
+against a fake API that keeps changing between runs: new items arrive and old ones change, so every run has
+work to do and merges replace rows that earlier, killed runs wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from kpihub.config import load_project
+from kpihub.plugins import Registry
+from kpihub.state import decode_cursor, state_key
+from kpihub.testing.crash import KillPoint, choose_points, run_sync, trace_points
+from tests.plugins.toy import BASE, FakeToy
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, "-m", "tests.plugins.toy_cli"]
+KILLS = 20  # kill points per destination that the child actually reached
+URIS = {
+    "duckdb": "duckdb:///{dir}/data.duckdb",
+    "parquet": "parquet:///{dir}/lake",
+    "jsonl": "jsonl:///{dir}/lake",
+    "sqlite": "sqlite:///{dir}/data.sqlite",
+    "postgres": "{postgres}",
+}
+
+
+def _grow(server: FakeToy, run: int, rng_seed: int) -> None:
+    """New items arrive and some old ones change, all later than anything before (so every run has at least
+    the work of the traced run the kill points were chosen from)."""
+    rng = random.Random(rng_seed * 1000 + run)
+    start = max(server.items) + 1
+    stamp = BASE + dt.timedelta(days=200 * (run + 1))
+    for i in range(start, start + 120):
+        server.items[i] = {
+            "id": f"it_{i:05d}",
+            "name": f"Item {i}",
+            "amount": f"{rng.randint(1, 99999) / 100:.2f}",
+            "updated": (stamp + dt.timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+        }
+    for i in rng.sample(sorted(server.items)[: start - 1], 30):
+        server.items[i]["name"] = f"Item {i} v{run}"
+        server.items[i]["amount"] = f"{rng.randint(1, 99999) / 100:.2f}"
+        server.items[i]["updated"] = (stamp + dt.timedelta(minutes=i)).isoformat().replace("+00:00", "Z")
+
+
+def _project(where: Path, uri: str, server: FakeToy) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / "kpihub.toml"
+    path.write_text(
+        f'[project]\ndestination = "{uri}"\nchunk_rows = 40\n[sources.toy]\nbase_url = "{server.url}"\npage_size = 20\n'
+    )
+    return path
+
+
+def _read(project_file: Path) -> tuple[pa.Table | None, object]:
+    project = load_project(project_file)
+    uri = project.settings.destination
+    if uri.startswith(("parquet:", "jsonl:")) and not (project.root / "lake" / "_kpihub" / "state.json").exists():
+        return None, None  # killed before its first commit: nothing to read yet
+    with Registry(load_entrypoints=False).destination_for(uri).open(uri, root=project.root, read_only=True) as s:
+        table = s.read_table("toy_items") if "toy_items" in s.tables() else None
+        state = s.get_state(state_key("toy", "items"))
+    cursor = decode_cursor(state) if state and "cursor" in state else None
+    return table, cursor
+
+
+def _rows(table: pa.Table | None) -> dict[str, tuple]:
+    if table is None:
+        return {}
+    ids = table["id"].to_pylist()
+    assert len(ids) == len(set(ids)), "duplicate primary keys"
+    names, amounts, updated = (table[c].to_pylist() for c in ("name", "amount", "updated"))
+    return {i: (n, Decimal(a), u) for i, n, a, u in zip(ids, names, amounts, updated, strict=True)}
+
+
+def _expected(server: FakeToy) -> dict[str, tuple]:
+    out = {}
+    for item in server.items.values():
+        updated = dt.datetime.fromisoformat(item["updated"].replace("Z", "+00:00"))
+        out[item["id"]] = (item["name"], Decimal(item["amount"]), updated)
+    return out
+
+
+def _check_durable(project_file: Path, server: FakeToy, point: KillPoint) -> None:
+    """Whatever the state's cursor covers is in the table, at its current version; no duplicates."""
+    table, cursor = _read(project_file)
+    got = _rows(table)
+    if cursor is None:
+        return
+    for key, (name, amount, updated) in _expected(server).items():
+        if updated <= cursor:
+            assert key in got, f"after a kill at {point}: state cursor {cursor} is past {key}, which is not stored"
+            assert got[key][:2] == (name, amount), (str(point), key, got[key])
+
+
+@pytest.mark.parametrize("kind", list(URIS))
+def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninterrupted_sync(kind, tmp_path, request):
+    fmt = {"dir": tmp_path / "crashed"}
+    if kind == "postgres":
+        fmt["postgres"] = request.getfixturevalue("postgres_uri")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KPIHUB_TOY_TOKEN": "toy-secret-token-123"}
+    env = {k: v for k, v in env.items() if not k.startswith("KPIHUB_") or k == "KPIHUB_TOY_TOKEN"}
+    seed = sum(map(ord, kind))
+    with FakeToy(seed=seed, items=120) as server:
+        project = _project(tmp_path / "crashed", URIS[kind].format(**fmt), server)
+        command = [*COMMAND, "-p", str(project), "sync"]
+        # Where an uninterrupted run of this size commits and reads: the menu of kill points.
+        probe = _project(tmp_path / "probe", URIS[kind].format(**{**fmt, "dir": tmp_path / "probe"}), server)
+        if kind == "postgres":
+            probe = _project(tmp_path / "probe", fmt["postgres"] + "_probe", server)
+        counts = trace_points([*COMMAND, "-p", str(probe), "sync"], env)
+        assert counts["sync.before_commit"] >= 3 and counts["sync.page"] >= 6, counts
+        destination_points = {n for n in counts if not n.startswith("sync.")}
+        assert destination_points, f"{kind}: the destination marks no commit steps"
+
+        outcomes = []
+        run = 0
+        for point in choose_points(counts, 2 * KILLS, seed=seed):
+            _grow(server, run, seed)
+            run += 1
+            outcome = run_sync(command, env, point)
+            assert outcome.killed or outcome.returncode == 0, (str(point), outcome.stderr[-2000:])
+            outcomes.append(outcome)
+            _check_durable(project, server, point)
+            if sum(o.killed for o in outcomes) == KILLS:
+                break
+        killed = [o for o in outcomes if o.killed]
+        assert len(killed) == KILLS, f"only {len(killed)} of {len(outcomes)} runs reached their kill point"
+        assert {o.point.name for o in killed} & destination_points, "no kill inside the destination's commit"
+
+        final = run_sync(command, env)
+        assert final.returncode == 0, final.stderr[-2000:]
+        reference = _project(
+            tmp_path / "reference", URIS[kind].format(**{**fmt, "dir": tmp_path / "reference"}), server
+        )
+        if kind == "postgres":
+            reference = _project(tmp_path / "reference", fmt["postgres"] + "_reference", server)
+        once = run_sync([*COMMAND, "-p", str(reference), "sync"], env)
+        assert once.returncode == 0, once.stderr[-2000:]
+
+        crashed_table, crashed_cursor = _read(project)
+        reference_table, reference_cursor = _read(reference)
+        assert _rows(crashed_table) == _rows(reference_table) == _expected(server)
+        assert crashed_cursor == reference_cursor
+    print(f"{kind}: {len(killed)} kills in {len(outcomes)} runs at", ", ".join(str(o.point) for o in killed))
