@@ -10,6 +10,9 @@ from click.testing import CliRunner
 
 from kpihub.cli import cli
 
+# Its module-scoped fixture is expensive: the whole module runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_demo")
+
 PLUGINS = [
     "kpihub_hubspot",
     "kpihub_stripe",

@@ -16,6 +16,9 @@ from kpihub.config import load_project
 from kpihub.kpis.periods import Period
 from kpihub.plugins import Registry
 
+# Its module-scoped fixture is expensive: the whole module runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_warehouses")
+
 PLUGINS = ["kpihub_hubspot", "kpihub_stripe", "kpihub_google_ads", "kpihub_meta_ads", "kpihub_linkedin_ads"]
 PLUGINS += ["kpihub_ga4", "kpihub_files"]
 KINDS = ("duckdb", "parquet", "sqlite", "postgres", "hive", "jsonl")
