@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -99,6 +99,11 @@ class ProjectSettings(_EnvironmentFirst):
     chunk_rows: int = Field(default=50_000, ge=1)
     #: Configured sources synced at the same time.
     max_parallel_sources: int = Field(default=3, ge=1, le=32)
+    #: A record that cannot be stored as its table's types (a value that does not parse, a type the
+    #: table cannot widen to, a null primary key): ``fail`` the stream naming stream, record key and
+    #: field; ``quarantine`` it to the ``_rejected`` table with the reason and load the rest; or
+    #: ``null`` the value. Unset: what each stream declares (``fail`` unless a connector says otherwise).
+    on_bad_record: Literal["fail", "quarantine", "null"] | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -10,8 +10,13 @@ Drift is handled by policy and reported in a :class:`DriftReport`:
 * a field the schema does not know is **added** (schema evolution);
 * a value of another JSON type than declared is converted to the wire type;
 * a value that cannot be coerced **fails** with an error naming the stream,
-  the record key and the field (``on_coerce_error="fail"``, the default), or
-  becomes null and is counted (``"null"``).
+  the record key and the field (``on_coerce_error="fail"``, the default),
+  becomes null and is counted (``"null"``), or takes its whole record out of
+  the batch into :attr:`Normalizer.rejected` with that same message
+  (``"quarantine"``; the sync writes them to the ``_rejected`` table);
+* a new field whose column already exists in the destination (``known_types``,
+  from an earlier sync) is read as that column's type, so its values are
+  checked one by one instead of failing the whole commit.
 
 Field metadata understood (``pa.field(..., metadata={...})``):
 ``path`` — dotted path in the record (default: the field name);
@@ -32,10 +37,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kpihub.errors import NormalizationError
+from kpihub.quarantine import Rejected
 
 __all__ = ["DriftReport", "Normalizer", "coerce_array", "field_path"]
 
-CoercePolicy = Literal["fail", "null"]
+CoercePolicy = Literal["fail", "null", "quarantine"]
 UTC_US = pa.timestamp("us", tz="UTC")
 
 _OFFSET_RE = r"(Z|z|[+-]\d\d:?\d\d)$"
@@ -49,14 +55,17 @@ class DriftReport:
     new_fields: list[str] = field(default_factory=list)
     converted: Counter[str] = field(default_factory=Counter)
     nulled: Counter[str] = field(default_factory=Counter)
+    #: Records quarantined to ``_rejected``, by the field that could not be stored.
+    quarantined: Counter[str] = field(default_factory=Counter)
 
     def __bool__(self) -> bool:
-        return bool(self.new_fields or self.converted or self.nulled)
+        return bool(self.new_fields or self.converted or self.nulled or self.quarantined)
 
     def merge(self, other: DriftReport) -> None:
         self.new_fields.extend(f for f in other.new_fields if f not in self.new_fields)
         self.converted.update(other.converted)
         self.nulled.update(other.nulled)
+        self.quarantined.update(other.quarantined)
 
     def summary(self) -> str:
         parts = []
@@ -66,6 +75,8 @@ class DriftReport:
             parts.append("values converted from another JSON type: " + _counts(self.converted))
         if self.nulled:
             parts.append("uncoercible values set to null: " + _counts(self.nulled))
+        if self.quarantined:
+            parts.append("records quarantined to _rejected: " + _counts(self.quarantined))
         return "; ".join(parts)
 
 
@@ -240,6 +251,7 @@ class Normalizer:
         on_coerce_error: CoercePolicy = "fail",
         wire_strings: bool = False,
         on_new_field: Literal["evolve", "ignore"] = "evolve",
+        known_types: Mapping[str, pa.DataType] | None = None,
     ) -> None:
         self.stream = stream
         self.schema = schema
@@ -247,7 +259,11 @@ class Normalizer:
         self.on_coerce_error = on_coerce_error
         self.wire_strings = wire_strings
         self.on_new_field = on_new_field
+        self.known_types = dict(known_types or {})
         self.drift = DriftReport()
+        #: Quarantined records not yet handed to the destination (the sync takes them at each commit).
+        self.rejected: list[Rejected] = []
+        self._bad_rows: dict[int, tuple[str, str]] = {}  # this page: record index → (field, reason)
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -274,6 +290,7 @@ class Normalizer:
             return pa.RecordBatch.from_pylist([], schema=self.schema)
         if self.on_new_field == "evolve":
             self._evolve(records)
+        self._bad_rows = {}
         try:
             wire = pa.array(records, type=self._wire_type)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -282,7 +299,14 @@ class Normalizer:
         for f in self.schema:
             column = pc.struct_field(wire, self._path_indices(self._paths[f.name]))
             columns.append(self._coerce(column, f, records))
-        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        if not self._bad_rows:
+            return batch
+        for index, (name, reason) in sorted(self._bad_rows.items()):
+            self.rejected.append(Rejected(self._record_key(records[index]), name, reason, records[index]))
+            self.drift.quarantined[name] += 1
+        keep = pa.array([i not in self._bad_rows for i in range(len(records))])
+        return batch.filter(keep)
 
     # -- internals -------------------------------------------------------------
 
@@ -308,8 +332,12 @@ class Normalizer:
             if name in names:
                 name = path.replace(".", "__")
             names.add(name)
-            wire = _WIRE_TYPES[kind]
-            added.append(pa.field(name, wire, metadata={"path": path, "wire": kind}))
+            known = self.known_types.get(name)
+            if known is not None:  # an earlier sync made this column: keep its type
+                kind = _wire_kind(pa.field(name, known), False)
+                added.append(pa.field(name, known, metadata={"path": path, "wire": kind}))
+            else:
+                added.append(pa.field(name, _WIRE_TYPES[kind], metadata={"path": path, "wire": kind}))
             self.drift.new_fields.append(name)
         self.schema = pa.schema(list(self.schema) + added, metadata=self.schema.metadata)
         self._rebuild()
@@ -343,7 +371,7 @@ class Normalizer:
                     converted = _python_to_wire(value, kind)
                 except (ValueError, TypeError):
                     converted = _python_to_wire(value, "string") if kind == "string" else None
-                    self._bad_value(f.name, records, len(out), value)
+                    self._bad_value(f.name, records, len(out), value, target=f.type)
                 if converted is not None and type(converted) is not type(value):
                     self.drift.converted[f.name] += 1
                 out.append(converted)
@@ -372,19 +400,21 @@ class Normalizer:
         if self.on_coerce_error == "null":
             self.drift.nulled[name] += 1
             return
-        from kpihub.http.paginators import get_path
-
-        key = {k: get_path(records[index], self._paths.get(k, k)) for k in self.primary_key}
+        key = self._record_key(records[index])
         key_text = ", ".join(f"{k}={v!r}" for k, v in key.items()) or f"record #{index}"
         shown = repr(value)
         shown = shown[:60] + "…" if len(shown) > 60 else shown
         what = f"as {target}" if target is not None else "to its declared type"
-        raise NormalizationError(
-            f"stream {self.stream!r}, record {key_text}, field {name!r}: cannot read {shown} {what}",
-            stream=self.stream,
-            field=name,
-            record_key=key,
-        )
+        message = f"stream {self.stream!r}, record {key_text}, field {name!r}: cannot read {shown} {what}"
+        if self.on_coerce_error == "quarantine":
+            self._bad_rows.setdefault(index, (name, message))
+            return
+        raise NormalizationError(message, stream=self.stream, field=name, record_key=key)
+
+    def _record_key(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        from kpihub.http.paginators import get_path
+
+        return {k: get_path(record, self._paths.get(k, k)) for k in self.primary_key}
 
 
 def _kind_of(sample: Any) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +24,14 @@ import pyarrow.compute as pc
 
 from kpihub.concurrency import prefetch
 from kpihub.config import Project, load_project
-from kpihub.destinations.base import DestinationSession, TableWrite
-from kpihub.errors import ConfigError, KpihubError, NormalizationError, SyncError, UnknownNameError
+from kpihub.destinations.base import DestinationSession, TableWrite, widened_type
+from kpihub.errors import ConfigError, DestinationError, KpihubError, NormalizationError, SyncError, UnknownNameError
 from kpihub.failpoints import failpoint
 from kpihub.http.requester import Requester
 from kpihub.model import canonical_table
-from kpihub.normalize import Normalizer
+from kpihub.normalize import CoercePolicy, Normalizer
 from kpihub.plugins import Registry, get_registry
+from kpihub.quarantine import REJECTED_TABLE, Rejected, rejected_table
 from kpihub.secrets import redact
 from kpihub.source import Source, Stream, StreamContext
 from kpihub.state import decode_cursor, encode_cursor, later, state_key
@@ -65,6 +66,8 @@ class StreamResult:
     cursor: Any = None
     error: str | None = None
     drift: str = ""
+    #: Records quarantined to ``_rejected`` (``on_bad_record = "quarantine"``).
+    rejected: int = 0
     exception: BaseException | None = field(default=None, repr=False)
 
     @property
@@ -189,6 +192,7 @@ class Pipeline:
                         chunk_rows=self.project.settings.chunk_rows,
                         loaded_at=loaded_at,
                         progress=progress,
+                        on_bad_record=self.project.settings.on_bad_record,
                     )
                     workers = max(1, int(getattr(settings, "max_parallel_streams", 2)))
                     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kpihub-{source_id}") as pool:
@@ -232,7 +236,9 @@ class _StreamRunner:
         chunk_rows: int,
         loaded_at: dt.datetime,
         progress: Progress | None,
+        on_bad_record: CoercePolicy | None = None,
     ) -> None:
+        self.on_bad_record = on_bad_record
         self.session = session
         self.source_id = source_id
         self.settings = settings
@@ -280,35 +286,48 @@ class _StreamRunner:
             state = None
         cursor = decode_cursor(state)
         committed_cursor = cursor
-        normalizer = Normalizer(
-            stream.name,
-            stream.schema,
-            primary_key=stream.primary_key,
-            on_coerce_error=stream.on_coerce_error,
-            wire_strings=stream.wire_strings,
-            on_new_field=stream.on_new_field,
-        )
         replace_first = not stream.incremental or state is None
         mode_first = "replace" if replace_first else stream.write_mode
+        raw_table = f"{self.source_id}_{stream.name}"
+        policy: CoercePolicy = self.on_bad_record or stream.on_coerce_error
+        # Rows go into a table that may already exist (unless this run replaces it wholesale): read
+        # values as the types its columns have, so a value that no longer fits is found record by record.
+        existing = None if replace_first else self.session.table_schema(raw_table)
+        known = {f.name: f.type for f in existing or () if not f.name.startswith("_")}
+        normalizer = Normalizer(
+            stream.name,
+            _fit_declared(stream, raw_table, known, policy),
+            primary_key=stream.primary_key,
+            on_coerce_error=policy,
+            wire_strings=stream.wire_strings,
+            on_new_field=stream.on_new_field,
+            known_types=known,
+        )
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
         commits = 0
 
         def flush(final: bool) -> None:
             nonlocal pending, pending_rows, commits, committed_cursor, cursor
-            if not pending and not (final and commits == 0 and mode_first == "replace"):
+            first_replace = final and commits == 0 and mode_first == "replace"
+            if not pending and not normalizer.rejected and not first_replace:
                 return
             table = _concat(pending, normalizer.schema)
             loaded = pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC"))
             table = table.append_column(pa.field("_loaded_at", loaded.type), pa.repeat(loaded, table.num_rows))
-            _check_keys(stream, table)
+            table = _check_keys(stream, table, normalizer if policy == "quarantine" else None)
             if stream.cursor_field and table.num_rows:
                 cursor = later(cursor, pc.max(table[stream.cursor_field]).as_py())
             mode = mode_first if commits == 0 else stream.write_mode
-            raw = f"{self.source_id}_{stream.name}"
-            writes = [TableWrite(raw, table, mode, stream.primary_key, namespace=self.source_id)]
+            writes = [TableWrite(raw_table, table, mode, stream.primary_key, namespace=self.source_id)]
             if stream.canonical_table:
                 writes.append(self._canonical(stream, ctx, table, mode))
+            rejected, normalizer.rejected = normalizer.rejected, []
+            if rejected:
+                kept_out = rejected_table(
+                    rejected, source_id=self.source_id, stream=stream.name, table=raw_table, loaded_at=self.loaded_at
+                )
+                writes.append(TableWrite(REJECTED_TABLE, kept_out, "append"))
             # Mid-stream, the cursor may only advance when records arrive in cursor order.
             new_cursor = cursor if final or stream.sorted_by_cursor else committed_cursor
             entry: dict[str, Any] = {
@@ -322,6 +341,7 @@ class _StreamRunner:
             failpoint("sync.committed")
             committed_cursor = new_cursor
             commits += 1
+            result.rejected += len(rejected)
             result.records += table.num_rows
             pending, pending_rows = [], 0
 
@@ -392,15 +412,50 @@ def _concat(batches: Sequence[pa.RecordBatch], schema: pa.Schema | None) -> pa.T
     return pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="default")
 
 
-def _check_keys(stream: Stream, table: pa.Table) -> None:
+def _check_keys(stream: Stream, table: pa.Table, quarantine: Normalizer | None) -> pa.Table:
+    """``table`` without records lacking a primary key: an error, or (``quarantine``) rejected rows."""
     for name in stream.primary_key:
         column = table[name]
-        if column.null_count:
+        if not column.null_count:
+            continue
+        if quarantine is None:
             raise NormalizationError(
                 f"stream {stream.name!r}: {column.null_count} record(s) without primary key {name!r}",
                 stream=stream.name,
                 field=name,
             )
+        missing = pc.is_null(column)
+        reason = f"stream {stream.name!r}: record without primary key {name!r}"
+        for row in table.filter(missing).drop_columns(["_loaded_at"]).to_pylist():
+            quarantine.rejected.append(Rejected(None, name, reason, row))
+            quarantine.drift.quarantined[name] += 1
+        table = table.filter(pc.invert(missing))
+    return table
+
+
+def _fit_declared(stream: Stream, table: str, known: Mapping[str, pa.DataType], policy: str) -> pa.Schema:
+    """The stream's schema, checked against the table's existing column types.
+
+    A declared type the column cannot widen to (a connector now sends text where the table holds
+    numbers) fails at once, naming table, column and both types — or, with ``quarantine``, values
+    are read as the column's type and those that do not fit are quarantined.
+    """
+    fields = []
+    for f in stream.schema:
+        old = known.get(f.name)
+        if old is not None:
+            try:
+                widened_type(table, f.name, old, f.type)
+            except DestinationError:
+                if policy != "quarantine":
+                    raise DestinationError(
+                        f"table {table!r}, column {f.name!r}: the table holds {old}, the stream now declares "
+                        f"{f.type}, which cannot be migrated safely; run `kpihub sync --full-refresh` to rebuild "
+                        'it, or set on_bad_record = "quarantine" to keep the table and quarantine what does not fit'
+                    ) from None
+                f = f.with_type(old)
+        fields.append(f)
+    return pa.schema(fields, metadata=stream.schema.metadata)
 
 
 def sync(

@@ -47,6 +47,8 @@ from kpihub.destinations.base import (
     TableWrite,
     dedup_last,
     evolve_schema,
+    evolves,
+    full_replace,
     quote,
     uri_path,
 )
@@ -318,6 +320,9 @@ class ADBCSession(DestinationSession):
         self._place(write)
         table = self._name(write.table)
         known = self._recorded_schema(write.table)
+        if known is not None and full_replace(write) and not evolves(write.table, known, data.schema):
+            self._exec(f"DROP TABLE {table}")  # a full refresh rebuilds a table whose types changed
+            known = None
         if known is None:
             merged_schema = self._create(write, data.schema)
         else:
@@ -400,6 +405,10 @@ class ADBCSession(DestinationSession):
         if not scope:
             return ""
         return " WHERE " + " AND ".join(f"{quote(k)} = {_lit(v)}" for k, v in scope.items())
+
+    def table_schema(self, name: str) -> pa.Schema | None:
+        with self._lock:
+            return self._recorded_schema(name) if SCHEMA_TABLE in self._all_tables() else None
 
     def _recorded_schema(self, name: str) -> pa.Schema | None:
         rows = self._rows(f"SELECT arrow_schema FROM {self._name(SCHEMA_TABLE)} WHERE name = {_lit(name)}")

@@ -32,6 +32,8 @@ __all__ = [
     "TableWrite",
     "dedup_last",
     "evolve_schema",
+    "evolves",
+    "full_replace",
     "quote",
     "widened_type",
 ]
@@ -81,6 +83,14 @@ class DestinationSession(ABC):
     @abstractmethod
     def read_table(self, name: str) -> pa.Table:
         """The whole table as Arrow (exports and tests; small tables)."""
+
+    def table_schema(self, name: str) -> pa.Schema | None:
+        """The Arrow schema table ``name`` has now, or None when it does not exist (or cannot be told).
+
+        The sync reads it before a stream starts, so values that no longer fit a column's type are
+        found record by record (and failed or quarantined) instead of failing the whole commit.
+        """
+        return None
 
     @abstractmethod
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -199,6 +209,21 @@ def _integer_digits(t: pa.DataType) -> int:
     if pa.types.is_decimal(t):
         return t.precision - t.scale
     return {8: 3, 16: 5, 32: 10, 64: 19}[t.bit_width]
+
+
+def evolves(table: str, old: pa.Schema, new: pa.Schema) -> bool:
+    """Whether ``new`` can evolve ``old`` (see :func:`evolve_schema`)."""
+    try:
+        evolve_schema(table, old, new)
+    except DestinationError:
+        return False
+    return True
+
+
+def full_replace(write: TableWrite) -> bool:
+    """A replace of the whole table: it may take the new data's schema even where that cannot evolve
+    the old one (``kpihub sync --full-refresh`` after an incompatible type change)."""
+    return write.mode == "replace" and not write.scope
 
 
 def evolve_schema(table: str, old: pa.Schema, new: pa.Schema) -> pa.Schema:

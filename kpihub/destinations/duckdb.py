@@ -22,6 +22,8 @@ from kpihub.destinations.base import (
     TableWrite,
     dedup_last,
     evolve_schema,
+    evolves,
+    full_replace,
     quote,
     uri_options,
     uri_path,
@@ -123,6 +125,9 @@ class DuckDBSession(DestinationSession):
         table = quote(write.table)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
         con.register("__kpihub_new", data)
+        exists = self._has_table(write.table)
+        if exists and full_replace(write) and not evolves(write.table, self._schema(write.table), data.schema):
+            con.execute(f"DROP TABLE {table}")  # a full refresh rebuilds a table whose types changed
         if not self._has_table(write.table):
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM __kpihub_new LIMIT 0")
         else:
@@ -138,9 +143,16 @@ class DuckDBSession(DestinationSession):
         if data.num_rows:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __kpihub_new")
 
+    def _schema(self, name: str) -> pa.Schema:
+        return fetch_arrow(self.con, f"SELECT * FROM {quote(name)} LIMIT 0").schema
+
+    def table_schema(self, name: str) -> pa.Schema | None:
+        with self._lock:
+            return self._schema(name) if self._has_table(name) else None
+
     def _evolve(self, name: str, incoming: pa.Schema) -> None:
         """Add columns the new data has and the table lacks; widen types safely; refuse the rest."""
-        existing = fetch_arrow(self.con, f"SELECT * FROM {quote(name)} LIMIT 0").schema
+        existing = self._schema(name)
         merged = evolve_schema(name, existing, incoming)
         incoming_types = {r[0]: r[1] for r in self.con.execute("DESCRIBE __kpihub_new").fetchall()}
         for field in merged:

@@ -40,7 +40,9 @@ from kpihub.destinations.base import (
     TableWrite,
     dedup_last,
     evolve_schema,
+    evolves,
     fsync_dir,
+    full_replace,
     quote,
     uri_options,
     uri_path,
@@ -155,8 +157,10 @@ class ParquetSession(DestinationSession):
             raise DestinationError(f"table {write.table!r}: merge needs a primary key")
         entry = manifest["tables"].setdefault(write.table, {"files": [], "seq": 0, "schema": None})
         # Check the schema change first: an incompatible type fails before any file is written.
-        merged_schema = _merge_schema(write.table, entry["schema"], write.data.schema)
         current = _decode(entry["schema"])
+        if current is not None and full_replace(write) and not evolves(write.table, current, write.data.schema):
+            entry["schema"] = current = None  # a full refresh rebuilds a table whose types changed
+        merged_schema = _merge_schema(write.table, entry["schema"], write.data.schema)
         table_dir = self.root / write.table
         table_dir.mkdir(parents=True, exist_ok=True)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
@@ -236,13 +240,12 @@ class ParquetSession(DestinationSession):
     def files(self, name: str) -> list[Path]:
         return [self.root / rel for rel in self.manifest["tables"].get(name, {}).get("files", [])]
 
-    def schema(self, name: str) -> pa.Schema | None:
-        encoded = self.manifest["tables"].get(name, {}).get("schema")
-        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(encoded))) if encoded else None
+    def table_schema(self, name: str) -> pa.Schema | None:
+        return _decode(self.manifest["tables"].get(name, {}).get("schema"))
 
     def read_table(self, name: str) -> pa.Table:
         files = self.files(name)
-        schema = self.schema(name)
+        schema = self.table_schema(name)
         if not files:
             return schema.empty_table() if schema is not None else pa.table({})
         # Older files keep their own (narrower) types: read each as the table's current schema.
@@ -262,7 +265,7 @@ class ParquetSession(DestinationSession):
                 kind = "VIEW" if len(files) <= MAX_VIEW_FILES else "TEMP TABLE"
                 con.execute(f"CREATE OR REPLACE {kind} {quote(name)} AS {scan}")
             else:
-                schema = self.schema(name)
+                schema = self.table_schema(name)
                 if schema is not None:
                     con.register(f"__empty_{name}", schema.empty_table())
                     con.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {quote('__empty_' + name)}")

@@ -43,8 +43,8 @@ class SparkBackend:
     dialect = "spark"
 
     def __init__(self, session: DestinationSession, timezone: str, spark_conf: dict[str, str] | None = None) -> None:
-        files, schema = getattr(session, "files", None), getattr(session, "schema", None)
-        if getattr(getattr(session, "format", None), "name", None) != "parquet" or files is None or schema is None:
+        files = getattr(session, "files", None)
+        if getattr(getattr(session, "format", None), "name", None) != "parquet" or files is None:
             raise KPIError(f"--engine spark reads Parquet output: it needs a parquet:// destination, not {session.uri}")
         try:
             with warnings.catch_warnings():
@@ -69,7 +69,7 @@ class SparkBackend:
         self.session = session
         self._views: set[str] = set()
         for name in session.tables():
-            self._register(name, [str(p) for p in files(name)], schema(name))
+            self._register(name, [str(p) for p in files(name)], session.table_schema(name))
 
     def _register(self, name: str, paths: list[str], schema: pa.Schema | None) -> None:
         if schema is None:
