@@ -91,3 +91,37 @@ def postgres_uri(postgres_server: str, request: pytest.FixtureRequest) -> Iterat
         for (name,) in cur.fetchall():
             cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         con.commit()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A fake S3 on 127.0.0.1 (moto's server speaks the S3 REST API): ``host:port``."""
+    from moto.server import ThreadedMotoServer
+
+    keys = {"AWS_ACCESS_KEY_ID": "kpihub-test", "AWS_SECRET_ACCESS_KEY": "kpihub-test-secret"}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def s3_uri(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<fresh bucket>/lake?…``: a file destination in the fake S3 (credentials in the environment)."""
+    import uuid
+
+    # The autouse fixture clears KPIHUB_* only; make sure the S3 keys are visible to this test.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "kpihub-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "kpihub-test-secret")
+    bucket = f"kpihub-{uuid.uuid4().hex[:12]}"
+    return f"s3://{bucket}/lake?endpoint_override={s3_server}&scheme=http&region=us-east-1&allow_bucket_creation=true"

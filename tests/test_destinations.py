@@ -18,13 +18,21 @@ from kpihub.errors import DestinationError
 
 
 @pytest.fixture(
-    params=["duckdb", "parquet", "csv", "jsonl", "arrow", "postgres", "sqlite", "adbc+sqlite", "adbc+postgresql"]
+    params=[
+        *("duckdb", "parquet", "csv", "jsonl", "arrow", "postgres", "sqlite", "adbc+sqlite", "adbc+postgresql"),
+        *("s3", "s3+jsonl"),
+    ]
 )
 def open_dest(request, tmp_path):
     kind = request.param
     pg = request.getfixturevalue("postgres_uri") if "postgres" in kind else None
+    s3 = request.getfixturevalue("s3_uri") if kind.startswith("s3") else None
 
     def opener(read_only: bool = False):
+        if kind == "s3":
+            return ParquetDestination().open(s3, read_only=read_only)
+        if kind == "s3+jsonl":
+            return ParquetDestination().open(f"{s3}&format=jsonl", read_only=read_only)
         if kind == "duckdb":
             return DuckDBDestination().open(f"duckdb:///{tmp_path}/x.duckdb", read_only=read_only)
         if kind in ("parquet", "csv", "jsonl", "arrow"):
@@ -139,6 +147,8 @@ def test_parquet_merge_rewrites_only_files_with_replaced_keys(tmp_path):
 
 
 def test_second_writer_is_refused(open_dest):
+    if open_dest.kind.startswith("s3"):
+        pytest.skip("object stores give kpihub no lock: one sync per prefix at a time (documented)")
     with open_dest():
         with pytest.raises(DestinationError, match="already in use"):
             open_dest()
@@ -186,7 +196,7 @@ def test_an_incompatible_type_change_fails_naming_table_column_and_types(open_de
 
 
 def test_a_password_in_a_database_uri_never_reaches_an_error(tmp_path):
-    from kpihub.destinations.adbc import masked_uri
+    from kpihub.destinations.base import masked_uri
 
     assert (
         masked_uri("postgresql://bob:s3cr3t-pw@127.0.0.1:1/db?schema=x")

@@ -49,6 +49,7 @@ from kpihub.destinations.base import (
     evolve_schema,
     evolves,
     full_replace,
+    masked_uri,
     quote,
     uri_path,
 )
@@ -508,15 +509,6 @@ class ADBCSession(DestinationSession):
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
-
-
-def masked_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (and registered secrets redacted)."""
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        uri = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return redact(uri)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,7 +9,6 @@ round-trips whatever the format.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -69,10 +68,8 @@ class FileFormat:
         self.name, self.suffix, self._write, self._read, self._read_columns = name, suffix, write, read, read_columns
 
     def write(self, table: pa.Table, path: Path) -> None:
-        """Write ``table`` to ``path`` and make it durable (fsync)."""
+        """Write ``table`` to the local file ``path`` (the store makes it durable and publishes it)."""
         self._write(table, path)
-        with open(path, "rb+") as fh:
-            os.fsync(fh.fileno())
 
     def read(self, path: Path, schema: pa.Schema | None) -> pa.Table:
         return self._read(path, schema)

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+import tempfile
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from kpihub.destinations.base import (
     Destination,
@@ -41,13 +44,13 @@ from kpihub.destinations.base import (
     dedup_last,
     evolve_schema,
     evolves,
-    fsync_dir,
     full_replace,
     quote,
     uri_options,
     uri_path,
 )
 from kpihub.destinations.formats import FORMATS, FileFormat
+from kpihub.destinations.stores import LocalStore, Store, open_store
 from kpihub.errors import DestinationError
 from kpihub.failpoints import failpoint
 from kpihub.model import CANONICAL_TABLES
@@ -61,52 +64,61 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 MAX_VIEW_FILES = 64
 
 
+STATE_FILE = "_kpihub/state.json"
+
+
 class ParquetSession(DestinationSession):
     def __init__(
-        self, root: Path, *, read_only: bool = False, fmt: str = "parquet", partition: str | None = None
+        self,
+        store: Store | Path,
+        *,
+        read_only: bool = False,
+        fmt: str = "parquet",
+        partition: str | None = None,
     ) -> None:
+        store = LocalStore(store) if isinstance(store, Path) else store
         if fmt not in FORMATS:
             raise DestinationError(f"unknown file format {fmt!r} (choose from {', '.join(FORMATS)})")
         if partition not in (None, "date"):
-            raise DestinationError(f"{fmt}:///{root}: partition={partition!r} is not supported (use partition=date)")
-        self.root = root
+            raise DestinationError(f"{store.where}: partition={partition!r} is not supported (use partition=date)")
+        self.store = store
+        self.root = store.root if isinstance(store, LocalStore) else None
         self.format: FileFormat = FORMATS[fmt]
         self.partition = partition
-        self.uri = f"{fmt}:///{root}"
+        self.uri = f"{fmt}:///{store.where}" if isinstance(store, LocalStore) else f"{store.where} ({fmt})"
         self.read_only = read_only
-        self.meta_dir = root / "_kpihub"
-        self.state_file = self.meta_dir / "state.json"
         self._lock = threading.Lock()
         self._file_lock: FileLock | None = None
         if not read_only:
-            self.meta_dir.mkdir(parents=True, exist_ok=True)
-            self._file_lock = FileLock(self.meta_dir / "lock", f"Parquet destination {str(root)!r}")
-            self._file_lock.acquire()
-        elif not self.state_file.exists():
-            raise DestinationError(f"no kpihub data in {str(root)!r} (run `kpihub sync` first)")
+            self._file_lock = store.lock(f"file destination {store.where!r}")
+        elif not store.exists(STATE_FILE):
+            raise DestinationError(f"no kpihub data in {store.where!r} (run `kpihub sync` first)")
         self.manifest = self._load()
         if not read_only:
             self._remove_orphans()
 
     def _load(self) -> dict[str, Any]:
-        if not self.state_file.exists():
-            return {"version": MANIFEST_VERSION, "streams": {}, "tables": {}}
+        where = f"{self.store.where}/{STATE_FILE}"
         try:
-            manifest = json.loads(self.state_file.read_text())
+            if not self.store.exists(STATE_FILE):
+                return {"version": MANIFEST_VERSION, "streams": {}, "tables": {}}
+            manifest = json.loads(self.store.read_bytes(STATE_FILE))
         except (OSError, ValueError) as exc:
-            raise DestinationError(f"{self.state_file}: unreadable state file: {exc}") from None
+            raise DestinationError(f"{where}: unreadable state file: {exc}") from None
         if manifest.get("version") != MANIFEST_VERSION:
-            raise DestinationError(f"{self.state_file}: unsupported state version {manifest.get('version')!r}")
+            raise DestinationError(f"{where}: unsupported state version {manifest.get('version')!r}")
         return manifest
 
     def _remove_orphans(self) -> None:
         live = {f for t in self.manifest["tables"].values() for f in t["files"]}
-        for file in self.root.rglob("*"):
-            rel = file.relative_to(self.root).as_posix()
-            if not file.is_file() or rel.startswith("_kpihub/"):
+        for rel in self.store.files():
+            name = rel.rsplit("/", 1)[-1]
+            if rel.startswith("_kpihub/"):
+                if name.startswith(".tmp-"):
+                    self.store.delete(rel)
                 continue
-            if (file.suffix == self.format.suffix or file.name.startswith(".tmp-")) and rel not in live:
-                file.unlink()
+            if (name.endswith(self.format.suffix) or name.startswith(".tmp-")) and rel not in live:
+                self.store.delete(rel)
 
     # -- state -------------------------------------------------------------------
 
@@ -123,36 +135,23 @@ class ParquetSession(DestinationSession):
             raise DestinationError(f"{self.uri} is open read-only")
         with self._lock:
             manifest = json.loads(json.dumps(self.manifest))
-            pending: list[tuple[Path, Path]] = []  # (temp, final)
+            pending: list[Any] = []  # staged files, live once published and listed in the manifest
             obsolete: list[str] = []
             for write in writes:
                 self._plan(write, manifest, pending, obsolete)
             failpoint("files.staged")
-            for tmp, final in pending:
-                os.replace(tmp, final)
-            for directory in {final.parent for _, final in pending}:
-                fsync_dir(directory)
+            self.store.publish(pending)
             failpoint("files.renamed")
             manifest["streams"].update(json.loads(json.dumps(state, default=str)))
-            tmp_state = self.meta_dir / f".state-{uuid.uuid4().hex}.json"
-            with open(tmp_state, "w") as fh:
-                json.dump(manifest, fh, indent=1, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
+            encoded = json.dumps(manifest, indent=1, sort_keys=True).encode()
             failpoint("files.state_staged")
-            os.replace(tmp_state, self.state_file)  # the commit point
-            fsync_dir(self.meta_dir)
+            self.store.replace(STATE_FILE, encoded)  # the commit point
             failpoint("files.committed")
             self.manifest = manifest
             for rel in obsolete:
-                try:
-                    (self.root / rel).unlink()
-                except FileNotFoundError:
-                    pass
+                self.store.delete(rel)
 
-    def _plan(
-        self, write: TableWrite, manifest: dict[str, Any], pending: list[tuple[Path, Path]], obsolete: list[str]
-    ) -> None:
+    def _plan(self, write: TableWrite, manifest: dict[str, Any], pending: list[Any], obsolete: list[str]) -> None:
         if write.mode == "merge" and not write.primary_key:
             raise DestinationError(f"table {write.table!r}: merge needs a primary key")
         entry = manifest["tables"].setdefault(write.table, {"files": [], "seq": 0, "schema": None})
@@ -161,8 +160,6 @@ class ParquetSession(DestinationSession):
         if current is not None and full_replace(write) and not evolves(write.table, current, write.data.schema):
             entry["schema"] = current = None  # a full refresh rebuilds a table whose types changed
         merged_schema = _merge_schema(write.table, entry["schema"], write.data.schema)
-        table_dir = self.root / write.table
-        table_dir.mkdir(parents=True, exist_ok=True)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
         keep: list[str] = []
         touched = self._touched(entry["files"], write, data, current) if write.mode != "append" else set()
@@ -170,11 +167,10 @@ class ParquetSession(DestinationSession):
             if write.mode == "append" or rel not in touched:
                 keep.append(rel)
                 continue
-            path = self.root / rel
             if write.mode == "replace" and not write.scope:
                 obsolete.append(rel)
                 continue
-            existing = _conform(self.format.read(path, _file_schema(current, path)), current)
+            existing = self._read_file(rel, current)
             remaining = _without(existing, data, write)
             obsolete.append(rel)
             if remaining.num_rows:
@@ -191,33 +187,29 @@ class ParquetSession(DestinationSession):
         columns = list(write.scope or {}) if write.mode == "replace" else list(write.primary_key)
         if self.format.name == "parquet" and files:
             # One multi-threaded scan of every file's key columns (a partitioned table has many files).
-            paths = [str(self.root / rel) for rel in files]
-            dataset = ds.dataset(paths, format="parquet", schema=current)
+            dataset = self._dataset(files, current)
             present = [c for c in columns if current is None or c in current.names]
             probe = dataset.to_table(columns=[*present, "__filename"])
             hits = probe.filter(pc.invert(_survives(probe.drop_columns(["__filename"]), data, write)))
-            root = str(self.root) + "/"
+            root = self.store.arrow_filesystem()[1] + "/"
             return {name.removeprefix(root) for name in pc.unique(hits["__filename"]).to_pylist()}
         out = set()
         for rel in files:
-            probe = self.format.read_columns(self.root / rel, columns, current)
+            with self._local(rel) as path:
+                probe = self.format.read_columns(path, columns, current)
             if _without(probe, data, write).num_rows != probe.num_rows:
                 out.add(rel)
         return out
 
-    def _stage(self, data: pa.Table, table: str, entry: dict[str, Any], pending: list[tuple[Path, Path]]) -> list[str]:
-        """Write ``data`` as new files (one per partition) under temporary names; return their paths."""
+    def _stage(self, data: pa.Table, table: str, entry: dict[str, Any], pending: list[Any]) -> list[str]:
+        """Write ``data`` as new files (one per partition), live only once published; return their paths."""
         out = []
         for partition, part in self._partitions(table, data):
             entry["seq"] += 1
             name = f"{table}-{entry['seq']:06d}-{uuid.uuid4().hex[:8]}{self.format.suffix}"
-            directory = self.root / table / partition if partition else self.root / table
-            directory.mkdir(parents=True, exist_ok=True)
-            final = directory / name
-            tmp = final.with_name(f".tmp-{name}")
-            self.format.write(part, tmp)
-            pending.append((tmp, final))
-            out.append(final.relative_to(self.root).as_posix())
+            rel = f"{table}/{partition}/{name}" if partition else f"{table}/{name}"
+            pending.append(self.store.stage(rel, partial(self.format.write, part)))
+            out.append(rel)
         return out
 
     def _partitions(self, table: str, data: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -237,8 +229,37 @@ class ParquetSession(DestinationSession):
     def tables(self) -> list[str]:
         return sorted(self.manifest["tables"])
 
-    def files(self, name: str) -> list[Path]:
-        return [self.root / rel for rel in self.manifest["tables"].get(name, {}).get("files", [])]
+    def files(self, name: str) -> list[str]:
+        """The live files of table ``name``, relative to the destination's root."""
+        return list(self.manifest["tables"].get(name, {}).get("files", []))
+
+    def local_files(self, name: str) -> list[Path] | None:
+        """The live files of ``name`` as local paths (None for an object store)."""
+        if self.root is None:
+            return None
+        return [self.root / rel for rel in self.files(name)]
+
+    def _dataset(self, files: list[str], schema: pa.Schema | None) -> ds.Dataset:
+        fs, base = self.store.arrow_filesystem()
+        return ds.dataset([f"{base}/{rel}" for rel in files], filesystem=fs, format="parquet", schema=schema)
+
+    @contextmanager
+    def _local(self, rel: str) -> Iterator[Path]:
+        """A local path to read ``rel`` from (a temporary copy when the store is remote)."""
+        path = self.store.local(rel)
+        if path is not None:
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="kpihub-read-") as tmp:
+            yield self.store.fetch(rel, Path(tmp))
+
+    def _read_file(self, rel: str, schema: pa.Schema | None) -> pa.Table:
+        """One file as the table's current ``schema`` (older files keep their own, narrower types)."""
+        if self.format.name == "parquet" and self.root is None:
+            fs, base = self.store.arrow_filesystem()
+            return _conform(pq.read_table(f"{base}/{rel}", filesystem=fs), schema)
+        with self._local(rel) as path:
+            return _conform(self.format.read(path, _file_schema(schema, path)), schema)
 
     def table_schema(self, name: str) -> pa.Schema | None:
         return _decode(self.manifest["tables"].get(name, {}).get("schema"))
@@ -248,14 +269,16 @@ class ParquetSession(DestinationSession):
         schema = self.table_schema(name)
         if not files:
             return schema.empty_table() if schema is not None else pa.table({})
-        # Older files keep their own (narrower) types: read each as the table's current schema.
-        tables = [_conform(self.format.read(f, _file_schema(schema, f)), schema) for f in files]
+        tables = [self._read_file(rel, schema) for rel in files]
         return pa.concat_tables(tables, promote_options="permissive")
 
     def attach(self, con: Any) -> None:
         for name in self.tables():
-            files = self.files(name)
-            if files and self.format.name != "parquet":
+            files = self.local_files(name) or []
+            if self.root is None and self.files(name) and self.format.name == "parquet":
+                # An object store: DuckDB scans a pyarrow dataset (no DuckDB extension to download).
+                con.register(name, self._dataset(self.files(name), self.table_schema(name)))
+            elif files and self.format.name != "parquet":
                 con.register(name, self.read_table(name))  # text formats: typed by the recorded schema
             elif files:
                 listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
@@ -335,11 +358,16 @@ class ParquetDestination(Destination):
     """A directory of files, one sub-directory per table: Parquet, Arrow IPC, CSV or JSON Lines."""
 
     name = "files"
-    schemes = ("parquet", "arrow", "csv", "jsonl")
-    title = "Directory of Parquet / Arrow IPC / CSV / JSON Lines files (?partition=date)"
+    schemes = ("parquet", "arrow", "csv", "jsonl", "s3", "gs", "gcs", "file")
+    title = "Parquet / Arrow IPC / CSV / JSON Lines files in a directory or an object store (?partition=date)"
 
     def open(self, uri: str, *, root: Path | None = None, read_only: bool = False) -> ParquetSession:
-        fmt = uri.split(":", 1)[0].lower()
-        return ParquetSession(
-            uri_path(uri, root), read_only=read_only, fmt=fmt, partition=uri_options(uri).get("partition")
-        )
+        scheme = uri.split(":", 1)[0].lower()
+        options = uri_options(uri)
+        if scheme in FORMATS:
+            store: Store = LocalStore(uri_path(uri, root))
+            fmt = scheme
+        else:  # s3://bucket/prefix?format=jsonl&partition=date&region=… (the rest configures pyarrow's filesystem)
+            store = open_store(uri.split("?", 1)[0], options, root)
+            fmt = options.get("format", "parquet")
+        return ParquetSession(store, read_only=read_only, fmt=fmt, partition=options.get("partition"))

@@ -43,9 +43,11 @@ class SparkBackend:
     dialect = "spark"
 
     def __init__(self, session: DestinationSession, timezone: str, spark_conf: dict[str, str] | None = None) -> None:
-        files = getattr(session, "files", None)
-        if getattr(getattr(session, "format", None), "name", None) != "parquet" or files is None:
+        local_files = getattr(session, "local_files", None)
+        if getattr(getattr(session, "format", None), "name", None) != "parquet" or local_files is None:
             raise KPIError(f"--engine spark reads Parquet output: it needs a parquet:// destination, not {session.uri}")
+        if local_files(next(iter(session.tables()), "")) is None:
+            raise KPIError(f"--engine spark reads local Parquet files; {session.uri} is in an object store")
         try:
             with warnings.catch_warnings():
                 # pyspark warns at import about pandas versions; kpihub hands results over as Arrow.
@@ -69,7 +71,7 @@ class SparkBackend:
         self.session = session
         self._views: set[str] = set()
         for name in session.tables():
-            self._register(name, [str(p) for p in files(name)], session.table_schema(name))
+            self._register(name, [str(p) for p in local_files(name)], session.table_schema(name))
 
     def _register(self, name: str, paths: list[str], schema: pa.Schema | None) -> None:
         if schema is None:
