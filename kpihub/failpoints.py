@@ -18,12 +18,25 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["failpoint"]
+__all__ = ["configure", "failpoint"]
 
-_TARGET, _, _NTH = os.environ.get("KPIHUB_FAILPOINT", "").partition(":")
-_TRACE = os.environ.get("KPIHUB_FAILPOINT_TRACE")
-_ARMED = bool(_TARGET or _TRACE)
+_TARGET = _NTH = ""
+_TRACE: str | None = None
+_ARMED = False
 _hits: dict[str, int] = {}
+
+
+def configure(target: str | None, trace: str | None = None) -> None:
+    """Arm (or disarm) the failpoints in this process: ``target`` as ``KPIHUB_FAILPOINT``, ``trace`` as
+    ``KPIHUB_FAILPOINT_TRACE`` (for a process forked from one that imported kpihub before they were set)."""
+    global _TARGET, _NTH, _TRACE, _ARMED
+    _TARGET, _, _NTH = (target or "").partition(":")
+    _TRACE = trace or None
+    _ARMED = bool(_TARGET or _TRACE)
+    _hits.clear()
+
+
+configure(os.environ.get("KPIHUB_FAILPOINT"), os.environ.get("KPIHUB_FAILPOINT_TRACE"))
 
 
 def failpoint(name: str) -> None:

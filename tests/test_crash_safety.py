@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,11 +21,13 @@ import pytest
 from kpihub.config import load_project
 from kpihub.plugins import Registry
 from kpihub.state import decode_cursor, state_key
-from kpihub.testing.crash import KillPoint, choose_points, run_sync, trace_points
+from kpihub.testing.crash import ForkLauncher, KillPoint, choose_points, run_sync, trace_points
 from tests.plugins.toy import BASE, FakeToy
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = [sys.executable, "-m", "tests.plugins.toy_cli"]
+#: Each run is a process of its own, forked from a server that imported kpihub once (a real SIGKILL, a
+#: fresh interpreter state, no second of imports per kill point).
+LAUNCHER = ForkLauncher("tests.plugins.toy_cli")
 KILLS = 20  # kill points per destination that the child actually reached
 URIS = {
     "duckdb": "duckdb:///{dir}/data.duckdb",
@@ -116,12 +117,12 @@ def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninte
     seed = sum(map(ord, kind))
     with FakeToy(seed=seed, items=120) as server:
         project = _project(tmp_path / "crashed", URIS[kind].format(**fmt), server)
-        command = [*COMMAND, "-p", str(project), "sync"]
+        command = ["-p", str(project), "sync"]
         # Where an uninterrupted run of this size commits and reads: the menu of kill points.
         probe = _project(tmp_path / "probe", URIS[kind].format(**{**fmt, "dir": tmp_path / "probe"}), server)
         if kind == "postgres":
             probe = _project(tmp_path / "probe", fmt["postgres"] + "_probe", server)
-        counts = trace_points([*COMMAND, "-p", str(probe), "sync"], env)
+        counts = trace_points(LAUNCHER, ["-p", str(probe), "sync"], env)
         assert counts["sync.before_commit"] >= 3 and counts["sync.page"] >= 6, counts
         destination_points = {n for n in counts if not n.startswith("sync.")}
         assert destination_points, f"{kind}: the destination marks no commit steps"
@@ -131,7 +132,7 @@ def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninte
         for point in choose_points(counts, 2 * KILLS, seed=seed):
             _grow(server, run, seed)
             run += 1
-            outcome = run_sync(command, env, point)
+            outcome = run_sync(LAUNCHER, command, env, point)
             assert outcome.killed or outcome.returncode == 0, (str(point), outcome.stderr[-2000:])
             outcomes.append(outcome)
             _check_durable(project, server, point)
@@ -141,14 +142,14 @@ def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninte
         assert len(killed) == KILLS, f"only {len(killed)} of {len(outcomes)} runs reached their kill point"
         assert {o.point.name for o in killed} & destination_points, "no kill inside the destination's commit"
 
-        final = run_sync(command, env)
+        final = run_sync(LAUNCHER, command, env)
         assert final.returncode == 0, final.stderr[-2000:]
         reference = _project(
             tmp_path / "reference", URIS[kind].format(**{**fmt, "dir": tmp_path / "reference"}), server
         )
         if kind == "postgres":
             reference = _project(tmp_path / "reference", fmt["postgres"] + "_reference", server)
-        once = run_sync([*COMMAND, "-p", str(reference), "sync"], env)
+        once = run_sync(LAUNCHER, ["-p", str(reference), "sync"], env)
         assert once.returncode == 0, once.stderr[-2000:]
 
         crashed_table, crashed_cursor = _read(project)

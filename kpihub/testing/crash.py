@@ -9,24 +9,37 @@ cut. A destination (or connector) author proves crash safety by asserting,
 after every kill, that state points at nothing that is not durably written,
 and after a final run, that the tables equal those of an uninterrupted run::
 
-    counts = trace_points(command, env)
+    launcher = SubprocessLauncher(["kpihub"])  # or ForkLauncher("kpihub") for many runs
+    counts = trace_points(launcher, ["-p", "kpihub.toml", "sync"], env)
     for point in choose_points(counts, 20, seed=1):
-        outcome = run_sync(command, env, point)
+        outcome = run_sync(launcher, ["-p", "kpihub.toml", "sync"], env, point)
         ...  # check the destination; outcome.killed says whether the point was reached
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
+import runpy
 import signal
 import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["KillPoint", "RunOutcome", "choose_points", "run_sync", "trace_points"]
+__all__ = [
+    "ForkLauncher",
+    "KillPoint",
+    "RunOutcome",
+    "SubprocessLauncher",
+    "choose_points",
+    "run_sync",
+    "trace_points",
+]
 
 
 @dataclass(frozen=True)
@@ -53,26 +66,96 @@ class RunOutcome:
         return self.returncode == -signal.SIGKILL
 
 
+class SubprocessLauncher:
+    """Runs ``command + args`` as a new process (the real command line, imports and all)."""
+
+    def __init__(self, command: Sequence[str]) -> None:
+        self.command = list(command)
+
+    def run(
+        self, args: Sequence[str], env: Mapping[str, str], point: str | None, trace: str | None, timeout: float
+    ) -> tuple[int, str]:
+        child_env = {k: v for k, v in env.items() if k not in ("KPIHUB_FAILPOINT", "KPIHUB_FAILPOINT_TRACE")}
+        if point:
+            child_env["KPIHUB_FAILPOINT"] = point
+        if trace:
+            child_env["KPIHUB_FAILPOINT_TRACE"] = trace
+        proc = subprocess.run(
+            [*self.command, *args], env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout
+        )
+        return proc.returncode, proc.stderr.decode(errors="replace")
+
+
+class ForkLauncher:
+    """Runs ``python -m <module> args`` in a process forked from a warm fork server.
+
+    The server (multiprocessing's ``forkserver``) imports kpihub once; each run is still a process of
+    its own, killed for real, but starts in milliseconds instead of a second of imports — so a test can
+    afford a hundred kill points. The server is single-threaded, which makes forking it safe.
+    """
+
+    def __init__(self, module: str, preload: Sequence[str] = ("kpihub.cli", "kpihub.sync")) -> None:
+        self.module = module
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload([*preload, module.rsplit(".", 1)[0]])
+
+    def run(
+        self, args: Sequence[str], env: Mapping[str, str], point: str | None, trace: str | None, timeout: float
+    ) -> tuple[int, str]:
+        with tempfile.NamedTemporaryFile(prefix="kpihub-run-", suffix=".log") as log:
+            proc = self.ctx.Process(
+                target=_forked_main, args=(self.module, list(args), dict(env), point, trace, log.name)
+            )
+            proc.start()
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                raise TimeoutError(f"python -m {self.module} {' '.join(args)} ran longer than {timeout} s")
+            output = Path(log.name).read_text(errors="replace")
+        return proc.exitcode if proc.exitcode is not None else -1, output
+
+
+def _forked_main(
+    module: str, args: list[str], env: dict[str, str], point: str | None, trace: str | None, log: str
+) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_TRUNC)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.environ.clear()
+    os.environ.update(env)
+    from kpihub import failpoints
+
+    failpoints.configure(point, trace)
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+Launcher = SubprocessLauncher | ForkLauncher
+
+
 def run_sync(
-    command: Sequence[str], env: Mapping[str, str], point: KillPoint | None = None, *, timeout: float = 300
+    launcher: Launcher,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    point: KillPoint | None = None,
+    *,
+    timeout: float = 300,
 ) -> RunOutcome:
-    """Run ``command`` (a ``kpihub sync`` invocation); with ``point``, the child SIGKILLs itself there."""
-    child_env = {k: v for k, v in env.items() if k not in ("KPIHUB_FAILPOINT", "KPIHUB_FAILPOINT_TRACE")}
-    if point is not None:
-        child_env["KPIHUB_FAILPOINT"] = str(point)
-    proc = subprocess.run(list(command), env=child_env, capture_output=True, text=True, timeout=timeout)
-    return RunOutcome(point, proc.returncode, proc.stdout, proc.stderr)
+    """Run a sync (``args`` to the launcher's command); with ``point``, the child SIGKILLs itself there."""
+    code, stderr = launcher.run(args, env, str(point) if point else None, None, timeout)
+    return RunOutcome(point, code, "", stderr)
 
 
-def trace_points(command: Sequence[str], env: Mapping[str, str], *, timeout: float = 300) -> Counter[str]:
-    """How often an uninterrupted run of ``command`` passes each failpoint (it must succeed)."""
+def trace_points(
+    launcher: Launcher, args: Sequence[str], env: Mapping[str, str], *, timeout: float = 300
+) -> Counter[str]:
+    """How often an uninterrupted run passes each failpoint (it must succeed)."""
     with tempfile.TemporaryDirectory(prefix="kpihub-trace-") as tmp:
         trace = os.path.join(tmp, "points")
-        child_env = {**env, "KPIHUB_FAILPOINT_TRACE": trace}
-        child_env.pop("KPIHUB_FAILPOINT", None)
-        proc = subprocess.run(list(command), env=child_env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise RuntimeError(f"traced run failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        code, stderr = launcher.run(args, env, None, trace, timeout)
+        if code != 0:
+            raise RuntimeError(f"traced run failed ({code}): {stderr.strip()[-2000:]}")
         if not os.path.exists(trace):
             return Counter()
         with open(trace) as fh:
