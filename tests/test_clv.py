@@ -32,9 +32,6 @@ from kpihub.models.clv import BGNBD, fit_bgnbd
 from kpihub.plugins import Registry
 from tests.kpi_data import load, money
 
-# Its module-scoped fixture is expensive: the whole module runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_clv")
-
 CATALOG = dict(Registry(load_entrypoints=False).kpis)
 CALIBRATION_END = dt.date(1997, 9, 30)
 

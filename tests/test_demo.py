@@ -10,9 +10,6 @@ from click.testing import CliRunner
 
 from kpihub.cli import cli
 
-# Its module-scoped fixture is expensive: the whole module runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_demo")
-
 PLUGINS = [
     "kpihub_hubspot",
     "kpihub_stripe",
@@ -24,7 +21,7 @@ PLUGINS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: built once per worker, whatever order xdist runs tests in
 def demo(tmp_path_factory):
     """``kpihub demo`` run once in a fresh directory: (directory, its output)."""
     for name in PLUGINS:

@@ -16,9 +16,6 @@ from pathlib import Path
 
 import pytest
 
-# Its module-scoped fixture is expensive: the whole module runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_install_smoke")
-
 REPO = Path(__file__).resolve().parents[1]
 
 

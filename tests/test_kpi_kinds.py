@@ -20,9 +20,6 @@ from kpihub.kpis.spec import KPI, Input, Measure
 from kpihub.plugins import Registry
 from tests.kpi_data import day, load, money, ts
 
-# Its module-scoped fixture is expensive: the whole module runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_kpi_kinds")
-
 JAN, FEB, MAR, APR = (dt.date(2024, m, 1) for m in (1, 2, 3, 4))
 CATALOG = dict(Registry(load_entrypoints=False).kpis)
 

@@ -16,15 +16,12 @@ from kpihub.config import load_project
 from kpihub.kpis.periods import Period
 from kpihub.plugins import Registry
 
-# Its module-scoped fixture is expensive: the whole module runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_warehouses")
-
 PLUGINS = ["kpihub_hubspot", "kpihub_stripe", "kpihub_google_ads", "kpihub_meta_ads", "kpihub_linkedin_ads"]
 PLUGINS += ["kpihub_ga4", "kpihub_files"]
 KINDS = ("duckdb", "parquet", "sqlite", "postgres", "hive", "jsonl", "s3")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: built once per worker, whatever order xdist runs tests in
 def synced(tmp_path_factory, postgres_server, s3_server):
     """kind → project file of a demo synced into that destination."""
     for name in PLUGINS:
@@ -85,7 +82,7 @@ def test_every_destination_holds_the_same_rows(synced):
             assert got.equals(expected), (kind, name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: built once per worker, whatever order xdist runs tests in
 def spark():
     """Spark runs in a JVM: without Java here (these machines have it; .ci/run checks) the Spark runs skip."""
     from kpihub.kpis.spark import java_available
@@ -99,14 +96,18 @@ def spark():
 ENGINE_PROJECTS = {"duckdb": "parquet", "postgres": "postgres", "spark": "parquet"}
 
 
+def _scorecard(project_file, engine_name: str) -> str:
+    args = ["-p", str(project_file), "kpis", "--format", "json", "--as-of", "2026-07-15", "--engine", engine_name]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def test_the_scorecard_is_identical_on_duckdb_postgresql_and_spark(synced, spark):
     runs = {}
     # DuckDB also over the lake in S3 (it scans the objects through a pyarrow dataset).
     for engine_name, kind in [*ENGINE_PROJECTS.items(), ("duckdb-over-s3", "s3")]:
-        args = ["-p", str(synced[kind]), "kpis", "--format", "json", "--as-of", "2026-07-15"]
-        result = CliRunner().invoke(cli, [*args, "--engine", engine_name.split("-")[0]])
-        assert result.exit_code == 0, result.output
-        runs[engine_name] = json.loads(result.output)
+        runs[engine_name] = json.loads(_scorecard(synced[kind], engine_name.split("-")[0]))
     assert len(runs["duckdb"]) == 30
     assert sum(r["status"] in ("on track", "at risk", "off track") for r in runs["duckdb"]) >= 25
     for other in ("postgres", "spark", "duckdb-over-s3"):
@@ -124,18 +125,26 @@ def test_every_catalogue_kpi_is_identical_on_duckdb_postgresql_and_spark(synced,
     registry = Registry()
     quarter = Period.parse("2026-Q2")
     values = {}
+    # Spark is slow on small data (~0.5 s a query): the KPIs on the scorecard are compared on Spark by the
+    # scorecard test; here Spark computes the rest of the catalogue, PostgreSQL all of it.
+    scored = {r["kpi"] for r in json.loads(_scorecard(synced["parquet"], "duckdb"))}
     for engine_name, kind in ENGINE_PROJECTS.items():
         with open_engine(load_project(synced[kind]), registry, engine=engine_name) as engine:
             for kpi in registry.kpis.values():
+                if engine_name == "spark" and kpi.id in scored:
+                    continue
                 grain = "day" if any(m.max_grain == "day" for m in kpi.measures.values()) else "month"
                 series = engine.series(kpi, grain=grain, start=quarter.start, end=quarter.end)
                 values[(engine_name, kpi.id)] = series.table.select(["period", "value"]).to_pylist()
     kpis = sorted(registry.kpis)
     assert len(kpis) > 60
+    assert len({k for e, k in values if e == "spark"} | scored) == len(kpis)  # every KPI ran on Spark somewhere
     for kpi_id in kpis:
         duck = values[("duckdb", kpi_id)]
         assert any(r["value"] is not None for r in duck), kpi_id  # the demo feeds every catalogue KPI
         for other in ("postgres", "spark"):
+            if (other, kpi_id) not in values:
+                continue
             got = values[(other, kpi_id)]
             assert [r["period"] for r in duck] == [r["period"] for r in got], (other, kpi_id)
             for a, b in zip(duck, got, strict=True):
