@@ -67,3 +67,9 @@ class RedactingFilter(logging.Filter):
             record.msg = f"{record.msg}\n{record.exc_text}"
             record.exc_text = None
         return True
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one redacted line (drivers and JVMs add pages of detail below it)."""
+    text = str(exc).strip()
+    return redact(text.splitlines()[0] if text else type(exc).__name__)

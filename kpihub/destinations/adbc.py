@@ -56,7 +56,7 @@ from kpihub.destinations.base import (
 from kpihub.destinations.formats import iso_timestamps, json_to_nested, nested_to_json
 from kpihub.errors import DestinationError
 from kpihub.failpoints import failpoint
-from kpihub.secrets import redact
+from kpihub.secrets import first_line, redact
 
 __all__ = ["ADBCDestination", "ADBCSession", "sql_type"]
 
@@ -215,7 +215,7 @@ class ADBCSession(DestinationSession):
             self.con = module.connect(target, db_kwargs=dict(options)) if options else module.connect(target)
         except Exception as exc:  # drivers raise their own DBAPI errors
             self._release()
-            raise DestinationError(f"cannot connect to {self.uri}: {_first_line(exc)}") from None
+            raise DestinationError(f"cannot connect to {self.uri}: {first_line(exc)}") from None
         self.cur = self.con.cursor()
         try:
             if driver == "postgresql" and not read_only:
@@ -267,7 +267,7 @@ class ADBCSession(DestinationSession):
         try:
             self.cur.execute(sql)
         except Exception as exc:
-            raise DestinationError(f"{self.uri}: {_first_line(exc)}") from None
+            raise DestinationError(f"{self.uri}: {first_line(exc)}") from None
 
     def _rows(self, sql: str) -> list[tuple[Any, ...]]:
         self._exec(sql)
@@ -374,7 +374,7 @@ class ADBCSession(DestinationSession):
             else:
                 self.cur.adbc_ingest(name, data, mode=mode, db_schema_name=schema)
         except Exception as exc:
-            raise DestinationError(f"{self.uri}: bulk load into {name!r} failed: {_first_line(exc)}") from None
+            raise DestinationError(f"{self.uri}: bulk load into {name!r} failed: {first_line(exc)}") from None
 
     def _create(self, write: TableWrite, schema: pa.Schema) -> pa.Schema:
         columns = [f"{quote(f.name)} {sql_type(f.type, self.dialect)}" for f in schema]
@@ -509,10 +509,6 @@ class ADBCSession(DestinationSession):
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
-
-
-def _first_line(exc: BaseException) -> str:
-    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 
 
 class ADBCDestination(Destination):

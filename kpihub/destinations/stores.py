@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 
 from kpihub.destinations.base import FileLock, fsync_dir, masked_uri
 from kpihub.errors import DestinationError
+from kpihub.secrets import first_line
 
 __all__ = ["LocalStore", "ObjectStore", "Store", "open_store"]
 
@@ -204,7 +205,7 @@ class ObjectStore(Store):
         try:
             self.fs.create_dir(self.root, recursive=True)
         except OSError as exc:
-            raise DestinationError(f"{self.where}: cannot write here: {str(exc).splitlines()[0]}") from None
+            raise DestinationError(f"{self.where}: cannot write here: {first_line(exc)}") from None
         return None
 
 
@@ -220,5 +221,5 @@ def open_store(location: str, options: dict[str, str], root: Path | None) -> Sto
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise DestinationError(f"{masked_uri(location)}: cannot open: {str(exc).splitlines()[0]}") from None
+        raise DestinationError(f"{masked_uri(location)}: cannot open: {first_line(exc)}") from None
     return ObjectStore(fs, path, masked_uri(location))

@@ -18,6 +18,7 @@ import pyarrow as pa
 from kpihub.destinations.base import DestinationSession
 from kpihub.errors import DestinationError, KPIError
 from kpihub.kpis.compiler import transpile
+from kpihub.secrets import first_line
 
 __all__ = ["SparkBackend", "spark_schema"]
 
@@ -66,7 +67,7 @@ class SparkBackend:
         try:
             self.spark = builder.getOrCreate()
         except Exception as exc:  # a missing or too old Java surfaces here, as a py4j or runtime error
-            raise KPIError(f"--engine spark: cannot start Spark: {_first_line(exc)}") from None
+            raise KPIError(f"--engine spark: cannot start Spark: {first_line(exc)}") from None
         self.spark.conf.set("spark.sql.session.timeZone", timezone)  # also when the session already existed
         self.session = session
         self._views: set[str] = set()
@@ -90,7 +91,7 @@ class SparkBackend:
                 warnings.simplefilter("ignore", FutureWarning)  # pyspark's pandas-version notice, as above
                 return self.spark.sql(transpile(sql, self.dialect)).toArrow()
         except Exception as exc:  # pyspark's AnalysisException and Py4JJavaError share no public base
-            raise DestinationError(f"Spark: {_first_line(exc)}") from None
+            raise DestinationError(f"Spark: {first_line(exc)}") from None
 
     def table_names(self) -> set[str]:
         return set(self._views)
@@ -140,11 +141,6 @@ def _spark_type(t: pa.DataType, T: Any) -> Any:  # noqa: N803 - pyspark's module
     if pa.types.is_map(t):
         return T.MapType(_spark_type(t.key_type, T), _spark_type(t.item_type, T))
     raise KPIError(f"--engine spark: no Spark type for Arrow {t}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def java_available() -> bool:

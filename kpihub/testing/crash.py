@@ -57,7 +57,7 @@ class KillPoint:
 class RunOutcome:
     point: KillPoint | None
     returncode: int
-    stdout: str
+    #: What the child wrote to stderr (and, forked, stdout): for failure messages.
     stderr: str
 
     @property
@@ -144,7 +144,7 @@ def run_sync(
 ) -> RunOutcome:
     """Run a sync (``args`` to the launcher's command); with ``point``, the child SIGKILLs itself there."""
     code, stderr = launcher.run(args, env, str(point) if point else None, None, timeout)
-    return RunOutcome(point, code, "", stderr)
+    return RunOutcome(point, code, stderr)
 
 
 def trace_points(
