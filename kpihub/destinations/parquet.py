@@ -157,8 +157,8 @@ class ParquetSession(DestinationSession):
         # Check the schema change first: an incompatible type fails before any file is written.
         current = _decode(entry["schema"])
         if current is not None and full_replace(write) and not evolves(write.table, current, write.data.schema):
-            entry["schema"] = current = None  # a full refresh rebuilds a table whose types changed
-        merged_schema = _merge_schema(write.table, entry["schema"], write.data.schema)
+            current = None  # a full refresh rebuilds a table whose types changed
+        merged_schema = _merge_schema(write.table, current, write.data.schema)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
         keep: list[str] = []
         touched = self._touched(entry["files"], write, data, current) if write.mode != "append" else set()
@@ -349,10 +349,10 @@ def _file_schema(schema: pa.Schema | None, path: Path) -> pa.Schema | None:
     return schema
 
 
-def _merge_schema(table: str, encoded: str | None, schema: pa.Schema) -> str:
-    if encoded:
-        old = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(encoded)))
-        schema = evolve_schema(table, old, schema)
+def _merge_schema(table: str, current: pa.Schema | None, schema: pa.Schema) -> str:
+    """The table's schema after ``schema``'s rows land, encoded for the manifest (see :func:`_decode`)."""
+    if current is not None:
+        schema = evolve_schema(table, current, schema)
     return base64.b64encode(schema.serialize().to_pybytes()).decode()
 
 
