@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -68,6 +69,10 @@ class StreamResult:
     drift: str = ""
     #: Records quarantined to ``_rejected`` (``on_bad_record = "quarantine"``).
     rejected: int = 0
+    #: Records dropped because a later one in the same chunk had the same primary key.
+    duplicates: int = 0
+    #: The API declared a total that differs from the records read (shown in the summary).
+    total_mismatch: bool = False
     exception: BaseException | None = field(default=None, repr=False)
 
     @property
@@ -270,11 +275,14 @@ class _StreamRunner:
             result.status, result.error, result.exception = "failed", redact(f"{type(exc).__name__}: {exc}"), exc
         result.seconds = time.monotonic() - started
         result.api_total = ctx.api_total
+        notes = [result.drift] if result.drift else []
+        if result.duplicates:
+            notes.append(f"{result.duplicates} repeated record(s) by primary key, the last one kept")
         if result.status == "ok" and result.api_total is not None and stream.incremental is False:
-            if result.api_total != result.records:
-                result.drift = (result.drift + "; " if result.drift else "") + (
-                    f"API total {result.api_total} != {result.records} records read"
-                )
+            result.total_mismatch = result.api_total != result.records + result.rejected
+            if result.total_mismatch:
+                notes.append(f"API total {result.api_total} != {result.records + result.rejected} records read")
+        result.drift = "; ".join(notes)
         if self.progress:
             self.progress.stream_finished(result)
         return result
@@ -316,6 +324,8 @@ class _StreamRunner:
             loaded = pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC"))
             table = table.append_column(pa.field("_loaded_at", loaded.type), pa.repeat(loaded, table.num_rows))
             table = _check_keys(stream, table, normalizer if policy == "quarantine" else None)
+            table, dropped = _last_per_key(stream.primary_key, table)
+            result.duplicates += dropped
             if stream.cursor_field and table.num_rows:
                 cursor = later(cursor, pc.max(table[stream.cursor_field]).as_py())
             mode = mode_first if commits == 0 else stream.write_mode
@@ -431,6 +441,18 @@ def _check_keys(stream: Stream, table: pa.Table, quarantine: Normalizer | None) 
             quarantine.drift.quarantined[name] += 1
         table = table.filter(pc.invert(missing))
     return table
+
+
+def _last_per_key(key: Sequence[str], table: pa.Table) -> tuple[pa.Table, int]:
+    """``table`` with one row per primary key, the last one read (APIs repeat records across pages)."""
+    if not key or table.num_rows < 2:
+        return table, 0
+    numbered = table.select(list(key)).append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    last = numbered.group_by(list(key), use_threads=False).aggregate([("__row", "max")])
+    if last.num_rows == table.num_rows:
+        return table, 0
+    keep = np.sort(last["__row_max"].to_numpy())  # row numbers, in the order they were read
+    return table.take(pa.array(keep)), table.num_rows - last.num_rows
 
 
 def _fit_declared(stream: Stream, table: str, known: Mapping[str, pa.DataType], policy: str) -> pa.Schema:

@@ -19,7 +19,7 @@ from kpihub.http import (
     RetryDecision,
 )
 from kpihub.http.requester import parse_retry_after
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 
 SECRET = "sk_live_canary_51Hx9aQ"
 
@@ -28,6 +28,11 @@ class Pages(FakeAPIServer):
     """Forty numbered items behind four paging styles."""
 
     items = [{"n": i} for i in range(40)]
+    paging = (
+        Paging(r"/cursor", records="results", param="after", next="paging.next.after"),
+        Paging(r"/offset", method="POST", records="rows", param="offset", where="body", offset=True),
+        Paging(r"/link", records="data", param="after", next_link="paging.next"),
+    )
 
     @route("GET", r"/cursor")
     def cursor(self, request: FakeRequest) -> FakeResponse:
@@ -108,9 +113,53 @@ def test_next_link_paginator_follows_full_urls(server):
 
 
 def test_cursor_loop_is_an_error_not_an_endless_loop(server):
-    with requester(server) as http, pytest.raises(PaginationError, match="twice"):
+    with requester(server) as http, pytest.raises(PaginationError, match="twice .* 4 times"):
         list(CursorPaginator("results", cursor_path="paging.next.after").pages(http, "GET", "/loop", stream="s"))
-    assert len(server.requests) == 2
+    assert len(server.requests) == 5  # the first page, then the looping page asked for four times
+
+
+PAGINATORS = {
+    "cursor": lambda: (CursorPaginator("results", cursor_path="paging.next.after"), "GET", "/cursor", None),
+    "offset": lambda: (OffsetPaginator("rows", limit=16, where="body", total_path="rowCount"), "POST", "/offset", {}),
+    "link": lambda: (NextLinkPaginator("data"), "GET", "/link", None),
+}
+
+
+@pytest.mark.parametrize("style", PAGINATORS)
+@pytest.mark.parametrize("kind", ["loop", "duplicate", "empty"])
+def test_page_faults_once_still_give_every_record(server, style, kind):
+    paginator, method, path, body = PAGINATORS[style]()
+    fault = server.fail(kind=kind, after=1)  # the second page
+    with requester(server) as http:
+        pages = list(paginator.pages(http, method, path, json=body, stream="s"))
+    numbers = [x["n"] for _, r in pages for x in r]
+    applied = fault.hits == 1
+    if kind == "duplicate" and applied:
+        assert len(numbers) == 41 and sorted(set(numbers)) == list(range(40))  # one record twice; merge dedupes
+    else:
+        assert numbers == list(range(40))
+    # Offset paging has no cursor to alias or records to shift: "duplicate" passes it over.
+    assert applied == (style != "offset" or kind != "duplicate")
+
+
+@pytest.mark.parametrize("style", PAGINATORS)
+def test_a_page_fault_that_persists_is_an_error(server, style):
+    paginator, method, path, body = PAGINATORS[style]()
+    server.fail(kind="loop", after=1, times=10)
+    with requester(server) as http, pytest.raises(PaginationError, match="4 times; stopping"):
+        list(paginator.pages(http, method, path, json=body, stream="s"))
+
+
+def test_injected_mix_hits_about_the_rate_and_paging_still_completes(server):
+    fault = server.inject(0.3, kinds=["500", "reset", "truncate", "malformed", "loop", "empty", "duplicate"])
+    got: set[int] = set()
+    with requester(server, max_attempts=8) as http:
+        for _ in range(30):
+            pages = CursorPaginator("results", cursor_path="paging.next.after").pages(http, "GET", "/cursor")
+            got.update(x["n"] for _, r in pages for x in r)
+    assert got == set(range(40))
+    assert 0.15 < fault.hits / fault.seen < 0.45
+    assert set(server.fault_counts()) >= {"500", "reset", "truncate", "malformed", "loop", "empty"}
 
 
 def test_fewer_records_than_declared_total_is_an_error(server):

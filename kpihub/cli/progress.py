@@ -54,6 +54,12 @@ class RichProgress:
         )
 
 
+def _api_total(r: StreamResult) -> str:
+    if r.api_total is None:
+        return ""
+    return f"[yellow]≠ {r.api_total:,}[/yellow]" if r.total_mismatch else f"{r.api_total:,}"
+
+
 def summary_table(results: Sequence[StreamResult]) -> Table:
     table = Table(title="Sync summary", title_justify="left", header_style="bold")
     for name, justify in [
@@ -72,7 +78,7 @@ def summary_table(results: Sequence[StreamResult]) -> Table:
             r.key,
             status,
             f"{r.records:,}",
-            "" if r.api_total is None else f"{r.api_total:,}",
+            _api_total(r),
             f"{r.rate:,.0f}",
             f"{r.seconds:.1f}",
             "" if r.cursor is None else str(r.cursor),

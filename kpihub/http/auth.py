@@ -17,6 +17,13 @@ class OAuthError(SourceError):
     """Raised when the OAuth token endpoint refuses to issue an access token."""
 
 
+class TokenEndpointUnavailable(OAuthError):
+    """The token endpoint failed in a way that may pass (429, 5xx, a body that is not JSON): retried."""
+
+
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+
+
 class BearerAuth(httpx.Auth):
     """``Authorization: Bearer <token>``; the token is registered for redaction."""
 
@@ -79,6 +86,8 @@ class OAuthRefreshToken(httpx.Auth):
         return httpx.Request("POST", self.token_url, data=data, headers={"Accept": "application/json"})
 
     def _store(self, response: httpx.Response) -> None:
+        if response.status_code in _TRANSIENT:
+            raise TokenEndpointUnavailable(f"token endpoint {self.token_url}: HTTP {response.status_code}")
         if response.status_code != 200:
             try:
                 body = response.json()
@@ -89,8 +98,11 @@ class OAuthRefreshToken(httpx.Auth):
                 f"token endpoint {self.token_url} refused the refresh token: HTTP "
                 f"{response.status_code}: {str(reason)[:200]}"
             )
-        body = response.json()
-        token = body.get("access_token")
+        try:
+            body = response.json()
+        except ValueError:
+            raise TokenEndpointUnavailable(f"token endpoint {self.token_url}: the answer is not JSON") from None
+        token = body.get("access_token") if isinstance(body, dict) else None
         if not token:
             raise OAuthError(f"token endpoint {self.token_url} answered without an access_token")
         register_secret(token)
@@ -106,10 +118,14 @@ class OAuthRefreshToken(httpx.Auth):
             self._store((yield self._token_request()))
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
-        if response.status_code == 401:
+        # A token revoked or expired early: renew it and try again (twice, as a renewed
+        # token can expire too); a 401 that persists is the platform's answer.
+        for _ in range(2):
+            if response.status_code != 401:
+                break
             self._store((yield self._token_request()))
             request.headers["Authorization"] = f"Bearer {self._token}"
-            yield request
+            response = yield request
 
     def __repr__(self) -> str:
         return f"OAuthRefreshToken(token_url={self.token_url!r}, client_id={self.client_id!r}, secrets=***)"

@@ -2,13 +2,19 @@
 
 Each paginator yields ``(body, records)`` per page. It reads the cursor of
 page N before page N is handed on, so the sync engine's prefetch can request
-page N+1 while page N is being converted. A cursor seen twice (a pagination
-loop) or fewer records than the API's declared total raise
-:class:`~kpihub.errors.PaginationError` instead of returning partial data.
+page N+1 while page N is being converted.
+
+A page that leads back to where paging already was — a cursor seen before,
+the same records as the page before, or (offset paging) an empty page before
+the API's declared total — is asked for again: APIs do this under load and
+answer right the next time. When it persists, or paging ends with fewer
+records than the API's declared total, :class:`~kpihub.errors.PaginationError`
+stops the stream instead of returning partial data.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
@@ -26,6 +32,7 @@ __all__ = [
 ]
 
 _MISSING = object()
+log = logging.getLogger("kpihub.http")
 
 
 def get_path(data: Any, path: str, default: Any = None) -> Any:
@@ -42,6 +49,9 @@ def get_path(data: Any, path: str, default: Any = None) -> Any:
 
 class Paginator(ABC):
     """Base: ``pages()`` drives requests; subclasses say where the next page is."""
+
+    #: How many times a page that leads back (see the module docstring) is asked for again.
+    repeat_attempts: int = 3
 
     def __init__(self, records_path: str, *, total_path: str | None = None) -> None:
         self.records_path = records_path
@@ -77,29 +87,45 @@ class Paginator(ABC):
         seen: set[Any] = set()
         count = 0
         total: int | None = None
+        previous: list[Any] | None = None
+        repeats = 0
         request: tuple[str, dict[str, Any] | None, dict[str, Any] | None] | None = (
             url,
             dict(params) if params is not None else None,
             dict(json) if json is not None else None,
         )
+        where = f"{http.source_id}/{stream}"
         while request is not None:
             page_url, page_params, page_json = request
             body = http.json(method, page_url, stream=stream, params=page_params, json=page_json)
             records = self.records(body, source=http.source_id, stream=stream, url=page_url)
-            count += len(records)
-            if self.total_path is not None:
-                declared = get_path(body, self.total_path)
-                if declared is not None:
-                    total = int(declared)
-            token = self.next_token(body, records)
-            if token is not None:
-                if token in seen:
+            declared = get_path(body, self.total_path) if self.total_path is not None else None
+            token = self.next_token(body, records, count)
+            if token is not None and token in seen:
+                problem = f"the API returned cursor {str(token)[:80]!r} twice (a pagination loop)"
+            elif records and records == previous:
+                problem = "the API returned the previous page again"
+            elif token is None and not records and declared is not None and count < int(declared):
+                problem = f"the API returned an empty page at {count} of {int(declared)} records"
+            else:
+                problem = None
+            if problem is not None:
+                repeats += 1
+                if repeats > self.repeat_attempts:
                     raise PaginationError(
-                        f"{http.source_id}/{stream}: {page_url}: the API returned cursor {str(token)[:80]!r} twice "
-                        f"(a pagination loop) after {count} records; stopping instead of looping",
+                        f"{where}: {page_url}: {problem} after {count} records, {self.repeat_attempts + 1} times; "
+                        "stopping instead of returning partial data",
                         source=http.source_id,
                         stream=stream,
                     )
+                log.warning("%s: %s after %d records; asking for that page again", where, problem, count)
+                continue
+            repeats = 0
+            count += len(records)
+            previous = records
+            if declared is not None:
+                total = int(declared)
+            if token is not None:
                 seen.add(token)
                 request = self.next_request(token, page_url, page_params, page_json)
             else:
@@ -109,15 +135,18 @@ class Paginator(ABC):
             on_total(total)
         if total is not None and count < total:
             raise PaginationError(
-                f"{http.source_id}/{stream}: {url}: paging ended after {count} records but the API declared "
+                f"{where}: {url}: paging ended after {count} records but the API declared "
                 f"{total}; refusing partial data",
                 source=http.source_id,
                 stream=stream,
             )
 
     @abstractmethod
-    def next_token(self, body: Any, records: list[Any]) -> Any:
-        """The token of the next page, or ``None`` when this was the last page."""
+    def next_token(self, body: Any, records: list[Any], count: int) -> Any:
+        """The token of the next page, or ``None`` when this was the last page.
+
+        ``count`` is how many records the pages before this one held.
+        """
 
     @abstractmethod
     def next_request(
@@ -159,7 +188,7 @@ class CursorPaginator(Paginator):
         self.param = param
         self.where = where
 
-    def next_token(self, body: Any, records: list[Any]) -> Any:
+    def next_token(self, body: Any, records: list[Any], count: int) -> Any:
         if self.cursor_from is not None:
             return self.cursor_from(body, records)
         return get_path(body, self.cursor_path or "")
@@ -173,10 +202,7 @@ def _copy(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 class OffsetPaginator(Paginator):
-    """``offset += limit`` while ``offset < total`` (GA4 ``rowCount``) or pages are full.
-
-    Keeps the running offset on the instance: run one ``pages()`` at a time.
-    """
+    """``offset += limit`` while ``offset < total`` (GA4 ``rowCount``) or pages are full."""
 
     def __init__(
         self,
@@ -195,25 +221,23 @@ class OffsetPaginator(Paginator):
         self.offset_param = offset_param
         self.where = where
         self.start = start
-        self._offset = start
 
     def pages(self, http, method, url, *, stream=None, params=None, json=None, on_total=None):  # type: ignore[no-untyped-def]
-        self._offset = self.start
         params, json = _put(self.where, self.limit_param, self.limit, _copy(params), _copy(json))
-        params, json = _put(self.where, self.offset_param, self._offset, params, json)
+        params, json = _put(self.where, self.offset_param, self.start, params, json)
         yield from super().pages(http, method, url, stream=stream, params=params, json=json, on_total=on_total)
 
-    def next_token(self, body: Any, records: list[Any]) -> Any:
+    def next_token(self, body: Any, records: list[Any], count: int) -> Any:
         if not records:
             return None
-        self._offset += len(records)
+        offset = self.start + count + len(records)
         if self.total_path is not None:
             total = get_path(body, self.total_path)
-            if total is None or self._offset >= int(total):
+            if total is None or offset >= int(total):
                 return None
         elif len(records) < self.limit:
             return None
-        return self._offset
+        return offset
 
     def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
         return (url, *_put(self.where, self.offset_param, token, params, json))
@@ -233,8 +257,8 @@ class PageTokenPaginator(CursorPaginator):
     ) -> None:
         super().__init__(records_path, cursor_path=token_path, param=param, where=where, total_path=total_path)
 
-    def next_token(self, body: Any, records: list[Any]) -> Any:
-        token = super().next_token(body, records)
+    def next_token(self, body: Any, records: list[Any], count: int) -> Any:
+        token = super().next_token(body, records, count)
         return token or None  # Google sends "" on the last page.
 
 
@@ -245,7 +269,7 @@ class NextLinkPaginator(Paginator):
         super().__init__(records_path, total_path=total_path)
         self.next_path = next_path
 
-    def next_token(self, body: Any, records: list[Any]) -> Any:
+    def next_token(self, body: Any, records: list[Any], count: int) -> Any:
         return get_path(body, self.next_path) or None
 
     def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tenacity.wait import wait_base
 
 from kpihub.errors import HTTPError, MalformedResponseError
+from kpihub.http.auth import TokenEndpointUnavailable
 from kpihub.http.client import make_client
 from kpihub.http.ratelimit import RateLimiter
 from kpihub.secrets import redact
@@ -229,6 +230,9 @@ class Requester:
             except httpx.TransportError as exc:
                 last["url"] = str(exc.request.url) if _has_request(exc) else url
                 last["why"] = f"{type(exc).__name__}: {exc}"
+                raise _Retryable(last["why"]) from exc
+            except TokenEndpointUnavailable as exc:  # the auth flow's token request, inside this one
+                last["why"] = str(exc)
                 raise _Retryable(last["why"]) from exc
             last["url"] = str(response.request.url)
             last["response"] = response

@@ -21,8 +21,10 @@ pytest then runs every ``test_*`` below against it: the declared Arrow schema
 is what ``read`` yields, primary keys are unique after syncs, an incremental
 re-sync reads only new or changed records and its cursor never goes back,
 ``check`` passes with good settings and fails clearly with bad ones, a 429
-with ``Retry-After`` is honoured, and secrets never reach logs, errors, state
-or output files.
+with ``Retry-After`` is honoured, a sync with 10% of requests failing (every
+kind in :data:`~kpihub.testing.server.FAULT_KINDS` that applies) writes exactly
+the tables and state of a sync without faults, and secrets never reach logs,
+errors, state or output files.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from kpihub.plugins import Registry
 from kpihub.source import Source
 from kpihub.state import decode_cursor
 from kpihub.sync import Pipeline, SyncResult
-from kpihub.testing.server import FakeAPIServer
+from kpihub.testing.server import FAULT_KINDS, FakeAPIServer
 
 __all__ = ["SourceConformance"]
 
@@ -55,6 +57,10 @@ class SourceConformance:
     source: ClassVar[Source]
     #: The path (regex) of requests that may get an injected 429 (default: any).
     rate_limited_path: ClassVar[str | None] = None
+    #: Share of requests that fail in :meth:`test_faults_leave_tables_and_state_unchanged`,
+    #: and how many requests it sees at least (it syncs again until then).
+    fault_rate: ClassVar[float] = 0.10
+    fault_requests: ClassVar[int] = 150
 
     # -- what a plugin provides ------------------------------------------------------
 
@@ -72,6 +78,10 @@ class SourceConformance:
         secrets = self._secret_fields()
         assert secrets, "the source has no SecretStr setting; override bad_settings()"
         return {**good, **dict.fromkeys(secrets, CANARY)}
+
+    def fault_settings(self, server: FakeAPIServer) -> dict[str, Any]:
+        """Settings for the fault test; override to make the fake page more (smaller pages)."""
+        return self.settings(server)
 
     def change_data(self, server: FakeAPIServer) -> None:
         """Change some records and add some on the server (for the incremental test)."""
@@ -182,6 +192,39 @@ class SourceConformance:
         slept: list[float] = []
         self.sync(self.pipeline(tmp_path, self.settings(server), sleep=slept.append))
         assert 2.0 in slept
+
+    def test_faults_leave_tables_and_state_unchanged(self, server: FakeAPIServer, tmp_path: Path) -> None:
+        with self.make_server() as clean_server:
+            clean = self._tables_and_state(tmp_path / "clean", self.fault_settings(clean_server), clean_server)
+        # A timeout holds the answer past the client's read timeout; waits are recorded, not slept.
+        fault = server.inject(self.fault_rate, kinds=FAULT_KINDS, delay=1.5)
+        settings = {**self.fault_settings(server), "timeout": 1.0, "max_attempts": 10}
+        rounds = 0
+        # Sync again (into a new destination) until enough requests went by for the rate to bite.
+        while fault.seen < self.fault_requests and rounds < 20:
+            rounds += 1
+            where = tmp_path / f"faulty-{rounds}"
+            faulty = self._tables_and_state(where, settings, server, sleep=lambda s: None)
+            assert set(faulty) == set(clean)
+            for name in clean:
+                assert faulty[name] == clean[name], f"round {rounds}: {name} differs after {fault.applied}"
+        assert fault.hits >= self.fault_rate * fault.seen / 2, f"{fault.hits} of {fault.seen} requests failed"
+
+    def _tables_and_state(
+        self, where: Path, settings: dict[str, Any], server: FakeAPIServer, sleep: Any = None
+    ) -> dict[str, Any]:
+        p = self.pipeline(where, settings, dest="parquet", sleep=sleep)
+        self.sync(p)
+        found: dict[str, Any] = {}
+        with p.open_destination(read_only=True) as session:
+            for stream in self._streams(server):
+                name = f"{self.source.name}_{stream.name}"
+                table = session.read_table(name)
+                table = table.drop_columns([c for c in table.column_names if c.startswith("_")])
+                rows = table.to_pylist()
+                found[name] = sorted(rows, key=repr)
+                found[f"state:{name}"] = decode_cursor(session.get_state(f"{self.source.name}.{stream.name}"))
+        return found
 
     def test_secrets_never_leak(
         self,

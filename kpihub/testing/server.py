@@ -14,7 +14,13 @@ build responses in the platform's real wire format::
 
 Faults are consumed in the order they were added by the requests they
 match: an HTTP status with the platform's error body, a connection reset
-mid-body, a truncated or malformed JSON body, or a delay (read timeout).
+mid-body, a truncated or malformed JSON body, a delay (read timeout), an
+expired access token, and — for endpoints a fake describes with
+:class:`Paging` — a page that repeats the previous page's cursor, records
+duplicated from the previous page, or an empty page with a next cursor.
+:meth:`FakeAPIServer.inject` spreads a mix of them over a share of requests::
+
+    server.inject(rate=0.10, kinds=FAULT_KINDS)   # 10% of requests fail, kinds at random
 """
 
 from __future__ import annotations
@@ -27,16 +33,36 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import orjson
 
-__all__ = ["Fault", "FakeAPIServer", "FakeRequest", "FakeResponse", "route"]
+__all__ = ["FAULT_KINDS", "FakeAPIServer", "FakeRequest", "FakeResponse", "Fault", "Paging", "route"]
 
-FaultKind = Literal["status", "reset", "truncate", "malformed", "delay"]
+FaultKind = Literal[
+    "status", "reset", "truncate", "malformed", "delay", "expire", "loop", "duplicate", "empty", "mixed"
+]
+
+#: Every kind :meth:`FakeAPIServer.inject` can mix, with what it sends.
+FAULT_KINDS: dict[str, dict[str, Any]] = {
+    "429": {"kind": "status", "status": 429, "headers": {"Retry-After": "1"}},
+    "429-no-retry-after": {"kind": "status", "status": 429},
+    "500": {"kind": "status", "status": 500},
+    "502": {"kind": "status", "status": 502},
+    "503": {"kind": "status", "status": 503},
+    "timeout": {"kind": "delay"},
+    "reset": {"kind": "reset"},
+    "truncate": {"kind": "truncate"},
+    "malformed": {"kind": "malformed"},
+    "expire": {"kind": "expire"},
+    "loop": {"kind": "loop"},
+    "duplicate": {"kind": "duplicate"},
+    "empty": {"kind": "empty"},
+}
 
 
 @dataclass
@@ -73,7 +99,15 @@ class Fault:
     :param kind: ``status`` (HTTP ``status`` with ``body`` or the server's error body),
         ``reset`` (close the connection mid-body), ``truncate`` (send part of a real
         response), ``malformed`` (200 with a body that is not JSON), ``delay``
-        (sleep ``delay`` seconds, then answer normally).
+        (sleep ``delay`` seconds, then answer normally), ``expire`` (expire every
+        access token issued so far: the request gets the platform's 401),
+        ``loop`` (answer a paged request with the page that handed out its cursor,
+        so the cursor repeats), ``duplicate`` (the previous page's last record
+        again at the top of this page), ``empty`` (no records, and a next cursor
+        that leads on to this same position); ``mixed`` picks one of ``kinds``.
+        Page faults apply to the endpoints of the server's :attr:`~FakeAPIServer.paging`
+        and are passed over where the protocol cannot express them (the first
+        page has no previous page; an offset or record-derived cursor has no alias).
     :param times: how many matching requests it hits; ``after`` skips that many first.
     :param rate: instead of ``times``, hit each matching request with this probability.
     """
@@ -88,13 +122,112 @@ class Fault:
     after: int = 0
     rate: float | None = None
     delay: float = 0.0
+    kinds: list[dict[str, Any]] = field(default_factory=list)
+    name: str = ""
     hits: int = 0
     seen: int = 0
+    #: What each hit did (``FAULT_KINDS`` names, or the kind), for reports and tests.
+    applied: dict[str, int] = field(default_factory=dict)
 
     def matches(self, request: FakeRequest) -> bool:
         if self.method and self.method.upper() != request.method:
             return False
         return not self.path or re.search(self.path, request.path) is not None
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How a fake's list endpoints page, so the server can inject page faults.
+
+    :param path: regex of the paged endpoints' paths (requests of ``method``).
+    :param records: dotted path of the records array in a response body.
+    :param param: the request's cursor parameter; ``where`` it goes (query or JSON body).
+    :param next: dotted path of the next cursor in a response (HubSpot ``paging.next.after``).
+    :param next_link: dotted path of a next-page URL carrying ``param`` in its query (Meta).
+    :param last_record: the cursor is this field of the page's last record while
+        ``more`` (a dotted path to a boolean) is true (Stripe's ``starting_after``).
+    :param offset: ``param`` is a record offset (GA4): the next position is offset + records.
+    :param opaque: the API promises nothing about the cursor's text, so the fake may hand out
+        another cursor for the same position (``False``: HubSpot search's numeric ``after``).
+    """
+
+    path: str
+    records: str
+    param: str
+    method: str = "GET"
+    where: Literal["query", "body"] = "query"
+    next: str | None = None
+    next_link: str | None = None
+    last_record: str | None = None
+    more: str | None = None
+    offset: bool = False
+    opaque: bool = True
+
+    def cursor_in(self, request: FakeRequest) -> str | None:
+        if self.where == "query":
+            return request.query.get(self.param) or None
+        body = request.json()
+        value = body.get(self.param) if isinstance(body, dict) else None
+        return None if value in (None, "", 0) else str(value)
+
+    def with_cursor(self, request: FakeRequest, cursor: str | None) -> FakeRequest:
+        """``request`` as if it had carried ``cursor`` (``None``: the first page)."""
+        if self.where == "query":
+            lists = {k: v for k, v in request.query_lists.items() if k != self.param}
+            if cursor is not None:
+                lists[self.param] = [cursor]
+            raw = urllib.parse.urlencode(lists, doseq=True)
+            return replace(request, query={k: v[-1] for k, v in lists.items()}, query_lists=lists, raw_query=raw)
+        body = dict(request.json() or {})
+        body.pop(self.param, None)
+        if cursor is not None:
+            body[self.param] = cursor
+        return replace(request, body=orjson.dumps(body))
+
+    def cursor_out(self, request: FakeRequest, body: Any) -> str | None:
+        """The cursor a response hands out for the next page."""
+        records = _get(body, self.records) or []
+        if self.offset:
+            start = int(self.cursor_in(request) or 0)
+            return str(start + len(records)) if records else None
+        if self.next is not None:
+            value = _get(body, self.next)
+            return str(value) if value not in (None, "") else None
+        if self.next_link is not None:
+            link = _get(body, self.next_link)
+            if not link:
+                return None
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+            return query.get(self.param, [None])[-1]
+        if self.last_record is not None and records and (self.more is None or _get(body, self.more)):
+            return str(records[-1].get(self.last_record))
+        return None
+
+    def can_alias(self) -> bool:
+        return self.opaque and not self.offset and (self.next is not None or self.next_link is not None)
+
+    def set_cursor_out(self, body: dict[str, Any], cursor: str, request: FakeRequest, base_url: str) -> None:
+        if self.next is not None:
+            _put(body, self.next, cursor)
+        elif self.next_link is not None:  # this same request, with the new cursor
+            query = [(k, v) for k, vs in request.query_lists.items() if k != self.param for v in vs]
+            query.append((self.param, cursor))
+            _put(body, self.next_link, f"{base_url}{request.path}?{urllib.parse.urlencode(query)}")
+
+
+def _get(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _put(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[last] = value
 
 
 def route(method: str, pattern: str) -> Callable[[Callable[..., FakeResponse]], Callable[..., FakeResponse]]:
@@ -132,8 +265,19 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+_PAGE_KINDS = frozenset({"loop", "duplicate", "empty"})
+_PAGES_KEPT = 256
+
+
 class FakeAPIServer:
-    """Base fake API server. Subclasses add routes and seeded data."""
+    """Base fake API server. Subclasses add routes and seeded data.
+
+    A subclass whose list endpoints page sets :attr:`paging`; one that issues
+    access tokens overrides :meth:`expire_tokens`.
+    """
+
+    #: The paged endpoints (for page faults); empty when the API does not page.
+    paging: tuple[Paging, ...] = ()
 
     def __init__(self, *, seed: int = 0, host: str = "127.0.0.1", port: int = 0) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -147,6 +291,11 @@ class FakeAPIServer:
         self.record_requests = True
         self._lock = threading.Lock()
         self._fault_rng = random.Random(seed + 1)
+        # Page faults: the last pages served, by (request without cursor, cursor they hand out),
+        # and the cursors "empty" faults invented, with the position each stands for.
+        self._pages: OrderedDict[tuple[Any, ...], FakeResponse] = OrderedDict()
+        self._aliases: dict[str, str | None] = {}
+        self._keep_pages = False
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._routes = [
@@ -202,13 +351,50 @@ class FakeAPIServer:
         fault = Fault(**kwargs)
         with self._lock:
             self.faults.append(fault)
+            self._keep_pages = self._keep_pages or any(
+                f.kind in _PAGE_KINDS or any(k.get("kind") in _PAGE_KINDS for k in f.kinds) for f in self.faults
+            )
         return fault
+
+    def inject(
+        self,
+        rate: float,
+        kinds: Iterable[str] | Mapping[str, Mapping[str, Any]] = tuple(FAULT_KINDS),
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        delay: float = 2.0,
+    ) -> Fault:
+        """Fail a share ``rate`` of the matching requests, each with a kind drawn from ``kinds``.
+
+        ``kinds`` are names of :data:`FAULT_KINDS` (or a mapping name → fault fields);
+        a request gets only the kinds that apply to it (page faults on paged
+        endpoints, ``expire`` where the fake issues tokens). ``delay`` is how long
+        a ``timeout`` holds the response: set the client's timeout below it.
+        """
+        table = kinds if isinstance(kinds, Mapping) else {name: FAULT_KINDS[name] for name in kinds}
+        specs = [{"name": name, **spec} for name, spec in table.items()]
+        return self.fail(kind="mixed", kinds=specs, rate=rate, path=path, method=method, delay=delay)
 
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
+            self._keep_pages = False
 
-    def _take_fault(self, request: FakeRequest) -> Fault | None:
+    def fault_counts(self) -> dict[str, int]:
+        """How many requests each kind of fault hit so far, over all programmed faults."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for fault in self.faults:
+                for name, n in fault.applied.items():
+                    counts[name] = counts.get(name, 0) + n
+        return counts
+
+    def expire_tokens(self) -> bool:
+        """Expire every access token issued so far; ``False`` when the fake issues none."""
+        return False
+
+    def _take_fault(self, request: FakeRequest, paging: Paging | None) -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if not fault.matches(request):
@@ -217,14 +403,55 @@ class FakeAPIServer:
                 if fault.seen <= fault.after:
                     continue
                 if fault.rate is not None:
-                    if self._fault_rng.random() < fault.rate:
-                        fault.hits += 1
-                        return fault
+                    hit = self._fault_rng.random() < fault.rate
+                else:
+                    hit = fault.hits < fault.times
+                if not hit:
                     continue
-                if fault.hits < fault.times:
-                    fault.hits += 1
-                    return fault
+                chosen = self._resolve(fault, request, paging)
+                if chosen is None:
+                    continue
+                fault.hits += 1
+                fault.applied[chosen.name] = fault.applied.get(chosen.name, 0) + 1
+                return chosen
         return None
+
+    def _resolve(self, fault: Fault, request: FakeRequest, paging: Paging | None) -> Fault | None:
+        """The concrete fault for this request (one of a mix), or ``None`` when none applies."""
+        if fault.kind != "mixed":
+            if not self._applies(fault.kind, request, paging):
+                return None
+            return replace(fault, name=fault.name or (str(fault.status) if fault.kind == "status" else fault.kind))
+        options = [k for k in fault.kinds if self._applies(k.get("kind", "status"), request, paging)]
+        if not options:
+            return None
+        spec = dict(self._fault_rng.choice(options))
+        name = spec.pop("name", spec.get("kind", "status"))
+        spec.setdefault("delay", fault.delay)
+        return Fault(**spec, name=name)
+
+    def _applies(self, kind: str, request: FakeRequest, paging: Paging | None) -> bool:
+        if kind == "expire":
+            return type(self).expire_tokens is not FakeAPIServer.expire_tokens
+        if kind not in _PAGE_KINDS:
+            return True
+        if paging is None:
+            return False
+        if kind == "empty":
+            return paging.offset or paging.can_alias()
+        previous = self._pages.get(self._page_key(paging, request, paging.cursor_in(request)))
+        return previous is not None and (kind == "loop" or not paging.offset)
+
+    def _paging_for(self, request: FakeRequest) -> Paging | None:
+        for paging in self.paging:
+            if paging.method == request.method and re.fullmatch(paging.path, request.path):
+                return paging
+        return None
+
+    @staticmethod
+    def _page_key(paging: Paging, request: FakeRequest, cursor: str | None) -> tuple[Any, ...]:
+        first = paging.with_cursor(request, None)
+        return (request.method, request.path, tuple(sorted(first.query.items())), first.body, cursor)
 
     # -- responses ---------------------------------------------------------------
 
@@ -263,23 +490,67 @@ class FakeAPIServer:
             body=body,
             raw_query=parsed.query,
         )
+        paging = self._paging_for(request)
+        if paging is not None and self._aliases:
+            cursor = paging.cursor_in(request)
+            if cursor in self._aliases:  # a cursor an "empty" fault made up: the position it stands for
+                request = paging.with_cursor(request, self._aliases[cursor])
         if self.record_requests:
             with self._lock:
                 self.requests.append(request)
-        fault = self._take_fault(request)
+        fault = self._take_fault(request, paging)
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay)
+            fault = None
+        if fault is not None and fault.kind == "expire":
+            self.expire_tokens()
             fault = None
         if fault is not None and fault.kind == "status":
             body_obj = fault.body if fault.body is not None else self.error_body(fault.status, "injected fault")
             response = self.json(body_obj, fault.status, {**self.error_headers(fault.status), **fault.headers})
+        elif fault is not None and fault.kind == "loop" and paging is not None:
+            response = self._pages[self._page_key(paging, request, paging.cursor_in(request))]
         else:
             response = self.authorize(request) or self._route(request)
+        if paging is not None and response.status == 200:
+            response = self._serve_page(paging, request, response, fault)
         if fault is not None and fault.kind == "malformed":
             response = FakeResponse(
                 200, b'{"results": [{"id": "1", "properties": {', {"Content-Type": "application/json"}
             )
         self._write(handler, response, fault)
+
+    def _serve_page(
+        self, paging: Paging, request: FakeRequest, response: FakeResponse, fault: Fault | None
+    ) -> FakeResponse:
+        """Keep the page for later page faults; apply this request's page fault."""
+        kind = fault.kind if fault is not None else None
+        if not self._keep_pages or kind == "loop":
+            return response
+        body = orjson.loads(response.body)
+        records = _get(body, paging.records) or []
+        cursor = paging.cursor_in(request)
+        if kind == "duplicate":
+            previous = orjson.loads(self._pages[self._page_key(paging, request, cursor)].body)
+            records = [*(_get(previous, paging.records) or [])[-1:], *records]
+            _put(body, paging.records, records)
+        elif kind == "empty":
+            if paging.offset:
+                body.pop(paging.records.split(".")[0], None)  # Google omits an empty array
+            else:
+                _put(body, paging.records, [])
+                alias = f"kpihub-fault-{len(self._aliases) + 1}"
+                with self._lock:
+                    self._aliases[alias] = cursor
+                paging.set_cursor_out(body, alias, request, self.url)
+            return replace(response, body=orjson.dumps(body))
+        handed_out = paging.cursor_out(request, body)
+        if handed_out is not None:
+            with self._lock:
+                self._pages[self._page_key(paging, request, handed_out)] = response
+                while len(self._pages) > _PAGES_KEPT:
+                    self._pages.popitem(last=False)
+        return replace(response, body=orjson.dumps(body)) if kind == "duplicate" else response
 
     def _route(self, request: FakeRequest) -> FakeResponse:
         for method, pattern, fn in self._routes:

@@ -41,6 +41,9 @@ class TestGA4Conformance(SourceConformance):
             "lookback_days": 2,
         }
 
+    def fault_settings(self, server) -> dict:
+        return {**self.settings(server), "page_size": 20}
+
     def change_data(self, server) -> None:
         pass  # the lookback window is re-read
 

@@ -98,11 +98,11 @@ def test_quota_error_waits_for_retry_delay(tmp_path):
 
 def test_expired_access_token_is_refreshed_once(tmp_path):
     with FakeGoogleAds(start=dt.date(2026, 6, 20)) as server:
-        server.revoke_tokens()
+        server.expire_tokens()
         p, result, _ = sync(tmp_path, server, start_date="2026-06-20", max_concurrency=1)
         assert result.ok
         tokens_before = len([r for r in server.requests if r.path == "/token"])
-        server.revoke_tokens()  # every token issued so far is now invalid: the next call gets 401
+        server.expire_tokens()  # every token issued so far is now invalid: the next call gets 401
         _, again, _ = sync(tmp_path, server, start_date="2026-06-20", max_concurrency=1)
         tokens_after = len([r for r in server.requests if r.path == "/token"])
     assert again.ok and tokens_before >= 1 and tokens_after > tokens_before

@@ -369,6 +369,9 @@ class TestHubSpotConformance(SourceConformance):
     def settings(self, server) -> dict:
         return {"base_url": server.url, "token": server.token, "requests_per_second": None, "search_lag_seconds": 0}
 
+    def fault_settings(self, server) -> dict:
+        return {**self.settings(server), "page_size": 25}
+
     def change_data(self, server) -> None:
         server.data.touch("contacts", 0.02)
         server.data.touch("deals", 0.05, seed=3)

@@ -28,6 +28,9 @@ class TestLinkedInAdsConformance(SourceConformance):
             "lookback_days": 3,
         }
 
+    def fault_settings(self, server) -> dict:
+        return {**self.settings(server), "page_size": 1, "window_days": 3}
+
     def change_data(self, server) -> None:
         pass  # the lookback window is re-read
 

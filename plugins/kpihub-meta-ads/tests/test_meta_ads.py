@@ -34,6 +34,9 @@ class TestMetaAdsConformance(SourceConformance):
             "lookback_days": 3,
         }
 
+    def fault_settings(self, server) -> dict:
+        return {**self.settings(server), "page_size": 5}
+
     def change_data(self, server) -> None:
         pass  # the lookback window is re-read
 

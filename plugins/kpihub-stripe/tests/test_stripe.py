@@ -29,6 +29,9 @@ class TestStripeConformance(SourceConformance):
     def settings(self, server) -> dict:
         return {"base_url": server.url, "api_key": server.api_key, "requests_per_second": None}
 
+    def fault_settings(self, server) -> dict:
+        return {**self.settings(server), "page_size": 20}
+
     def change_data(self, server) -> None:
         server.data.add_activity(customers=12, refunds=6)
 

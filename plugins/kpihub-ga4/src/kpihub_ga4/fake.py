@@ -26,7 +26,7 @@ import urllib.parse
 import uuid
 from typing import Any
 
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 
 __all__ = ["FakeGA4"]
 
@@ -53,6 +53,12 @@ CHANNELS = [
 
 
 class FakeGA4(FakeAPIServer):
+    paging = (
+        Paging(
+            r"/v1beta/properties/\d+:runReport", method="POST", records="rows", param="offset", where="body", offset=True
+        ),
+    )
+
     def __init__(
         self,
         *,
@@ -127,6 +133,11 @@ class FakeGA4(FakeAPIServer):
 
     #: PEM public key of the one service account the fake trusts (set by tests).
     service_account_public_key: str | None = None
+
+    def expire_tokens(self) -> bool:
+        """Expire every issued access token: the next report gets 401 UNAUTHENTICATED."""
+        self.issued.clear()
+        return True
 
     @route("POST", r"/token")
     def token(self, request: FakeRequest) -> FakeResponse:

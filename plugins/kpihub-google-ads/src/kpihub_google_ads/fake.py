@@ -165,9 +165,10 @@ class FakeGoogleAds(FakeAPIServer):
             }
         )
 
-    def revoke_tokens(self) -> None:
+    def expire_tokens(self) -> bool:
         """Expire every issued access token (the client must refresh)."""
         self.issued.clear()
+        return True
 
     @route("POST", r"/v(?P<version>\d+)/customers/(?P<cid>\d+)/googleAds:searchStream")
     def search_stream(self, request: FakeRequest) -> FakeResponse:

@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 
 __all__ = ["FakeHubSpot", "HubSpotData"]
 
@@ -417,6 +417,19 @@ class HubSpotData:
 
 class FakeHubSpot(FakeAPIServer):
     """The fake server. ``token`` is the only accepted private-app token."""
+
+    paging = (
+        Paging(r"/crm/v3/objects/\w+", records="results", param="after", next="paging.next.after"),
+        Paging(
+            r"/crm/v3/objects/\w+/search",
+            method="POST",
+            records="results",
+            param="after",
+            where="body",
+            next="paging.next.after",
+            opaque=False,  # search's ``after`` is the result offset, capped at 10,000
+        ),
+    )
 
     def __init__(
         self,

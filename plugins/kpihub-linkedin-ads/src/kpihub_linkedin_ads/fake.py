@@ -22,12 +22,13 @@ Airbyte's source-linkedin-ads unit-test responses, kpihub's shared API notes):
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import random
 import re
 from typing import Any
 
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 
 __all__ = ["FakeLinkedInAds"]
 
@@ -36,6 +37,13 @@ _DATE = re.compile(r"\(start:\(year:(\d+),month:(\d+),day:(\d+)\),end:\(year:(\d
 
 
 class FakeLinkedInAds(FakeAPIServer):
+    # Campaign search pages by cursor (adAnalytics does not page).
+    paging = (
+        Paging(
+            r"/rest/adAccounts/\d+/adCampaigns", records="elements", param="pageToken", next="metadata.nextPageToken"
+        ),
+    )
+
     def __init__(
         self,
         *,
@@ -129,6 +137,11 @@ class FakeLinkedInAds(FakeAPIServer):
     @route("GET", r"/rest/adAccounts/(?P<acct>\d+)/adCampaigns")
     def campaigns_of(self, request: FakeRequest) -> FakeResponse:
         acct = request.params["acct"]
+        size = int(request.query.get("pageSize", "100"))
+        if not 1 <= size <= 1000:
+            return self.json({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "pageSize must be 1..1000"}, 400)
+        # Cursor paging of search finders: an opaque nextPageToken, absent on the last page.
+        start = int(base64.urlsafe_b64decode(request.query["pageToken"])) if request.query.get("pageToken") else 0
         elements = [
             {
                 "id": cid,
@@ -140,7 +153,11 @@ class FakeLinkedInAds(FakeAPIServer):
             }
             for cid, name in self.campaigns.get(acct, [])
         ]
-        return self.json({"elements": elements, "metadata": {}, "paging": {"start": 0, "count": 100, "links": []}})
+        metadata = {}
+        if start + size < len(elements):
+            metadata["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        page = elements[start : start + size]
+        return self.json({"elements": page, "metadata": metadata, "paging": {"start": 0, "count": size, "links": []}})
 
     @route("GET", r"/rest/adAnalytics")
     def analytics(self, request: FakeRequest) -> FakeResponse:

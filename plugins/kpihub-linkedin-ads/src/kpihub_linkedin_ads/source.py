@@ -40,6 +40,8 @@ class LinkedInAdsSettings(SourceSettings):
     lookback_days: int = Field(default=7, ge=0, le=90)
     window_days: int = Field(default=30, ge=1, le=365)
     max_concurrency: int = Field(default=4, ge=1, le=16)
+    #: Campaigns per page of the campaign search (``pageSize``; LinkedIn allows up to 1000).
+    page_size: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("account_ids")
     @classmethod
@@ -115,7 +117,8 @@ class CampaignAnalytics(Stream):
         currency = ctx.http.json("GET", f"/rest/adAccounts/{acct}", stream=ctx.stream).get("currency")
         names: dict[str, str] = {}
         paginator = PageTokenPaginator("elements", token_path="metadata.nextPageToken", param="pageToken")
-        for _, campaigns in ctx.pages(paginator, "GET", f"/rest/adAccounts/{acct}/adCampaigns", params={"q": "search"}):
+        query = {"q": "search", "pageSize": s.page_size}
+        for _, campaigns in ctx.pages(paginator, "GET", f"/rest/adAccounts/{acct}/adCampaigns", params=query):
             names.update({str(c["id"]): c.get("name") for c in campaigns})
         start = since
         while start <= until:

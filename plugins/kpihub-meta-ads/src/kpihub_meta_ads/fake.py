@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 
 __all__ = ["FakeMetaAds"]
 
@@ -47,6 +47,8 @@ def uncursor(text: str) -> int:
 
 
 class FakeMetaAds(FakeAPIServer):
+    paging = (Paging(r"/v\d+\.0/(act_\d+|6\d{12})/insights", records="data", param="after", next_link="paging.next"),)
+
     def __init__(
         self,
         *,

@@ -27,7 +27,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 
 __all__ = ["FakeStripe", "StripeData"]
 
@@ -224,6 +224,9 @@ class StripeData:
 
 class FakeStripe(FakeAPIServer):
     """Fake Stripe; ``api_key`` is the only secret key accepted."""
+
+    # ``starting_after`` is the last object's id while ``has_more`` (no cursor in the body to alias).
+    paging = (Paging(r"/v1/\w+", records="data", param="starting_after", last_record="id", more="has_more"),)
 
     def __init__(
         self,

@@ -16,7 +16,16 @@ import httpx
 import pyarrow as pa
 from pydantic import Field, SecretStr
 
-from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
+from kpihub import (
+    CheckResult,
+    DemoSpec,
+    HTTPError,
+    MalformedResponseError,
+    Source,
+    SourceSettings,
+    Stream,
+    StreamContext,
+)
 from kpihub.http import BearerAuth, CursorPaginator, RetryDecision
 from kpihub_stripe import mapping
 from kpihub_stripe.currencies import exponent
@@ -122,6 +131,15 @@ SUBSCRIPTIONS = pa.schema(
 )
 
 
+def _last_id(body: Mapping[str, Any], records: list[dict[str, Any]]) -> str | None:
+    """Stripe's cursor: the last object's id while ``has_more``."""
+    if not body.get("has_more"):
+        return None
+    if not records:
+        raise MalformedResponseError("Stripe sent has_more with no objects: nothing to page on from")
+    return str(records[-1]["id"])
+
+
 class ListStream(Stream):
     """A Stripe list endpoint, incremental on ``created``."""
 
@@ -133,11 +151,7 @@ class ListStream(Stream):
             since = dt.datetime.combine(settings.start_date, dt.time(), dt.timezone.utc)
         if since is not None and self.incremental:
             params["created[gte]"] = int(since.timestamp())
-        paginator = CursorPaginator(
-            "data",
-            cursor_from=lambda body, records: records[-1]["id"] if body.get("has_more") else None,
-            param="starting_after",
-        )
+        paginator = CursorPaginator("data", cursor_from=_last_id, param="starting_after")
         for _, records in ctx.pages(paginator, "GET", f"/v1/{self.extra['endpoint']}", params=params):
             yield self.prepare(records)
 
