@@ -55,7 +55,12 @@ CHANNELS = [
 class FakeGA4(FakeAPIServer):
     paging = (
         Paging(
-            r"/v1beta/properties/\d+:runReport", method="POST", records="rows", param="offset", where="body", offset=True
+            r"/v1beta/properties/\d+:runReport",
+            method="POST",
+            records="rows",
+            param="offset",
+            where="body",
+            offset=True,
         ),
     )
 
