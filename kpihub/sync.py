@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,11 @@ class SyncResult:
         return all(r.status == "ok" for r in self.streams)
 
     @property
+    def stopped(self) -> bool:
+        """The sync was stopped on request (``Pipeline.sync(stop=...)``, Ctrl-C, SIGTERM)."""
+        return any(r.status == "stopped" for r in self.streams)
+
+    @property
     def records(self) -> int:
         return sum(r.records for r in self.streams)
 
@@ -172,8 +178,16 @@ class Pipeline:
         streams: Sequence[str] | None = None,
         full_refresh: bool = False,
         progress: Progress | None = None,
+        stop: threading.Event | None = None,
     ) -> SyncResult:
-        """Sync the given sources (default: all configured) and return the results."""
+        """Sync the given sources (default: all configured) and return the results.
+
+        Setting ``stop`` (another thread, a signal handler) ends the sync gracefully: each
+        running stream finishes the page in hand, commits what it has read with the state
+        that covers it, and reports ``status = "stopped"``; streams not started yet do not
+        start. A stream that replaces its whole table keeps the previous table rather than
+        commit part of a new one.
+        """
         source_ids = list(sources or self.source_ids())
         if not source_ids:
             raise ConfigError("no sources configured: add a [sources.<id>] table to kpihub.toml")
@@ -198,6 +212,7 @@ class Pipeline:
                         loaded_at=loaded_at,
                         progress=progress,
                         on_bad_record=self.project.settings.on_bad_record,
+                        stop=stop,
                     )
                     workers = max(1, int(getattr(settings, "max_parallel_streams", 2)))
                     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kpihub-{source_id}") as pool:
@@ -242,8 +257,10 @@ class _StreamRunner:
         loaded_at: dt.datetime,
         progress: Progress | None,
         on_bad_record: CoercePolicy | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.on_bad_record = on_bad_record
+        self.stop = stop
         self.session = session
         self.source_id = source_id
         self.settings = settings
@@ -256,6 +273,12 @@ class _StreamRunner:
     def __call__(self, stream: Stream) -> StreamResult:
         result = StreamResult(self.source_id, stream.name)
         key = result.key
+        if self.stop is not None and self.stop.is_set():
+            result.status, result.error = "stopped", "not started: the sync was stopped"
+            if self.progress:
+                self.progress.stream_started(key)
+                self.progress.stream_finished(result)
+            return result
         started = time.monotonic()
         if self.progress:
             self.progress.stream_started(key)
@@ -367,6 +390,7 @@ class _StreamRunner:
             if pending_rows >= self.chunk_rows:
                 flush(final=False)
 
+        stopped = False
         for page in prefetch(stream.read(ctx, state)):
             failpoint("sync.page")
             if isinstance(page, pa.RecordBatch):
@@ -383,9 +407,21 @@ class _StreamRunner:
                     raw = []
             if self.progress and count:
                 self.progress.records(key, count)
+            if self.stop is not None and self.stop.is_set():
+                stopped = True
+                break
         if raw:
             add(normalizer.to_batch(raw))
-        flush(final=True)
+        if not stopped:
+            flush(final=True)
+        elif stream.incremental or commits:
+            # What was read is written; the cursor moves only as far as a mid-stream commit may.
+            flush(final=False)
+        if stopped:
+            result.status = "stopped"
+            where = f"state saved at cursor {committed_cursor}" if committed_cursor is not None else "no cursor saved"
+            kept = "" if stream.incremental or commits else "; the table keeps its previous contents"
+            result.error = f"stopped on request after {result.records} records ({where}{kept})"
         drift = normalizer.drift
         result.cursor = committed_cursor
         if drift:

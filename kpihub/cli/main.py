@@ -14,8 +14,10 @@ from kpihub import __version__
 from kpihub.errors import KpihubError
 from kpihub.secrets import RedactingFilter, redact
 
-#: Exit codes: 1 a user-facing error or failed stream, 2 bad usage (click), 130 interrupted.
+#: Exit codes: 1 a user-facing error or failed stream, 2 bad usage (click), 3 stopped on request
+#: (Ctrl-C / SIGTERM: what was read is committed with its state), 130 aborted (a second Ctrl-C).
 EXIT_ERROR = 1
+EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
 
 

@@ -48,10 +48,13 @@ class RichProgress:
 
     def stream_finished(self, result: StreamResult) -> None:
         task = self._tasks[result.key]
-        status = "[green]done[/green]" if result.status == "ok" else "[red]failed[/red]"
+        status = "[green]done[/green]" if result.status == "ok" else _STATUS.get(result.status, "[red]failed[/red]")
         self.progress.update(
             task, total=result.records, completed=result.records, status=status, rate=f"{result.rate:,.0f}/s"
         )
+
+
+_STATUS = {"ok": "[green]ok[/green]", "stopped": "[yellow]stopped[/yellow]"}
 
 
 def _api_total(r: StreamResult) -> str:
@@ -73,7 +76,7 @@ def summary_table(results: Sequence[StreamResult]) -> Table:
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in results:
-        status = "[green]ok[/green]" if r.status == "ok" else "[red]failed[/red]"
+        status = _STATUS.get(r.status, "[red]failed[/red]")
         table.add_row(
             r.key,
             status,

@@ -1,10 +1,22 @@
-"""``kpihub sync``: read sources into the destination."""
+"""``kpihub sync``: read sources into the destination.
+
+Ctrl-C or SIGTERM stops it gracefully: running streams finish the page in hand and
+commit what they read with its state, then the command exits with
+:data:`~kpihub.cli.main.EXIT_STOPPED`. A second signal aborts at once (exit 130);
+what was committed stays committed either way.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 
 import click
 
 from kpihub.cli._context import project, registry
+from kpihub.cli.main import EXIT_STOPPED
 from kpihub.cli.progress import RichProgress, summary_table
 from kpihub.secrets import redact
 from kpihub.sync import Pipeline
@@ -23,14 +35,45 @@ def command(
     pipeline = Pipeline(project(ctx), destination=destination, registry=registry(ctx))
     wanted = [s.strip() for s in streams.split(",") if s.strip()] if streams else None
     console = ctx.obj["console"]
-    with RichProgress(console) as progress:
-        result = pipeline.sync(list(sources) or None, streams=wanted, full_refresh=full_refresh, progress=progress)
+    with graceful_stop() as stop, RichProgress(console) as progress:
+        result = pipeline.sync(
+            list(sources) or None, streams=wanted, full_refresh=full_refresh, progress=progress, stop=stop
+        )
     console.print(summary_table(result.streams))
     for r in result.streams:
         if r.drift:
             ctx.obj["err"].print(f"[yellow]Note:[/yellow] {r.key}: {redact(r.drift)}", soft_wrap=True)
-    failed = [r for r in result.streams if r.status != "ok"]
+    failed = [r for r in result.streams if r.status not in ("ok", "stopped")]
     for r in failed:
         click.echo(f"Error: {r.key}: {redact(r.error)}", err=True)
     if failed:
         ctx.exit(1)
+    if result.stopped:
+        saved = sum(r.records for r in result.streams)
+        click.echo(
+            f"Stopped: {saved:,} records committed with their state; run `kpihub sync` again to continue.", err=True
+        )
+        ctx.exit(EXIT_STOPPED)
+
+
+@contextlib.contextmanager
+def graceful_stop() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT or SIGTERM; the second raises ``KeyboardInterrupt``."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield stop
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        name = signal.Signals(signum).name
+        click.echo(f"{name}: stopping after the current page and saving state (again to abort now)", err=True)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
