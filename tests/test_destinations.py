@@ -150,7 +150,7 @@ def test_second_writer_is_refused(open_dest):
     if open_dest.kind.startswith("s3"):
         pytest.skip("object stores give kpihub no lock: one sync per prefix at a time (documented)")
     with open_dest():
-        with pytest.raises(DestinationError, match="already in use"):
+        with pytest.raises(DestinationError, match="another sync is already running on"):
             open_dest()
 
 

@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM stop a sync gracefully: the page in hand is finished, what was read is committed with
 the state that covers it, the command says so in one line and exits 3; a second signal aborts (130).
+A second sync of a pipeline that is syncing exits at once with "already running" and writes nothing.
 
 In-process tests drive ``Pipeline.sync(stop=...)``; the signal tests run the real ``kpihub sync`` command
 (the toy source registered as an installed plugin would be) and signal it once it has committed."""
@@ -171,3 +172,27 @@ def test_a_second_signal_aborts_at_once_with_exit_130(tmp_path):
         assert proc.returncode == 130, err
         assert "Interrupted." in err and "Traceback" not in err
         _check_durable(project, server, "two SIGINTs")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "postgres"])
+def test_a_second_sync_of_the_same_pipeline_exits_already_running_and_writes_nothing(tmp_path, kind, request):
+    uri = {
+        "duckdb": f"duckdb:///{tmp_path}/p/data.duckdb",
+        "parquet": f"parquet:///{tmp_path}/p/lake",
+        "postgres": request.getfixturevalue("postgres_uri") if kind == "postgres" else "",
+    }[kind]
+    with FakeToy(seed=9, items=300) as server:
+        server.fail(kind="delay", delay=0.1, times=10**6)
+        project = _project(tmp_path / "p", uri, server)
+        first = _start(project, tmp_path / "trace")
+        _wait_for_commit(first, tmp_path / "trace")
+        second = _start(project, tmp_path / "trace2")
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 1, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: another sync is already running on"), err
+        assert "Traceback" not in err
+        assert not (tmp_path / "trace2").exists() or "sync.committed" not in (tmp_path / "trace2").read_text()
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        assert _rows(_read(project)[0]) == _expected(server)

@@ -270,7 +270,7 @@ class FileLock:
             holder = fh.read().strip()
             fh.close()
             raise DestinationError(
-                f"{self.what} is already in use by another sync{f' (pid {holder})' if holder else ''}; "
+                f"another sync is already running on {self.what}{f' (pid {holder})' if holder else ''}; "
                 "wait for it to finish"
             ) from None
         fh.seek(0)
