@@ -33,6 +33,9 @@ URIS = {
     "duckdb": "duckdb:///{dir}/data.duckdb",
     "parquet": "parquet:///{dir}/lake",
     "jsonl": "jsonl:///{dir}/lake",
+    "csv": "csv:///{dir}/lake",
+    "arrow": "arrow:///{dir}/lake",
+    "s3": "{s3}",
     "sqlite": "sqlite:///{dir}/data.sqlite",
     "postgres": "{postgres}",
 }
@@ -66,10 +69,17 @@ def _project(where: Path, uri: str, server: FakeToy) -> Path:
     return path
 
 
+def _beside(uri: str, name: str) -> str:
+    """Another database schema, or another prefix in the same bucket, for a second sync."""
+    if uri.startswith("s3://"):
+        return uri.replace("/lake?", f"/{name}?", 1)
+    return f"{uri}_{name}"
+
+
 def _read(project_file: Path) -> tuple[pa.Table | None, object]:
     project = load_project(project_file)
     uri = project.settings.destination
-    if uri.startswith(("parquet:", "jsonl:")) and not (project.root / "lake" / "_kpihub" / "state.json").exists():
+    if uri.startswith(("parquet:", "jsonl:", "csv:", "arrow:")) and not (project.root / "lake" / "_kpihub").exists():
         return None, None  # killed before its first commit: nothing to read yet
     with Registry(load_entrypoints=False).destination_for(uri).open(uri, root=project.root, read_only=True) as s:
         table = s.read_table("toy_items") if "toy_items" in s.tables() else None
@@ -107,11 +117,18 @@ def _check_durable(project_file: Path, server: FakeToy, point: KillPoint) -> Non
             assert got[key][:2] == (name, amount), (str(point), key, got[key])
 
 
-@pytest.mark.parametrize("kind", list(URIS))
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "jsonl", "sqlite", "postgres"])
 def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninterrupted_sync(kind, tmp_path, request):
+    kill_and_rerun(kind, tmp_path, request)
+
+
+def kill_and_rerun(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """SIGKILL ``kind``'s sync at ``KILLS`` random points, checking durability after each; then finish."""
     fmt = {"dir": tmp_path / "crashed"}
     if kind == "postgres":
         fmt["postgres"] = request.getfixturevalue("postgres_uri")
+    if kind == "s3":  # a bucket per sync below: the fixture's, then ones beside it
+        fmt["s3"] = request.getfixturevalue("s3_uri")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KPIHUB_TOY_TOKEN": "toy-secret-token-123"}
     env = {k: v for k, v in env.items() if not k.startswith("KPIHUB_") or k == "KPIHUB_TOY_TOKEN"}
     seed = sum(map(ord, kind))
@@ -120,8 +137,8 @@ def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninte
         command = ["-p", str(project), "sync"]
         # Where an uninterrupted run of this size commits and reads: the menu of kill points.
         probe = _project(tmp_path / "probe", URIS[kind].format(**{**fmt, "dir": tmp_path / "probe"}), server)
-        if kind == "postgres":
-            probe = _project(tmp_path / "probe", fmt["postgres"] + "_probe", server)
+        if kind in ("postgres", "s3"):
+            probe = _project(tmp_path / "probe", _beside(fmt[kind], "probe"), server)
         counts = trace_points(LAUNCHER, ["-p", str(probe), "sync"], env)
         assert counts["sync.before_commit"] >= 3 and counts["sync.page"] >= 6, counts
         destination_points = {n for n in counts if not n.startswith("sync.")}
@@ -147,8 +164,8 @@ def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninte
         reference = _project(
             tmp_path / "reference", URIS[kind].format(**{**fmt, "dir": tmp_path / "reference"}), server
         )
-        if kind == "postgres":
-            reference = _project(tmp_path / "reference", fmt["postgres"] + "_reference", server)
+        if kind in ("postgres", "s3"):
+            reference = _project(tmp_path / "reference", _beside(fmt[kind], "reference"), server)
         once = run_sync(LAUNCHER, ["-p", str(reference), "sync"], env)
         assert once.returncode == 0, once.stderr[-2000:]
 
