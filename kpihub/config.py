@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kpihub.errors import ConfigError
-from kpihub.secrets import register_secret
+from kpihub.secrets import masked_uri, register_secret, register_uri_secrets
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -116,6 +116,16 @@ class ProjectSettings(_EnvironmentFirst):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @field_validator("destination")
+    @classmethod
+    def _hide_credentials(cls, value: str) -> str:
+        register_uri_secrets(value)  # a database password or an object store key in the URI
+        return value
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, masked_uri(value) if name == "destination" else value
+
 
 class PluginLoadSettings(BaseSettings):
     """Environment switches for plugin loading (``KPIHUB_LOAD_PLUGINS`` …)."""
@@ -141,7 +151,8 @@ class Project:
 
     path: Path | None
     settings: ProjectSettings
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: As written, secrets included (not in the repr): validate with :meth:`source_settings`.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     #: ``[kpis.<id>]`` tables: KPIs defined in the project file (see kpihub.kpis.project).
     kpis: dict[str, Any] = field(default_factory=dict)
 

@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 
-__all__ = ["RedactingFilter", "redact", "register_secret"]
+__all__ = ["RedactingFilter", "masked_uri", "redact", "register_secret", "register_uri_secrets"]
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -47,6 +47,28 @@ def redact(text: object) -> str:
         out = pattern.sub("***", out)
     out = _CREDENTIAL_PARAMS.sub(lambda m: f"{m.group(1)}=***", out)
     return _BEARER.sub(lambda m: f"{m.group(1)} ***", out)
+
+
+def register_uri_secrets(uri: str) -> None:
+    """Register a URI's password and credential-looking query options (``?secret_key=``) as secrets."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(uri)
+    register_secret(parts.password)
+    for name, value in parse_qsl(parts.query):
+        if re.search(r"(?i)secret|password|token|access_key|session", name):
+            register_secret(value)
+
+
+def masked_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (and registered secrets redacted)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        uri = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redact(uri)
 
 
 class RedactingFilter(logging.Filter):

@@ -278,9 +278,7 @@ class ADBCSession(DestinationSession):
         key = zlib.crc32(f"kpihub:{self.schema or ''}".encode())
         (got,) = self._rows(f"SELECT pg_try_advisory_lock({key})")[0]
         if not got:
-            raise DestinationError(
-                f"another sync is already running on {self.uri}; wait for it to finish"
-            )
+            raise DestinationError(f"another sync is already running on {self.uri}; wait for it to finish")
         self._advisory = key
         self.con.commit()
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kpihub.errors import DestinationError
+from kpihub.secrets import masked_uri
 from kpihub.source import WriteMode
 
 if TYPE_CHECKING:
@@ -140,19 +141,6 @@ def uri_path(uri: str, root: Path | None) -> Path:
     if not path.is_absolute():
         path = (root or Path.cwd()) / path
     return path
-
-
-def masked_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (and registered secrets redacted)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    from kpihub.secrets import redact
-
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        uri = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return redact(uri)
 
 
 def uri_options(uri: str) -> dict[str, str]:
