@@ -254,6 +254,9 @@ def load_project(path: str | Path | None = None, *, required: bool = False) -> P
         err = exc.errors()[0]
         field_name = ".".join(str(p) for p in err["loc"])
         msg = "is not a known setting" if err["type"] == "extra_forbidden" else err["msg"]
+        env_name = f"KPIHUB_{field_name.upper()}"
+        if env_name in os.environ:  # the environment wins over the file: name where the value came from
+            raise ConfigError(f"environment variable {env_name}: {msg}", field=field_name) from None
         raise ConfigError(f"{file or 'environment'}: [project] {field_name!r} {msg}") from None
     for source_id, entry in sources.items():
         if not isinstance(entry, dict):

@@ -20,7 +20,10 @@ Drift is handled by policy and reported in a :class:`DriftReport`:
 
 Field metadata understood (``pa.field(..., metadata={...})``):
 ``path`` — dotted path in the record (default: the field name);
-``wire`` — ``string``, ``int``, ``float``, ``bool`` (default from the stream).
+``wire`` — ``string``, ``int``, ``float``, ``bool`` (default from the stream);
+``minimum`` / ``exclusive_minimum`` — a number the values may not go below (or
+reach): a negative click count or a zero quantity is a bad value like one that
+does not parse, and follows the same policy.
 Timestamps without an offset are read as UTC; all-digit values as epoch
 milliseconds (13+ digits) or seconds.
 """
@@ -130,8 +133,10 @@ def _python_to_wire(value: Any, kind: str) -> Any:
         if isinstance(value, bool):
             return int(value)
         if isinstance(value, int):
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(value)  # beyond int64
             return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and -(2**63) <= value < 2**63:
             return int(value)
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
@@ -189,6 +194,9 @@ def _epoch_to_timestamp(values: pa.Array, target: pa.DataType) -> pa.Array:
 
 def _parse_timestamps(values: pa.Array, target: pa.DataType) -> pa.Array:
     null_str = pa.scalar(None, pa.string())
+    values = pc.utf8_upper(values)  # RFC 3339 allows "t" and "z"
+    # Nanoseconds (RFC 3339 "nano" formats): keep the microseconds the column holds.
+    values = pc.replace_substring_regex(values, r"(\.\d{6})\d+", r"\1")
     is_epoch = pc.fill_null(pc.match_substring_regex(values, _DIGITS_RE), False)
     has_offset = pc.fill_null(pc.match_substring_regex(values, _OFFSET_RE), False)
     naive = pc.and_(pc.invert(is_epoch), pc.invert(has_offset))
@@ -281,6 +289,18 @@ class Normalizer:
         self._tree = tree
         self._wire_type = _struct_of(tree)
         self._known_paths = set(self._paths.values())
+        # pyarrow truncates 12.5 to 12 when it builds an int64 from a JSON float: read the integer
+        # fields once more as float64 to find such values (one C++ pass, no Python loop).
+        ints = {f.name: self._paths[f.name] for f in self.schema if self._kinds[f.name] == "int"}
+        self._int_paths = ints
+        float_tree: dict[str, Any] = {}
+        for path in ints.values():
+            node = float_tree
+            parts = path.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = pa.float64()
+        self._float_type = _struct_of(float_tree) if ints else None
 
     # -- public ---------------------------------------------------------------
 
@@ -291,13 +311,22 @@ class Normalizer:
         if self.on_new_field == "evolve":
             self._evolve(records)
         self._bad_rows = {}
+        for index, record in enumerate(records):  # a page of objects has none: a cheap check
+            if not isinstance(record, Mapping):
+                self._bad_value("(record)", records, index, record, why="not a JSON object")
         try:
             wire = pa.array(records, type=self._wire_type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            wire = self._slow_wire(records)
+            fractions = self._fractions(records, wire)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            wire, fractions = self._slow_wire(records), {}
         columns = []
         for f in self.schema:
             column = pc.struct_field(wire, self._path_indices(self._paths[f.name]))
+            if f.name in fractions:
+                floats, bad = fractions[f.name]
+                for i in pc.indices_nonzero(bad).to_pylist():
+                    self._bad_value(f.name, records, i, floats[i].as_py(), target=f.type)
+                column = pc.if_else(bad, pa.scalar(None, column.type), column)
             columns.append(self._coerce(column, f, records))
         batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
         if not self._bad_rows:
@@ -309,6 +338,20 @@ class Normalizer:
         return batch.filter(keep)
 
     # -- internals -------------------------------------------------------------
+
+    def _fractions(self, records: Sequence[Any], wire: pa.StructArray) -> dict[str, tuple[pa.Array, pa.Array]]:
+        """Integer fields whose JSON value had a fraction: name → (the floats, mask of bad rows)."""
+        if self._float_type is None:
+            return {}
+        floats = pa.array(records, type=self._float_type)
+        found = {}
+        for name, path in self._int_paths.items():
+            as_float = pc.struct_field(floats, _indices(self._float_type, path))
+            as_int = pc.struct_field(wire, self._path_indices(path))
+            bad = pc.fill_null(pc.not_equal(pc.cast(as_int, pa.float64()), as_float), False)
+            if pc.any(bad).as_py():
+                found[name] = (as_float, bad)
+        return found
 
     def _path_indices(self, path: str) -> list[int]:
         indices = []
@@ -379,6 +422,21 @@ class Normalizer:
         return _nest(arrays, self._tree, "")
 
     def _coerce(self, column: pa.Array, f: pa.Field, records: Sequence[Mapping[str, Any]]) -> pa.Array:
+        values = self._cast(column, f, records)
+        meta = f.metadata or {}
+        for key, test, words in ((b"minimum", pc.less, "below"), (b"exclusive_minimum", pc.less_equal, "not above")):
+            if key not in meta or not len(values):
+                continue
+            bound = meta[key].decode()
+            out_of_range = pc.fill_null(test(values, pa.scalar(_number(bound, f.type), f.type)), False)
+            if not pc.any(out_of_range).as_py():
+                continue
+            for i in pc.indices_nonzero(out_of_range).to_pylist():
+                self._bad_value(f.name, records, i, values[i].as_py(), why=f"{words} the minimum {bound}")
+            values = pc.if_else(out_of_range, pa.scalar(None, f.type), values)
+        return values
+
+    def _cast(self, column: pa.Array, f: pa.Field, records: Sequence[Mapping[str, Any]]) -> pa.Array:
         try:
             return coerce_array(column, f.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
@@ -395,17 +453,24 @@ class Normalizer:
         return coerce_array(cleaned, f.type)
 
     def _bad_value(
-        self, name: str, records: Sequence[Mapping[str, Any]], index: int, value: Any, target: Any = None
+        self,
+        name: str,
+        records: Sequence[Mapping[str, Any]],
+        index: int,
+        value: Any,
+        target: Any = None,
+        why: str | None = None,
     ) -> None:
         if self.on_coerce_error == "null":
             self.drift.nulled[name] += 1
             return
         key = self._record_key(records[index])
-        key_text = ", ".join(f"{k}={v!r}" for k, v in key.items()) or f"record #{index}"
+        key_text = ", ".join(f"{k}={v!r}" for k, v in key.items()) or f"#{index}"
         shown = repr(value)
         shown = shown[:60] + "…" if len(shown) > 60 else shown
         what = f"as {target}" if target is not None else "to its declared type"
-        message = f"stream {self.stream!r}, record {key_text}, field {name!r}: cannot read {shown} {what}"
+        problem = f"{shown} is {why}" if why else f"cannot read {shown} {what}"
+        message = f"stream {self.stream!r}, record {key_text}, field {name!r}: {problem}"
         if self.on_coerce_error == "quarantine":
             self._bad_rows.setdefault(index, (name, message))
             return
@@ -414,7 +479,29 @@ class Normalizer:
     def _record_key(self, record: Mapping[str, Any]) -> dict[str, Any]:
         from kpihub.http.paginators import get_path
 
+        if not isinstance(record, Mapping):
+            return {}
         return {k: get_path(record, self._paths.get(k, k)) for k in self.primary_key}
+
+
+def _indices(struct: pa.StructType, path: str) -> list[int]:
+    out = []
+    node: pa.DataType = struct
+    for part in path.split("."):
+        out.append(node.get_field_index(part))
+        node = node.field(out[-1]).type
+    return out
+
+
+def _number(text: str, type_: pa.DataType) -> Any:
+    """A bound from field metadata as a value of the field's type."""
+    if pa.types.is_decimal(type_):
+        from decimal import Decimal
+
+        return Decimal(text)
+    if pa.types.is_integer(type_):
+        return int(text)
+    return float(text)
 
 
 def _kind_of(sample: Any) -> str:

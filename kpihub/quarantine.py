@@ -50,7 +50,12 @@ class Rejected:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits, the very values that get records quarantined
+        import json
+
+        return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 def rejected_table(

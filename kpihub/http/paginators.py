@@ -58,6 +58,13 @@ class Paginator(ABC):
         self.total_path = total_path
 
     def records(self, body: Any, *, source: str, stream: str | None, url: str) -> list[Any]:
+        if self.records_path and not isinstance(body, Mapping):
+            raise MalformedResponseError(
+                f"{source}/{stream}: {url}: expected a JSON object with a list at {self.records_path!r}, "
+                f"got a {type(body).__name__}",
+                source=source,
+                stream=stream,
+            )
         records = get_path(body, self.records_path) if self.records_path else body
         if records is None:
             return []  # APIs omit empty arrays (GA4 rows, Google Ads results).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -240,7 +241,7 @@ class Requester:
                 if not parse:
                     return response, None
                 try:
-                    return response, orjson.loads(response.content)
+                    return response, _loads(response.content)
                 except orjson.JSONDecodeError as exc:
                     last["why"] = f"malformed JSON body ({exc}; {len(response.content)} bytes)"
                     raise _Retryable(last["why"], response=response, malformed=True) from exc
@@ -292,6 +293,22 @@ class Requester:
                     message, source=self.source_id, stream=stream, url=redact(last.get("url", url)), status_code=status
                 ) from None
             raise MalformedResponseError(message, source=self.source_id, stream=stream) from None
+
+
+#: A JSON integer of 20+ digits, which orjson would read as an (inexact) float.
+_BIG_INT = re.compile(rb"(?<![\w.])-?\d{20,}(?![\w.])")
+
+
+def _loads(content: bytes) -> Any:
+    """orjson; the standard library when the body holds integers beyond 64 bits (kept exact)."""
+    if _BIG_INT.search(content) is None:
+        return orjson.loads(content)
+    import json
+
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        raise orjson.JSONDecodeError(str(exc), content.decode("utf-8", "replace"), 0) from None
 
 
 class _Fatal(Exception):
