@@ -67,8 +67,8 @@ class GoogleAdsSettings(SourceSettings):
         return value.replace("-", "").strip() if value else value
 
 
-def _f(name: str, type_: pa.DataType, path: str, wire: str | None = None) -> pa.Field:
-    meta = {"path": path, **({"wire": wire} if wire else {})}
+def _f(name: str, type_: pa.DataType, path: str, wire: str | None = None, minimum: str | None = None) -> pa.Field:
+    meta = {"path": path, **({"wire": wire} if wire else {}), **({"minimum": minimum} if minimum else {})}
     return pa.field(name, type_, metadata=meta)
 
 
@@ -83,9 +83,9 @@ PERFORMANCE = pa.schema(
         _f("campaign_name", pa.string(), "campaign.name"),
         _f("date", pa.date32(), "segments.date"),
         # int64 metrics arrive as JSON strings, doubles as numbers.
-        _f("impressions", pa.int64(), "metrics.impressions", "string"),
-        _f("clicks", pa.int64(), "metrics.clicks", "string"),
-        _f("cost_micros", pa.int64(), "metrics.costMicros", "string"),
+        _f("impressions", pa.int64(), "metrics.impressions", "string", minimum="0"),
+        _f("clicks", pa.int64(), "metrics.clicks", "string", minimum="0"),
+        _f("cost_micros", pa.int64(), "metrics.costMicros", "string", minimum="0"),
         _f("conversions", pa.float64(), "metrics.conversions"),
         _f("conversions_value", pa.float64(), "metrics.conversionsValue"),
     ]

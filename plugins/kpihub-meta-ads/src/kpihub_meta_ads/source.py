@@ -68,9 +68,9 @@ INSIGHTS = pa.schema(
         pa.field("campaign_name", pa.string()),
         pa.field("date_start", pa.date32(), nullable=False),
         pa.field("date_stop", pa.date32()),
-        pa.field("impressions", pa.int64(), metadata={"wire": "string"}),
-        pa.field("clicks", pa.int64(), metadata={"wire": "string"}),
-        pa.field("spend", MONEY),
+        pa.field("impressions", pa.int64(), metadata={"wire": "string", "minimum": "0"}),
+        pa.field("clicks", pa.int64(), metadata={"wire": "string", "minimum": "0"}),
+        pa.field("spend", MONEY, metadata={"minimum": "0"}),
         pa.field("conversions", pa.float64(), metadata={"wire": "string"}),
         pa.field("conversion_value", MONEY),
     ]

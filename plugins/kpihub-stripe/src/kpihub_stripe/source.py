@@ -71,7 +71,7 @@ CUSTOMERS = pa.schema(
 CHARGES = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
-        pa.field("amount", pa.int64()),
+        pa.field("amount", pa.int64(), metadata={"minimum": "0"}),  # minor units; refunds are positive too
         pa.field("amount_captured", pa.int64()),
         pa.field("amount_refunded", pa.int64()),
         pa.field("currency", pa.string()),
@@ -90,7 +90,7 @@ CHARGES = pa.schema(
 REFUNDS = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
-        pa.field("amount", pa.int64()),
+        pa.field("amount", pa.int64(), metadata={"minimum": "0"}),  # minor units; refunds are positive too
         pa.field("charge", pa.string()),
         pa.field("currency", pa.string()),
         _ts("created"),
