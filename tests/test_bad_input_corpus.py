@@ -129,6 +129,24 @@ def test_config_case(case: ConfigCase, tmp_path: Path, monkeypatch: pytest.Monke
     OUTCOMES["error"] += 1
 
 
+def test_more_records_than_the_api_declares_is_flagged_in_the_summary(api: FakeCorpusAPI, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from kpihub.cli.progress import summary_table
+
+    api.pages, api.status, api.declared_total = [[GOOD_A], [GOOD_B, {**GOOD_A, "id": "c3"}]], 200, 2
+    try:
+        result, _ = _sync(tmp_path, api, None)
+    finally:
+        api.declared_total = None
+    (stream,) = result.streams
+    assert stream.status == "ok" and stream.records == 3 and stream.api_total == 2 and stream.total_mismatch
+    assert "API total 2 != 3 records read" in stream.drift
+    console = Console(width=160, record=True)
+    console.print(summary_table(result.streams))
+    assert "≠ 2" in console.export_text()
+
+
 def test_the_corpus_is_large_enough_and_covers_every_outcome() -> None:
     cases = [*RECORDS, *WIRE, *CONFIGS]
     assert len(cases) >= 50 and len({c.id for c in cases}) == len(cases)

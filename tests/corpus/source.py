@@ -41,6 +41,7 @@ class FakeCorpusAPI(FakeAPIServer):
         super().__init__(seed=0)
         self.pages: list[Any] = []
         self.status = 200
+        self.declared_total: int | None = None  # what the API says it has (default: the truth)
 
     def authorize(self, request: FakeRequest) -> FakeResponse | None:
         if request.header("authorization") != f"Bearer {TOKEN}":
@@ -53,7 +54,8 @@ class FakeCorpusAPI(FakeAPIServer):
         page = self.pages[n] if n < len(self.pages) else []
         if isinstance(page, bytes):
             return FakeResponse(self.status, page, {"Content-Type": "application/json"})
-        body: dict[str, Any] = {"data": page, "total": sum(len(p) for p in self.pages if isinstance(p, list))}
+        total = sum(len(p) for p in self.pages if isinstance(p, list))
+        body: dict[str, Any] = {"data": page, "total": total if self.declared_total is None else self.declared_total}
         if n + 1 < len(self.pages):
             body["next"] = str(n + 1)
         return self.json(body, self.status)
