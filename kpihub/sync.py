@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kpihub.concurrency import prefetch
 from kpihub.config import Project, load_project
-from kpihub.destinations.base import DestinationSession, TableWrite, widened_type
+from kpihub.destinations.base import DestinationSession, TableWrite, dedup_last, widened_type
 from kpihub.errors import ConfigError, DestinationError, KpihubError, NormalizationError, SyncError, UnknownNameError
 from kpihub.failpoints import failpoint
 from kpihub.http.requester import Requester
@@ -347,8 +346,8 @@ class _StreamRunner:
             loaded = pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC"))
             table = table.append_column(pa.field("_loaded_at", loaded.type), pa.repeat(loaded, table.num_rows))
             table = _check_keys(stream, table, normalizer if policy == "quarantine" else None)
-            table, dropped = _last_per_key(stream.primary_key, table)
-            result.duplicates += dropped
+            read, table = table.num_rows, dedup_last(table, stream.primary_key)
+            result.duplicates += read - table.num_rows
             if stream.cursor_field and table.num_rows:
                 cursor = later(cursor, pc.max(table[stream.cursor_field]).as_py())
             mode = mode_first if commits == 0 else stream.write_mode
@@ -477,18 +476,6 @@ def _check_keys(stream: Stream, table: pa.Table, quarantine: Normalizer | None) 
             quarantine.drift.quarantined[name] += 1
         table = table.filter(pc.invert(missing))
     return table
-
-
-def _last_per_key(key: Sequence[str], table: pa.Table) -> tuple[pa.Table, int]:
-    """``table`` with one row per primary key, the last one read (APIs repeat records across pages)."""
-    if not key or table.num_rows < 2:
-        return table, 0
-    numbered = table.select(list(key)).append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    last = numbered.group_by(list(key), use_threads=False).aggregate([("__row", "max")])
-    if last.num_rows == table.num_rows:
-        return table, 0
-    keep = np.sort(last["__row_max"].to_numpy())  # row numbers, in the order they were read
-    return table.take(pa.array(keep)), table.num_rows - last.num_rows
 
 
 def _fit_declared(stream: Stream, table: str, known: Mapping[str, pa.DataType], policy: str) -> pa.Schema:

@@ -156,10 +156,12 @@ def quote(identifier: str) -> str:
 
 
 def dedup_last(table: pa.Table, primary_key: Sequence[str]) -> pa.Table:
-    """Keep the last row of each primary key (a page may repeat a record)."""
+    """Keep the last row of each primary key, in the order read (a page may repeat a record)."""
     if not primary_key or table.num_rows < 2:
         return table
-    indexed = table.select(list(primary_key)).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    import numpy as np
+
+    indexed = table.select(list(primary_key)).append_column("__row", pa.array(np.arange(table.num_rows)))
     last = indexed.group_by(list(primary_key), use_threads=False).aggregate([("__row", "max")])
     if last.num_rows == table.num_rows:
         return table

@@ -217,6 +217,10 @@ def open_store(location: str, options: dict[str, str], root: Path | None) -> Sto
     from urllib.parse import urlencode
 
     fs_options = {k: v for k, v in options.items() if k not in KPIHUB_OPTIONS}
+    if location.startswith("s3://"):
+        # Objects smaller than a part go up in one PutObject instead of a three-request multipart upload;
+        # an error still surfaces when the object is closed, before the manifest refers to it.
+        fs_options.setdefault("allow_delayed_open", "true")
     uri = location + (f"?{urlencode(fs_options)}" if fs_options else "")
     try:
         fs, path = pafs.FileSystem.from_uri(uri)

@@ -7,7 +7,7 @@ bounded number of attempts and then raises :class:`~kpihub.errors.HTTPError`
 naming the source, stream and URL (secrets redacted).
 """
 
-from kpihub.http.auth import BearerAuth, OAuthError, OAuthRefreshToken
+from kpihub.http.auth import BearerAuth, OAuthError, OAuthRefreshToken, TokenEndpointUnavailable
 from kpihub.http.client import make_client
 from kpihub.http.paginators import (
     CursorPaginator,
@@ -32,6 +32,7 @@ __all__ = [
     "RateLimiter",
     "Requester",
     "RetryDecision",
+    "TokenEndpointUnavailable",
     "get_path",
     "parse_retry_after",
     "make_client",

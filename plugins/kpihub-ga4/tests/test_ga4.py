@@ -193,6 +193,24 @@ def test_service_account_key_file(tmp_path):
     assert "refused the service account" in error and "BEGIN PRIVATE KEY" not in error
 
 
+def test_service_account_survives_expired_tokens_and_a_failing_token_endpoint(tmp_path):
+    pytest.importorskip("google.auth")
+    with FakeGA4(start=dt.date(2026, 6, 1)) as server:
+        key_file, public = _service_account_key(tmp_path, f"{server.url}/token")
+        server.service_account_public_key = public
+        c = TestGA4Conformance()
+        settings = {
+            k: v for k, v in c.settings(server).items() if k not in ("client_id", "client_secret", "refresh_token")
+        }
+        settings = {**settings, "credentials_file": key_file, "page_size": 20, "max_attempts": 8}
+        clean = c._tables_and_state(tmp_path / "clean", settings, server)
+        expired = [server.fail(kind="expire", path=r":runReport$", after=n) for n in (2, 5, 9)]
+        down = server.fail(status=503, path=r"^/token$", after=1, times=2)
+        again = c._tables_and_state(tmp_path / "faulty", settings, server, sleep=lambda s: None)
+    assert [f.hits for f in expired] == [1, 1, 1] and down.hits == 2
+    assert again == clean
+
+
 def test_auth_settings_are_one_of_two_kinds():
     with pytest.raises(Exception, match="set credentials_file .service account. or client_id"):
         build_source_settings("ga4", GA4Settings, {"property_ids": ["1"]})

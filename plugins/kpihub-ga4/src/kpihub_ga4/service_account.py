@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from kpihub import ConfigError
-from kpihub.http import OAuthError
+from kpihub.http import OAuthError, TokenEndpointUnavailable
 from kpihub.secrets import register_secret
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
@@ -73,23 +73,31 @@ class ServiceAccountAuth(httpx.Auth):
         self.credentials = service_account.Credentials.from_service_account_info(info, scopes=[scope])
         self._lock = threading.Lock()
 
-    def _token(self) -> str:
-        from google.auth.exceptions import RefreshError
+    def _token(self, renew: bool = False) -> str:
+        from google.auth.exceptions import RefreshError, TransportError
 
         with self._lock:
-            if not self.credentials.valid:
+            if renew or not self.credentials.valid:
                 try:
                     self.credentials.refresh(_Request())
                 except RefreshError as exc:
-                    raise OAuthError(
-                        f"token endpoint {self.token_uri} refused the service account: {str(exc).splitlines()[0][:200]}"
-                    ) from None
+                    first = str(exc).splitlines()[0][:200]
+                    if getattr(exc, "retryable", False):  # google-auth's verdict: 429/5xx of the endpoint
+                        raise TokenEndpointUnavailable(f"token endpoint {self.token_uri}: {first}") from None
+                    raise OAuthError(f"token endpoint {self.token_uri} refused the service account: {first}") from None
+                except (TransportError, httpx.TransportError, ValueError) as exc:  # ValueError: a body not JSON
+                    raise TokenEndpointUnavailable(f"token endpoint {self.token_uri}: {type(exc).__name__}") from None
                 register_secret(self.credentials.token)
             return str(self.credentials.token)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self._token()}"
-        yield request
+        response = yield request
+        for _ in range(2):  # revoked or expired early: a fresh token, another try (twice at most)
+            if response.status_code != 401:
+                break
+            request.headers["Authorization"] = f"Bearer {self._token(renew=True)}"
+            response = yield request
 
     def __repr__(self) -> str:
         return f"ServiceAccountAuth(client_email={self.credentials.service_account_email!r})"
