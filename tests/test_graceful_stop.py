@@ -182,7 +182,8 @@ def test_a_second_sync_of_the_same_pipeline_exits_already_running_and_writes_not
         "postgres": request.getfixturevalue("postgres_uri") if kind == "postgres" else "",
     }[kind]
     with FakeToy(seed=9, items=300) as server:
-        server.fail(kind="delay", delay=0.1, times=10**6)
+        # Quick to the first commit, then slow: the second sync surely starts while the first runs.
+        server.fail(kind="delay", delay=1.0, after=3, times=10**6)
         project = _project(tmp_path / "p", uri, server)
         first = _start(project, tmp_path / "trace")
         _wait_for_commit(first, tmp_path / "trace")

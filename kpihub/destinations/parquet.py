@@ -60,6 +60,8 @@ MANIFEST_VERSION = 1
 
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+#: Rows of rewritten files gathered into one new file during a merge.
+REWRITE_ROWS = 100_000
 MAX_VIEW_FILES = 64
 
 
@@ -162,18 +164,28 @@ class ParquetSession(DestinationSession):
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
         keep: list[str] = []
         touched = self._touched(entry["files"], write, data, current) if write.mode != "append" else set()
+        # The rows that survive in rewritten files are gathered into few files (at most REWRITE_ROWS
+        # in memory at once): merges compact a table as they go instead of multiplying small files.
+        survivors: list[pa.Table] = []
         for rel in entry["files"]:
             if write.mode == "append" or rel not in touched:
                 keep.append(rel)
                 continue
-            if write.mode == "replace" and not write.scope:
-                obsolete.append(rel)
-                continue
-            existing = self._read_file(rel, current)
-            remaining = _without(existing, data, write)
             obsolete.append(rel)
+            if write.mode == "replace" and not write.scope:
+                continue
+            remaining = _without(self._read_file(rel, current), data, write)
             if remaining.num_rows:
-                keep.extend(self._stage(remaining, write.table, entry, pending))
+                survivors.append(remaining)
+            if sum(t.num_rows for t in survivors) >= REWRITE_ROWS:
+                keep.extend(
+                    self._stage(pa.concat_tables(survivors, promote_options="permissive"), write.table, entry, pending)
+                )
+                survivors = []
+        if survivors:
+            keep.extend(
+                self._stage(pa.concat_tables(survivors, promote_options="permissive"), write.table, entry, pending)
+            )
         if data.num_rows:
             keep.extend(self._stage(data, write.table, entry, pending))
         entry["files"] = keep
