@@ -209,6 +209,7 @@ class SourceConformance:
             for name in clean:
                 assert faulty[name] == clean[name], f"round {rounds}: {name} differs after {fault.applied}"
         assert fault.hits >= self.fault_rate * fault.seen / 2, f"{fault.hits} of {fault.seen} requests failed"
+        print(f"{self.source.name}: {rounds} syncs, {fault.hits} of {fault.seen} requests failed: {fault.applied}")
 
     def _tables_and_state(
         self, where: Path, settings: dict[str, Any], server: FakeAPIServer, sleep: Any = None
