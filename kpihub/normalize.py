@@ -354,13 +354,7 @@ class Normalizer:
         return found
 
     def _path_indices(self, path: str) -> list[int]:
-        indices = []
-        node_type: pa.DataType = self._wire_type
-        for part in path.split("."):
-            index = node_type.get_field_index(part)
-            indices.append(index)
-            node_type = node_type.field(index).type
-        return indices
+        return _indices(self._wire_type, path)
 
     def _evolve(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Add fields for keys the schema does not know (top level and declared sub-objects)."""

@@ -15,17 +15,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
 
 from kpihub.cli.main import cli
 from kpihub.config import load_project
 from kpihub.plugins import Registry
 from kpihub.sync import Pipeline
-
-
-def _secret_fields(settings_class: type) -> list[str]:
-    fields = settings_class.model_fields  # type: ignore[attr-defined]
-    return [name for name, f in fields.items() if f.annotation in (SecretStr, SecretStr | None)]
+from kpihub.testing.conformance import secret_fields
 
 
 @pytest.fixture
@@ -36,7 +31,7 @@ def canary_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         spec = source.demo(seed=11, scale=1)
         if spec is None or spec.server is None:
             continue
-        fields = _secret_fields(source.settings_class)
+        fields = secret_fields(source.settings_class)
         assert fields, f"{name} has no secret setting"
         for field in fields:
             canary = f"kpihubcanary{name.replace('_', '')}{field.replace('_', '')}7f3e91"

@@ -38,16 +38,22 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
-from kpihub.config import Project, ProjectSettings
+from kpihub.config import Project, ProjectSettings, SourceSettings
 from kpihub.plugins import Registry
 from kpihub.source import Source
 from kpihub.state import decode_cursor
 from kpihub.sync import Pipeline, SyncResult
 from kpihub.testing.server import FAULT_KINDS, FakeAPIServer
 
-__all__ = ["SourceConformance"]
+__all__ = ["SourceConformance", "secret_fields"]
 
 CANARY = "kpihub-canary-7f3e91c2d4"
+
+
+def secret_fields(settings_class: type[SourceSettings]) -> list[str]:
+    """The names of a settings class's secret (``SecretStr``) fields."""
+    fields = settings_class.model_fields
+    return [name for name, f in fields.items() if f.annotation in (SecretStr, SecretStr | None)]
 
 
 class SourceConformance:
@@ -127,8 +133,7 @@ class SourceConformance:
         return result
 
     def _secret_fields(self) -> list[str]:
-        fields = self.source.settings_class.model_fields
-        return [name for name, f in fields.items() if f.annotation in (SecretStr, SecretStr | None)]
+        return secret_fields(self.source.settings_class)
 
     def _streams(self, server: FakeAPIServer) -> list[Any]:
         from kpihub.config import build_source_settings

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 import orjson
 
+from kpihub.http.paginators import get_path
+
 __all__ = ["FAULT_KINDS", "FakeAPIServer", "FakeRequest", "FakeResponse", "Fault", "Paging", "route"]
 
 FaultKind = Literal[
@@ -186,20 +188,20 @@ class Paging:
 
     def cursor_out(self, request: FakeRequest, body: Any) -> str | None:
         """The cursor a response hands out for the next page."""
-        records = _get(body, self.records) or []
+        records = get_path(body, self.records) or []
         if self.offset:
             start = int(self.cursor_in(request) or 0)
             return str(start + len(records)) if records else None
         if self.next is not None:
-            value = _get(body, self.next)
+            value = get_path(body, self.next)
             return str(value) if value not in (None, "") else None
         if self.next_link is not None:
-            link = _get(body, self.next_link)
+            link = get_path(body, self.next_link)
             if not link:
                 return None
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
             return query.get(self.param, [None])[-1]
-        if self.last_record is not None and records and (self.more is None or _get(body, self.more)):
+        if self.last_record is not None and records and (self.more is None or get_path(body, self.more)):
             return str(records[-1].get(self.last_record))
         return None
 
@@ -213,14 +215,6 @@ class Paging:
             query = [(k, v) for k, vs in request.query_lists.items() if k != self.param for v in vs]
             query.append((self.param, cursor))
             _put(body, self.next_link, f"{base_url}{request.path}?{urllib.parse.urlencode(query)}")
-
-
-def _get(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(data, dict):
-            return None
-        data = data.get(part)
-    return data
 
 
 def _put(data: dict[str, Any], path: str, value: Any) -> None:
@@ -528,11 +522,11 @@ class FakeAPIServer:
         if not self._keep_pages or kind == "loop":
             return response
         body = orjson.loads(response.body)
-        records = _get(body, paging.records) or []
+        records = get_path(body, paging.records) or []
         cursor = paging.cursor_in(request)
         if kind == "duplicate":
             previous = orjson.loads(self._pages[self._page_key(paging, request, cursor)].body)
-            records = [*(_get(previous, paging.records) or [])[-1:], *records]
+            records = [*(get_path(previous, paging.records) or [])[-1:], *records]
             _put(body, paging.records, records)
         elif kind == "empty":
             if paging.offset:

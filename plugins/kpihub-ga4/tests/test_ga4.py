@@ -169,15 +169,24 @@ def _service_account_key(tmp_path, token_uri: str) -> tuple[str, str]:
     return str(path), public
 
 
+def _trusted_key(server: FakeGA4, tmp_path) -> str:
+    """A new service-account key file whose public key the fake trusts."""
+    key_file, public = _service_account_key(tmp_path, f"{server.url}/token")
+    server.service_account_public_key = public
+    return key_file
+
+
+def _without_oauth(settings: dict) -> dict:
+    """Settings with the OAuth client fields taken out (a service account signs in instead)."""
+    return {k: v for k, v in settings.items() if k not in ("client_id", "client_secret", "refresh_token")}
+
+
 def test_service_account_key_file(tmp_path):
     pytest.importorskip("google.auth")
     with FakeGA4(start=dt.date(2026, 6, 25)) as server:
-        key_file, public = _service_account_key(tmp_path, f"{server.url}/token")
-        server.service_account_public_key = public
+        key_file = _trusted_key(server, tmp_path)
         c = TestGA4Conformance()
-        settings = {
-            k: v for k, v in c.settings(server).items() if k not in ("client_id", "client_secret", "refresh_token")
-        }
+        settings = _without_oauth(c.settings(server))
         p = c.pipeline(tmp_path / "ok", {**settings, "credentials_file": key_file, "start_date": "2026-06-25"})
         result = p.sync()
         (tmp_path / "other").mkdir()
@@ -196,13 +205,10 @@ def test_service_account_key_file(tmp_path):
 def test_service_account_survives_expired_tokens_and_a_failing_token_endpoint(tmp_path):
     pytest.importorskip("google.auth")
     with FakeGA4(start=dt.date(2026, 6, 1)) as server:
-        key_file, public = _service_account_key(tmp_path, f"{server.url}/token")
-        server.service_account_public_key = public
+        key_file = _trusted_key(server, tmp_path)
         c = TestGA4Conformance()
-        settings = {
-            k: v for k, v in c.settings(server).items() if k not in ("client_id", "client_secret", "refresh_token")
-        }
-        settings = {**settings, "credentials_file": key_file, "page_size": 20, "max_attempts": 8}
+        settings = {**_without_oauth(c.settings(server)), "credentials_file": key_file, "page_size": 20}
+        settings["max_attempts"] = 8
         clean = c._tables_and_state(tmp_path / "clean", settings, server)
         expired = [server.fail(kind="expire", path=r":runReport$", after=n) for n in (2, 5, 9)]
         down = server.fail(status=503, path=r"^/token$", after=1, times=2)
