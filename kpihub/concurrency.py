@@ -54,14 +54,16 @@ def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
                 return
     finally:
         stop.set()
-        worker.join(timeout=5)
+        worker.join(timeout=60)  # the item in hand (an HTTP request) finishes before its client closes
 
 
 def interleave(iterators: Iterable[Iterator[T]], max_workers: int = 4, depth: int = 2) -> Iterator[T]:
     """Items of all ``iterators``, each run in a worker thread, at most ``max_workers`` at once.
 
     Items of one iterator keep their order; across iterators they come as produced.
-    The first error stops everything and is raised to the consumer.
+    The first error stops everything and is raised to the consumer. When the consumer
+    stops (an error, a graceful stop), the workers finish the item in hand and end
+    before this returns, so no request outlives the client it was made with.
     """
     pending = list(iterators)
     if not pending:
@@ -70,16 +72,30 @@ def interleave(iterators: Iterable[Iterator[T]], max_workers: int = 4, depth: in
     stop = threading.Event()
     slots = threading.Semaphore(max(1, max_workers))
 
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def run(it: Iterator[T]) -> None:
         with slots:
             try:
+                if stop.is_set():
+                    return
                 for item in it:
-                    if stop.is_set():
+                    if not put("item", item):
                         return
-                    items.put(("item", item))
-                items.put(("done", None))
+                put("done", None)
             except BaseException as exc:  # handed to the consumer, raised there
-                items.put(("error", exc))
+                put("error", exc)
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
 
     workers = [threading.Thread(target=run, args=(it,), name="kpihub-interleave", daemon=True) for it in pending]
     for worker in workers:
@@ -96,8 +112,5 @@ def interleave(iterators: Iterable[Iterator[T]], max_workers: int = 4, depth: in
                 finished += 1
     finally:
         stop.set()
-        while True:  # unblock producers waiting on a full queue
-            try:
-                items.get_nowait()
-            except queue.Empty:
-                break
+        for worker in workers:
+            worker.join(timeout=60)

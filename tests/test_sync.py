@@ -145,6 +145,21 @@ def test_interleave_reads_all_iterators_under_a_limit():
         assert [i for name, i in got if name == f"a{k}"] == list(range(5))
 
 
+def test_interleave_workers_end_with_the_consumer():
+    import threading
+    import time
+
+    def slow(name: str):
+        for i in range(100):
+            time.sleep(0.02)  # a request in flight when the consumer stops
+            yield f"{name}{i}"
+
+    items = interleave([slow(f"a{k}") for k in range(4)], max_workers=4)
+    assert next(items).startswith("a")
+    items.close()  # the consumer stops early (an error elsewhere, a graceful stop)
+    assert not [t for t in threading.enumerate() if t.name == "kpihub-interleave"]
+
+
 def test_interleave_raises_the_first_error():
     def ok():
         yield 1
