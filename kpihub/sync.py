@@ -419,7 +419,12 @@ class _StreamRunner:
         if stopped:
             result.status = "stopped"
             where = f"state saved at cursor {committed_cursor}" if committed_cursor is not None else "no cursor saved"
-            kept = "" if stream.incremental or commits else "; the table keeps its previous contents"
+            if stream.incremental:
+                kept = ""
+            elif commits:  # a full-table stream past its first chunk has already begun replacing the table
+                kept = "; the table holds only what this sync read"
+            else:
+                kept = "; the table keeps its previous contents"
             result.error = f"stopped on request after {result.records} records ({where}{kept})"
         drift = normalizer.drift
         result.cursor = committed_cursor

@@ -197,3 +197,18 @@ def test_a_second_sync_of_the_same_pipeline_exits_already_running_and_writes_not
         out, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
         assert _rows(_read(project)[0]) == _expected(server)
+
+
+def test_a_full_table_stream_stopped_after_its_first_chunk_says_the_table_is_partial(tmp_path):
+    with FakeToy(seed=3, items=200) as server:
+        p = _pipeline(tmp_path, server, source="toysnap", chunk_rows=40)
+        stop = threading.Event()
+        result = p.sync(stop=stop, progress=_StopAfter(stop, pages=4))
+        (stream,) = result.streams
+        assert stream.status == "stopped" and stream.records == 80
+        assert "the table holds only what this sync read" in (stream.error or "")
+        with p.open_destination(read_only=True) as session:
+            assert session.read_table("toysnap_items").num_rows == 80
+        assert p.sync().ok  # the next sync replaces it whole
+        with p.open_destination(read_only=True) as session:
+            assert session.read_table("toysnap_items").num_rows == 200
