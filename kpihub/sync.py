@@ -185,7 +185,8 @@ class Pipeline:
         running stream finishes the page in hand, commits what it has read with the state
         that covers it, and reports ``status = "stopped"``; streams not started yet do not
         start. A stream that replaces its whole table keeps the previous table rather than
-        commit part of a new one.
+        commit part of a new one, unless it already committed a first chunk (its message
+        then says the table holds only what this sync read).
         """
         source_ids = list(sources or self.source_ids())
         if not source_ids:
@@ -413,10 +414,10 @@ class _StreamRunner:
             add(normalizer.to_batch(raw))
         if not stopped:
             flush(final=True)
-        elif stream.incremental or commits:
-            # What was read is written; the cursor moves only as far as a mid-stream commit may.
-            flush(final=False)
-        if stopped:
+        else:
+            if stream.incremental or commits:
+                # What was read is written; the cursor moves only as far as a mid-stream commit may.
+                flush(final=False)
             result.status = "stopped"
             where = f"state saved at cursor {committed_cursor}" if committed_cursor is not None else "no cursor saved"
             if stream.incremental:

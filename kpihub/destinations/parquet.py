@@ -167,6 +167,15 @@ class ParquetSession(DestinationSession):
         # The rows that survive in rewritten files are gathered into few files (at most REWRITE_ROWS
         # in memory at once): merges compact a table as they go instead of multiplying small files.
         survivors: list[pa.Table] = []
+        gathered = 0
+
+        def stage_survivors() -> None:
+            nonlocal survivors, gathered
+            if survivors:
+                merged = pa.concat_tables(survivors, promote_options="permissive")
+                keep.extend(self._stage(merged, write.table, entry, pending))
+            survivors, gathered = [], 0
+
         for rel in entry["files"]:
             if write.mode == "append" or rel not in touched:
                 keep.append(rel)
@@ -177,15 +186,10 @@ class ParquetSession(DestinationSession):
             remaining = _without(self._read_file(rel, current), data, write)
             if remaining.num_rows:
                 survivors.append(remaining)
-            if sum(t.num_rows for t in survivors) >= REWRITE_ROWS:
-                keep.extend(
-                    self._stage(pa.concat_tables(survivors, promote_options="permissive"), write.table, entry, pending)
-                )
-                survivors = []
-        if survivors:
-            keep.extend(
-                self._stage(pa.concat_tables(survivors, promote_options="permissive"), write.table, entry, pending)
-            )
+                gathered += remaining.num_rows
+            if gathered >= REWRITE_ROWS:
+                stage_survivors()
+        stage_survivors()
         if data.num_rows:
             keep.extend(self._stage(data, write.table, entry, pending))
         entry["files"] = keep
