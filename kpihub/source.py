@@ -9,6 +9,7 @@ to the canonical table the stream feeds, writes them and commits the cursor.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
@@ -77,6 +78,19 @@ class StreamContext:
         self.log = logger or logging.getLogger(f"kpihub.source.{source_id}.{stream}")
         #: The API's own total for this stream, when it declares one (reported in the summary).
         self.api_total: int | None = None
+        #: Notes for the sync summary, with how often each was made (see :meth:`note`).
+        self.notes: Counter[str] = Counter()
+
+    def note(self, message: str, count: int = 1) -> None:
+        """Say something the user should know about this stream's data (shown in the sync summary).
+
+        For what is not an error but changes how the numbers read: a value the API left out and the
+        stream stored as null, a fallback taken. The same message made many times is shown once
+        with its count, so call it per record or per page as is natural: ``ctx.note("rows without
+        costInLocalCurrency: spend stored as null", count=n)``.
+        """
+        if count > 0:
+            self.notes[message] += count
 
     def report_total(self, total: int) -> None:
         """Record the total number of records the API says the stream has."""

@@ -299,6 +299,7 @@ class _StreamRunner:
         result.seconds = time.monotonic() - started
         result.api_total = ctx.api_total
         notes = [result.drift] if result.drift else []
+        notes += [f"{text} ({n})" if n > 1 else text for text, n in ctx.notes.items()]
         if result.duplicates:
             notes.append(f"{result.duplicates} repeated record(s) by primary key, the last one kept")
         if result.status == "ok" and result.api_total is not None and stream.incremental is False:
