@@ -9,7 +9,9 @@ docs/canonical-model.md documents every column.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -19,6 +21,8 @@ MONEY = pa.decimal128(38, 9)
 TS = pa.timestamp("us", tz="UTC")
 #: Field metadata of distinct-people counts per day: summing them beyond a day overcounts.
 PER_DAY = {"kpihub.adds_up_to": "day"}
+#: The metrics of ``ad_performance_daily``.
+AD_METRICS = ("impressions", "clicks", "spend", "conversions", "conversion_value")
 
 
 @dataclass(frozen=True)
@@ -286,13 +290,20 @@ def ad_performance_batch(
     conversions: pa.Array,
     conversion_value: pa.Array,
     currency: pa.Array,
+    omitted_as_zero: Collection[str] = AD_METRICS,
 ) -> pa.RecordBatch:
-    """A campaign-level ``ad_performance_daily`` batch: metrics an API left out count as 0.
+    """A campaign-level ``ad_performance_daily`` batch; the metrics in ``omitted_as_zero`` count as 0 when null.
 
-    Ad platforms omit zero metrics; campaign-level rows have no ad group or ad,
-    which the key holds as ``""`` (a key column cannot be null).
+    Ad platforms omit zero metrics (Google Ads' JSON leaves out proto3 defaults, Meta leaves
+    out actions that did not happen); a metric whose absence means "not reported" rather than
+    zero is left out of ``omitted_as_zero`` and stays null. Campaign-level rows have no ad
+    group or ad, which the key holds as ``""`` (a key column cannot be null).
     """
     import pyarrow.compute as pc
+
+    def metric(name: str, values: pa.Array, type_: pa.DataType, zero: Any) -> pa.Array:
+        cast = pc.cast(values, type_, safe=name != "conversion_value")
+        return pc.fill_null(cast, pa.scalar(zero, type_)) if name in omitted_as_zero else cast
 
     n = len(date)
     empty = pa.repeat(pa.scalar(""), n)
@@ -307,11 +318,11 @@ def ad_performance_batch(
             "campaign_name": campaign_name,
             "ad_group_id": empty,
             "ad_id": empty,
-            "impressions": pc.fill_null(pc.cast(impressions, pa.int64()), 0),
-            "clicks": pc.fill_null(pc.cast(clicks, pa.int64()), 0),
-            "spend": pc.fill_null(pc.cast(spend, MONEY), pa.scalar(0, MONEY)),
-            "conversions": pc.fill_null(pc.cast(conversions, pa.float64()), 0.0),
-            "conversion_value": pc.fill_null(pc.cast(conversion_value, MONEY, safe=False), pa.scalar(0, MONEY)),
+            "impressions": metric("impressions", impressions, pa.int64(), 0),
+            "clicks": metric("clicks", clicks, pa.int64(), 0),
+            "spend": metric("spend", spend, MONEY, 0),
+            "conversions": metric("conversions", conversions, pa.float64(), 0.0),
+            "conversion_value": metric("conversion_value", conversion_value, MONEY, 0),
             "currency": currency,
         }
     )
