@@ -7,11 +7,12 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 from kpihub_stripe import StripeSource, mapping
 from kpihub_stripe.currencies import exponent, to_major
 from kpihub_stripe.fake import FakeStripe
-from kpihub_stripe.source import CHARGES, SubscriptionsStream
+from kpihub_stripe.source import CHARGES, StripeSettings, SubscriptionsStream
 
 from kpihub.normalize import Normalizer
 from kpihub.testing.conformance import SourceConformance
@@ -163,3 +164,52 @@ def test_invoices_read_the_basil_parent_subscription(tmp_path):
     for iid, inv in invoices.items():
         assert rows[iid]["subscription"] == inv["parent"]["subscription_details"]["subscription"]
         assert rows[iid]["amount_paid"] == inv["amount_paid"]
+
+
+def _invoice_subscriptions(tmp_path, server, **overrides) -> dict:
+    c = conformance()
+    p = c.pipeline(tmp_path, {**c.settings(server), **overrides})
+    assert c.sync(p).ok
+    with p.open_destination(read_only=True) as session:
+        return {r["id"]: r["subscription"] for r in session.read_table("stripe_invoices").to_pylist()}
+
+
+def test_an_account_on_a_pre_basil_version_keeps_invoice_subscriptions(tmp_path):
+    # The account's default version predates basil; the connector pins its own version on every request.
+    with FakeStripe(seed=3, customers=80, api_version="2024-06-20") as server:
+        rows = _invoice_subscriptions(tmp_path, server)
+        versions = {r.header("stripe-version") for r in server.requests}
+        invoices = server.data.objects["invoices"]
+    assert versions == {StripeSettings.model_fields["stripe_version"].default}
+    assert rows == {iid: inv["parent"]["subscription_details"]["subscription"] for iid, inv in invoices.items()}
+
+
+def test_invoices_pinned_to_a_pre_basil_version_read_the_top_level_subscription(tmp_path):
+    with FakeStripe(seed=3, customers=80) as server:
+        rows = _invoice_subscriptions(tmp_path, server, stripe_version="2024-06-20")
+        versions = {r.header("stripe-version") for r in server.requests}
+        invoices = server.data.objects["invoices"]
+    assert versions == {"2024-06-20"}
+    assert len(rows) == len(invoices) > 0
+    assert rows == {iid: inv["parent"]["subscription_details"]["subscription"] for iid, inv in invoices.items()}
+
+
+def test_the_fake_answers_in_the_requested_version():
+    from kpihub_stripe.fake import in_version
+
+    with FakeStripe(seed=3, customers=40, api_version="2024-06-20") as server:
+        sub = next(iter(server.data.objects["subscriptions"].values()))
+        old = in_version("subscriptions", sub, "2024-06-20")
+        inv = next(iter(server.data.objects["invoices"].values()))
+        http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"})
+        default = http.get("/v1/invoices", params={"limit": 1}).json()["data"][0]
+        basil = http.get("/v1/invoices", params={"limit": 1}, headers={"Stripe-Version": "2025-03-31.basil"}).json()
+        bad = http.get("/v1/invoices", headers={"Stripe-Version": "2025-3-31"})
+        http.close()
+    assert "parent" not in default and default["subscription"].startswith("sub_")
+    assert basil["data"][0]["parent"]["subscription_details"]["subscription"].startswith("sub_")
+    assert "subscription" not in basil["data"][0]
+    assert old["current_period_end"] == sub["items"]["data"][0]["current_period_end"]
+    assert "current_period_end" not in old["items"]["data"][0]
+    assert in_version("invoices", inv, "2025-09-30.clover") is inv
+    assert bad.status_code == 400 and bad.json()["error"]["message"] == "Invalid Stripe API version: 2025-3-31"

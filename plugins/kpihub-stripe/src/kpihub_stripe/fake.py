@@ -9,8 +9,17 @@ Shapes (docs.stripe.com/api and kpihub's shared API notes):
 * Amounts are integers in minor units (``amount``, ``amount_captured``,
   ``amount_refunded``, ``unit_amount``); zero-decimal currencies (JPY) are whole
   units; ``currency`` is lower case; ``created`` is unix seconds.
-* Since API version 2025-03-31.basil ``current_period_start``/``_end`` live on
-  subscription items, not on the subscription.
+* Objects come in the shape of the request's API version: the ``Stripe-Version``
+  header when sent, else the account's default version (docs.stripe.com/api-versions,
+  "How a version is chosen for each request": the request's Stripe-Version header if
+  set, else an SDK's pinned version, else the account default). A malformed version
+  is 400 ``Invalid Stripe API version: …`` (the message quoted in stripe/stripe-java#682). From 2025-03-31.basil on, an invoice names its
+  subscription in ``parent.subscription_details.subscription`` and the top-level
+  ``subscription``/``subscription_details`` are gone
+  (docs.stripe.com/changelog/basil/2025-03-31/adds-new-parent-field-to-invoicing-objects),
+  and ``current_period_start``/``_end`` live on subscription items instead of the
+  subscription (…/basil/2025-03-31/deprecate-subscription-current-period-start-and-end).
+  The fake keeps basil shapes and renders older versions from them.
 * Auth: ``Authorization: Bearer sk_…`` (or HTTP basic with the key as user name).
   A bad key answers 401 ``{"error": {"message": "Invalid API Key provided:
   sk_test_****abcd", "type": "invalid_request_error"}}`` — Stripe masks the key.
@@ -24,6 +33,7 @@ import base64
 import datetime as dt
 import operator
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +43,9 @@ __all__ = ["FakeStripe", "StripeData"]
 
 START = int(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp())
 END = int(dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc).timestamp())
+#: The first API version with invoice ``parent`` and item-level billing periods.
+BASIL = "2025-03-31"
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 PRICES = {"eur": [(2900, "month"), (29000, "year"), (9900, "month")], "jpy": [(3500, "month")]}
 
 
@@ -235,9 +248,12 @@ class FakeStripe(FakeAPIServer):
         customers: int = 500,
         api_key: str = "sk_test_51FakeKpihubKey0000abcd",
         data: StripeData | None = None,
+        api_version: str = "2025-03-31.basil",
     ) -> None:
         super().__init__(seed=seed)
         self.api_key = api_key
+        #: The account's default API version: answers to requests without ``Stripe-Version``.
+        self.api_version = api_version
         self.data = data or StripeData(seed=seed, customers=customers)
 
     def error_body(self, status: int, message: str) -> Any:
@@ -268,6 +284,9 @@ class FakeStripe(FakeAPIServer):
     @route("GET", r"/v1/(?P<kind>customers|charges|refunds|subscriptions|invoices)")
     def list_objects(self, request: FakeRequest) -> FakeResponse:
         kind = request.params["kind"]
+        version = request.header("stripe-version") or self.api_version
+        if not _VERSION.fullmatch(version):
+            return self.json(self.error_body(400, f"Invalid Stripe API version: {version}"), 400)
         try:
             limit = int(request.query.get("limit", "10"))
         except ValueError:
@@ -289,5 +308,27 @@ class FakeStripe(FakeAPIServer):
             if after not in ids:
                 return self.json(self.error_body(400, f"No such {kind[:-1]}: '{after}'"), 400)
             rows = rows[ids.index(after) + 1 :]
-        page = rows[:limit]
+        page = [in_version(kind, r, version) for r in rows[:limit]]
         return self.json({"object": "list", "data": page, "has_more": len(rows) > limit, "url": f"/v1/{kind}"})
+
+
+def in_version(kind: str, obj: dict[str, Any], version: str) -> dict[str, Any]:
+    """``obj`` (kept in the basil shape) as API ``version`` shows it: before basil the invoice
+    names its subscription at the top level and the subscription carries the billing period."""
+    if version[:10] >= BASIL:
+        return obj
+    if kind == "invoices":
+        old = {k: v for k, v in obj.items() if k != "parent"}
+        details = ((obj.get("parent") or {}).get("subscription_details")) or {}
+        old["subscription"] = details.get("subscription")
+        old["subscription_details"] = {"metadata": details.get("metadata") or {}}
+        old["quote"] = None
+        return old
+    if kind == "subscriptions":
+        items = obj["items"]["data"]
+        periods = ("current_period_start", "current_period_end")
+        old = {**obj, **{k: items[0][k] for k in periods if items}}
+        stripped = [{k: v for k, v in item.items() if k not in periods} for item in items]
+        old["items"] = {**obj["items"], "data": stripped}
+        return old
+    return obj

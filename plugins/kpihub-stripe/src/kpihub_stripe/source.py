@@ -46,8 +46,10 @@ class StripeSettings(SourceSettings):
     base_url: str = "https://api.stripe.com"
     #: ``sk_live_…`` / ``rk_live_…``; better set as KPIHUB_STRIPE_API_KEY.
     api_key: SecretStr
-    #: Pins ``Stripe-Version`` (default: the account's version).
-    stripe_version: str | None = None
+    #: ``Stripe-Version`` sent on every request, so that objects come in the shape the streams
+    #: read whatever the account's default version is (docs.stripe.com/api-versions: the header
+    #: wins over the account default). Older versions are read too (invoices' top-level subscription).
+    stripe_version: str = Field(default="2025-03-31.basil", pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
     page_size: int = Field(default=100, ge=1, le=100)
     #: Live mode allows 100 read requests/s, test mode 25/s; stay under the lower.
     requests_per_second: float | None = 20.0
@@ -111,8 +113,7 @@ INVOICES = pa.schema(
         pa.field("total", pa.int64()),
         pa.field("subtotal", pa.int64()),
         pa.field("billing_reason", pa.string()),
-        # Since 2025-03-31.basil the subscription moved to parent.subscription_details.
-        pa.field("subscription", pa.string(), metadata={"path": "parent.subscription_details.subscription"}),
+        pa.field("subscription", pa.string()),  # from either version's place (InvoicesStream)
     ]
 )
 SUBSCRIPTIONS = pa.schema(
@@ -157,6 +158,21 @@ class ListStream(Stream):
 
     def prepare(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return records
+
+
+def invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
+    """The invoice's subscription id in either shape: ``parent.subscription_details.subscription``
+    since 2025-03-31.basil, the top-level ``subscription`` before it
+    (docs.stripe.com/changelog/basil/2025-03-31/adds-new-parent-field-to-invoicing-objects).
+    Either may be an expanded object rather than an id."""
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    value = details.get("subscription") or invoice.get("subscription")
+    return value.get("id") if isinstance(value, Mapping) else value
+
+
+class InvoicesStream(ListStream):
+    def prepare(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**inv, "subscription": invoice_subscription(inv)} for inv in records]
 
 
 class ChargesStream(ListStream):
@@ -224,7 +240,7 @@ class StripeSource(Source):
                 extra={"endpoint": "refunds"},
                 **keyed,
             ),
-            ListStream("invoices", INVOICES, cursor_field="created", extra={"endpoint": "invoices"}, **keyed),
+            InvoicesStream("invoices", INVOICES, cursor_field="created", extra={"endpoint": "invoices"}, **keyed),
             SubscriptionsStream(
                 "subscriptions",
                 SUBSCRIPTIONS,
@@ -238,8 +254,7 @@ class StripeSource(Source):
         return BearerAuth(settings.api_key)  # type: ignore[attr-defined]
 
     def headers(self, settings: SourceSettings) -> dict[str, str]:
-        version = settings.stripe_version  # type: ignore[attr-defined]
-        return {"Stripe-Version": version} if version else {}
+        return {"Stripe-Version": settings.stripe_version}  # type: ignore[attr-defined]
 
     @staticmethod
     def classify(response: httpx.Response) -> RetryDecision | None:
