@@ -21,6 +21,33 @@ duplicated from the previous page, or an empty page with a next cursor.
 :meth:`FakeAPIServer.inject` spreads a mix of them over a share of requests::
 
     server.inject(rate=0.10, kinds=FAULT_KINDS)   # 10% of requests fail, kinds at random
+
+Live data: :meth:`FakeAPIServer.between_pages` runs a function after a page
+of a :class:`Paging` endpoint has been served and before any later request
+is answered, so a test can change the fake's data while a client pages —
+modify records (which moves them in a result sorted by modification time),
+add them, delete them::
+
+    def churn(request):                       # the request of the page just served
+        server.data.touch("contacts", 0.001)  # the fake's own mutation helpers
+
+    hook = server.between_pages(churn, every=1, times=None, path=r"/search$")
+    ...                                       # sync; then compare with the fake's truth
+    assert hook.runs > 0 and hook.error is None
+
+Precisely: a page is *served* when a request matching one of the fake's
+:attr:`~FakeAPIServer.paging` declarations (and the hook's ``path``/``method``
+regex, if given) is answered 200 with its body intact (not cut by a ``reset``,
+``truncate`` or ``malformed`` fault). Every ``every``-th page served runs
+``fn(request)`` — after that page's response was built from the data and
+before it is sent, under :attr:`~FakeAPIServer.data_lock`, which every
+request's handler also holds while it reads the data. So the page reflects
+the data before ``fn`` and every request answered after it — the next page
+of the same paging, or of any other — sees the change. The last page of a
+paging counts too. ``times`` caps the runs (``None``: no cap). An exception
+in ``fn`` is kept in :attr:`PageHook.error` and stops that hook; the page is
+still sent. Change the data from another thread only while holding
+``server.data_lock``.
 """
 
 from __future__ import annotations
@@ -43,7 +70,7 @@ import orjson
 
 from kpihub.http.paginators import get_path
 
-__all__ = ["FAULT_KINDS", "FakeAPIServer", "FakeRequest", "FakeResponse", "Fault", "Paging", "route"]
+__all__ = ["FAULT_KINDS", "FakeAPIServer", "FakeRequest", "FakeResponse", "Fault", "PageHook", "Paging", "route"]
 
 FaultKind = Literal[
     "status", "reset", "truncate", "malformed", "delay", "expire", "loop", "duplicate", "empty", "mixed"
@@ -217,6 +244,56 @@ class Paging:
             _put(body, self.next_link, f"{base_url}{request.path}?{urllib.parse.urlencode(query)}")
 
 
+@dataclass
+class PageHook:
+    """A function the server runs between pages (see :meth:`FakeAPIServer.between_pages`).
+
+    :param fn: called with the :class:`FakeRequest` of the page just served.
+    :param every: run after every ``every``-th matching page served.
+    :param times: run at most this many times (``None``: no cap).
+    :param path: only pages whose path matches this regex (``re.search``) count.
+    :param method: only pages requested with this method count.
+    """
+
+    fn: Callable[[FakeRequest], Any]
+    every: int = 1
+    times: int | None = None
+    path: str | None = None
+    method: str | None = None
+    #: Matching pages served while the hook was active.
+    pages: int = 0
+    #: How many times ``fn`` ran.
+    runs: int = 0
+    #: What ``fn`` raised, if it did (the hook then stops).
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError("every must be at least 1")
+
+    @property
+    def active(self) -> bool:
+        return self.error is None and (self.times is None or self.runs < self.times)
+
+    def matches(self, request: FakeRequest) -> bool:
+        if self.method and self.method.upper() != request.method:
+            return False
+        return not self.path or re.search(self.path, request.path) is not None
+
+    def page_served(self, request: FakeRequest) -> None:
+        """Count a page served; run ``fn`` when it is due (the caller holds the data lock)."""
+        if not self.active or not self.matches(request):
+            return
+        self.pages += 1
+        if self.pages % self.every:
+            return
+        self.runs += 1
+        try:
+            self.fn(request)
+        except Exception as exc:  # kept for the test to see; the page in hand is still sent
+            self.error = exc
+
+
 def _put(data: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     for part in parents:
@@ -260,6 +337,7 @@ class _Server(ThreadingHTTPServer):
 
 
 _PAGE_KINDS = frozenset({"loop", "duplicate", "empty"})
+_BODY_BREAKING = frozenset({"reset", "truncate", "malformed"})  # the client gets no page
 _PAGES_KEPT = 256
 
 
@@ -290,6 +368,9 @@ class FakeAPIServer:
         self._pages: OrderedDict[tuple[Any, ...], FakeResponse] = OrderedDict()
         self._aliases: dict[str, str | None] = {}
         self._keep_pages = False
+        #: Held by every request's handler while it reads the data, and by page hooks while they change it.
+        self.data_lock = threading.RLock()
+        self.page_hooks: list[PageHook] = []
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._routes = [
@@ -447,6 +528,35 @@ class FakeAPIServer:
         first = paging.with_cursor(request, None)
         return (request.method, request.path, tuple(sorted(first.query.items())), first.body, cursor)
 
+    # -- live data ---------------------------------------------------------------
+
+    def between_pages(
+        self,
+        fn: Callable[[FakeRequest], Any],
+        *,
+        every: int = 1,
+        times: int | None = None,
+        path: str | None = None,
+        method: str | None = None,
+    ) -> PageHook:
+        """Run ``fn(request)`` after every ``every``-th page served, before the next request is answered.
+
+        See "Live data" in the module docstring for exactly when it runs. Returns the
+        :class:`PageHook` (``runs``, ``pages``, ``error``); :meth:`clear_page_hooks` removes all.
+        """
+        hook = PageHook(fn, every=every, times=times, path=path, method=method)
+        with self.data_lock:
+            self.page_hooks.append(hook)
+        return hook
+
+    def clear_page_hooks(self) -> None:
+        with self.data_lock:
+            self.page_hooks.clear()
+
+    def _page_served(self, request: FakeRequest) -> None:
+        for hook in list(self.page_hooks):
+            hook.page_served(request)
+
     # -- responses ---------------------------------------------------------------
 
     @staticmethod
@@ -499,15 +609,18 @@ class FakeAPIServer:
         if fault is not None and fault.kind == "expire":
             self.expire_tokens()
             fault = None
-        if fault is not None and fault.kind == "status":
-            body_obj = fault.body if fault.body is not None else self.error_body(fault.status, "injected fault")
-            response = self.json(body_obj, fault.status, {**self.error_headers(fault.status), **fault.headers})
-        elif fault is not None and fault.kind == "loop" and paging is not None:
-            response = self._pages[self._page_key(paging, request, paging.cursor_in(request))]
-        else:
-            response = self.authorize(request) or self._route(request)
-        if paging is not None and response.status == 200:
-            response = self._serve_page(paging, request, response, fault)
+        with self.data_lock:  # the data stays still while this request reads it, and a page hook runs after it
+            if fault is not None and fault.kind == "status":
+                body_obj = fault.body if fault.body is not None else self.error_body(fault.status, "injected fault")
+                response = self.json(body_obj, fault.status, {**self.error_headers(fault.status), **fault.headers})
+            elif fault is not None and fault.kind == "loop" and paging is not None:
+                response = self._pages[self._page_key(paging, request, paging.cursor_in(request))]
+            else:
+                response = self.authorize(request) or self._route(request)
+            if paging is not None and response.status == 200:
+                response = self._serve_page(paging, request, response, fault)
+                if self.page_hooks and (fault is None or fault.kind not in _BODY_BREAKING):
+                    self._page_served(request)
         if fault is not None and fault.kind == "malformed":
             response = FakeResponse(
                 200, b'{"results": [{"id": "1", "properties": {', {"Content-Type": "application/json"}
