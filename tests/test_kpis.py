@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
 import pytest
 import sqlglot
 
@@ -38,8 +39,8 @@ DEALS = [
 ]
 
 
-def engine(deals=DEALS, tz: str = "UTC") -> KPIEngine:
-    con = duckdb.connect()
+def crm_tables(deals=DEALS) -> tuple[pa.Table, pa.Table]:
+    """``CONTACTS`` and ``deals`` as the canonical crm_contacts and crm_deals tables."""
     contacts = canonical(
         "crm_contacts",
         [
@@ -69,6 +70,12 @@ def engine(deals=DEALS, tz: str = "UTC") -> KPIEngine:
             for d, c, cl, won, a, cur in deals
         ],
     )
+    return contacts, deal_rows
+
+
+def engine(deals=DEALS, tz: str = "UTC") -> KPIEngine:
+    con = duckdb.connect()
+    contacts, deal_rows = crm_tables(deals)
     con.register("_c", contacts)
     con.register("_d", deal_rows)
     con.execute("CREATE TABLE crm_contacts AS SELECT * FROM _c")

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,7 +16,7 @@ from kpihub.kpis.periods import Period
 from kpihub.kpis.scorecard import build_scorecard, judge
 from kpihub.kpis.targets import Target, load_targets
 from kpihub.report.scorecard import format_value, write_scorecard
-from tests.test_kpis import engine
+from tests.test_kpis import DEALS, crm_tables, engine
 
 KPIS = {k.id: k for k in CRM_KPIS}
 Q1 = Period.parse("2024-Q1")
@@ -151,16 +152,200 @@ def test_period_parsing_round_trips(text, label, grain):
     assert p.previous().next() == p
 
 
-def test_scorecard_refuses_money_in_two_currencies_until_fx_exists():
+def test_a_refused_kpi_is_a_row_and_the_others_are_still_scored():
     from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
-    from kpihub.errors import MixedCurrencyError
     from tests.test_kpis import ORDERS, orders_engine
 
     rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY", "cus_c")]
     kpis = {k.id: k for k in REVENUE_KPIS}
-    targets = [Target("sales", Period.parse("2024-02"), 100.0, 200.0, "higher")]
-    with pytest.raises(MixedCurrencyError, match=r"\(EUR, JPY\) .* configure FX rates"):
-        build_scorecard(orders_engine(rows), kpis, targets=targets, today=dt.date(2024, 6, 1))
-    # One currency: the same scorecard works.
-    (row,) = build_scorecard(orders_engine(), kpis, targets=targets, today=dt.date(2024, 6, 1))
-    assert row.actual == 150.0 and row.status == "at risk"
+    targets = [
+        Target("sales", Period.parse("2024-02"), 100.0, 200.0, "higher"),
+        Target("orders", Period.parse("2024-02"), 1.0, 2.0, "higher"),
+    ]
+    card = build_scorecard(orders_engine(rows), kpis, targets=targets, today=dt.date(2024, 6, 1))
+    by = {r.kpi: r for r in card}
+    assert by["sales"].status == "refused" and by["sales"].actual is None
+    (reason,) = by["sales"].notes
+    assert "KPI 'sales' would add amounts in 2 currencies (EUR, JPY)" in reason and "configure FX rates" in reason
+    assert by["orders"].actual == 2.0 and by["orders"].status == "on track"  # ch4 and ch9, whatever the currency
+    assert [r.kpi for r in card.refused] == ["sales"]
+    # One currency: the same scorecard is judged, nothing refused.
+    card = build_scorecard(orders_engine(), kpis, targets=targets[:1], today=dt.date(2024, 6, 1))
+    (row,) = card
+    assert row.actual == 150.0 and row.status == "at risk" and card.refused == []
+
+
+def test_a_bug_while_computing_a_kpi_is_not_a_refusal(monkeypatch):
+    from kpihub.kpis.engine import KPIEngine
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not a property of the data")
+
+    monkeypatch.setattr(KPIEngine, "series", broken)
+    with pytest.raises(ZeroDivisionError):
+        build_scorecard(engine(), KPIS, period=Period.parse("2024-02"), today=dt.date(2024, 6, 1))
+
+
+# -- through the CLI, over a DuckDB destination ---------------------------------------------------
+
+MIXED_DEALS = [*DEALS, ("d6", "2024-02-01", "2024-02-12", True, "800", "USD")]
+
+
+def crm_project(tmp_path, monkeypatch, deals=DEALS, state=None, sources=""):
+    """A project whose DuckDB destination holds crm_contacts and ``deals``, committed with ``state``."""
+    from kpihub.destinations.base import TableWrite
+    from kpihub.destinations.duckdb import DuckDBDestination
+    from kpihub.plugins import reset_registry
+
+    reset_registry(None)
+    monkeypatch.chdir(tmp_path)
+    uri = "duckdb:///data.duckdb"
+    (tmp_path / "kpihub.toml").write_text(f'[project]\ndestination = "{uri}"\n{sources}')
+    contacts, deal_rows = crm_tables(deals)
+    with DuckDBDestination().open(uri, root=tmp_path) as session:
+        writes = [TableWrite("crm_contacts", contacts, "replace"), TableWrite("crm_deals", deal_rows, "replace")]
+        session.commit(writes, state or {})
+
+
+def kpis_cli(*args: str):
+    from click.testing import CliRunner
+
+    from kpihub.cli import cli
+
+    return CliRunner().invoke(cli, ["kpis", "--period", "2024-02", "--as-of", "2024-06-01", *args])
+
+
+def test_cli_scorecard_shows_every_kpi_when_one_is_refused(tmp_path, monkeypatch):
+    # February's won deals are in EUR and USD and there is no FX table: money KPIs over crm_deals refuse.
+    crm_project(tmp_path, monkeypatch, MIXED_DEALS)
+    result = kpis_cli("--format", "json")
+    assert result.stdout.startswith("["), result.stderr
+    rows = json.loads(result.stdout)
+    by = {r["kpi"]: r for r in rows}
+    refused = {r["kpi"]: r["notes"] for r in rows if r["status"] == "refused"}
+    assert set(refused) == {"avg_deal_size", "won_revenue"}
+    for kpi, reason in refused.items():
+        assert reason.startswith(f"KPI '{kpi}' would add amounts in 2 currencies (EUR, USD) between 2024-01-01")
+        assert by[kpi]["actual"] is None
+    # Every other KPI is still scored: Feb closed d2 d3 d5 d6, won d3 d5 d6; cycle (10 + 36 + 11) / 3 days.
+    assert by["win_rate"]["actual"] == 0.75 and by["win_rate"]["previous"] == 1.0
+    assert by["sales_cycle_days"]["actual"] == 19.0
+    assert (by["leads"]["actual"], by["mqls"]["actual"], by["new_customers"]["actual"]) == (2, 2, 1)
+    assert by["sales"]["status"] == "no data"  # no orders table: not a refusal
+    assert len(rows) > 40  # the whole catalogue
+    from kpihub.cli.main import EXIT_REFUSED
+
+    assert result.exit_code == EXIT_REFUSED != 1
+    assert "2 KPIs refused: avg_deal_size, won_revenue" in result.stderr
+    # The terminal table: the refused row with its status and its one-line reason, the others with values.
+    table = kpis_cli("--kpi", "avg_deal_size", "--kpi", "win_rate", "--kpi", "won_revenue")
+    assert table.exit_code == EXIT_REFUSED
+    assert "refused" in next(line for line in table.stdout.splitlines() if "Average deal size" in line)
+    assert "75.0 %" in next(line for line in table.stdout.splitlines() if "Win rate" in line)
+    assert "• Average deal size: KPI 'avg_deal_size' would add amounts in 2 currencies (EUR, USD)" in table.stdout
+    # CSV and Parquet carry the refused rows as well.
+    assert kpis_cli("--format", "csv", "-o", "s.csv").exit_code == EXIT_REFUSED
+    csv_rows = {r["kpi"]: r for r in pacsv.read_csv(tmp_path / "s.csv").to_pylist()}
+    assert csv_rows["won_revenue"]["status"] == "refused" and csv_rows["win_rate"]["actual"] == 0.75
+    assert kpis_cli("--format", "parquet", "-o", "s.parquet").exit_code == EXIT_REFUSED
+    pq_rows = {r["kpi"]: r for r in pq.read_table(tmp_path / "s.parquet").to_pylist()}
+    assert pq_rows["avg_deal_size"]["status"] == "refused" and "2 currencies" in pq_rows["avg_deal_size"]["notes"]
+    # Deals in one currency: nothing refused, exit 0.
+    (tmp_path / "one").mkdir()
+    crm_project(tmp_path / "one", monkeypatch)
+    assert kpis_cli("--kpi", "won_revenue").exit_code == 0
+
+
+# -- the data-quality line: what the last sync of each stream said about its data -----------------
+
+QUALITY_STATE = {
+    "hubspot.deals": {
+        "cursor": "2024-03-01T00:00:00+00:00",
+        "status": "incomplete",
+        "notes": ["read 118 distinct records of the 120 the API declared"],
+        "canonical_table": "crm_deals",
+    },
+    "hubspot.contacts": {"status": "ok", "notes": ["fine"], "canonical_table": "crm_contacts"},
+    "ga4.traffic_daily": {
+        "status": "mismatch",
+        "notes": ["sessions loaded 1,180 vs 1,199 in the report's totals"],
+        "reconciliation": {"sessions": {"loaded": 1180, "platform": 1199}},
+        "canonical_table": "web_traffic_daily",
+    },
+    "files.costs": {"cursor": "2024-03-01"},  # written before syncs recorded a status: nothing to say
+    "odd.stream": {"status": 7, "notes": "one string, not a list", "canonical_table": 12},
+}
+
+
+def test_data_quality_lists_streams_that_were_not_ok_and_marks_the_kpis_they_feed(tmp_path, monkeypatch):
+    crm_project(tmp_path, monkeypatch, state=QUALITY_STATE)
+    only = ("--kpi", "win_rate", "--kpi", "leads", "--kpi", "sessions")
+    table = kpis_cli(*only)
+    assert table.exit_code == 0, table.output  # data quality is shown, it does not refuse anything
+    out = table.stdout
+    section = out[out.index("Data quality") :].splitlines()
+    assert section[1:] == [
+        "• ga4.traffic_daily: mismatch — sessions loaded 1,180 vs 1,199 in the report's totals; "
+        "reconciliation: sessions.loaded=1180, sessions.platform=1199 "
+        "(feeds web_traffic_daily: Sessions (web traffic))",
+        "• hubspot.deals: incomplete — read 118 distinct records of the 120 the API declared "
+        "(feeds crm_deals: Win rate)",
+        "• odd.stream: 7 — one string, not a list (feeds an unknown table)",
+    ]
+    assert "• Win rate: data quality: last sync of hubspot.deals: incomplete" in out
+    assert "Leads: data quality" not in out
+    rows = {r["kpi"]: r for r in json.loads(kpis_cli(*only, "--format", "json").stdout)}
+    (deals,) = rows["win_rate"]["data_quality"]
+    assert deals == {
+        "stream": "hubspot.deals",
+        "status": "incomplete",
+        "notes": ["read 118 distinct records of the 120 the API declared"],
+        "tables": ["crm_deals"],
+        "reconciliation": None,
+    }
+    assert rows["leads"]["data_quality"] == [] and rows["leads"]["actual"] == 2
+    assert [q["stream"] for q in rows["sessions"]["data_quality"]] == ["ga4.traffic_daily"]
+    assert kpis_cli(*only, "--format", "csv", "-o", "s.csv").exit_code == 0
+    csv_rows = {r["kpi"]: r for r in pacsv.read_csv(tmp_path / "s.csv").to_pylist()}
+    assert csv_rows["win_rate"]["data_quality"] == "hubspot.deals: incomplete"
+
+
+def test_data_quality_finds_a_streams_table_from_its_connector_when_state_does_not_say(tmp_path, monkeypatch):
+    state = {
+        "hubspot.deals": {"status": "stopped", "notes": ["stopped on request after 2 chunks"]},
+        "gone.stream": {"status": "incomplete"},  # a source no longer configured
+    }
+    monkeypatch.setenv("KPIHUB_HUBSPOT_TOKEN", "pat-test-token")
+    crm_project(tmp_path, monkeypatch, state=state, sources="[sources.hubspot]\n")
+    result = kpis_cli("--kpi", "win_rate", "--format", "json")
+    (row,) = json.loads(result.stdout)
+    assert [(q["stream"], q["tables"]) for q in row["data_quality"]] == [("hubspot.deals", ["crm_deals"])]
+    out = kpis_cli("--kpi", "win_rate").stdout
+    assert "• gone.stream: incomplete (feeds an unknown table)" in out
+    assert "• hubspot.deals: stopped — stopped on request after 2 chunks (feeds crm_deals: Win rate)" in out
+    assert "pat-test-token" not in out
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"status": "ok", "notes": ["x"]}, None),
+        ({"cursor": "2024-01-01"}, None),
+        ("not an object", None),
+        ({"status": "incomplete", "notes": None}, ("incomplete", (), ())),
+        (
+            {"status": "mismatch", "notes": ["a", 3], "canonical_table": ["t1", 5, "t2"]},
+            ("mismatch", ("a", "3"), ("t1", "t2")),
+        ),
+        ({"status": None, "notes": ["no status said"]}, ("unknown", ("no status said",), ())),
+    ],
+)
+def test_state_entries_are_read_defensively(entry, expected):
+    from kpihub.kpis.scorecard import stream_quality
+
+    got = stream_quality({"s.x": entry})
+    if expected is None:
+        assert got == []
+    else:
+        (q,) = got
+        assert (q.status, q.notes, q.tables) == expected

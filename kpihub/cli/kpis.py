@@ -12,15 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from kpihub.cli._context import open_engine, project, registry
+from kpihub.cli.main import EXIT_REFUSED
 from kpihub.cli.output import write_table
 from kpihub.config import Project
-from kpihub.errors import ConfigError
+from kpihub.errors import ConfigError, KpihubError
 from kpihub.kpis.catalog import catalog_markdown, catalog_rows
 from kpihub.kpis.compiler import DIALECTS, compile_kpi, rfm_sql, transpile
 from kpihub.kpis.engine import ENGINES
 from kpihub.kpis.periods import GRAINS, Period
 from kpihub.kpis.project import register_project_kpis
-from kpihub.kpis.scorecard import ScorecardRow, build_scorecard
+from kpihub.kpis.scorecard import Scorecard, build_scorecard
 from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
 from kpihub.report.scorecard import FORMATS, format_value, render_scorecard, write_scorecard
@@ -37,7 +38,7 @@ def compute_scorecard(
     only: list[str] | None = None,
     destination: str | None = None,
     engine: str = "duckdb",
-) -> list[ScorecardRow]:
+) -> Scorecard:
     """Open the project's destination read-only and build its scorecard (on ``engine``)."""
     file = targets_file or proj.settings.targets
     targets = load_targets(proj.resolve(str(file)) if file else "", reg.kpis) if file else []
@@ -50,7 +51,41 @@ def compute_scorecard(
             grain=grain,  # type: ignore[arg-type]
             today=today,
             only=only,
+            stream_tables=stream_tables(proj, reg),
         )
+
+
+def stream_tables(proj: Project, reg: Registry) -> dict[str, list[str]]:
+    """``<source_id>.<stream>`` → the canonical table it feeds, from each configured connector's streams.
+
+    Used where a stream's sync state does not name its table. A source whose settings do not
+    validate here (a token not in this environment) is skipped: its streams stay unmapped.
+    """
+    tables: dict[str, list[str]] = {}
+    for source_id in proj.sources:
+        try:
+            source = reg.source(proj.source_type(source_id))
+            streams = source.streams(proj.source_settings(source_id, source.settings_class))
+        except KpihubError:
+            continue
+        for stream in streams:
+            if stream.canonical_table:
+                tables[f"{source_id}.{stream.name}"] = [stream.canonical_table]
+    return tables
+
+
+def render_data_quality(card: Scorecard, console: Console) -> None:
+    """The data-quality line: each stream whose last sync was not ok, its notes, the KPIs it feeds."""
+    if not card.data_quality:
+        return
+    console.print("[bold]Data quality[/bold] (streams whose last sync was not ok)", soft_wrap=True)
+    for q in card.data_quality:
+        if q.tables:
+            titles = ", ".join(dict.fromkeys(r.title for r in card.affected(q))) or "no KPI on this scorecard"
+            feeds = f"feeds {', '.join(q.tables)}: {titles}"
+        else:
+            feeds = "feeds an unknown table"
+        console.print(f"• {q.describe()} ({feeds})", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command("kpis")
@@ -151,8 +186,20 @@ def command(
     )
     if fmt == "table":
         render_scorecard(rows, console)
+        render_data_quality(rows, console)
     else:
         write_scorecard(rows, fmt, output, sys.stdout)
+    if rows.refused:
+        # The scorecard is out and complete but for these rows: say so, and exit non-zero for scripts.
+        ids = ", ".join(r.kpi for r in rows.refused)
+        n = len(rows.refused)
+        ctx.obj["err"].print(
+            f"Warning: {n} KPI{'s' if n > 1 else ''} refused: {ids} (the reason is in each row's notes)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        ctx.exit(EXIT_REFUSED)
 
 
 def _list_catalog(reg: Registry, console: Console, fmt: str) -> None:

@@ -15,9 +15,11 @@ from kpihub.errors import KpihubError
 from kpihub.secrets import RedactingFilter, redact
 
 #: Exit codes: 1 a user-facing error or failed stream, 2 bad usage (click), 3 stopped on request
-#: (Ctrl-C / SIGTERM: what was read is committed with its state), 130 aborted (a second Ctrl-C).
+#: (Ctrl-C / SIGTERM: what was read is committed with its state), 4 `kpihub kpis` printed its
+#: scorecard but refused one or more KPIs for the data (reason in each row), 130 aborted (a second Ctrl-C).
 EXIT_ERROR = 1
 EXIT_STOPPED = 3
+EXIT_REFUSED = 4
 EXIT_INTERRUPTED = 130
 
 

@@ -110,6 +110,9 @@ class KPIEngine:
         self.currency = currency.upper() if currency else None
         #: KPI id → KPI: resolves the inputs of derived KPIs.
         self.catalog: Catalog = catalog or {}
+        #: The destination the data comes from (set by :meth:`for_destination`): its sync state
+        #: says what each stream's last sync made of the data (the scorecard's data-quality line).
+        self.session: DestinationSession | None = None
 
     @classmethod
     def for_destination(
@@ -123,29 +126,38 @@ class KPIEngine:
     ) -> KPIEngine:
         """KPIs over a destination: in embedded DuckDB (default), ``engine="postgres"`` in the database,
         or ``engine="spark"`` on a local Spark over a Parquet destination."""
+        con: duckdb.DuckDBPyConnection | SQLBackend
         if engine == "duckdb":
             con = duckdb.connect()
             session.attach(con)
-            return cls(con, timezone=timezone, currency=currency, catalog=catalog)
-        if engine not in ENGINES:
+        elif engine not in ENGINES:
             raise KPIError(f"unknown KPI engine {engine!r} (choose from {', '.join(ENGINES)})")
-        if engine == "spark":
+        elif engine == "spark":
             from kpihub.kpis.spark import SparkBackend
 
-            return cls(SparkBackend(session, timezone), timezone=timezone, currency=currency, catalog=catalog)
-        if getattr(session, "dialect", None) != engine:
+            con = SparkBackend(session, timezone)
+        elif getattr(session, "dialect", None) != engine:
             raise KPIError(f"--engine {engine} needs a {engine} destination, not {session.uri}")
-        backend = DatabaseBackend(session, engine, timezone)
-        return cls(backend, timezone=timezone, currency=currency, catalog=catalog)
+        else:
+            con = DatabaseBackend(session, engine, timezone)
+        made = cls(con, timezone=timezone, currency=currency, catalog=catalog)
+        made.session = session
+        return made
 
     def with_catalog(self, catalog: Catalog) -> KPIEngine:
         """The same engine (same connection) resolving derived KPIs' inputs in ``catalog``."""
-        return KPIEngine(
+        made = KPIEngine(
             self.con if self.con is not None else self.backend,
             timezone=self.timezone,
             currency=self.currency,
             catalog=catalog,
         )
+        made.session = self.session
+        return made
+
+    def state(self) -> dict[str, Any]:
+        """The destination's sync state (``<source_id>.<stream>`` → entry); empty without a destination."""
+        return self.session.all_state() if self.session is not None else {}
 
     @property
     def fx(self) -> bool:
@@ -155,11 +167,15 @@ class KPIEngine:
     def tables(self) -> set[str]:
         return self.backend.table_names()
 
-    def missing_tables(self, kpi: KPI) -> list[str]:
-        present = self.tables()
+    def input_tables(self, kpi: KPI) -> list[str]:
+        """The tables ``kpi`` reads, through the inputs of derived KPIs too."""
         today = dt.date.today()
         needed = leaves(kpi, grain="month", start=today, end=today + dt.timedelta(days=1), catalog=self.catalog)
-        return list(dict.fromkeys(leaf.measure.table for leaf in needed if leaf.measure.table not in present))
+        return list(dict.fromkeys(leaf.measure.table for leaf in needed))
+
+    def missing_tables(self, kpi: KPI) -> list[str]:
+        present = self.tables()
+        return [table for table in self.input_tables(kpi) if table not in present]
 
     def series(self, kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date, by: str | None = None) -> KPISeries:
         """``kpi`` for every ``grain`` period overlapping ``[start, end)`` (and value of dimension ``by``)."""

@@ -12,25 +12,77 @@ Status rule (documented in docs/kpis.md):
   10 % of it (attainment ≥ 0.9), else **off track**.
 * ``attainment`` is actual ÷ target (target ÷ actual when lower is better).
 * ``change`` is the relative change against the previous period.
+
+A KPI the data makes impossible to compute (money in two currencies without FX
+rates, a missing FX rate, a grain the KPI refuses) is a row with status
+**refused** and the one-line reason in its notes; the other KPIs are scored as
+usual. Under the rows, :attr:`Scorecard.data_quality` lists the streams whose
+last sync was not ``ok`` (read from the destination's sync state), and each row
+whose input tables such a stream feeds is marked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from kpihub.errors import KPIError, MixedCurrencyError
+from kpihub.errors import KPIError, KpihubError
 from kpihub.kpis.catalog import STAGE_ORDER
 from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.periods import Grain, Period
 from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import Target
 
-__all__ = ["ScorecardRow", "build_scorecard", "judge", "scorecard_table"]
+__all__ = [
+    "REFUSED",
+    "Scorecard",
+    "ScorecardRow",
+    "StreamQuality",
+    "build_scorecard",
+    "judge",
+    "scorecard_table",
+    "stream_quality",
+]
+
+#: The status of a row whose KPI the data makes impossible to compute; the reason is its note.
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class StreamQuality:
+    """What the last sync of one stream said about its data, when that was not ``ok``.
+
+    Read from the stream's sync-state entry: ``status`` (``incomplete``, ``mismatch``,
+    ``stopped``, ...), ``notes``, ``reconciliation`` and ``canonical_table`` (the
+    table(s) it feeds; else the connector's stream declaration, when known).
+    """
+
+    stream: str
+    status: str
+    notes: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    reconciliation: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "status": self.status,
+            "notes": list(self.notes),
+            "tables": list(self.tables),
+            "reconciliation": dict(self.reconciliation) if self.reconciliation is not None else None,
+        }
+
+    def describe(self) -> str:
+        """``hubspot.deals: incomplete — <notes>; reconciliation: a.b=1`` (one line)."""
+        details = list(self.notes)
+        if self.reconciliation:
+            pairs = ", ".join(f"{k}={v}" for k, v in _flatten(self.reconciliation))
+            details.append(f"reconciliation: {pairs}")
+        return f"{self.stream}: {self.status}" + (f" — {'; '.join(details)}" if details else "")
 
 
 @dataclass
@@ -52,11 +104,37 @@ class ScorecardRow:
     status: str = ""
     currency: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: Streams feeding this KPI's input tables whose last sync was not ``ok``.
+    data_quality: list[StreamQuality] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return self.status == REFUSED
 
     def as_dict(self) -> dict[str, Any]:
+        """The row for JSON: notes in one string, ``data_quality`` a list of stream objects."""
         out = asdict(self)
         out["notes"] = "; ".join(self.notes)
+        out["data_quality"] = [q.as_dict() for q in self.data_quality]
         return out
+
+
+class Scorecard(list[ScorecardRow]):
+    """The rows of a scorecard (a list, as before), with the refused rows and the data-quality facts."""
+
+    def __init__(self, rows: Iterable[ScorecardRow] = (), data_quality: Iterable[StreamQuality] = ()) -> None:
+        super().__init__(rows)
+        #: Every stream whose last sync was not ``ok``, whether or not a row reads what it feeds.
+        self.data_quality: list[StreamQuality] = list(data_quality)
+
+    @property
+    def refused(self) -> list[ScorecardRow]:
+        """Rows whose KPI was refused for the data (the reason is the row's note)."""
+        return [r for r in self if r.refused]
+
+    def affected(self, quality: StreamQuality) -> list[ScorecardRow]:
+        """Rows that read a table ``quality``'s stream feeds."""
+        return [r for r in self if quality in r.data_quality]
 
 
 def judge(
@@ -94,8 +172,16 @@ def build_scorecard(
     grain: Grain = "month",
     today: dt.date | None = None,
     only: Sequence[str] | None = None,
-) -> list[ScorecardRow]:
-    """One row per target (or per KPI when there are no targets), grouped by funnel stage."""
+    state: Mapping[str, Any] | None = None,
+    stream_tables: Mapping[str, Sequence[str]] | None = None,
+) -> Scorecard:
+    """One row per target (or per KPI when there are no targets), grouped by funnel stage.
+
+    A KPI refused for the data is a ``refused`` row (the others are still scored); an error that
+    is not a :class:`~kpihub.errors.KpihubError` is a bug and propagates. ``state`` is the sync
+    state (default: the engine's destination's), ``stream_tables`` maps ``<source_id>.<stream>``
+    to the canonical tables it feeds where its state entry does not say.
+    """
     today = today or dt.date.today()
     engine = engine if engine.catalog else engine.with_catalog(kpis)
     default_period = period or Period.containing(today, grain).previous()
@@ -110,12 +196,31 @@ def build_scorecard(
             if kpi_id not in kpis:
                 raise KPIError(f"unknown KPI {kpi_id!r}")
             jobs.append((kpis[kpi_id], default_period, None))
-    rows = [_row(engine, kpi, p, t, today) for kpi, p, t in jobs]
+    quality = stream_quality(engine.state() if state is None else state, stream_tables)
+    rows = []
+    for kpi, p, t in jobs:
+        row = _row(engine, kpi, p, t, today)
+        _mark(row, _input_tables(engine, kpi), quality)
+        rows.append(row)
     rows.sort(key=lambda r: (STAGE_ORDER.get(r.stage or "", 4), r.kpi, r.period))
-    return rows
+    return Scorecard(rows, quality)
 
 
 def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, today: dt.date) -> ScorecardRow:
+    """The scored row, or a ``refused`` one: one KPI the data rules out does not hide the others."""
+    try:
+        return _scored_row(engine, kpi, period, target, today)
+    except KpihubError as exc:  # mixed currencies, a missing FX rate, a refused grain, a failed query
+        row = ScorecardRow(kpi.id, kpi.title, kpi.unit, kpi.stage, period.label, None, status=REFUSED)
+        if target is not None:
+            row.baseline, row.target = target.baseline, target.target
+        row.notes.append(_one_line(exc))
+        return row
+
+
+def _scored_row(
+    engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, today: dt.date
+) -> ScorecardRow:
     row = ScorecardRow(kpi.id, kpi.title, kpi.unit, kpi.stage, period.label, None)
     missing = engine.missing_tables(kpi)
     if missing:
@@ -123,14 +228,7 @@ def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, tod
         row.notes.append(f"table {missing[0]} not synced")
         return row
     previous = period.previous()
-    try:
-        series = engine.series(kpi, grain=period.grain, start=previous.start, end=period.end)
-    except MixedCurrencyError:
-        raise  # money in several currencies: the scorecard refuses as a whole
-    except KPIError as exc:
-        row.status = "n/a"
-        row.notes.append(str(exc))
-        return row
+    series = engine.series(kpi, grain=period.grain, start=previous.start, end=period.end)
     values = series.values()
     row.actual = values.get(period.start)
     row.previous = values.get(previous.start)
@@ -143,10 +241,8 @@ def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, tod
             .values()
             .get(last_year.start)
         )
-    except MixedCurrencyError:
-        raise
-    except KPIError as exc:  # e.g. too little history a year back to fit a model
-        row.notes.append(f"no value for {last_year.label}: {exc}")
+    except KPIError as exc:  # e.g. too little history a year back to fit a model: only the trend is lost
+        row.notes.append(f"no value for {last_year.label}: {_one_line(exc)}")
     row.change_yoy = _relative_change(row.actual, row.last_year)
     if period.elapsed(today) < 1:
         row.notes.append(f"period in progress ({period.elapsed(today):.0%} elapsed)")
@@ -158,6 +254,70 @@ def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, tod
     )
     row.notes.extend(f"not SMART: {issue}" for issue in target.issues)
     return row
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as the one line a note holds (secrets masked: notes are printed and exported)."""
+    from kpihub.secrets import redact
+
+    return (redact(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _input_tables(engine: KPIEngine, kpi: KPI) -> set[str]:
+    try:
+        return set(engine.input_tables(kpi))
+    except KPIError:  # a definition the row already refused: nothing to mark
+        return set()
+
+
+def _mark(row: ScorecardRow, tables: set[str], quality: Sequence[StreamQuality]) -> None:
+    """Mark ``row`` with every stream not ``ok`` that feeds one of its input ``tables``."""
+    for q in quality:
+        if tables & set(q.tables):
+            row.data_quality.append(q)
+            row.notes.append(f"data quality: last sync of {q.stream}: {q.status}")
+
+
+def stream_quality(
+    state: Mapping[str, Any], stream_tables: Mapping[str, Sequence[str]] | None = None
+) -> list[StreamQuality]:
+    """The streams whose last sync was not ``ok``, from sync-state entries read defensively.
+
+    An entry without a ``status`` (written before syncs recorded one) or with ``ok`` says
+    nothing; any other value, even one this version does not know, is listed as it is.
+    ``notes`` may be a list or one string; ``canonical_table`` a name or a list of names.
+    """
+    found = []
+    for key, entry in sorted(state.items(), key=lambda item: str(item[0])):
+        if not isinstance(entry, Mapping) or "status" not in entry or entry["status"] == "ok":
+            continue
+        status = entry["status"]
+        tables = _strings(entry.get("canonical_table")) or tuple((stream_tables or {}).get(str(key), ()))
+        reconciliation = entry.get("reconciliation")
+        found.append(
+            StreamQuality(
+                stream=str(key),
+                status="unknown" if status is None or status == "" else str(status),
+                notes=_strings(entry.get("notes"), every=True),
+                tables=tables,
+                reconciliation=reconciliation if isinstance(reconciliation, Mapping) else None,
+            )
+        )
+    return found
+
+
+def _strings(value: object, *, every: bool = False) -> tuple[str, ...]:
+    """A string or a list as a tuple of strings: other items dropped (or, with ``every``, shown)."""
+    items = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
+    return tuple(str(v) for v in items if isinstance(v, str) or (every and v is not None))
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in mapping.items():
+        name = f"{prefix}{k}"
+        out.extend(_flatten(v, name + ".") if isinstance(v, Mapping) else [(name, v)])
+    return out
 
 
 def _relative_change(value: float | None, before: float | None) -> float | None:
@@ -188,6 +348,12 @@ def scorecard_table(rows: Sequence[ScorecardRow]) -> pa.Table:
             ("status", pa.string()),
             ("currency", pa.string()),
             ("notes", pa.string()),
+            ("data_quality", pa.string()),
         ]
     )
-    return pa.Table.from_pylist([r.as_dict() for r in rows], schema=schema)
+    flat = [r.as_dict() | {"data_quality": "; ".join(_summary(q) for q in r.data_quality)} for r in rows]
+    return pa.Table.from_pylist(flat, schema=schema)
+
+
+def _summary(quality: StreamQuality) -> str:
+    return f"{quality.stream}: {quality.status}"
