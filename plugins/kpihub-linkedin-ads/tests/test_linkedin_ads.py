@@ -96,3 +96,17 @@ def test_fixture_maps_urns_dates_and_long_costs():
     assert row["date"] == dt.date(2024, 6, 1) and row["campaign_id"] == "447712782"
     assert row["campaign_name"] == "Awareness" and row["spend"] == Decimal("107.530000000")
     assert (row["impressions"], row["clicks"], row["conversions"]) == (4392, 67, 3.0)
+
+
+def test_a_row_without_cost_has_null_spend_and_is_noted(tmp_path):
+    with FakeLinkedInAds(start=dt.date(2026, 6, 1), uncosted=0.1) as server:
+        p, result, _ = run(tmp_path, server, start_date="2026-06-01")
+        sources = {(a, str(r["campaign"]), r["date"]): r for a, rows in server.rows.items() for r in rows}
+    uncosted = [key for key, r in sources.items() if r["cost"] is None]
+    assert result.ok and uncosted
+    with p.open_destination(read_only=True) as s:
+        rows = s.read_table("ad_performance_daily").to_pylist()
+    spend = {(r["account_id"], r["campaign_id"], r["date"]): r["spend"] for r in rows}
+    assert len(spend) == len(sources)
+    assert {key for key, value in spend.items() if value is None} == set(uncosted)  # unknown, not 0
+    assert f"rows without costInLocalCurrency: spend stored as null ({len(uncosted)})" in result.streams[0].drift

@@ -54,7 +54,9 @@ class FakeLinkedInAds(FakeAPIServer):
         version: str = "202406",
         accounts: dict[str, str] | None = None,
         campaign_names: list[str] | None = None,
+        uncosted: float = 0.0,
     ) -> None:
+        """``uncosted``: the share of rows whose ``costInLocalCurrency`` LinkedIn leaves out."""
         super().__init__(seed=seed)
         self.token = token
         self.version = version
@@ -85,7 +87,9 @@ class FakeLinkedInAds(FakeAPIServer):
                             "impressions": impressions,
                             "clicks": clicks,
                             # LinkedIn sends long decimal strings for money.
-                            "cost": f"{cost:.2f}" + ("0000000000000335346" if rng.random() < 0.2 else ""),
+                            "cost": None
+                            if uncosted and rng.random() < uncosted
+                            else f"{cost:.2f}" + ("0000000000000335346" if rng.random() < 0.2 else ""),
                             "conversions": conversions,
                             "value": f"{conversions * rng.uniform(50, 300):.2f}",
                         }
@@ -170,21 +174,24 @@ class FakeLinkedInAds(FakeAPIServer):
             return self.json({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Invalid dateRange/accounts"}, 400)
         low = dt.date(int(m[1]), int(m[2]), int(m[3]))
         high = dt.date(int(m[4]), int(m[5]), int(m[6]))
+        # Rest.li projection: with ``fields=`` only the named fields come back.
+        fields = set(q["fields"].split(",")) if q.get("fields") else None
         elements = []
         for urn in accounts[1].split(","):
             acct = urn.rsplit(":", 1)[-1]
             for r in self.rows.get(acct, []):
                 if low <= r["date"] <= high:
                     d = {"year": r["date"].year, "month": r["date"].month, "day": r["date"].day}
+                    element = {
+                        "pivotValues": [f"urn:li:sponsoredCampaign:{r['campaign']}"],
+                        "dateRange": {"start": d, "end": d},
+                        "impressions": r["impressions"],
+                        "clicks": r["clicks"],
+                        "costInLocalCurrency": r["cost"],
+                        "externalWebsiteConversions": r["conversions"],
+                        "conversionValueInLocalCurrency": r["value"],
+                    }
                     elements.append(
-                        {
-                            "pivotValues": [f"urn:li:sponsoredCampaign:{r['campaign']}"],
-                            "dateRange": {"start": d, "end": d},
-                            "impressions": r["impressions"],
-                            "clicks": r["clicks"],
-                            "costInLocalCurrency": r["cost"],
-                            "externalWebsiteConversions": r["conversions"],
-                            "conversionValueInLocalCurrency": r["value"],
-                        }
+                        {k: v for k, v in element.items() if v is not None and (fields is None or k in fields)}
                     )
         return self.json({"paging": {"start": 0, "count": 10, "links": []}, "elements": elements})

@@ -27,6 +27,11 @@ FIELDS = (
     "dateRange,pivotValues,impressions,clicks,costInLocalCurrency,externalWebsiteConversions,"
     "conversionValueInLocalCurrency"
 )
+#: A row without ``costInLocalCurrency`` has no reported cost: its spend is unknown, not 0.
+#: (adAnalytics returns the metrics projected with ``fields=`` that it has for a row; cost is a
+#: decimal string in the account currency: learn.microsoft.com/en-us/linkedin/marketing/
+#: integrations/ads-reporting/ads-reporting and …/ads-reporting-schema.)
+UNCOSTED = "rows without costInLocalCurrency: spend stored as null"
 
 
 class LinkedInAdsSettings(SourceSettings):
@@ -108,7 +113,10 @@ class CampaignAnalytics(Stream):
         s: LinkedInAdsSettings = ctx.settings  # type: ignore[assignment]
         since, today = report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         accounts = [self._account(ctx, s, acct, since, today) for acct in s.account_ids]
-        yield from interleave(accounts, max_workers=s.max_concurrency)
+        for rows in interleave(accounts, max_workers=s.max_concurrency):
+            # Noted here, in the consuming thread, not in the account workers.
+            ctx.note(UNCOSTED, count=sum(r["cost_in_local_currency"] is None for r in rows))
+            yield rows
 
     @staticmethod
     def _account(
@@ -144,6 +152,7 @@ class CampaignAnalytics(Stream):
             conversions=batch.column("conversions"),
             conversion_value=batch.column("conversion_value_in_local_currency"),
             currency=batch.column("currency"),
+            omitted_as_zero=("impressions", "clicks", "conversions", "conversion_value"),  # not spend
         )
 
 
