@@ -163,3 +163,37 @@ def test_fixture_stream_maps_micros_and_missing_metrics():
     )
     assert (generic["impressions"], generic["clicks"], generic["spend"], generic["conversions"]) == (12, 0, 0, 0.0)
     assert brand["currency"] == "NOK" and brand["time_zone"] == "Europe/Oslo" and brand["date"] == dt.date(2024, 6, 14)
+
+
+def test_rows_without_customer_take_the_id_from_the_request(tmp_path):
+    # The customer id is in the URL (/v21/customers/{id}/googleAds:searchStream); currency and
+    # time zone then come from the customer resource itself.
+    with FakeGoogleAds(start=dt.date(2026, 6, 20), omit=("customer",)) as server:
+        p, result, _ = sync(tmp_path, server, start_date="2026-06-20")
+        expected = {(c, r["campaign"]["id"], r["date"]): r for c, data in server.rows.items() for r in data}
+    assert result.ok, result.streams[0].error
+    with p.open_destination(read_only=True) as s:
+        rows = s.read_table("ad_performance_daily").to_pylist()
+    assert len(rows) == len(expected)
+    for row in rows:
+        src = expected[(row["account_id"], row["campaign_id"], row["date"].isoformat())]
+        assert (row["currency"], row["time_zone"]) == (src["customer"]["currencyCode"], src["customer"]["timeZone"])
+
+
+def test_the_fake_returns_only_selected_fields():
+    import httpx
+
+    with FakeGoogleAds(start=dt.date(2026, 6, 29)) as server:
+        grant = {"grant_type": "refresh_token", "refresh_token": server.refresh_token}
+        token = httpx.post(f"{server.url}/token", data={**grant, "client_secret": server.client_secret}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}", "developer-token": server.developer_token}
+        query = (
+            "SELECT campaign.id, metrics.cost_micros FROM campaign "
+            "WHERE segments.date BETWEEN '2026-06-29' AND '2026-06-29'"
+        )
+        (chunk,) = httpx.post(
+            f"{server.url}/v21/customers/1234567890/googleAds:searchStream", json={"query": query}, headers=headers
+        ).json()
+    assert chunk["fieldMask"] == "campaign.id,metrics.costMicros"
+    for row in chunk["results"]:
+        assert set(row) <= {"campaign", "metrics"} and set(row["campaign"]) == {"resourceName", "id"}

@@ -10,8 +10,17 @@ and kpihub's shared API notes):
   ``queryResourceConsumption``. No rows: a single chunk without ``results``.
 * Rows are camelCase nested objects; int64 values (``id``, ``impressions``,
   ``clicks``, ``costMicros``) are JSON strings, doubles (``conversions``,
-  ``conversionsValue``) JSON numbers; zero metrics may be absent;
-  ``segments.date`` is ``YYYY-MM-DD`` in the account's time zone.
+  ``conversionsValue``) JSON numbers; ``segments.date`` is ``YYYY-MM-DD`` in the
+  account's time zone.
+* A row holds only the fields the query's SELECT names, plus the ``resourceName``
+  of the FROM resource, which is always returned
+  (developers.google.com/google-ads/api/docs/query/structure); ``fieldMask`` lists
+  the selected fields. Fields at their proto3 default (0, "") are left out of the
+  JSON (protobuf.dev/programming-guides/json: "fields with default values are
+  omitted by default"), so zero metrics are absent.
+* ``SELECT customer.… FROM customer`` answers one row describing the account.
+* ``omit=("customer",)`` replays bodies seen in the wild whose rows lack a whole
+  object (here ``customer``) although the query selected it.
 * Errors are ``[{"error": {code, message, status, details: [{"@type":
   "type.googleapis.com/google.ads.googleads.vNN.errors.GoogleAdsFailure", errors:
   [{errorCode: {<family>: <ENUM>}, message}], requestId}]}}]`` — wrapped in an
@@ -56,8 +65,10 @@ class FakeGoogleAds(FakeAPIServer):
         chunk_rows: int = 10_000,
         accounts: dict[str, tuple[str, str]] | None = None,
         campaign_names: list[str] | None = None,
+        omit: tuple[str, ...] = (),
     ) -> None:
         super().__init__(seed=seed)
+        self.omit = omit
         self.developer_token = developer_token
         self.refresh_token = refresh_token
         self.client_id = "123-fake.apps.googleusercontent.com"
@@ -199,8 +210,10 @@ class FakeGoogleAds(FakeAPIServer):
                 403,
             )
         query = (request.json() or {}).get("query", "")
+        parsed = re.match(r"\s*SELECT\s+(.+?)\s+FROM\s+(\w+)", query, re.S | re.I)
         between = re.search(r"segments\.date BETWEEN '(\d{4}-\d{2}-\d{2})' AND '(\d{4}-\d{2}-\d{2})'", query)
-        if not between or "FROM campaign" not in query:
+        resource = parsed[2] if parsed else ""
+        if not parsed or resource not in ("campaign", "customer") or (resource == "campaign" and not between):
             return self.json(
                 self.failure(
                     400,
@@ -211,25 +224,30 @@ class FakeGoogleAds(FakeAPIServer):
                 ),
                 400,
             )
-        low, high = between.groups()
-        rows = [r for r in self.rows[cid] if low <= r["date"] <= high]
-        rows.sort(key=lambda r: (r["date"], r["campaign"]["id"]))
-        mask = (
-            "customer.id,customer.currencyCode,customer.timeZone,campaign.id,campaign.name,segments.date,"
-            "metrics.impressions,metrics.clicks,metrics.costMicros,metrics.conversions,metrics.conversionsValue"
-        )
+        selected = [camel(f.strip()) for f in parsed[1].split(",")]
+        if resource == "customer":
+            currency, zone = self.accounts[cid]
+            account = {"resourceName": f"customers/{cid}", "id": cid, "currencyCode": currency, "timeZone": zone}
+            full = [{"customer": account}]
+        else:
+            low, high = between.groups()
+            rows = [r for r in self.rows[cid] if low <= r["date"] <= high]
+            rows.sort(key=lambda r: (r["date"], r["campaign"]["id"]))
+            full = [self._row(cid, r) for r in rows]
+        results = [project(row, selected, resource, self.omit if resource == "campaign" else ()) for row in full]
+        mask = ",".join(selected)
         chunks = []
-        for i in range(0, len(rows), self.chunk_rows):
+        for i in range(0, len(results), self.chunk_rows):
             chunks.append(
                 {
-                    "results": [self._row(cid, r) for r in rows[i : i + self.chunk_rows]],
+                    "results": results[i : i + self.chunk_rows],
                     "fieldMask": mask,
                     "requestId": uuid.UUID(int=self.rng.getrandbits(128)).hex[:22],
                 }
             )
         if not chunks:
             chunks.append({"fieldMask": mask, "requestId": uuid.UUID(int=self.rng.getrandbits(128)).hex[:22]})
-        chunks[-1]["queryResourceConsumption"] = str(len(rows) * 3 + 100)
+        chunks[-1]["queryResourceConsumption"] = str(len(results) * 3 + 100)
         return self.json(chunks)
 
     @staticmethod
@@ -258,3 +276,23 @@ class FakeGoogleAds(FakeAPIServer):
             "metrics": metrics,
             "segments": {"date": r["date"]},
         }
+
+
+def camel(field: str) -> str:
+    """A GAQL field (``metrics.cost_micros``) as the JSON path of its value (``metrics.costMicros``)."""
+    return ".".join(p.split("_")[0] + "".join(w.title() for w in p.split("_")[1:]) for p in field.split("."))
+
+
+def project(row: dict[str, Any], selected: list[str], resource: str, omit: tuple[str, ...]) -> dict[str, Any]:
+    """``row`` cut down to the selected fields, each object with its ``resourceName``; the FROM
+    resource's ``resourceName`` is always there. Objects named in ``omit`` are dropped."""
+    out: dict[str, dict[str, Any]] = {}
+    keep = {resource: {"resourceName"}}
+    for path in selected:
+        head, _, leaf = path.partition(".")
+        keep.setdefault(head, {"resourceName"}).add(leaf)
+    for head, leaves in keep.items():
+        values = {k: v for k, v in (row.get(head) or {}).items() if k in leaves}
+        if values and head not in omit:
+            out[head] = values
+    return out

@@ -31,6 +31,8 @@ GAQL = (
     "metrics.impressions, metrics.clicks, metrics.cost_micros, metrics.conversions, metrics.conversions_value "
     "FROM campaign WHERE segments.date BETWEEN '{start}' AND '{end}' ORDER BY segments.date"
 )
+#: The account itself, for rows that come without their ``customer`` object.
+CUSTOMER_GAQL = "SELECT customer.id, customer.currency_code, customer.time_zone FROM customer"
 
 
 class GoogleAdsSettings(SourceSettings):
@@ -106,6 +108,32 @@ def retry_delay(body: Any) -> float | None:
     return None
 
 
+def _results(chunks: Any) -> Iterator[list[dict[str, Any]]]:
+    """The rows of each searchStream chunk (a stream with no rows has a chunk without ``results``)."""
+    for chunk in chunks if isinstance(chunks, list) else [chunks]:
+        if chunk.get("results"):
+            yield chunk["results"]
+
+
+def _has_customer(row: Mapping[str, Any]) -> bool:
+    customer = row.get("customer") or {}
+    return all(customer.get(k) for k in ("id", "currencyCode", "timeZone"))
+
+
+def _customer(ctx: StreamContext, url: str, cid: str) -> dict[str, Any]:
+    """The account's id, currency and time zone, for rows that lack them.
+
+    A row carries only what the query selected (developers.google.com/google-ads/api/docs/query/structure)
+    and leaves out fields at their proto3 default (protobuf.dev/programming-guides/json), and bodies
+    have been seen without ``customer``; the id is the one in the request URL
+    (``/v{N}/customers/{customer_id}/googleAds:searchStream``), the rest comes from the customer resource.
+    """
+    found = {"id": cid}
+    for results in _results(ctx.http.json("POST", url, stream=ctx.stream, json={"query": CUSTOMER_GAQL})):
+        found.update({k: v for k, v in (results[0].get("customer") or {}).items() if k != "id"})
+    return found
+
+
 class CampaignPerformance(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         settings: GoogleAdsSettings = ctx.settings  # type: ignore[assignment]
@@ -117,11 +145,14 @@ class CampaignPerformance(Stream):
     @staticmethod
     def _account(ctx: StreamContext, settings: GoogleAdsSettings, cid: str, query: str) -> Iterator[list[Any]]:
         url = f"/{settings.api_version}/customers/{cid}/googleAds:searchStream"
-        chunks = ctx.http.json("POST", url, stream=ctx.stream, json={"query": query})
-        for chunk in chunks if isinstance(chunks, list) else [chunks]:
-            results = chunk.get("results")
-            if results:  # a stream with no rows has a chunk without "results"
-                yield results
+        account: dict[str, Any] = {}
+        for results in _results(ctx.http.json("POST", url, stream=ctx.stream, json={"query": query})):
+            if any(not _has_customer(row) for row in results) and not account:
+                account = _customer(ctx, url, cid)
+            yield [
+                row if _has_customer(row) else {**row, "customer": {**account, **(row.get("customer") or {})}}
+                for row in results
+            ]
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
         micros = pc.cast(pc.fill_null(batch.column("cost_micros"), 0), pa.decimal128(20, 0))
