@@ -168,7 +168,10 @@ def test_a_refused_kpi_is_a_row_and_the_others_are_still_scored():
     (reason,) = by["sales"].notes
     assert "KPI 'sales' would add amounts in 2 currencies (EUR, JPY)" in reason and "configure FX rates" in reason
     assert by["orders"].actual == 2.0 and by["orders"].status == "on track"  # ch4 and ch9, whatever the currency
-    assert [r.kpi for r in card.refused] == ["sales"]
+    assert [r.kpi for r in card.refused] == ["sales"] and by["sales"].refused and not by["orders"].refused
+    from kpihub.kpis import Scorecard
+
+    assert isinstance(card, Scorecard) and card.data_quality == []  # an engine without a destination: no state
     # One currency: the same scorecard is judged, nothing refused.
     card = build_scorecard(orders_engine(), kpis, targets=targets[:1], today=dt.date(2024, 6, 1))
     (row,) = card
