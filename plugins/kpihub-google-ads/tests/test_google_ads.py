@@ -38,7 +38,7 @@ class TestGoogleAdsConformance(SourceConformance):
         }
 
     def change_data(self, server) -> None:
-        pass  # the lookback window is re-read; nothing else is new
+        server.restate(days=2, fraction=0.3)  # inside lookback_days=3: late conversions, invalid clicks
 
 
 def helper() -> TestGoogleAdsConformance:
@@ -197,3 +197,38 @@ def test_the_fake_returns_only_selected_fields():
     assert chunk["fieldMask"] == "campaign.id,metrics.costMicros"
     for row in chunk["results"]:
         assert set(row) <= {"campaign", "metrics"} and set(row["campaign"]) == {"resourceName", "id"}
+
+
+def tables(p, names: tuple[str, ...] = ("google_ads_campaign_performance", "ad_performance_daily")) -> dict:
+    with p.open_destination(read_only=True) as s:
+        out = {}
+        for name in names:
+            table = s.read_table(name)
+            rows = table.drop_columns([c for c in table.column_names if c.startswith("_")]).to_pylist()
+            out[name] = sorted(rows, key=repr)
+    return out
+
+
+def test_restated_days_arrive_with_their_new_values(tmp_path):
+    c = helper()
+    with c.make_server() as server:
+        p = c.pipeline(tmp_path / "incremental", c.settings(server))
+        c.sync(p)
+        before = tables(p)
+        c.change_data(server)
+        c.sync(p)
+        fresh = c.pipeline(tmp_path / "fresh", c.settings(server))
+        c.sync(fresh)
+        after, full = tables(p), tables(fresh)
+    assert after == full
+    assert after != before and all(after[name] != before[name] for name in after)
+
+
+def test_restate_can_drop_a_row_of_a_restated_day():
+    with FakeGoogleAds(start=dt.date(2026, 6, 1)) as server:
+        count = {cid: len(rows) for cid, rows in server.rows.items()}
+        change = server.restate(days=2, fraction=0.5, drop=1)
+        keys = {(cid, r["campaign"]["id"], r["date"]) for cid, rows in server.rows.items() for r in rows}
+    assert {cid: len(rows) for cid, rows in server.rows.items()} == count  # one added, one dropped each
+    assert len(change["dropped"]) == len(server.rows) and not keys & set(change["dropped"])
+    assert set(change["added"]) <= keys and {d for *_, d in change["dropped"]} <= {"2026-06-29", "2026-06-30"}

@@ -69,6 +69,7 @@ class FakeGoogleAds(FakeAPIServer):
     ) -> None:
         super().__init__(seed=seed)
         self.omit = omit
+        self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         self.developer_token = developer_token
         self.refresh_token = refresh_token
         self.client_id = "123-fake.apps.googleusercontent.com"
@@ -105,6 +106,62 @@ class FakeGoogleAds(FakeAPIServer):
                     )
                 day += dt.timedelta(days=1)
             self.rows[cid] = rows
+
+    # -- changes (incremental tests) -----------------------------------------------
+
+    def restate(self, days: int = 2, fraction: float = 0.3, drop: int = 0) -> dict[str, list[tuple[str, str, str]]]:
+        """Revise each account's last ``days`` days the way Google Ads revises recent statistics.
+
+        Conversions keep arriving for the day of the click, and click-fraud detection takes
+        invalid clicks (and their cost) back for weeks: "due to ongoing operations such as click
+        fraud detection, some of the data, such as clicks, may change for up to a month later",
+        conversions "will never be completely stable" (adwordsapi.blogspot.com/2011/06/
+        statistics-in-reports.html; support.google.com/google-ads/answer/2544985). So on those
+        days ``fraction`` of the rows (at least one) get late conversions and lose a few invalid
+        clicks, and a campaign whose day arrived late gets a row on the last day. ``drop`` rows
+        of those days disappear (a day the platform no longer reports: only an engine that
+        replaces its re-read window removes them). Returns the (customer, campaign id, date)
+        keys ``changed``, ``added`` and ``dropped``.
+        """
+        rng = self._revisions
+        out: dict[str, list[tuple[str, str, str]]] = {"changed": [], "added": [], "dropped": []}
+        for cid, rows in self.rows.items():
+            if not rows:
+                continue
+            last = dt.date.fromisoformat(max(r["date"] for r in rows))
+            recent_days = {(last - dt.timedelta(days=i)).isoformat() for i in range(days)}
+            recent = [r for r in rows if r["date"] in recent_days]
+            revised = rng.sample(recent, max(1, round(len(recent) * fraction)))
+            for r in revised:
+                invalid = min(r["clicks"], rng.randint(1, 3))
+                if invalid:
+                    r["costMicros"] -= invalid * (r["costMicros"] // r["clicks"])
+                    r["clicks"] -= invalid
+                late = round(rng.uniform(0.5, 3.0), 2)
+                r["conversions"] = round(r["conversions"] + late, 2)
+                r["conversionsValue"] = round(r["conversionsValue"] + late * rng.uniform(20, 200), 2)
+                out["changed"].append((cid, r["campaign"]["id"], r["date"]))
+            camp_id = str(rng.randint(10**9, 10**10))
+            impressions = rng.randint(100, 2000)
+            clicks = int(impressions * rng.uniform(0.01, 0.08))
+            rows.append(
+                {
+                    "customer": dict(recent[0]["customer"]),
+                    "campaign": {"id": camp_id, "name": f"Late {camp_id[-4:]}"},
+                    "date": last.isoformat(),
+                    "impressions": impressions,
+                    "clicks": clicks,
+                    "costMicros": clicks * rng.randint(300_000, 2_500_000),
+                    "conversions": round(clicks * 0.05, 2),
+                    "conversionsValue": round(clicks * 0.05 * 90, 2),
+                }
+            )
+            out["added"].append((cid, camp_id, last.isoformat()))
+            untouched = [r for r in recent if r not in revised] or recent
+            for r in rng.sample(untouched, min(drop, len(untouched))):
+                rows.remove(r)
+                out["dropped"].append((cid, r["campaign"]["id"], r["date"]))
+        return out
 
     # -- protocol ------------------------------------------------------------------
 
