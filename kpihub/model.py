@@ -19,8 +19,13 @@ __all__ = ["CANONICAL_TABLES", "MONEY", "TS", "CanonicalTable", "ad_performance_
 
 MONEY = pa.decimal128(38, 9)
 TS = pa.timestamp("us", tz="UTC")
-#: Field metadata of distinct-people counts per day: summing them beyond a day overcounts.
-PER_DAY = {"kpihub.adds_up_to": "day"}
+#: Field metadata of distinct-people counts per day: summing them beyond a day overcounts
+#: (within a day they add up over the other keys, as GA4's own source/medium reports do).
+PER_DAY = {"kpihub.adds_up_to": "day", "kpihub.additivity": "additive"}
+#: A measure that adds up over every key (impressions, sessions, spend).
+ADDITIVE = {"kpihub.additivity": "additive"}
+#: A measure that is a level at a moment (followers, an FX rate): never summed.
+SNAPSHOT = {"kpihub.additivity": "snapshot"}
 #: The metrics of ``ad_performance_daily``.
 AD_METRICS = ("impressions", "clicks", "spend", "conversions", "conversion_value")
 
@@ -104,11 +109,11 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("campaign_name", pa.string()),
                 pa.field("ad_group_id", pa.string(), nullable=False),
                 pa.field("ad_id", pa.string(), nullable=False),
-                pa.field("impressions", pa.int64()),
-                pa.field("clicks", pa.int64()),
-                pa.field("spend", MONEY),
-                pa.field("conversions", pa.float64()),
-                pa.field("conversion_value", MONEY),
+                pa.field("impressions", pa.int64(), metadata=ADDITIVE),
+                pa.field("clicks", pa.int64(), metadata=ADDITIVE),
+                pa.field("spend", MONEY, metadata=ADDITIVE),
+                pa.field("conversions", pa.float64(), metadata=ADDITIVE),
+                pa.field("conversion_value", MONEY, metadata=ADDITIVE),
                 pa.field("currency", pa.string()),
             ],
             "date",
@@ -124,13 +129,13 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("source", pa.string(), nullable=False),
                 pa.field("medium", pa.string(), nullable=False),
                 pa.field("campaign", pa.string(), nullable=False),
-                pa.field("sessions", pa.int64()),
+                pa.field("sessions", pa.int64(), metadata=ADDITIVE),
                 pa.field("users", pa.int64(), metadata=PER_DAY),
-                pa.field("new_users", pa.int64()),
-                pa.field("engaged_sessions", pa.int64()),
-                pa.field("page_views", pa.int64()),
-                pa.field("key_events", pa.float64()),
-                pa.field("revenue", MONEY),
+                pa.field("new_users", pa.int64(), metadata=ADDITIVE),
+                pa.field("engaged_sessions", pa.int64(), metadata=ADDITIVE),
+                pa.field("page_views", pa.int64(), metadata=ADDITIVE),
+                pa.field("key_events", pa.float64(), metadata=ADDITIVE),
+                pa.field("revenue", MONEY, metadata=ADDITIVE),
                 pa.field("currency", pa.string()),
             ],
             "date",
@@ -192,7 +197,7 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("period_start", pa.date32(), nullable=False),
                 pa.field("period_end", pa.date32()),
                 pa.field("category", pa.string(), nullable=False),
-                pa.field("amount", MONEY),
+                pa.field("amount", MONEY, metadata=ADDITIVE),
                 pa.field("currency", pa.string()),
             ],
             "period_start",
@@ -221,10 +226,10 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("date", pa.date32(), nullable=False),
                 pa.field("platform", pa.string(), nullable=False),
                 pa.field("account_id", pa.string(), nullable=False),
-                pa.field("impressions", pa.int64()),
+                pa.field("impressions", pa.int64(), metadata=ADDITIVE),
                 pa.field("reach", pa.int64(), metadata=PER_DAY),
-                pa.field("engagements", pa.int64()),
-                pa.field("followers", pa.int64()),
+                pa.field("engagements", pa.int64(), metadata=ADDITIVE),
+                pa.field("followers", pa.int64(), metadata=SNAPSHOT),
             ],
             "date",
         ),
@@ -235,8 +240,8 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
             [
                 pa.field("date", pa.date32(), nullable=False),
                 pa.field("page", pa.string(), nullable=False),
-                pa.field("page_loads", pa.int64()),
-                pa.field("load_time_ms_total", pa.float64()),
+                pa.field("page_loads", pa.int64(), metadata=ADDITIVE),
+                pa.field("load_time_ms_total", pa.float64(), metadata=ADDITIVE),
             ],
             "date",
         ),
@@ -248,7 +253,7 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("date", pa.date32(), nullable=False),
                 pa.field("base_currency", pa.string(), nullable=False),
                 pa.field("quote_currency", pa.string(), nullable=False),
-                pa.field("rate", pa.decimal128(38, 12)),
+                pa.field("rate", pa.decimal128(38, 12), metadata=SNAPSHOT),
             ],
             "date",
         ),

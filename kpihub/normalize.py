@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 from kpihub.errors import NormalizationError
 from kpihub.quarantine import Rejected
 
-__all__ = ["DriftReport", "Normalizer", "coerce_array", "field_path"]
+__all__ = ["DriftReport", "Normalized", "Normalizer", "coerce_array", "field_path"]
 
 CoercePolicy = Literal["fail", "null", "quarantine"]
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -60,12 +60,17 @@ class DriftReport:
     nulled: Counter[str] = field(default_factory=Counter)
     #: Records quarantined to ``_rejected``, by the field that could not be stored.
     quarantined: Counter[str] = field(default_factory=Counter)
+    #: Fields the stream does not declare whose type widened: name → "old -> new".
+    widened: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.new_fields or self.converted or self.nulled or self.quarantined)
+        return bool(self.new_fields or self.converted or self.nulled or self.quarantined or self.widened)
 
     def merge(self, other: DriftReport) -> None:
         self.new_fields.extend(f for f in other.new_fields if f not in self.new_fields)
+        for name, change in other.widened.items():
+            first = self.widened.get(name, change).split(" -> ")[0]
+            self.widened[name] = f"{first} -> {change.split(' -> ')[-1]}"
         self.converted.update(other.converted)
         self.nulled.update(other.nulled)
         self.quarantined.update(other.quarantined)
@@ -74,6 +79,8 @@ class DriftReport:
         parts = []
         if self.new_fields:
             parts.append(f"new fields added: {', '.join(self.new_fields)}")
+        if self.widened:
+            parts.append("fields widened: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.widened.items())))
         if self.converted:
             parts.append("values converted from another JSON type: " + _counts(self.converted))
         if self.nulled:
@@ -81,6 +88,17 @@ class DriftReport:
         if self.quarantined:
             parts.append("records quarantined to _rejected: " + _counts(self.quarantined))
         return "; ".join(parts)
+
+
+@dataclass
+class Normalized:
+    """One page converted: the batch, the records kept out of it, and what had to adapt."""
+
+    batch: pa.RecordBatch
+    #: Records quarantined (``on_coerce_error="quarantine"``): for the ``_rejected`` table.
+    rejected: list[Rejected]
+    #: This page's drift (new fields, widened types, converted / nulled / quarantined values).
+    drift: DriftReport
 
 
 def _counts(counter: Counter[str]) -> str:
@@ -268,9 +286,10 @@ class Normalizer:
         self.wire_strings = wire_strings
         self.on_new_field = on_new_field
         self.known_types = dict(known_types or {})
+        #: Everything normalization adapted so far, all pages together.
         self.drift = DriftReport()
-        #: Quarantined records not yet handed to the destination (the sync takes them at each commit).
-        self.rejected: list[Rejected] = []
+        self._declared = frozenset(schema.names)
+        self._page = DriftReport()  # this page's drift
         self._bad_rows: dict[int, tuple[str, str]] = {}  # this page: record index → (field, reason)
         self._rebuild()
 
@@ -305,12 +324,27 @@ class Normalizer:
     # -- public ---------------------------------------------------------------
 
     def to_batch(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
-        """Convert one page of JSON records; the schema may grow (see :attr:`drift`)."""
+        """The batch of :meth:`normalize`, for callers that quarantine nothing (drift: :attr:`drift`)."""
+        out = self.normalize(records)
+        if out.rejected:
+            raise NormalizationError(out.rejected[0].reason, stream=self.stream, field=out.rejected[0].field)
+        return out.batch
+
+    def normalize(self, records: Sequence[Mapping[str, Any]]) -> Normalized:
+        """Convert one page of JSON records; the schema may grow or widen (reported in the drift)."""
+        self._page, self._bad_rows = DriftReport(), {}
+        try:
+            batch, rejected = self._convert(records)
+        finally:
+            self.drift.merge(self._page)
+        return Normalized(batch, rejected, self._page)
+
+    def _convert(self, records: Sequence[Mapping[str, Any]]) -> tuple[pa.RecordBatch, list[Rejected]]:
         if not records:
-            return pa.RecordBatch.from_pylist([], schema=self.schema)
+            return pa.RecordBatch.from_pylist([], schema=self.schema), []
         if self.on_new_field == "evolve":
             self._evolve(records)
-        self._bad_rows = {}
+        self._widen_for_fractions(records)
         for index, record in enumerate(records):  # a page of objects has none: a cheap check
             if not isinstance(record, Mapping):
                 self._bad_value("(record)", records, index, record, why="not a JSON object")
@@ -330,12 +364,40 @@ class Normalizer:
             columns.append(self._coerce(column, f, records))
         batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
         if not self._bad_rows:
-            return batch
+            return batch, []
+        rejected = []
         for index, (name, reason) in sorted(self._bad_rows.items()):
-            self.rejected.append(Rejected(self._record_key(records[index]), name, reason, records[index]))
-            self.drift.quarantined[name] += 1
+            rejected.append(Rejected(self._record_key(records[index]), name, reason, records[index]))
+            self._page.quarantined[name] += 1
         keep = pa.array([i not in self._bad_rows for i in range(len(records))])
-        return batch.filter(keep)
+        return batch.filter(keep), rejected
+
+    def _widen_for_fractions(self, records: Sequence[Any]) -> None:
+        """An integer field the stream does not declare becomes float64 when a value has a fraction.
+
+        Its type came from the values seen so far; JSON has one number type, so ``1`` then ``1.5``
+        is a float column (the destinations widen int to float64 by the same rule, see
+        :func:`kpihub.widening.widened_type`). Not where an integer beyond 2**53 would lose digits:
+        such a fraction stays a bad value.
+        """
+        names = [n for n in self._int_paths if n not in self._declared]
+        if not names:
+            return
+        for name in names:
+            values = _numbers_at(records, self._paths[name])
+            if values is None or not len(values):
+                continue
+            fraction = pc.fill_null(pc.not_equal(values, pc.floor(values)), False)
+            if not pc.any(fraction).as_py():
+                continue
+            if pc.fill_null(pc.max(pc.abs(values)), 0).as_py() > 2**53:
+                continue
+            i = self.schema.get_field_index(name)
+            old = self.schema.field(i)
+            meta = {**(old.metadata or {}), b"wire": b"float"}
+            self.schema = self.schema.set(i, old.with_type(pa.float64()).with_metadata(meta))
+            self._page.widened[name] = f"{old.type} -> {pa.float64()}"
+            self._rebuild()
 
     # -- internals -------------------------------------------------------------
 
@@ -375,7 +437,7 @@ class Normalizer:
                 added.append(pa.field(name, known, metadata={"path": path, "wire": kind}))
             else:
                 added.append(pa.field(name, _WIRE_TYPES[kind], metadata={"path": path, "wire": kind}))
-            self.drift.new_fields.append(name)
+            self._page.new_fields.append(name)
         self.schema = pa.schema(list(self.schema) + added, metadata=self.schema.metadata)
         self._rebuild()
 
@@ -387,8 +449,11 @@ class Normalizer:
             if isinstance(r, Mapping):
                 keys.update(r.keys())
         for key in sorted(keys - tree.keys()):
-            sample = next((r[key] for r in records if isinstance(r, Mapping) and r.get(key) is not None), None)
-            new.append((f"{prefix}{key}", _kind_of(sample)))
+            values = [r[key] for r in records if isinstance(r, Mapping) and r.get(key) is not None]
+            kinds = {_kind_of(v) for v in values}
+            # Ints and fractions: a float column, unless an integer would lose digits as a float.
+            exact = kinds == {"int", "float"} and all(abs(v) <= 2**53 for v in values)
+            new.append((f"{prefix}{key}", "float" if exact else _kind_of(next(iter(values), None))))
         for key, sub in tree.items():
             if isinstance(sub, dict) and depth < 4:
                 children = [r.get(key) for r in records if isinstance(r, Mapping)]
@@ -410,7 +475,7 @@ class Normalizer:
                     converted = _python_to_wire(value, "string") if kind == "string" else None
                     self._bad_value(f.name, records, len(out), value, target=f.type)
                 if converted is not None and type(converted) is not type(value):
-                    self.drift.converted[f.name] += 1
+                    self._page.converted[f.name] += 1
                 out.append(converted)
             arrays[path] = pa.array(out, type=_WIRE_TYPES[kind])
         return _nest(arrays, self._tree, "")
@@ -456,7 +521,7 @@ class Normalizer:
         why: str | None = None,
     ) -> None:
         if self.on_coerce_error == "null":
-            self.drift.nulled[name] += 1
+            self._page.nulled[name] += 1
             return
         key = self._record_key(records[index])
         key_text = ", ".join(f"{k}={v!r}" for k, v in key.items()) or f"#{index}"
@@ -476,6 +541,21 @@ class Normalizer:
         if not isinstance(record, Mapping):
             return {}
         return {k: get_path(record, self._paths.get(k, k)) for k in self.primary_key}
+
+
+def _numbers_at(records: Sequence[Any], path: str) -> pa.Array | None:
+    """The values at ``path`` read as float64 (one C++ pass), or None when some are not numbers."""
+    tree: dict[str, Any] = {}
+    node = tree
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = pa.float64()
+    struct = _struct_of(tree)
+    try:
+        return pc.struct_field(pa.array(records, type=struct), _indices(struct, path))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
 
 
 def _indices(struct: pa.StructType, path: str) -> list[int]:

@@ -21,21 +21,19 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from kpihub.commit import ChunkCommitter
 from kpihub.concurrency import prefetch
 from kpihub.config import Project, load_project
-from kpihub.destinations.base import DestinationSession, TableWrite, dedup_last, widened_type
-from kpihub.errors import ConfigError, DestinationError, KpihubError, NormalizationError, SyncError, UnknownNameError
+from kpihub.destinations.base import DestinationSession, widened_type
+from kpihub.errors import ConfigError, DestinationError, KpihubError, SyncError, UnknownNameError
 from kpihub.failpoints import failpoint
 from kpihub.http.requester import Requester
-from kpihub.model import canonical_table
 from kpihub.normalize import CoercePolicy, Normalizer
 from kpihub.plugins import Registry, get_registry
-from kpihub.quarantine import REJECTED_TABLE, Rejected, rejected_table
 from kpihub.secrets import redact
 from kpihub.source import Source, Stream, StreamContext
-from kpihub.state import decode_cursor, encode_cursor, later, state_key
+from kpihub.state import decode_cursor, state_key
 
 __all__ = ["Pipeline", "Progress", "StreamResult", "SyncResult", "sync"]
 
@@ -71,6 +69,8 @@ class StreamResult:
     rejected: int = 0
     #: Records dropped because a later one in the same chunk had the same primary key.
     duplicates: int = 0
+    #: Canonical rows added into another row of the same canonical key (a finer report grain).
+    aggregated: int = 0
     #: The API declared a total that differs from the records read (shown in the summary).
     total_mismatch: bool = False
     exception: BaseException | None = field(default=None, repr=False)
@@ -213,6 +213,7 @@ class Pipeline:
                         progress=progress,
                         on_bad_record=self.project.settings.on_bad_record,
                         stop=stop,
+                        source_name=source.name,
                     )
                     workers = max(1, int(getattr(settings, "max_parallel_streams", 2)))
                     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kpihub-{source_id}") as pool:
@@ -258,7 +259,9 @@ class _StreamRunner:
         progress: Progress | None,
         on_bad_record: CoercePolicy | None = None,
         stop: threading.Event | None = None,
+        source_name: str = "",
     ) -> None:
+        self.source_name = source_name or source_id
         self.on_bad_record = on_bad_record
         self.stop = stop
         self.session = session
@@ -302,9 +305,11 @@ class _StreamRunner:
         notes += [f"{text} ({n})" if n > 1 else text for text, n in ctx.notes.items()]
         if result.duplicates:
             notes.append(f"{result.duplicates} repeated record(s) by primary key, the last one kept")
-        if result.status == "ok" and result.api_total is not None and stream.incremental is False:
+        if result.aggregated:
+            notes.append(f"{result.aggregated} row(s) added into others of the same {stream.canonical_table} key")
+        if result.status in ("ok", "incomplete") and result.api_total is not None:
             result.total_mismatch = result.api_total != result.records + result.rejected
-            if result.total_mismatch:
+            if result.total_mismatch and result.status == "ok":
                 notes.append(f"API total {result.api_total} != {result.records + result.rejected} records read")
         result.drift = "; ".join(notes)
         if self.progress:
@@ -316,10 +321,7 @@ class _StreamRunner:
         state = None if self.full_refresh else self.session.get_state(key)
         if state is not None and not stream.incremental:
             state = None
-        cursor = decode_cursor(state)
-        committed_cursor = cursor
         replace_first = not stream.incremental or state is None
-        mode_first = "replace" if replace_first else stream.write_mode
         raw_table = f"{self.source_id}_{stream.name}"
         policy: CoercePolicy = self.on_bad_record or stream.on_coerce_error
         # Rows go into a table that may already exist (unless this run replaces it wholesale): read
@@ -335,154 +337,103 @@ class _StreamRunner:
             on_new_field=stream.on_new_field,
             known_types=known,
         )
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        commits = 0
-
-        def flush(final: bool) -> None:
-            nonlocal pending, pending_rows, commits, committed_cursor, cursor
-            first_replace = final and commits == 0 and mode_first == "replace"
-            if not pending and not normalizer.rejected and not first_replace:
-                return
-            table = _concat(pending, normalizer.schema)
-            loaded = pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC"))
-            table = table.append_column(pa.field("_loaded_at", loaded.type), pa.repeat(loaded, table.num_rows))
-            table = _check_keys(stream, table, normalizer if policy == "quarantine" else None)
-            read, table = table.num_rows, dedup_last(table, stream.primary_key)
-            result.duplicates += read - table.num_rows
-            if stream.cursor_field and table.num_rows:
-                cursor = later(cursor, pc.max(table[stream.cursor_field]).as_py())
-            mode = mode_first if commits == 0 else stream.write_mode
-            writes = [TableWrite(raw_table, table, mode, stream.primary_key, namespace=self.source_id)]
-            if stream.canonical_table:
-                writes.append(self._canonical(stream, ctx, table, mode))
-            rejected, normalizer.rejected = normalizer.rejected, []
-            if rejected:
-                kept_out = rejected_table(
-                    rejected, source_id=self.source_id, stream=stream.name, table=raw_table, loaded_at=self.loaded_at
-                )
-                writes.append(TableWrite(REJECTED_TABLE, kept_out, "append"))
-            # Mid-stream, the cursor may only advance when records arrive in cursor order.
-            new_cursor = cursor if final or stream.sorted_by_cursor else committed_cursor
-            entry: dict[str, Any] = {
-                "records": result.records + table.num_rows,
-                "synced_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            }
-            if new_cursor is not None:
-                entry["cursor"], entry["cursor_type"] = encode_cursor(new_cursor)
-            failpoint("sync.before_commit")
-            self.session.commit(writes, {key: entry})
-            failpoint("sync.committed")
-            committed_cursor = new_cursor
-            commits += 1
-            result.rejected += len(rejected)
-            result.records += table.num_rows
-            pending, pending_rows = [], 0
-
-        # Pages are converted in groups: Arrow's per-call overhead dwarfs a 100-row page.
-        raw: list[Any] = []
-        convert_rows = min(NORMALIZE_ROWS, self.chunk_rows)
-
-        def add(batch: pa.RecordBatch) -> None:
-            nonlocal pending_rows
-            if batch.num_rows:
-                pending.append(batch)
-                pending_rows += batch.num_rows
-            if pending_rows >= self.chunk_rows:
-                flush(final=False)
-
-        stopped = False
-        for page in prefetch(stream.read(ctx, state)):
-            failpoint("sync.page")
-            if isinstance(page, pa.RecordBatch):
-                if raw:
-                    add(normalizer.to_batch(raw))
-                    raw = []
-                add(page)
-                count = page.num_rows
-            else:
-                raw.extend(page)
-                count = len(page)
-                if len(raw) >= convert_rows:
-                    add(normalizer.to_batch(raw))
-                    raw = []
-            if self.progress and count:
-                self.progress.records(key, count)
-            if self.stop is not None and self.stop.is_set():
-                stopped = True
-                break
-        if raw:
-            add(normalizer.to_batch(raw))
+        committer = ChunkCommitter(
+            session=self.session,
+            stream=stream,
+            ctx=ctx,
+            source_name=self.source_name,
+            raw_table=raw_table,
+            first_mode="replace" if replace_first else stream.write_mode,
+            cursor=decode_cursor(state),
+            loaded_at=self.loaded_at,
+            quarantine=policy == "quarantine",
+        )
+        stopped = self._read(stream, ctx, state, normalizer, committer)
         if not stopped:
-            flush(final=True)
+            gap = _gap(ctx, committer)
+            committer.commit(final=True, schema=normalizer.schema, hold_cursor=gap is not None)
+            if gap is not None:
+                result.status, result.error = "incomplete", gap
         else:
-            if stream.incremental or commits:
+            if stream.incremental or committer.commits:
                 # What was read is written; the cursor moves only as far as a mid-stream commit may.
-                flush(final=False)
+                committer.commit(final=False, schema=normalizer.schema)
             result.status = "stopped"
-            where = f"state saved at cursor {committed_cursor}" if committed_cursor is not None else "no cursor saved"
+            cursor = committer.committed_cursor
+            where = f"state saved at cursor {cursor}" if cursor is not None else "no cursor saved"
             if stream.incremental:
                 kept = ""
-            elif commits:  # a full-table stream past its first chunk has already begun replacing the table
+            elif committer.commits:  # a full-table stream past its first chunk has already begun replacing the table
                 kept = "; the table holds only what this sync read"
             else:
                 kept = "; the table keeps its previous contents"
-            result.error = f"stopped on request after {result.records} records ({where}{kept})"
+            result.error = f"stopped on request after {committer.records} records ({where}{kept})"
+        result.records, result.rejected = committer.records, committer.rejected
+        result.duplicates, result.aggregated = committer.duplicates, committer.aggregated
+        result.cursor = committer.committed_cursor
         drift = normalizer.drift
-        result.cursor = committed_cursor
+        drift.merge(committer.drift)
         if drift:
             result.drift = drift.summary()
             log.warning("%s: %s", key, result.drift)
             stream.on_drift(drift)
 
-    def _canonical(self, stream: Stream, ctx: StreamContext, table: pa.Table, mode: str) -> TableWrite:
-        target = canonical_table(stream.canonical_table or "")
-        mapped = [stream.to_canonical(b, ctx) for b in table.to_batches()]
-        n = table.num_rows
-        columns = {}
-        base = _concat(mapped, mapped[0].schema if mapped else None) if mapped else None
-        for f in target.schema:
-            if f.name == "source_id":
-                columns[f.name] = pa.repeat(pa.scalar(self.source_id, f.type), n)
-            elif f.name == "_loaded_at":
-                columns[f.name] = pa.repeat(pa.scalar(self.loaded_at, f.type), n)
-            elif base is not None and f.name in base.column_names:
-                columns[f.name] = base[f.name].cast(f.type)
+    def _read(
+        self,
+        stream: Stream,
+        ctx: StreamContext,
+        state: Mapping[str, Any] | None,
+        normalizer: Normalizer,
+        committer: ChunkCommitter,
+    ) -> bool:
+        """Read every page into ``committer``, committing full chunks; True when stopped on request."""
+        key = state_key(ctx.source_id, ctx.stream)
+        # Pages are converted in groups: Arrow's per-call overhead dwarfs a 100-row page.
+        raw: list[Any] = []
+        convert_rows = min(NORMALIZE_ROWS, self.chunk_rows)
+
+        def convert() -> None:
+            out = normalizer.normalize(raw)
+            committer.add(out.batch, out.rejected)
+            raw.clear()
+
+        for page in prefetch(stream.read(ctx, state)):
+            failpoint("sync.page")
+            if isinstance(page, pa.RecordBatch):
+                if raw:
+                    convert()
+                committer.add(page)
+                count = page.num_rows
             else:
-                columns[f.name] = pa.nulls(n, f.type)
-        canon = pa.table(columns, schema=target.schema.with_metadata(None)) if n else target.schema.empty_table()
-        scope = {"source_id": self.source_id, **stream.canonical_scope} if mode == "replace" else None
-        return TableWrite(target.name, canon, mode, target.primary_key, scope)  # type: ignore[arg-type]
+                raw.extend(page)
+                count = len(page)
+                if len(raw) >= convert_rows:
+                    convert()
+            if committer.pending_rows >= self.chunk_rows:
+                committer.commit(final=False, schema=normalizer.schema)
+            if self.progress and count:
+                self.progress.records(key, count)
+            if self.stop is not None and self.stop.is_set():
+                if raw:
+                    convert()
+                return True
+        if raw:
+            convert()
+        return False
 
 
-def _concat(batches: Sequence[pa.RecordBatch], schema: pa.Schema | None) -> pa.Table:
-    if not batches:
-        return schema.empty_table() if schema is not None else pa.table({})
-    if all(b.schema.equals(batches[0].schema) for b in batches):
-        return pa.Table.from_batches(batches)
-    # The schema grew mid-stream (a new field): earlier batches get null columns.
-    return pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="default")
-
-
-def _check_keys(stream: Stream, table: pa.Table, quarantine: Normalizer | None) -> pa.Table:
-    """``table`` without records lacking a primary key: an error, or (``quarantine``) rejected rows."""
-    for name in stream.primary_key:
-        column = table[name]
-        if not column.null_count:
-            continue
-        if quarantine is None:
-            raise NormalizationError(
-                f"stream {stream.name!r}: {column.null_count} record(s) without primary key {name!r}",
-                stream=stream.name,
-                field=name,
-            )
-        missing = pc.is_null(column)
-        reason = f"stream {stream.name!r}: record without primary key {name!r}"
-        for row in table.filter(missing).drop_columns(["_loaded_at"]).to_pylist():
-            quarantine.rejected.append(Rejected(None, name, reason, row))
-            quarantine.drift.quarantined[name] += 1
-        table = table.filter(pc.invert(missing))
-    return table
+def _gap(ctx: StreamContext, committer: ChunkCommitter) -> str | None:
+    """Why the stream is incomplete, when it read fewer distinct records than the API declared."""
+    declared = ctx.api_total
+    read = committer.read
+    if declared is None or read >= declared:
+        return None
+    start = committer.start_cursor
+    where = f"state kept at cursor {start}" if start is not None else "no cursor saved"
+    return (
+        f"read {read} distinct records but the API declared {declared}: records were missed while paging "
+        f"({where}, so the next sync reads them again)"
+    )
 
 
 def _fit_declared(stream: Stream, table: str, known: Mapping[str, pa.DataType], policy: str) -> pa.Schema:

@@ -110,3 +110,42 @@ def test_large_page_is_converted_column_wise_in_one_pass():
     batch = norm().to_batch(records)
     assert batch.num_rows == 20_000
     assert batch.column("amount")[19_999].as_py() == Decimal("19999.25")
+
+
+def test_a_new_int_field_widens_to_float_when_a_later_page_has_a_fraction():
+    # Issue 13 finding 7: the type of a field the schema does not declare came from its first value.
+    n = Normalizer("things", pa.schema([pa.field("id", pa.string())]), primary_key=("id",))
+    first = n.normalize([{"id": "a", "x": 1}])
+    second = n.normalize([{"id": "b", "x": 1.5}, {"id": "c", "x": 2}])
+    assert first.batch.schema.field("x").type == pa.int64()
+    assert second.batch.schema.field("x").type == pa.float64()
+    assert second.batch.column("x").to_pylist() == [1.5, 2.0]
+    assert n.schema.field("x").type == pa.float64()
+    assert "x" in first.drift.new_fields and "x: int64 -> double" in second.drift.summary()
+    assert "new fields added: x" in n.drift.summary() and "x: int64 -> double" in n.drift.summary()
+
+
+def test_a_new_field_with_ints_and_fractions_in_one_page_is_float():
+    n = Normalizer("things", pa.schema([pa.field("id", pa.string())]), primary_key=("id",))
+    out = n.normalize([{"id": "a", "x": 1}, {"id": "b", "x": 2.25}])
+    assert out.batch.column("x").to_pylist() == [1.0, 2.25]
+
+
+def test_a_new_field_is_not_widened_where_no_widening_is_safe():
+    n = Normalizer("things", pa.schema([pa.field("id", pa.string())]), primary_key=("id",))
+    n.normalize([{"id": "a", "x": 1}])
+    with pytest.raises(NormalizationError, match=r"record id='b', field 'x'"):
+        n.normalize([{"id": "b", "x": "many"}])
+
+
+def test_an_int_field_beyond_two_to_the_53_is_not_widened_to_float():
+    n = Normalizer("things", pa.schema([pa.field("id", pa.string())]), primary_key=("id",))
+    with pytest.raises(NormalizationError, match="field 'x'"):
+        n.normalize([{"id": "a", "x": 2**60 + 1}, {"id": "b", "x": 0.5}])
+
+
+def test_declared_fields_keep_their_type():
+    # Widening is for fields the stream did not declare; a declared int column stays int (a bad value).
+    n = Normalizer("things", pa.schema([pa.field("id", pa.string()), pa.field("x", pa.int64())]), primary_key=("id",))
+    with pytest.raises(NormalizationError, match="field 'x'"):
+        n.normalize([{"id": "a", "x": 1.5}])

@@ -1,0 +1,233 @@
+"""One stream's chunks on their way into the destination: each commit writes the raw table, the
+canonical table and the state that covers them, atomically.
+
+A :class:`ChunkCommitter` gathers normalized batches and quarantined records, and when a chunk is
+full (or the stream ends) commits them. The invariants live here, where every connector's data
+passes:
+
+* the state's cursor never points past data that is not durably written — mid-stream it moves
+  only for streams that read in cursor order;
+* rows without a primary key are failed or quarantined; a record repeated by the API (same
+  primary key in one chunk) is kept once, its last version, and counted;
+* canonical rows are validated against the canonical schema and aggregated to the table's
+  grain (:mod:`kpihub.grain`). A stream feeding a fact table (one with additive measures: ad
+  performance, web traffic …) may send rows of one canonical key in different chunks, so its
+  canonical rows are added up over the whole stream and committed once, with the final state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kpihub.destinations.base import DestinationSession, TableWrite, dedup_last
+from kpihub.errors import NormalizationError
+from kpihub.failpoints import failpoint
+from kpihub.grain import additivity, aggregate_to_grain, conform
+from kpihub.model import CanonicalTable, canonical_table
+from kpihub.normalize import DriftReport
+from kpihub.quarantine import REJECTED_TABLE, Rejected, rejected_table
+from kpihub.source import Stream, StreamContext, WriteMode
+from kpihub.state import encode_cursor, later, state_key
+from kpihub.widening import evolve_schema
+
+__all__ = ["ChunkCommitter"]
+
+
+class ChunkCommitter:
+    """Commits one stream's batches chunk by chunk (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        session: DestinationSession,
+        stream: Stream,
+        ctx: StreamContext,
+        source_name: str,
+        raw_table: str,
+        first_mode: WriteMode,
+        cursor: Any,
+        loaded_at: dt.datetime,
+        quarantine: bool,
+    ) -> None:
+        self.session = session
+        self.stream = stream
+        self.ctx = ctx
+        self.source_name = source_name
+        self.raw_table = raw_table
+        self.first_mode = first_mode
+        self.loaded_at = loaded_at
+        self.quarantine = quarantine
+        self.drift = DriftReport()
+        self.target: CanonicalTable | None = canonical_table(stream.canonical_table) if stream.canonical_table else None
+        #: Canonical rows wait for the final commit when the table's rows add up (see the module docstring).
+        self.canonical_at_end = self.target is not None and any(
+            additivity(f) == "additive" for f in self.target.schema
+        )
+        self._canonical_pending: pa.Table | None = None
+        self._batches: list[pa.RecordBatch] = []
+        self._rejected: list[Rejected] = []
+        self.pending_rows = 0
+        #: The cursor the destination holds, and the latest one read.
+        self.start_cursor = self.committed_cursor = self.cursor = cursor
+        self.commits = 0
+        self.records = 0
+        self.rejected = 0
+        self.duplicates = 0
+        #: Canonical rows that were added into another row of the same key.
+        self.aggregated = 0
+
+    @property
+    def read(self) -> int:
+        """Records read so far: committed, pending and quarantined."""
+        return self.records + self.pending_rows + self.rejected + len(self._rejected)
+
+    def add(self, batch: pa.RecordBatch, rejected: Sequence[Rejected] = ()) -> None:
+        if batch.num_rows:
+            self._batches.append(batch)
+            self.pending_rows += batch.num_rows
+        self._rejected.extend(rejected)
+
+    def commit(
+        self, *, final: bool, schema: pa.Schema, state: dict[str, Any] | None = None, hold_cursor: bool = False
+    ) -> None:
+        """Commit what is pending; ``final`` when the stream read everything it was going to.
+
+        :param schema: the stream's (normalized) schema, for a commit with no rows.
+        :param state: extra entries for the stream's state (the engine's facts on the stream).
+        :param hold_cursor: save the cursor the stream started from, whatever was read (a gap was found).
+        """
+        first_replace = final and self.commits == 0 and self.first_mode == "replace"
+        if not self._batches and not self._rejected and not first_replace and not (final and self._canonical_pending):
+            return
+        table = self._raw_table(schema)
+        mode: WriteMode = self.first_mode if self.commits == 0 else self.stream.write_mode
+        writes = [TableWrite(self.raw_table, table, mode, self.stream.primary_key, namespace=self.ctx.source_id)]
+        canonical = self._canonical(table, mode, final)
+        if canonical is not None:
+            writes.append(canonical)
+        if self._rejected:
+            kept_out = rejected_table(
+                self._rejected,
+                source_id=self.ctx.source_id,
+                stream=self.stream.name,
+                table=self.raw_table,
+                loaded_at=self.loaded_at,
+            )
+            writes.append(TableWrite(REJECTED_TABLE, kept_out, "append"))
+        if self.stream.cursor_field and table.num_rows:
+            self.cursor = later(self.cursor, pc.max(table[self.stream.cursor_field]).as_py())
+        # Mid-stream, the cursor may only advance when records arrive in cursor order (and the
+        # canonical rows it covers are written).
+        moves = final or (self.stream.sorted_by_cursor and not self.canonical_at_end)
+        new_cursor = self.start_cursor if hold_cursor else self.cursor if moves else self.committed_cursor
+        entry: dict[str, Any] = {
+            "records": self.records + table.num_rows,
+            "synced_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            **(state or {}),
+        }
+        if new_cursor is not None:
+            entry["cursor"], entry["cursor_type"] = encode_cursor(new_cursor)
+        failpoint("sync.before_commit")
+        self.session.commit(writes, {state_key(self.ctx.source_id, self.stream.name): entry})
+        failpoint("sync.committed")
+        self.committed_cursor = new_cursor
+        self.commits += 1
+        self.rejected += len(self._rejected)
+        self.records += table.num_rows
+        self._batches, self._rejected, self.pending_rows = [], [], 0
+
+    # -- the raw table -------------------------------------------------------------------------
+
+    def _raw_table(self, schema: pa.Schema) -> pa.Table:
+        table = _unify(self._batches, self.raw_table) if self._batches else schema.empty_table()
+        loaded = pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC"))
+        table = table.append_column(pa.field("_loaded_at", loaded.type), pa.repeat(loaded, table.num_rows))
+        table = self._check_keys(table)
+        read, table = table.num_rows, dedup_last(table, self.stream.primary_key)
+        self.duplicates += read - table.num_rows
+        return table
+
+    def _check_keys(self, table: pa.Table) -> pa.Table:
+        """``table`` without records lacking a primary key: an error, or (quarantine) rejected rows."""
+        for name in self.stream.primary_key:
+            column = table[name]
+            if not column.null_count:
+                continue
+            if not self.quarantine:
+                raise NormalizationError(
+                    f"stream {self.stream.name!r}: {column.null_count} record(s) without primary key {name!r}",
+                    stream=self.stream.name,
+                    field=name,
+                )
+            missing = pc.is_null(column)
+            reason = f"stream {self.stream.name!r}: record without primary key {name!r}"
+            for row in table.filter(missing).drop_columns(["_loaded_at"]).to_pylist():
+                self._rejected.append(Rejected(None, name, reason, row))
+            self.drift.quarantined[name] += int(column.null_count)
+            table = table.filter(pc.invert(missing))
+        return table
+
+    # -- the canonical table -------------------------------------------------------------------
+
+    def _canonical(self, table: pa.Table, mode: WriteMode, final: bool) -> TableWrite | None:
+        target = self.target
+        if target is None:
+            return None
+        rows = self._to_canonical(table, target)
+        if self.canonical_at_end:
+            if self._canonical_pending is not None:
+                rows = pa.concat_tables([self._canonical_pending, rows])
+            rows, added = aggregate_to_grain(rows, target, stream=self.stream.name)
+            self.aggregated += added
+            if not final:
+                self._canonical_pending = rows
+                return None
+            self._canonical_pending = None
+            mode = self.first_mode
+        else:
+            rows, added = aggregate_to_grain(rows, target, stream=self.stream.name)
+            self.aggregated += added
+        scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope} if mode == "replace" else None
+        return TableWrite(target.name, rows, mode, target.primary_key, scope)
+
+    def _to_canonical(self, table: pa.Table, target: CanonicalTable) -> pa.Table:
+        n = table.num_rows
+        schema = target.schema.with_metadata(None)
+        if not n:
+            return schema.empty_table()
+        mapped = [self.stream.to_canonical(b, self.ctx) for b in table.to_batches()]
+        base = _unify(mapped, target.name)
+        columns = conform(base, target, source=self.source_name, stream=self.stream.name)
+        out = {}
+        for f in schema:
+            if f.name == "source_id":
+                out[f.name] = pa.repeat(pa.scalar(self.ctx.source_id, f.type), n)
+            elif f.name == "_loaded_at":
+                out[f.name] = pa.repeat(pa.scalar(self.loaded_at, f.type), n)
+            else:
+                out[f.name] = columns.get(f.name, pa.nulls(n, f.type))
+        return pa.table(out, schema=schema)
+
+
+def _unify(batches: Sequence[pa.RecordBatch], name: str) -> pa.Table:
+    """One table of ``batches`` whose schema grew or widened mid-stream (the one widening rule)."""
+    schema = batches[0].schema
+    if all(b.schema.equals(schema) for b in batches):
+        return pa.Table.from_batches(batches)
+    for b in batches[1:]:
+        schema = evolve_schema(name, schema, b.schema)
+    tables = []
+    for b in batches:
+        t = pa.Table.from_batches([b])
+        for f in schema:
+            if f.name not in t.column_names:
+                t = t.append_column(f, pa.nulls(t.num_rows, f.type))
+            elif t.schema.field(f.name).type != f.type:
+                t = t.set_column(t.schema.get_field_index(f.name), f, t[f.name].cast(f.type))
+        tables.append(t.select(schema.names))
+    return pa.concat_tables(tables)

@@ -1,0 +1,74 @@
+"""GA4 reports with a dimension the canonical table does not have (issue 13, finding 2).
+
+Asking GA4 for one more dimension splits each row into several whose additive metrics sum
+to the coarser row (the Data API returns one row per distinct combination of the requested
+dimensions: https://developers.google.com/analytics/devguides/reporting/data/v1/basics).
+Those rows share one ``web_traffic_daily`` key; they must add up, not overwrite each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from kpihub_ga4.fake import FakeGA4
+
+from . import test_ga4
+
+LANDING_PAGES = ("/", "/pricing", "/blog/kpis")
+
+
+class FakeGA4LandingPages(FakeGA4):
+    """The fake GA4, with ``landingPage`` as a dimension that splits every row in three."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for prop, rows in self.rows.items():
+            split = []
+            for row in rows:
+                sessions = row["sessions"]
+                parts = [sessions // 3, sessions // 3, sessions - 2 * (sessions // 3)]
+                for page, part in zip(LANDING_PAGES, parts):
+                    if part:
+                        split.append({**row, "landingPage": page, "sessions": part})
+            self.rows[prop] = split
+
+
+def sessions_by_day(p) -> dict[dt.date, int]:
+    with p.open_destination(read_only=True) as session:
+        rows = session.read_table("web_traffic_daily").to_pylist()
+    out: dict[dt.date, int] = defaultdict(int)
+    for r in rows:
+        out[r["date"]] += r["sessions"]
+    return dict(out)
+
+
+def truth(server: FakeGA4, since: str) -> dict[dt.date, int]:
+    out: dict[dt.date, int] = defaultdict(int)
+    for rows in server.rows.values():
+        for r in rows:
+            day = dt.datetime.strptime(r["date"], "%Y%m%d").date()
+            if day >= dt.date.fromisoformat(since):
+                out[day] += r["sessions"]
+    return dict(out)
+
+
+@pytest.mark.parametrize("chunk_rows", [50_000, 7])
+def test_rows_of_one_canonical_key_add_up_and_a_resync_keeps_the_totals(tmp_path, chunk_rows):
+    c = test_ga4.TestGA4Conformance()
+    with FakeGA4LandingPages(seed=6, start=dt.date(2026, 6, 1), end=dt.date(2026, 6, 12)) as server:
+        settings = {**c.settings(server), "dimensions": ["date", "sessionSource", "sessionMedium", "sessionCampaignName", "landingPage"]}
+        p = c.pipeline(tmp_path, settings)
+        p.project.settings.chunk_rows = chunk_rows
+        first = p.sync()
+        assert first.ok, [r.error for r in first.streams]
+        want = truth(server, "2026-06-01")
+        assert sessions_by_day(p) == want
+        with p.open_destination(read_only=True) as session:
+            raw = session.read_table("ga4_traffic_daily")
+        assert raw.num_rows == sum(len(rows) for rows in server.rows.values())  # the raw table keeps every row
+        again = p.sync()  # re-reads the lookback window
+        assert again.ok, [r.error for r in again.streams]
+        assert sessions_by_day(p) == want
