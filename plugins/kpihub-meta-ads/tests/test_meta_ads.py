@@ -38,7 +38,7 @@ class TestMetaAdsConformance(SourceConformance):
         return {**self.settings(server), "page_size": 5}
 
     def change_data(self, server) -> None:
-        pass  # the lookback window is re-read
+        server.restate(days=2, fraction=0.3)  # inside lookback_days=3: late attributed purchases
 
 
 def run(tmp_path, server, **overrides):
@@ -135,3 +135,38 @@ def test_fixture_page_maps_actions_to_conversions():
 def test_every_documented_throttle_code_is_retried(code):
     decision = throttle(httpx.Response(400, json={"error": {"code": code, "message": f"(#{code}) throttled"}}))
     assert decision is not None and decision.retry
+
+
+def tables(p, names: tuple[str, ...] = ("meta_ads_campaign_insights", "ad_performance_daily")) -> dict:
+    with p.open_destination(read_only=True) as s:
+        out = {}
+        for name in names:
+            table = s.read_table(name)
+            rows = table.drop_columns([c for c in table.column_names if c.startswith("_")]).to_pylist()
+            out[name] = sorted(rows, key=repr)
+    return out
+
+
+def test_restated_days_arrive_with_their_new_values(tmp_path):
+    c = TestMetaAdsConformance()
+    with c.make_server() as server:
+        p = c.pipeline(tmp_path / "incremental", c.settings(server))
+        c.sync(p)
+        before = tables(p)
+        c.change_data(server)
+        c.sync(p)
+        fresh = c.pipeline(tmp_path / "fresh", c.settings(server))
+        c.sync(fresh)
+        after, full = tables(p), tables(fresh)
+    assert after == full
+    assert all(after[name] != before[name] for name in after)
+
+
+def test_restate_can_drop_a_row_of_a_restated_day():
+    with FakeMetaAds(seed=4, start=dt.date(2026, 6, 1)) as server:
+        count = {acct: len(rows) for acct, rows in server.rows.items()}
+        change = server.restate(days=2, fraction=0.5, drop=1)
+        keys = {(a, r["campaign_id"], r["date_start"]) for a, rows in server.rows.items() for r in rows}
+    assert {acct: len(rows) for acct, rows in server.rows.items()} == count  # one added, one dropped each
+    assert len(change["dropped"]) == len(server.rows) and not keys & set(change["dropped"])
+    assert set(change["added"]) <= keys and {d for *_, d in change["dropped"]} <= {"2026-06-29", "2026-06-30"}

@@ -62,6 +62,7 @@ class FakeMetaAds(FakeAPIServer):
     ) -> None:
         super().__init__(seed=seed)
         self.token = token
+        self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         self.polls_until_done = polls_until_done
         self.reports: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, list[dict[str, Any]]] = {}
@@ -106,6 +107,63 @@ class FakeMetaAds(FakeAPIServer):
                     rows.append(row)
                 day += dt.timedelta(days=1)
             self.rows[acct] = rows
+
+    # -- changes (incremental tests) --------------------------------------------------
+
+    def restate(self, days: int = 2, fraction: float = 0.3, drop: int = 0) -> dict[str, list[tuple[str, str, str]]]:
+        """Revise each account's last ``days`` days the way Meta revises recent insights.
+
+        A conversion is credited to the ad interaction for as long as its attribution window
+        lasts: "1 day after clicking the ad" up to 28 days after a click
+        (``action_attribution_windows``, developers.facebook.com/docs/marketing-api/reference/
+        ads-action-stats; developers.facebook.com/blog/post/2025/10/16/ads-insights-api-metric-
+        availability-updates), and estimated metrics "may evolve as we gather more data"
+        (developers.facebook.com/docs/marketing-api/reference/ad-account/insights). So on those days ``fraction`` of the rows (at least one) get late
+        purchases (``actions`` / ``action_values``), and a campaign whose delivery was reported
+        late gets a row on the last day. ``drop`` rows of those days disappear (only an engine that
+        replaces its re-read window removes them). Returns the (account, campaign id, date) keys
+        ``changed``, ``added`` and ``dropped``.
+        """
+        rng = self._revisions
+        purchase = "offsite_conversion.fb_pixel_purchase"
+        out: dict[str, list[tuple[str, str, str]]] = {"changed": [], "added": [], "dropped": []}
+        for acct, rows in self.rows.items():
+            if not rows:
+                continue
+            last = dt.date.fromisoformat(max(r["date_start"] for r in rows))
+            recent_days = {(last - dt.timedelta(days=i)).isoformat() for i in range(days)}
+            recent = [r for r in rows if r["date_start"] in recent_days]
+            revised = rng.sample(recent, max(1, round(len(recent) * fraction)))
+            for r in revised:
+                late = rng.randint(1, 3)
+                actions = {a["action_type"]: int(a["value"]) for a in r.get("actions", [])}
+                actions[purchase] = actions.get(purchase, 0) + late
+                values = {a["action_type"]: float(a["value"]) for a in r.get("action_values", [])}
+                values[purchase] = values.get(purchase, 0.0) + late * rng.uniform(30, 90)
+                r["actions"] = [{"action_type": k, "value": str(v)} for k, v in actions.items()]
+                r["action_values"] = [{"action_type": k, "value": f"{v:.2f}"} for k, v in values.items()]
+                out["changed"].append((acct, r["campaign_id"], r["date_start"]))
+            campaign_id = str(rng.randint(10**16, 10**17))
+            impressions = rng.randint(100, 9000)
+            clicks = int(impressions * rng.uniform(0.005, 0.03))
+            rows.append(
+                {
+                    **{k: recent[0][k] for k in ("account_id", "account_currency")},
+                    "campaign_id": campaign_id,
+                    "campaign_name": f"Late {campaign_id[-4:]}",
+                    "impressions": str(impressions),
+                    "clicks": str(clicks),
+                    "spend": f"{impressions * rng.uniform(0.002, 0.012):.2f}",
+                    "date_start": last.isoformat(),
+                    "date_stop": last.isoformat(),
+                }
+            )
+            out["added"].append((acct, campaign_id, last.isoformat()))
+            untouched = [r for r in recent if r not in revised] or recent
+            for r in rng.sample(untouched, min(drop, len(untouched))):
+                rows.remove(r)
+                out["dropped"].append((acct, r["campaign_id"], r["date_start"]))
+        return out
 
     # -- protocol ---------------------------------------------------------------------
 
