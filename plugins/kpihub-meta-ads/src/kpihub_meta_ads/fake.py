@@ -118,11 +118,12 @@ class FakeMetaAds(FakeAPIServer):
         (``action_attribution_windows``, developers.facebook.com/docs/marketing-api/reference/
         ads-action-stats; developers.facebook.com/blog/post/2025/10/16/ads-insights-api-metric-
         availability-updates), and estimated metrics "may evolve as we gather more data"
-        (developers.facebook.com/docs/marketing-api/reference/ad-account/insights). So on those days ``fraction`` of the rows (at least one) get late
-        purchases (``actions`` / ``action_values``), and a campaign whose delivery was reported
-        late gets a row on the last day. ``drop`` rows of those days disappear (only an engine that
-        replaces its re-read window removes them). Returns the (account, campaign id, date) keys
-        ``changed``, ``added`` and ``dropped``.
+        (developers.facebook.com/docs/marketing-api/reference/ad-account/insights). So on those
+        days ``fraction`` of the rows (at least one) get late purchases (``actions`` /
+        ``action_values``), and a campaign whose delivery was reported late gets a row on the
+        last day. ``drop`` rows of those days disappear (only an engine that replaces its re-read
+        window removes them). Returns the (account, campaign id, date) keys ``changed``,
+        ``added`` and ``dropped``.
         """
         rng = self._revisions
         purchase = "offsite_conversion.fb_pixel_purchase"
