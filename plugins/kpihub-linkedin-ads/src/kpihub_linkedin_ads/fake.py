@@ -60,6 +60,7 @@ class FakeLinkedInAds(FakeAPIServer):
         super().__init__(seed=seed)
         self.token = token
         self.version = version
+        self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         rng = random.Random(seed)
         self.accounts = accounts or ACCOUNTS
         self.campaigns: dict[str, list[tuple[int, str]]] = {
@@ -95,6 +96,55 @@ class FakeLinkedInAds(FakeAPIServer):
                         }
                     )
                 day += dt.timedelta(days=1)
+
+    # -- changes (incremental tests) --------------------------------------------------
+
+    def restate(self, days: int = 2, fraction: float = 0.3, drop: int = 0) -> dict[str, list[tuple[str, str, dt.date]]]:
+        """Revise each account's last ``days`` days the way LinkedIn revises recent analytics.
+
+        Conversions are attributed to the ad click or view they follow for the whole conversion
+        window (1, 7, 30 or 90 days; linkedin.com/help/lms/answer/a426359), and invalid traffic
+        is filtered out of clicks and impressions after the fact (linkedin.com/help/lms/answer/
+        a1414205). So on those days ``fraction`` of the rows (at least one) get late conversions
+        and lose a few invalid clicks, and a new campaign of the account gets a row on the last
+        day. ``drop`` rows of those days disappear (only an engine that replaces its re-read
+        window removes them). Returns the (account, campaign id, date) keys ``changed``,
+        ``added`` and ``dropped``.
+        """
+        rng = self._revisions
+        out: dict[str, list[tuple[str, str, dt.date]]] = {"changed": [], "added": [], "dropped": []}
+        for acct, rows in self.rows.items():
+            if not rows:
+                continue
+            last = max(r["date"] for r in rows)
+            recent = [r for r in rows if (last - r["date"]).days < days]
+            revised = rng.sample(recent, max(1, round(len(recent) * fraction)))
+            for r in revised:
+                r["clicks"] -= min(r["clicks"], rng.randint(1, 3))
+                late = rng.randint(1, 3)
+                r["conversions"] += late
+                r["value"] = f"{float(r['value']) + late * rng.uniform(50, 300):.2f}"
+                out["changed"].append((acct, str(r["campaign"]), r["date"]))
+            campaign = rng.randint(10**8, 10**9)
+            self.campaigns[acct].append((campaign, f"Late {str(campaign)[-4:]}"))
+            impressions = rng.randint(50, 5000)
+            rows.append(
+                {
+                    "campaign": campaign,
+                    "date": last,
+                    "impressions": impressions,
+                    "clicks": int(impressions * 0.01),
+                    "cost": f"{impressions * 0.03:.2f}",
+                    "conversions": 1,
+                    "value": "120.00",
+                }
+            )
+            out["added"].append((acct, str(campaign), last))
+            untouched = [r for r in recent if r not in revised] or recent
+            for r in rng.sample(untouched, min(drop, len(untouched))):
+                rows.remove(r)
+                out["dropped"].append((acct, str(r["campaign"]), r["date"]))
+        return out
 
     def error_body(self, status: int, message: str) -> Any:
         known = {
