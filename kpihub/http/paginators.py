@@ -139,8 +139,9 @@ class Paginator(ABC):
                 request = None
             yield body, records
         if total is not None and on_total is not None:
+            # The sync engine checks completeness itself: it keeps what was read and holds the state.
             on_total(total)
-        if total is not None and count < total:
+        elif total is not None and count < total:
             raise PaginationError(
                 f"{where}: {url}: paging ended after {count} records but the API declared "
                 f"{total}; refusing partial data",

@@ -25,6 +25,8 @@ class FakeToy(FakeAPIServer):
     def __init__(self, *, seed: int = 0, items: int = 100, token: str = "toy-secret-token-123") -> None:
         super().__init__(seed=seed)
         self.token = token
+        #: Added to the declared ``total``: an API that declares records its pages do not hold.
+        self.undelivered = 0
         self.items = {
             i: {
                 "id": f"it_{i:05d}",
@@ -56,7 +58,7 @@ class FakeToy(FakeAPIServer):
             ids = [r["id"] for r in rows]
             rows = rows[ids.index(after) + 1 :] if after in ids else []
         page = rows[:limit]
-        return self.json({"data": page, "has_more": len(rows) > limit, "total": total})
+        return self.json({"data": page, "has_more": len(rows) > limit, "total": total + self.undelivered})
 
     def touch(self, ids: list[int], minutes_later: int = 100_000) -> None:
         for i in ids:

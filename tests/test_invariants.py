@@ -1,0 +1,137 @@
+"""The engine's invariants, whatever the connector does (issue 13): contracts, completeness, widening."""
+
+from __future__ import annotations
+
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from kpihub.sync import Pipeline
+from tests.conftest import make_project
+from tests.plugins import toy
+
+
+def pipeline(tmp_path, server, registry, dest="duckdb", chunk_rows=60, **source):
+    uri = f"duckdb:///{tmp_path}/d.duckdb" if dest == "duckdb" else f"parquet:///{tmp_path}/pq"
+    cfg = {"base_url": server.url, "token": server.token, "max_attempts": 2, **source}
+    project = make_project(tmp_path, {"toy": cfg}, destination=uri, chunk_rows=chunk_rows)
+    return Pipeline(project, registry=registry)
+
+
+ORIGINAL_STREAMS = toy.ToySource.streams
+
+
+def feed_orders(monkeypatch, mapping):
+    """Make the toy stream feed ``orders`` through ``mapping(batch) -> dict of columns``."""
+
+    def streams(self, settings):
+        (stream,) = ORIGINAL_STREAMS(self, settings)
+        stream.canonical_table = "orders"
+        stream.to_canonical = lambda batch, ctx: pa.RecordBatch.from_pydict(mapping(batch))
+        return [stream]
+
+    monkeypatch.setattr(toy.ToySource, "streams", streams)
+
+
+def test_a_misnamed_canonical_column_fails_the_stream_naming_it(tmp_path, toy_server, toy_registry, monkeypatch):
+    # Issue 13 finding 4: "ordered_on" for "ordered_at" came out as NULL in every row, silently.
+    feed_orders(monkeypatch, lambda b: {"order_id": b["id"], "ordered_on": b["updated"], "gross_amount": b["amount"]})
+    result = pipeline(tmp_path, toy_server, toy_registry).sync()
+    (stream,) = result.streams
+    assert stream.status == "failed"
+    assert stream.error.startswith(
+        "source 'toy', stream 'items': to_canonical for 'orders' returned column 'ordered_on', which orders does not have"
+    )
+
+
+def test_a_canonical_key_column_left_out_or_uncastable_fails(tmp_path, toy_server, toy_registry, monkeypatch):
+    feed_orders(monkeypatch, lambda b: {"ordered_at": b["updated"]})
+    result = pipeline(tmp_path / "a", toy_server, toy_registry).sync()
+    assert "did not return required column 'order_id'" in result.streams[0].error
+    feed_orders(monkeypatch, lambda b: {"order_id": b["id"], "gross_amount": b["name"]})
+    result = pipeline(tmp_path / "b", toy_server, toy_registry).sync()
+    assert "column 'gross_amount' holds string, which cannot be cast to decimal128(38, 9)" in result.streams[0].error
+
+
+def test_a_correct_mapping_fills_the_canonical_table(tmp_path, toy_server, toy_registry, monkeypatch):
+    feed_orders(monkeypatch, lambda b: {"order_id": b["id"], "ordered_at": b["updated"], "gross_amount": b["amount"]})
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    assert p.sync().ok
+    with p.open_destination(read_only=True) as s:
+        orders = s.read_table("orders")
+    assert orders.num_rows == 250 and orders["ordered_at"].null_count == 0
+    assert set(orders["source_id"].to_pylist()) == {"toy"}
+
+
+def test_fewer_records_than_the_api_declares_is_incomplete_and_keeps_the_state(
+    tmp_path, toy_server, toy_registry, monkeypatch
+):
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    assert p.sync().ok
+    with p.open_destination(read_only=True) as s:
+        before = s.get_state("toy.items")["cursor"]
+    toy_server.touch([5, 6, 7])
+    # The API declares two records more than its pages hold (missed while paging), beyond what the
+    # paginator can see (its own guard refuses a short total within one query: toy_server.undelivered).
+    read = toy.ItemsStream.read
+
+    def short(self, ctx, state):
+        ctx.report_total(2)
+        yield from read(self, ctx, state)
+
+    monkeypatch.setattr(toy.ItemsStream, "read", short)
+    result = p.sync()
+    (stream,) = result.streams
+    assert not result.ok and stream.status == "incomplete"
+    assert stream.error.startswith("read 4 distinct records but the API declared 6")
+    with p.open_destination(read_only=True) as s:
+        assert s.get_state("toy.items")["cursor"] == before  # not past the gap
+        rows = {r["id"]: r["name"] for r in s.read_table("toy_items").to_pylist()}
+    assert rows["it_00006"] == "Changed 6"  # what was read is kept
+
+
+def test_a_short_total_in_a_sorted_stream_holds_the_state_though_chunks_were_committed(
+    tmp_path, toy_server, toy_registry
+):
+    # The stream reads in cursor order, so chunks move the cursor mid-stream; which records are
+    # missing is unknown, so the end of the stream puts it back where the sync started.
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    toy_server.undelivered = 2
+    result = p.sync()
+    (stream,) = result.streams
+    assert stream.status == "incomplete" and stream.error.startswith("read 250 distinct records but the API declared 252")
+    with p.open_destination(read_only=True) as s:
+        assert "cursor" not in s.get_state("toy.items")
+        assert s.read_table("toy_items").num_rows == 250
+
+
+@pytest.mark.parametrize("dest", ["duckdb", "parquet"])
+def test_a_new_field_that_gets_fractions_in_a_later_commit_widens_to_float(tmp_path, toy_server, toy_registry, dest):
+    # Issue 13 finding 7: {"x": 1} then {"x": 1.5} failed the stream.
+    for i, item in toy_server.items.items():
+        item["x"] = 1 if i <= 100 else 1.5
+    p = pipeline(tmp_path, toy_server, toy_registry, dest)
+    result = p.sync()
+    assert result.ok, result.streams[0].error
+    assert "x: int64 -> double" in result.streams[0].drift
+    with p.open_destination(read_only=True) as s:
+        table = s.read_table("toy_items")
+    assert table.schema.field("x").type == pa.float64()
+    assert pc.sum(table["x"]).as_py() == 100 * 1 + 150 * 1.5
+
+
+def test_a_note_from_the_connector_reaches_the_summary_once_with_its_count(
+    tmp_path, toy_server, toy_registry, monkeypatch
+):
+    read = toy.ItemsStream.read
+
+    def noting(self, ctx, state):
+        for page in read(self, ctx, state):
+            ctx.note("items without a colour: colour stored as null", count=len(page))
+            yield page
+
+    monkeypatch.setattr(toy.ItemsStream, "read", noting)
+    result = pipeline(tmp_path, toy_server, toy_registry).sync()
+    assert result.ok
+    assert "items without a colour: colour stored as null (250)" in result.streams[0].drift
