@@ -118,21 +118,31 @@ def test_dedup_last_keeps_the_last_occurrence():
     assert [(x["id"], x["v"]) for x in dedup_last(t, ["id"]).to_pylist()] == [("2", 1), ("1", 2)]
 
 
-def test_parquet_orphans_from_a_crashed_commit_are_removed(tmp_path):
+def test_parquet_a_failed_commit_leaves_no_file_behind_and_readers_never_see_its_files(tmp_path, monkeypatch):
+    """A commit that fails after its files are renamed into place (the state file cannot be written):
+    readers never see them, and closing the session deletes them (a killed run's are deleted by the next
+    writer: tests/test_destination_ownership.py)."""
     root = tmp_path / "pq"
     with ParquetDestination().open(f"parquet:///{root}") as s:
         s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {"k": {"cursor": 1}})
-    # A commit that died after renaming its data file, before writing state.json:
-    orphan = root / "t" / "t-000099-deadbeef.parquet"
-    orphan.write_bytes((root / "t").glob("*.parquet").__next__().read_bytes())
-    (root / "t" / ".tmp-t-000100-x.parquet").write_bytes(b"partial")
-    with ParquetDestination().open(f"parquet:///{root}", read_only=True) as reader:
-        assert len(reader.read_table("t")) == 1  # readers only see listed files
-    with ParquetDestination().open(f"parquet:///{root}") as s:
-        assert not orphan.exists()
-        assert sorted(p.name for p in (root / "t").iterdir()) == [
-            Path(f).name for f in s.manifest["tables"]["t"]["files"]
-        ]
+        live = set(s.files("t"))
+        replace = s.store.replace
+
+        def full_disk(rel: str, data: bytes) -> None:
+            if rel.endswith("state.json"):
+                raise OSError(28, "No space left on device")
+            replace(rel, data)
+
+        monkeypatch.setattr(s.store, "replace", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            s.commit([TableWrite("t", table([r("a", "2", 2)]), "append")], {"k": {"cursor": 2}})
+        unlisted = {p.relative_to(root).as_posix() for p in root.rglob("*.parquet")} - live
+        assert len(unlisted) == 1  # renamed into place, listed nowhere
+        with ParquetDestination().open(f"parquet:///{root}", read_only=True) as reader:
+            assert len(reader.read_table("t")) == 1 and reader.get_state("k") == {"cursor": 1}
+        monkeypatch.undo()
+    assert {p.relative_to(root).as_posix() for p in root.rglob("*.parquet")} == live
+    assert not list(root.glob("_kpihub/runs/*"))  # the run's journal is gone with them
 
 
 def test_parquet_merge_rewrites_only_files_with_replaced_keys(tmp_path):

@@ -15,7 +15,11 @@ into a temporary staging table (Arrow → COPY on PostgreSQL, no row-by-row
 inserts), then moved into the target — appended; swapped for the rows in the
 write's scope (replace); or upserted on the primary key with ``INSERT … ON
 CONFLICT … DO UPDATE`` (merge) — and the stream state is upserted into
-``_kpihub_state`` before the single COMMIT.
+``_kpihub_state`` before the single COMMIT. A staged replace
+(``TableWrite.staged_from``) moves the staging table's rows into the target
+with ``DELETE`` + ``INSERT … SELECT`` and drops the stage, in that same
+transaction (the target table itself is kept: its grants, and the views users
+build on it, survive a full refresh).
 
 Type mapping (Arrow → PostgreSQL / SQLite): string → text; int8–64 → smallint/
 integer/bigint (SQLite integer); float → double precision (real); bool →
@@ -28,6 +32,7 @@ Reading back casts to the recorded Arrow schema, so values round-trip.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import threading
@@ -45,10 +50,12 @@ from kpihub.destinations.base import (
     DestinationSession,
     FileLock,
     TableWrite,
+    check_write,
     dedup_last,
     evolve_schema,
     evolves,
     full_replace,
+    is_staging,
     masked_uri,
     quote,
     uri_path,
@@ -300,7 +307,10 @@ class ADBCSession(DestinationSession):
     def commit(self, writes: Sequence[TableWrite], state: Mapping[str, dict[str, Any]]) -> None:
         if self.read_only:
             raise DestinationError(f"{self.uri} is open read-only")
+        for write in writes:
+            check_write(write)
         with self._lock:
+            locations = dict(self._locations)
             try:
                 for write in writes:
                     self._apply(write)
@@ -312,11 +322,13 @@ class ADBCSession(DestinationSession):
                 failpoint("adbc.committed")
             except BaseException:
                 self.con.rollback()
+                self._locations = locations  # a rolled-back swap's stage is still where it was
                 raise
 
     def _apply(self, write: TableWrite) -> None:
-        if write.mode == "merge" and not write.primary_key:
-            raise DestinationError(f"table {write.table!r}: merge needs a primary key")
+        if write.staged_from is not None:
+            self._swap_in(write)
+            write = dataclasses.replace(write, mode="append", scope=None, staged_from=None)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
         self._place(write)
         table = self._name(write.table)
@@ -364,6 +376,34 @@ class ADBCSession(DestinationSession):
             self._exec(f"DROP TABLE {quote(stage)}")
         self._record_schema(write.table, merged_schema)
 
+    def _swap_in(self, write: TableWrite) -> None:
+        """The staging table's rows become the table's (in the write's scope), inside the transaction:
+        delete the scope's rows, ``INSERT … SELECT`` the stage's (no row passes through Python), drop the
+        stage and its schema record. A whole-table replace whose types cannot evolve rebuilds the table."""
+        stage, target = write.staged_from or "", write.table
+        stage_schema = self._recorded_schema(stage)
+        if stage_schema is None:
+            raise DestinationError(f"table {target!r}: staging table {stage!r} does not exist (nothing was staged)")
+        self._place(write)
+        table = self._name(target)
+        known = self._recorded_schema(target)
+        if known is not None and full_replace(write) and not evolves(target, known, stage_schema):
+            self._exec(f"DROP TABLE {table}")
+            known = None
+        failpoint("adbc.swap")
+        if known is None:
+            merged = self._create(dataclasses.replace(write, mode="replace"), stage_schema)
+        else:
+            merged = self._evolve(target, known, stage_schema)
+        self._exec(f"DELETE FROM {table}{self._scope(write.scope)}")
+        cols = ", ".join(quote(f.name) for f in stage_schema)
+        self._exec(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self._name(stage)}")
+        self._exec(f"DROP TABLE {self._name(stage)}")
+        self._exec(f"DELETE FROM {self._name(SCHEMA_TABLE)} WHERE name = {_lit(stage)}")
+        self._locations.pop(stage, None)
+        self._record_schema(target, merged)
+        failpoint("adbc.swapped")
+
     def _ingest(
         self, name: str, data: pa.Table, *, mode: str, temporary: bool = False, schema: str | None = None
     ) -> None:
@@ -378,8 +418,9 @@ class ADBCSession(DestinationSession):
 
     def _create(self, write: TableWrite, schema: pa.Schema) -> pa.Schema:
         columns = [f"{quote(f.name)} {sql_type(f.type, self.dialect)}" for f in schema]
-        if write.mode == "merge" and write.primary_key and self.dialect != "generic":
-            # The key constraint that merge's INSERT … ON CONFLICT upserts on.
+        if write.mode == "merge" and write.primary_key and self.dialect != "generic" and not is_staging(write.table):
+            # The key constraint that merge's INSERT … ON CONFLICT upserts on. (Not on a staging table:
+            # its rows move into the target, whose own constraint, if any, guards the key.)
             columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in write.primary_key)})")
             schema = schema.with_metadata(
                 {**(schema.metadata or {}), "kpihub.primary_key": json.dumps(write.primary_key)}
@@ -464,7 +505,8 @@ class ADBCSession(DestinationSession):
         with self._lock:
             names = self._all_tables() | set(self._locations)
             self.con.commit()
-        return sorted(n for n in names if not n.startswith("_kpihub"))
+        # kpihub's own tables (state, schemas, staging tables of a run in progress) are never the KPI engine's.
+        return sorted(n for n in names if not n.startswith("_kpihub") and not is_staging(n))
 
     def read_table(self, name: str) -> pa.Table:
         with self._lock:

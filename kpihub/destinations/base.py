@@ -9,6 +9,7 @@ re-run therefore sees either the data and its state, or neither.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -30,16 +31,27 @@ if TYPE_CHECKING:
 __all__ = [
     "Destination",
     "DestinationSession",
+    "STAGE_PREFIX",
     "FileLock",
     "TableWrite",
+    "check_write",
     "dedup_last",
     "evolve_schema",
     "evolves",
     "full_replace",
+    "is_staging",
     "masked_uri",
     "quote",
+    "staged_table",
+    "staging_name",
     "widened_type",
 ]
+
+#: Tables whose name starts with this are staging tables (see :func:`staging_name`): never listed by
+#: ``tables()``, never attached for the KPI engine.
+STAGE_PREFIX = "_kpihub_stage__"
+#: The longest table name every destination keeps whole (PostgreSQL's NAMEDATALEN - 1).
+MAX_NAME = 63
 
 
 @dataclass
@@ -51,6 +63,13 @@ class TableWrite:
         with the same primary key and adds the rest.
     :param scope: column values that bound a ``replace`` (e.g. ``{"source_id": "hubspot"}``),
         so one source can replace its rows in a canonical table others also feed.
+    :param staged_from: the name of a staging table (:func:`staging_name`) whose rows, together with
+        ``data``, become the new contents; mode ``replace`` only (with or without ``scope``). The
+        destination drops the staging table in the same atomic commit, so a full refresh written chunk
+        by chunk into the stage swaps in whole or not at all. A whole-table replace takes the schema of
+        the staged rows and ``data`` (as :func:`full_replace` allows); a scoped one evolves the table's.
+        The stage's rows move inside the destination (a rename, ``INSERT … SELECT``, files listed under
+        the table), never through Python.
     """
 
     table: str
@@ -60,6 +79,49 @@ class TableWrite:
     scope: Mapping[str, Any] | None = None
     #: The source a raw stream table belongs to: databases with schemas put it in a schema of its own.
     namespace: str | None = None
+    staged_from: str | None = None
+
+
+def staging_name(table: str, key: str) -> str:
+    """The staging table in which a run builds ``table``'s new contents before one commit swaps them in.
+
+    ``key`` tells apart streams staging into the same table (two sources replacing their rows of one
+    canonical table): ``staging_name("contacts", "hubspot.contacts")`` is
+    ``_kpihub_stage__contacts__<8 hex digits of table and key>``. Names fit PostgreSQL's 63 characters
+    (a long table name is cut; the digest keeps it unique). Write to it with ordinary TableWrites (same
+    ``namespace`` as the target), then commit the target with ``staged_from=`` this name.
+    """
+    digest = hashlib.sha1(f"{table}\0{key}".encode()).hexdigest()[:8]
+    room = MAX_NAME - len(STAGE_PREFIX) - len(digest) - 2
+    return f"{STAGE_PREFIX}{table[:room]}__{digest}"
+
+
+def is_staging(name: str) -> bool:
+    """Whether ``name`` is a staging table (hidden from ``tables()`` and ``attach()``)."""
+    return name.startswith(STAGE_PREFIX)
+
+
+def staged_table(name: str) -> str | None:
+    """The table a staging table stages for, read back from its name (a cut name gives its prefix only)."""
+    if not is_staging(name) or len(name) < len(STAGE_PREFIX) + 11 or name[-10:-8] != "__":
+        return None
+    return name[len(STAGE_PREFIX) : -10]
+
+
+def check_write(write: TableWrite) -> None:
+    """Refuse a write no destination can apply: a bad ``staged_from`` (a destination drops what it names,
+    so only a staging table may be named there) or a merge without a key."""
+    if write.mode == "merge" and not write.primary_key:
+        raise DestinationError(f"table {write.table!r}: merge needs a primary key")
+    if write.staged_from is None:
+        return
+    if write.mode != "replace":
+        raise DestinationError(f"table {write.table!r}: staged_from needs mode 'replace', not {write.mode!r}")
+    if not is_staging(write.staged_from) or is_staging(write.table):
+        raise DestinationError(
+            f"table {write.table!r}: staged_from={write.staged_from!r} is not a staging table "
+            f"(name it with staging_name(); its name starts with {STAGE_PREFIX!r})"
+        )
 
 
 class DestinationSession(ABC):

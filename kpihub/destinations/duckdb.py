@@ -1,11 +1,15 @@
 """DuckDB file destination, the embedded default: ``duckdb:///path/to/file.duckdb``.
 
 Each commit is one DuckDB transaction: table changes and the state rows in
-``_kpihub_state`` become durable together or not at all.
+``_kpihub_state`` become durable together or not at all. A staged replace
+(``TableWrite.staged_from``) renames the staging table into place (whole
+table) or moves its rows with ``INSERT … SELECT`` (scoped), in that same
+transaction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,10 +24,12 @@ from kpihub.destinations.base import (
     DestinationSession,
     FileLock,
     TableWrite,
+    check_write,
     dedup_last,
     evolve_schema,
     evolves,
     full_replace,
+    is_staging,
     quote,
     uri_options,
     uri_path,
@@ -96,6 +102,8 @@ class DuckDBSession(DestinationSession):
     def commit(self, writes: Sequence[TableWrite], state: Mapping[str, dict[str, Any]]) -> None:
         if self.read_only:
             raise DestinationError(f"{self.uri} is open read-only")
+        for write in writes:
+            check_write(write)
         with self._lock:
             con = self.con
             con.execute("BEGIN TRANSACTION")
@@ -121,6 +129,9 @@ class DuckDBSession(DestinationSession):
                     pass
 
     def _apply(self, write: TableWrite) -> None:
+        if write.staged_from is not None:
+            self._swap_in(write)
+            write = dataclasses.replace(write, mode="append", scope=None, staged_from=None)
         con = self.con
         table = quote(write.table)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
@@ -136,12 +147,30 @@ class DuckDBSession(DestinationSession):
             where, params = _scope_clause(write.scope)
             con.execute(f"DELETE FROM {table}{where}", params)
         elif write.mode == "merge":
-            if not write.primary_key:
-                raise DestinationError(f"table {write.table!r}: merge needs a primary key")
             on = " AND ".join(f"{table}.{quote(k)} = n.{quote(k)}" for k in write.primary_key)
             con.execute(f"DELETE FROM {table} USING __kpihub_new AS n WHERE {on}")
         if data.num_rows:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __kpihub_new")
+
+    def _swap_in(self, write: TableWrite) -> None:
+        """The staging table's rows become the table's (in the write's scope), inside the transaction:
+        the whole table is dropped and the stage renamed into place (no row is copied); a scoped replace
+        deletes the scope's rows and moves the stage's in with ``INSERT … SELECT``."""
+        stage, target, con = write.staged_from or "", write.table, self.con
+        if not self._has_table(stage):
+            raise DestinationError(f"table {target!r}: staging table {stage!r} does not exist (nothing was staged)")
+        failpoint("duckdb.swap")
+        if full_replace(write) or not self._has_table(target):
+            if self._has_table(target):
+                con.execute(f"DROP TABLE {quote(target)}")
+            con.execute(f"ALTER TABLE {quote(stage)} RENAME TO {quote(target)}")
+        else:
+            self._evolve(target, self._schema(stage), source=stage)
+            where, params = _scope_clause(write.scope)
+            con.execute(f"DELETE FROM {quote(target)}{where}", params)
+            con.execute(f"INSERT INTO {quote(target)} BY NAME SELECT * FROM {quote(stage)}")
+            con.execute(f"DROP TABLE {quote(stage)}")
+        failpoint("duckdb.swapped")
 
     def _schema(self, name: str) -> pa.Schema:
         return fetch_arrow(self.con, f"SELECT * FROM {quote(name)} LIMIT 0").schema
@@ -150,11 +179,12 @@ class DuckDBSession(DestinationSession):
         with self._lock:
             return self._schema(name) if self._has_table(name) else None
 
-    def _evolve(self, name: str, incoming: pa.Schema) -> None:
-        """Add columns the new data has and the table lacks; widen types safely; refuse the rest."""
+    def _evolve(self, name: str, incoming: pa.Schema, source: str = "__kpihub_new") -> None:
+        """Add columns the new data (in relation ``source``) has and the table lacks; widen types safely;
+        refuse the rest."""
         existing = self._schema(name)
         merged = evolve_schema(name, existing, incoming)
-        incoming_types = {r[0]: r[1] for r in self.con.execute("DESCRIBE __kpihub_new").fetchall()}
+        incoming_types = {r[0]: r[1] for r in self.con.execute(f"DESCRIBE {quote(source)}").fetchall()}
         for field in merged:
             if field.name not in existing.names:
                 column_type = incoming_types[field.name]
@@ -176,7 +206,8 @@ class DuckDBSession(DestinationSession):
             rows = self.con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
             ).fetchall()
-        return [r[0] for r in rows if not r[0].startswith("_kpihub")]
+        # kpihub's own tables (state, staging tables of a run in progress) are never the KPI engine's.
+        return [r[0] for r in rows if not r[0].startswith("_kpihub") and not is_staging(r[0])]
 
     def read_table(self, name: str) -> pa.Table:
         with self._lock:

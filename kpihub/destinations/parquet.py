@@ -13,15 +13,31 @@ column (UTC for timestamps), so tools that read hive partitions prune by day.
 
 A commit writes new files under temporary names, fsyncs and renames them,
 then atomically replaces ``state.json`` (the only place that says which files
-are live). A crash before that leaves unreferenced files, which the next
-writer deletes; readers only ever read the files ``state.json`` lists.
-Merge rewrites only the files holding keys that the new rows replace.
+are live); readers only ever read the files ``state.json`` lists. Merge
+rewrites only the files holding keys that the new rows replace.
+
+A destination deletes only files it wrote (the directory may hold the user's
+own files too). Each writer session is a *run* with an id that every file it
+writes carries in its name (``<table>-<seq>-<run>-<random>``), and before its
+first file it records the run in ``_kpihub/runs/<run>.json`` with the tables
+it writes into. Files a commit makes obsolete are listed in ``state.json``
+(``garbage``) and deleted once it is durable. A clean close deletes the
+journal; a killed run leaves it, and the next writer deletes exactly that
+run's unlisted files and the last commit's garbage, then the journal.
+
+A staged replace (``TableWrite.staged_from``) lists the staging table's
+files under the target in the same ``state.json`` replace: each is hard-linked
+(an object store: copied server-side) to a name of the target's, in its
+directory, so tools reading the table's directory (hive partitions) find it
+whole; nothing is read into memory.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import tempfile
 import threading
 import uuid
@@ -40,11 +56,14 @@ from kpihub.destinations.base import (
     DestinationSession,
     FileLock,
     TableWrite,
+    check_write,
     dedup_last,
     evolve_schema,
     evolves,
     full_replace,
+    is_staging,
     quote,
+    staged_table,
     uri_options,
     uri_path,
 )
@@ -66,6 +85,14 @@ MAX_VIEW_FILES = 64
 
 
 STATE_FILE = "_kpihub/state.json"
+#: One journal per writer session (run) that may have left files: ``<run>.json``.
+RUNS_DIR = "_kpihub/runs"
+_SUFFIXES = "|".join(re.escape(f.suffix) for f in FORMATS.values())
+
+
+def _written_by(run: str) -> re.Pattern[str]:
+    """The names of the files (and their temporary names) run ``run`` writes."""
+    return re.compile(rf"(\.tmp-)?.+-\d{{6}}-{re.escape(run)}-[0-9a-f]{{6}}({_SUFFIXES})")
 
 
 class ParquetSession(DestinationSession):
@@ -94,9 +121,14 @@ class ParquetSession(DestinationSession):
             self._file_lock = store.lock(f"file destination {store.where!r}")
         elif not store.exists(STATE_FILE):
             raise DestinationError(f"no kpihub data in {store.where!r} (run `kpihub sync` first)")
+        #: This session's run id, in the name of every file it writes (see the module docs).
+        self._run = uuid.uuid4().hex[:12]
+        self._journaled: set[str] | None = None  # the tables this run's journal names (None: no journal)
+        self._unclean = False  # a commit failed part-way: its files may be unlisted
+        self._leftover: list[str] = []  # obsolete files whose deletion failed, carried to the next garbage
         self.manifest = self._load()
         if not read_only:
-            self._remove_orphans()
+            self._clean_up()
 
     def _load(self) -> dict[str, Any]:
         where = f"{self.store.where}/{STATE_FILE}"
@@ -110,16 +142,66 @@ class ParquetSession(DestinationSession):
             raise DestinationError(f"{where}: unsupported state version {manifest.get('version')!r}")
         return manifest
 
-    def _remove_orphans(self) -> None:
-        live = {f for t in self.manifest["tables"].values() for f in t["files"]}
-        for rel in self.store.files():
+    # -- what killed runs left (only ever files a run of this destination wrote) ---
+
+    def _clean_up(self) -> None:
+        """Delete what killed runs left: a half-replaced file of ``_kpihub/``, and for each run journal,
+        the files that run wrote and no commit listed, plus the last commit's obsolete files."""
+        journals = []
+        for rel in self.store.files("_kpihub"):
             name = rel.rsplit("/", 1)[-1]
-            if rel.startswith("_kpihub/"):
-                if name.startswith(".tmp-"):
-                    self.store.delete(rel)
-                continue
-            if (name.endswith(self.format.suffix) or name.startswith(".tmp-")) and rel not in live:
+            if name.startswith(".tmp-"):  # kpihub's own directory: a state or journal file mid-replace
                 self.store.delete(rel)
+            elif rel.startswith(RUNS_DIR + "/") and name.endswith(".json"):
+                journals.append(rel)
+        if journals:
+            self._clean_runs(journals, self.manifest)
+
+    def _clean_runs(self, journals: list[str], manifest: dict[str, Any]) -> None:
+        live = {f for t in manifest["tables"].values() for f in t["files"]}
+        for rel in manifest.get("garbage", []):
+            if rel not in live:
+                self.store.delete(rel)
+        for journal in journals:
+            run = journal.rsplit("/", 1)[-1].removesuffix(".json")
+            try:
+                tables = json.loads(self.store.read_bytes(journal))["tables"]
+            except (OSError, ValueError, KeyError, TypeError):
+                tables = [""]  # an unreadable journal: look under the whole root (for that run's names only)
+            ours = _written_by(run)
+            for table in tables:
+                for rel in self.store.files(table):
+                    if rel not in live and ours.fullmatch(rel.rsplit("/", 1)[-1]):
+                        self.store.delete(rel)
+            self.store.delete(journal)
+
+    def _journal(self, tables: set[str]) -> None:
+        """Record this run and the tables it writes into before it writes there (one small file per run,
+        rewritten only when a new table is written)."""
+        if self._journaled is not None and tables <= self._journaled:
+            return
+        names = sorted((self._journaled or set()) | tables)
+        body = {"run": self._run, "pid": os.getpid(), "tables": names}
+        self.store.replace(f"{RUNS_DIR}/{self._run}.json", json.dumps(body).encode())
+        self._journaled = set(names)
+
+    def _finish_run(self) -> None:
+        """At close: delete what a failed commit of this run left, then the journal (kept on an error,
+        for the next writer)."""
+        if self._journaled is None:
+            return
+        journal = f"{RUNS_DIR}/{self._run}.json"
+        try:
+            if self._unclean:
+                # What is live is what the stored state file says, not this session's copy of it.
+                self._clean_runs([journal], self._load())
+            else:
+                for rel in self._leftover:
+                    self.store.delete(rel)
+                self.store.delete(journal)
+        except (OSError, DestinationError):
+            pass
+        self._journaled = None
 
     # -- state -------------------------------------------------------------------
 
@@ -134,33 +216,53 @@ class ParquetSession(DestinationSession):
     def commit(self, writes: Sequence[TableWrite], state: Mapping[str, dict[str, Any]]) -> None:
         if self.read_only:
             raise DestinationError(f"{self.uri} is open read-only")
+        for write in writes:
+            check_write(write)
         with self._lock:
             manifest = json.loads(json.dumps(self.manifest))
             pending: list[Any] = []  # staged files, live once published and listed in the manifest
             obsolete: list[str] = []
+            self._journal({w.table for w in writes} | {w.staged_from for w in writes if w.staged_from})
+            self._unclean = True
             for write in writes:
                 self._plan(write, manifest, pending, obsolete)
             failpoint("files.staged")
             self.store.publish(pending)
             failpoint("files.renamed")
             manifest["streams"].update(json.loads(json.dumps(state, default=str)))
+            # Deleted once this state file is durable; if the run is killed first, by the next writer.
+            manifest["garbage"] = sorted(set(obsolete) | set(self._leftover))
             encoded = json.dumps(manifest, indent=1, sort_keys=True).encode()
             failpoint("files.state_staged")
             self.store.replace(STATE_FILE, encoded)  # the commit point
             failpoint("files.committed")
             self.manifest = manifest
-            for rel in obsolete:
+            self._unclean = False
+            self._leftover = self._delete(manifest["garbage"])
+
+    def _delete(self, rels: list[str]) -> list[str]:
+        """Delete files no commit lists any more; return those that could not be (tried again later)."""
+        failed = []
+        for rel in rels:
+            try:
                 self.store.delete(rel)
+            except OSError:
+                failed.append(rel)  # the commit stands: a file left behind is no reason to fail it
+            failpoint("files.deleted")
+        return failed
 
     def _plan(self, write: TableWrite, manifest: dict[str, Any], pending: list[Any], obsolete: list[str]) -> None:
-        if write.mode == "merge" and not write.primary_key:
-            raise DestinationError(f"table {write.table!r}: merge needs a primary key")
         entry = manifest["tables"].setdefault(write.table, {"files": [], "seq": 0, "schema": None})
+        stage = self._stage_entry(write, manifest)
+        incoming = write.data.schema  # the schema of every row the write brings: the stage's and data's
+        if stage is not None and stage["schema"] is not None:
+            incoming = evolve_schema(write.table, _decode(stage["schema"]), incoming)
         # Check the schema change first: an incompatible type fails before any file is written.
         current = _decode(entry["schema"])
-        if current is not None and full_replace(write) and not evolves(write.table, current, write.data.schema):
-            current = None  # a full refresh rebuilds a table whose types changed
-        merged_schema = _merge_schema(write.table, current, write.data.schema)
+        if current is not None and full_replace(write):
+            if stage is not None or not evolves(write.table, current, incoming):
+                current = None  # a full refresh rebuilds a table whose types changed (a staged one, always)
+        merged_schema = _merge_schema(write.table, current, incoming)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
         keep: list[str] = []
         touched = self._touched(entry["files"], write, data, current) if write.mode != "append" else set()
@@ -190,10 +292,36 @@ class ParquetSession(DestinationSession):
             if gathered >= REWRITE_ROWS:
                 stage_survivors()
         stage_survivors()
+        if stage is not None:
+            keep.extend(self._adopt(stage, write.table, entry, pending))
+            obsolete.extend(stage["files"])
+            del manifest["tables"][write.staged_from]
         if data.num_rows:
             keep.extend(self._stage(data, write.table, entry, pending))
         entry["files"] = keep
         entry["schema"] = merged_schema
+
+    def _stage_entry(self, write: TableWrite, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        if write.staged_from is None:
+            return None
+        stage = manifest["tables"].get(write.staged_from)
+        if stage is None:
+            raise DestinationError(
+                f"table {write.table!r}: staging table {write.staged_from!r} does not exist (nothing was staged)"
+            )
+        return stage
+
+    def _adopt(self, stage: dict[str, Any], table: str, entry: dict[str, Any], pending: list[Any]) -> list[str]:
+        """The staging table's files under new names of ``table``'s, in its directory (same partition):
+        hard links, or server-side copies in an object store; not a row is read."""
+        out = []
+        for rel in stage["files"]:
+            partition = "/".join(rel.split("/")[1:-1])
+            new = self._new_file(table, entry, partition)
+            pending.append(self.store.copy(rel, new))
+            out.append(new)
+        failpoint("files.stage_adopted")
+        return out
 
     def _touched(self, files: list[str], write: TableWrite, data: pa.Table, current: pa.Schema | None) -> set[str]:
         """Live files holding rows the write replaces, found by reading key (or scope) columns only."""
@@ -220,15 +348,22 @@ class ParquetSession(DestinationSession):
         """Write ``data`` as new files (one per partition), live only once published; return their paths."""
         out = []
         for partition, part in self._partitions(table, data):
-            entry["seq"] += 1
-            name = f"{table}-{entry['seq']:06d}-{uuid.uuid4().hex[:8]}{self.format.suffix}"
-            rel = f"{table}/{partition}/{name}" if partition else f"{table}/{name}"
+            rel = self._new_file(table, entry, partition)
             pending.append(self.store.stage(rel, partial(self.format.write, part)))
             out.append(rel)
         return out
 
+    def _new_file(self, table: str, entry: dict[str, Any], partition: str) -> str:
+        """A new file's path: the table's sequence number, this run's id and a random part (unique even
+        where a failed commit's sequence numbers are used again)."""
+        entry["seq"] += 1
+        name = f"{table}-{entry['seq']:06d}-{self._run}-{uuid.uuid4().hex[:6]}{self.format.suffix}"
+        return f"{table}/{partition}/{name}" if partition else f"{table}/{name}"
+
     def _partitions(self, table: str, data: pa.Table) -> list[tuple[str, pa.Table]]:
-        column = CANONICAL_TABLES[table].time_column if self.partition and table in CANONICAL_TABLES else None
+        # A staging table is laid out as the table it stages for, so its files move in as they are.
+        canonical = CANONICAL_TABLES.get(staged_table(table) or table)
+        column = canonical.time_column if self.partition and canonical is not None else None
         if column is None or column not in data.column_names:
             return [("", data)]
         values = data[column]
@@ -242,7 +377,7 @@ class ParquetSession(DestinationSession):
     # -- reads -------------------------------------------------------------------
 
     def tables(self) -> list[str]:
-        return sorted(self.manifest["tables"])
+        return sorted(n for n in self.manifest["tables"] if not is_staging(n))
 
     def files(self, name: str) -> list[str]:
         """The live files of table ``name``, relative to the destination's root."""
@@ -296,8 +431,9 @@ class ParquetSession(DestinationSession):
             if self.root is None and self.files(name) and self.format.name == "parquet":
                 # An object store: DuckDB scans a pyarrow dataset (no DuckDB extension to download).
                 con.register(name, self._dataset(self.files(name), self.table_schema(name)))
-            elif files and self.format.name != "parquet":
-                con.register(name, self.read_table(name))  # text formats: typed by the recorded schema
+            elif self.files(name) and self.format.name != "parquet":
+                # Text and IPC formats, local or in an object store: typed by the recorded schema.
+                con.register(name, self.read_table(name))
             elif files:
                 listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
                 scan = f"SELECT * FROM read_parquet([{listing}], union_by_name=true)"
@@ -312,6 +448,8 @@ class ParquetSession(DestinationSession):
                     con.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {quote('__empty_' + name)}")
 
     def close(self) -> None:
+        if not self.read_only:
+            self._finish_run()
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None

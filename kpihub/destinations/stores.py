@@ -51,11 +51,15 @@ class Store:
         """Write a new file for ``rel`` with ``write(local_path)``; it is live only after :meth:`publish`."""
         raise NotImplementedError
 
+    def copy(self, src: str, rel: str) -> Any:
+        """Make ``rel`` a new file with ``src``'s bytes without reading them here (live after :meth:`publish`)."""
+        raise NotImplementedError
+
     def publish(self, staged: list[Any]) -> None:
         raise NotImplementedError
 
-    def files(self) -> list[str]:
-        """Every file under the root."""
+    def files(self, under: str = "") -> list[str]:
+        """Every file under the root (or under its sub-directory ``under``)."""
         raise NotImplementedError
 
     def delete(self, rel: str) -> None:
@@ -111,22 +115,46 @@ class LocalStore(Store):
             os.fsync(fh.fileno())
         return tmp, final
 
+    def copy(self, src: str, rel: str) -> tuple[Path, Path]:
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".tmp-{final.name}")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(self.root / src, tmp)  # a second name for the same bytes: nothing is copied
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(self.root / src, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        return tmp, final
+
     def publish(self, staged: list[Any]) -> None:
         for tmp, final in staged:
             os.replace(tmp, final)
         for directory in {final.parent for _, final in staged}:
             fsync_dir(directory)
 
-    def files(self) -> list[str]:
-        if not self.root.exists():
+    def files(self, under: str = "") -> list[str]:
+        base = self.root / under if under else self.root
+        if not base.is_dir():
             return []
-        return [p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()]
+        return [p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()]
 
     def delete(self, rel: str) -> None:
+        path = self.root / rel
         try:
-            (self.root / rel).unlink()
+            path.unlink()
         except FileNotFoundError:
             pass
+        # The directories the file was the last one in (a staging table's, a day's), never one with anything
+        # left in it (rmdir refuses), nor the root.
+        for parent in path.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def local(self, rel: str) -> Path | None:
         return self.root / rel
@@ -172,12 +200,19 @@ class ObjectStore(Store):
                 shutil.copyfileobj(src, out, length=8 << 20)
         return rel
 
+    def copy(self, src: str, rel: str) -> str:
+        # A server-side copy: S3 CopyObject, GCS rewrite (apache/arrow cpp/src/arrow/filesystem/s3fs.cc,
+        # S3FileSystem::CopyFile), under the final, unique, not yet referenced name as stage() writes.
+        self.fs.copy_file(self._path(src), self._path(rel))
+        return rel
+
     def publish(self, staged: list[Any]) -> None:
         return None
 
-    def files(self) -> list[str]:
+    def files(self, under: str = "") -> list[str]:
+        base = f"{self.root}/{under}" if under else self.root
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise DestinationError(f"{self.where}: cannot list files: {exc}") from None
         prefix = self.root + "/"
