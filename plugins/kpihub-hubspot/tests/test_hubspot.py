@@ -84,14 +84,24 @@ def test_fixture_page_normalizes_and_maps_to_crm_contacts():
 
 def test_search_requests_and_responses_follow_crm_v3(tmp_path, registry):
     with FakeHubSpot(contacts=700) as server:
-        pipeline(tmp_path, server, registry).sync(streams=["contacts"])
+        p = pipeline(tmp_path, server, registry)
+        p.sync(streams=["contacts"])
         searches = [r for r in server.requests if r.path == "/crm/v3/objects/contacts/search"]
     body = searches[0].json()
     assert body["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
     assert body["limit"] == 200 and body["after"] == "0"
     (lt,) = body["filterGroups"][0]["filters"]
     assert lt["operator"] == "LT" and lt["value"].isdigit()  # epoch milliseconds as a string
-    assert [r.json()["after"] for r in searches] == ["0", "200", "400", "600"]
+    # Keyset paging: never an offset; each page restarts at the last modified time read (GTE).
+    assert [r.json()["after"] for r in searches] == ["0", "0", "0", "0"]  # 200 + 199 + 199 + 102 new
+    first_page_last = server.data.stores["contacts"].in_search_order()[199]
+    last_ms = server.data.stores["contacts"].records[first_page_last].props["lastmodifieddate"]
+    assert searches[1].json()["filterGroups"][0]["filters"][1] == {
+        "propertyName": "lastmodifieddate",
+        "operator": "GTE",
+        "value": str(last_ms),
+    }
+    assert len({r["id"] for r in read(p, "hubspot_contacts")}) == 700
     assert searches[0].header("authorization") == f"Bearer {server.token}"
 
 
@@ -106,9 +116,8 @@ def test_50k_contacts_then_incremental_resync_leaves_exactly_the_right_rows(tmp_
         first = p.sync(streams=["contacts"])
         assert first.ok, first.streams[0].error
         searches = [r.json() for r in server.requests if r.path.endswith("/search")]
-        assert max(int(b["after"]) for b in searches) < 10_000  # never asks past the cap
-        windows = [b for b in searches if b["after"] == "0"]
-        assert len(windows) >= 5  # 50,000 records need at least five 10,000-result windows
+        assert {b["after"] for b in searches} == {"0"}  # keyset: never an offset, so never near the 10,000 cap
+        assert len(searches) >= 250  # 50,000 records in pages of 200
         assert_contacts_match(p, data)
 
         changed = data.touch("contacts", 0.01)
@@ -267,10 +276,13 @@ def test_malformed_page_fails_clearly_and_state_stays_at_durable_data(tmp_path, 
     rows = read(p, "hubspot_contacts")
     with p.open_destination(read_only=True) as s:
         cursor = dt.datetime.fromisoformat(s.get_state("hubspot.contacts")["cursor"])
-    assert len(rows) == 600  # three pages made it; the fourth never arrived whole
+    # Three pages made it, the fourth never arrived whole; each page after the first starts at
+    # the last modified time read, so it re-reads that record: 200 + 199 + 199 new records.
+    assert len(rows) == 598
     assert cursor == max(r["lastmodifieddate"] for r in rows)
-    first_600 = [ms_to_dt(ms) for ms, _ in contacts._index[:600]]
-    assert cursor == first_600[-1]
+    first_598 = contacts.in_search_order()[:598]
+    assert {r["id"] for r in rows} == {str(i) for i in first_598}
+    assert cursor == ms_to_dt(contacts.records[first_598[-1]].props["lastmodifieddate"])
 
 
 def test_unknown_lifecycle_stage(tmp_path, registry):

@@ -9,9 +9,27 @@ kpihub's shared API notes:
   (docs/api-reference/legacy/crm/objects/custom-objects/guide).
 * search ``POST /crm/v3/objects/{object}/search``: body ``{filterGroups, sorts,
   properties, limit, after}``; response ``{total, results, paging?: {next:
-  {after}}}`` where ``after`` is an offset string; limit ≤ 200; paging at or past
-  10,000 answers 400 (docs/api-reference/search/guide, "Limitations").
-  Date filter values are epoch-millisecond strings.
+  {after}}}``. From "Search the CRM"
+  (developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm):
+  ``limit`` defaults to 10, at most 200; ``after`` is an integer offset into the
+  result (``paging.next.after``; no ``paging`` on the last page), so it is an
+  offset into the *live* result: a record modified while a client pages moves
+  in a result sorted by modification time and the records behind it shift;
+  "limited to 10,000 total results for any given query. Attempting to page
+  beyond 10,000 will result in a 400 error" (``after`` ≥ 10,000 here, as
+  HubSpot/hubspot-api-nodejs#132 reports for ``after: 10000``; the 400 body is
+  HubSpot's generic one, nango.dev/blog/fix-hubspot-api-400-there-was-a-problem-with-the-request,
+  as the cap's own message is not documented); filter groups are ORed, filters
+  in a group ANDed, "a maximum of five filterGroups with up to six filters in
+  each group, with a maximum of 18 filters in total", beyond that a
+  ``VALIDATION_ERROR``; "Only one sorting rule can be applied to any search"
+  (the answer to two is not documented: this fake refuses it with a
+  ``VALIDATION_ERROR``); without a sort, results come "in order of object
+  creation (oldest first)"; archived records never appear; ``total`` counts
+  every match. The order of records that tie on the sort property is not
+  documented: this fake orders ties by a scrambled id, so a client cannot lean
+  on an id order HubSpot never promised. Date filter values are
+  epoch-millisecond strings.
 * every property value is a string or null; ``id`` is a string; ``createdAt`` /
   ``updatedAt`` are ISO-8601 with milliseconds and ``Z``.
 * ``GET /crm/v3/pipelines/deals``: ``{results: [{id, label, displayOrder, archived,
@@ -24,8 +42,6 @@ kpihub's shared API notes:
   ``INVALID_AUTHENTICATION`` with HubSpot's "Authentication credentials not
   found…" message (docs/faq/api-error-responses, HubSpot community changelog);
   429 ``{status, message, errorType: "RATE_LIMIT", correlationId, policyName}``.
-  The exact message of the 400 past 10,000 results is not documented; the
-  category is HubSpot's generic ``VALIDATION_ERROR``.
 * rate-limit headers ``X-HubSpot-RateLimit-*`` on non-search endpoints only.
 
 Data: contacts move through lifecycle stages with HubSpot's
@@ -39,6 +55,7 @@ import bisect
 import datetime as dt
 import math
 import random
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -54,6 +71,8 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_END = dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc)
 DAY_MS = 86_400_000
+SEARCH_CAP = 10_000  # results per search query
+MAX_FILTER_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 
 CURSOR_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
 DATE_PROPERTIES = {
@@ -142,6 +161,11 @@ def to_ms(value: dt.datetime) -> int:
     return int((value - EPOCH).total_seconds() * 1000)
 
 
+def tie(rid: int) -> int:
+    """Where a record falls among records that tie on the sort property: not id order (undocumented)."""
+    return (rid * 2654435761) % 4294967296  # Knuth's multiplicative hash: deterministic, scrambled
+
+
 @dataclass
 class Record:
     id: int
@@ -182,7 +206,7 @@ class ObjectStore:
 
     name: str
     records: dict[int, Record] = field(default_factory=dict)
-    _index: list[tuple[int, int]] = field(default_factory=list)
+    _index: list[tuple[int, int, int]] = field(default_factory=list)  # (cursor, tie, id)
     _ids: list[int] = field(default_factory=list)
 
     @property
@@ -194,8 +218,12 @@ class ObjectStore:
 
     def reindex(self) -> None:
         prop = self.cursor_property
-        self._index = sorted((r.props[prop], r.id) for r in self.records.values() if not r.archived)
+        self._index = sorted((r.props[prop], tie(r.id), r.id) for r in self.records.values() if not r.archived)
         self._ids = sorted(self.records)
+
+    def in_search_order(self) -> list[int]:
+        """Ids of the searchable records as a search sorted by the cursor ascending returns them."""
+        return [entry[-1] for entry in self._index]
 
     def cursor_bounds(self, filters: list[dict[str, Any]]) -> tuple[int, int]:
         """Index positions ``[lo, hi)`` of the records matching range filters on the cursor."""
@@ -227,7 +255,7 @@ class ObjectStore:
                 if high_inclusive
                 else bisect.bisect_left(self._index, (high, -1))
             )
-        return [rid for _, rid in self._index[lo:hi]]
+        return [entry[-1] for entry in self._index[lo:hi]]
 
 
 class HubSpotData:
@@ -403,6 +431,31 @@ class HubSpotData:
         store.reindex()
         return ids
 
+    def churn(self, kind: str, rng: random.Random, *, touch: int = 0, add: int = 0, delete: int = 0) -> None:
+        """Live changes to ``kind`` now: ``touch`` records modified (each moves to the end of a result
+        sorted by modification time), ``add`` new ones, ``delete`` archived (search never shows those)."""
+        store = self.stores[kind]
+        live = [rid for rid, r in store.records.items() if not r.archived]
+        for rid in rng.sample(live, min(len(live), touch + delete)):
+            record = store.records[rid]
+            if delete > 0:
+                record.archived, delete = True, delete - 1
+                continue
+            now = self.tick()
+            record.updated = record.props[store.cursor_property] = now
+        for _ in range(add):
+            before = {name: set(s.records) for name, s in self.stores.items()}
+            {"contacts": self._contact, "companies": self._company, "deals": self._new_deal}[kind]()
+            for name, s in self.stores.items():  # a contact may bring a deal: all created now, modified now
+                for rid in sorted(set(s.records) - before[name]):
+                    new, now = s.records[rid], self.tick()
+                    new.created = new.updated = new.props["createdate"] = new.props[s.cursor_property] = now
+        for s in self.stores.values():
+            s.reindex()
+
+    def _new_deal(self) -> None:
+        self._deal(self.clock_ms, None)
+
     def add_contacts(self, n: int) -> list[int]:
         before = set(self.stores["contacts"].records)
         saved = self.start_ms, self.end_ms
@@ -445,6 +498,29 @@ class FakeHubSpot(FakeAPIServer):
         self.token = token
         self.time_zone = time_zone
         self.data = data or HubSpotData(seed=seed, contacts=contacts)
+
+    # -- live data ---------------------------------------------------------------------
+
+    def live_changes(
+        self, share: float = 0.0, *, touch: int = 0, add: int = 0, delete: int = 0, seed: int = 13
+    ) -> Callable[[FakeRequest], None]:
+        """A function for :meth:`between_pages`: after a page of an object, change that object's records.
+
+        Each call modifies ``share`` of them plus ``touch`` more (they move to the end of a result
+        sorted by modification time), adds ``add`` and archives ``delete`` (see :meth:`HubSpotData.churn`)::
+
+            server.between_pages(server.live_changes(0.002, add=1, delete=1), path="/search$")
+        """
+        rng = random.Random(seed)
+
+        def change(request: FakeRequest) -> None:
+            match = re.match(r"/crm/v3/objects/(\w+)", request.path)
+            store = self.data.stores.get(match.group(1)) if match else None
+            if store is not None:
+                n = touch + round(len(store.records) * share)
+                self.data.churn(store.name, rng, touch=n, add=add, delete=delete)
+
+        return change
 
     # -- protocol helpers ------------------------------------------------------------
 
@@ -587,13 +663,15 @@ class FakeHubSpot(FakeAPIServer):
         if limit > 200:
             return self.json(self.error_body(400, "limit must be less than or equal to 200"), 400)
         after = int(body.get("after") or 0)
-        if after >= 10_000:
-            return self.json(
-                self.error_body(400, "There was a problem with the request. Search results are limited to 10,000."),
-                400,
-            )
+        if after >= SEARCH_CAP:  # HubSpot's generic 400 body; the cap's own message is undocumented
+            correlation = str(uuid.UUID(int=self.rng.getrandbits(128)))
+            body = {"status": "error", "message": "There was a problem with the request.", "correlationId": correlation}
+            return self.json(body, 400)
         groups = body.get("filterGroups") or []
         sorts = body.get("sorts") or []
+        problem = _search_limits(groups, sorts)
+        if problem:
+            return self.json(self.error_body(400, problem), 400)
         props = body.get("properties") or DEFAULT_PROPERTIES[store.name]
         fast = self._fast_page(store, groups, sorts, after, limit)
         if fast is not None:
@@ -607,7 +685,7 @@ class FakeHubSpot(FakeAPIServer):
             if name == "hs_object_id":
                 ids.sort(reverse=reverse)
             else:
-                ids.sort(key=lambda i: (store.records[i].props.get(name) or 0, i), reverse=reverse)
+                ids.sort(key=lambda i: (store.records[i].props.get(name) or 0, tie(i), i), reverse=reverse)
         else:
             ids.sort()
         return self._search_response(store, len(ids), ids[after : after + limit], props, after, limit)
@@ -643,11 +721,11 @@ class FakeHubSpot(FakeAPIServer):
         ):
             return None
         lo, hi = store.cursor_bounds(filters)
-        return hi - lo, [rid for _, rid in store._index[lo + after : min(hi, lo + after + limit)]]
+        return hi - lo, [entry[-1] for entry in store._index[lo + after : min(hi, lo + after + limit)]]
 
     def _filter(self, store: ObjectStore, groups: list[dict[str, Any]]) -> list[int]:
         if not groups:
-            return [rid for _, rid in store._index]
+            return store.in_search_order()
         found: set[int] = set()
         for group in groups:
             filters = group.get("filters") or []
@@ -671,6 +749,20 @@ class FakeHubSpot(FakeAPIServer):
             if op in ("LTE", "LT", "EQ"):
                 high, high_inc = value, op != "LT"
         return store.by_cursor(low, high, low_inc, high_inc)
+
+
+def _search_limits(groups: list[dict[str, Any]], sorts: list[dict[str, Any]]) -> str | None:
+    """The documented search limits a request breaks, as HubSpot's VALIDATION_ERROR would say it."""
+    counts = [len(g.get("filters") or []) for g in groups]
+    if len(groups) > MAX_FILTER_GROUPS:
+        return f"too many filterGroups: {len(groups)} (the maximum is {MAX_FILTER_GROUPS})"
+    if any(n > MAX_FILTERS_PER_GROUP for n in counts):
+        return f"too many filters in a filterGroup: {max(counts)} (the maximum is {MAX_FILTERS_PER_GROUP})"
+    if sum(counts) > MAX_FILTERS:
+        return f"too many filters: {sum(counts)} (the maximum is {MAX_FILTERS})"
+    if len(sorts) > 1:
+        return f"only one sorting rule can be applied to any search, got {len(sorts)}"
+    return None
 
 
 def _filter_value(value: Any) -> Any:

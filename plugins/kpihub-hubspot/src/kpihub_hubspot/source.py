@@ -3,10 +3,17 @@
 Incremental streams read ``POST /crm/v3/objects/{object}/search`` sorted by
 the last-modified property (``lastmodifieddate`` for contacts,
 ``hs_lastmodifieddate`` for companies and deals), filtered to
-``[cursor, sync start)``. A search query returns at most 10,000 results, so
-when paging reaches that cap the window is restarted at the last modified
-time seen (``GTE``; the overlap is merged away on the primary key). If 10,000
-records share one timestamp, that instant is read in ``hs_object_id`` order.
+``[cursor, sync start)``, by keyset: search's ``after`` is an offset into the
+live result (developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm),
+so a record modified while pages are read moves to the end and an offset
+reader skips the record that shifts into its place. Each page is instead a
+new query from the last modified time read (``GTE``, dropping the records
+already read at that instant), so no record that sorts later can be skipped,
+and no query pages towards the 10,000-result cap. HubSpot allows one sorting
+rule per search and documents no order among ties, so when more records share
+one instant than fit in a page, that instant is read on its own sorted by
+``hs_object_id`` (``EQ`` instant, ``hs_object_id GT`` last id) — see
+:mod:`kpihub_hubspot.keyset`.
 """
 
 from __future__ import annotations
@@ -20,10 +27,10 @@ import pyarrow as pa
 from pydantic import Field, SecretStr
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
-from kpihub.http import BearerAuth, CursorPaginator, get_path
+from kpihub.http import BearerAuth, get_path
 from kpihub_hubspot import mapping
+from kpihub_hubspot.keyset import KeysetBound, KeysetPaginator
 
-SEARCH_CAP = 10_000
 TS = pa.timestamp("us", tz="UTC")
 
 CONTACT_PROPERTIES = [
@@ -143,121 +150,49 @@ def search_window(
     high: int,
     page_size: int,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Pages of records with ``low <= cursor < high``, ascending, restarting at the 10,000 cap."""
-    path = f"/crm/v3/objects/{object_type}/search"
-    paginator = CursorPaginator("results", cursor_path="paging.next.after", param="after", where="body")
-    first = True
-    seen = _Tail(cursor_property)
-    while True:
-        filters = [{"propertyName": cursor_property, "operator": "LT", "value": str(high)}]
-        if low is not None:
-            filters.append({"propertyName": cursor_property, "operator": "GTE", "value": str(low)})
-        body = {
-            "filterGroups": [{"filters": filters}],
-            "sorts": [{"propertyName": cursor_property, "direction": "ASCENDING"}],
-            "properties": properties,
-            "limit": page_size,
-            "after": "0",
-        }
-        last: dict[str, Any] | None = None
-        first_value: str | None = None
-        capped = False
-        tail = _Tail(cursor_property)
-        for page_body, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body)):
-            if first:
-                ctx.report_total(int(page_body.get("total", 0)))
-                first = False
-            if first_value is None and records:
-                first_value = get_path(records[0], f"properties.{cursor_property}")
-            records = seen.drop_repeats(records)
-            if records:
-                last = records[-1]
-                tail.add(records)
-                yield records
-            capped = _at_cap(page_body)
-        if not capped:
-            return
-        boundary = tail.value if last is not None else (first_value or "")
-        last_ms = _ms(dt.datetime.fromisoformat(boundary.replace("Z", "+00:00")))
-        if first_value == boundary:
-            # A whole window of 10,000 records shares one instant: read it by id, then move past it.
-            yield from _same_instant(ctx, object_type, cursor_property, properties, last_ms, page_size)
-            low, seen = last_ms + 1, _Tail(cursor_property)
+    """Pages of records with ``low <= cursor < high``, ascending, read by keyset (see the module docstring)."""
+
+    def query(bound: KeysetBound) -> tuple[None, dict[str, Any]]:
+        if bound.tie:  # the records at one instant, in id order
+            filters = [{"propertyName": cursor_property, "operator": "EQ", "value": str(bound.key)}]
+            if bound.after_id is not None:
+                filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": str(bound.after_id)})
+            sort = "hs_object_id"
         else:
-            # The next window starts at the last instant read (GTE): skip what was already yielded there.
-            low, seen = last_ms, tail
-
-
-class _Tail:
-    """Ids of the records read at the latest cursor value (the boundary of a restarted window)."""
-
-    def __init__(self, cursor_property: str) -> None:
-        self.cursor_property = cursor_property
-        self.value: str = ""
-        self.ids: set[str] = set()
-
-    def add(self, records: list[dict[str, Any]]) -> None:
-        value = get_path(records[-1], f"properties.{self.cursor_property}") or ""
-        if value != self.value:
-            self.value, self.ids = value, set()
-        for record in reversed(records):  # only the tail shares the last value
-            if get_path(record, f"properties.{self.cursor_property}") != value:
-                break
-            self.ids.add(str(record.get("id")))
-
-    def drop_repeats(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not self.ids or not records:
-            return records
-        prop = f"properties.{self.cursor_property}"
-        kept = [r for r in records if not (get_path(r, prop) == self.value and str(r.get("id")) in self.ids)]
-        if len(kept) == len(records) or get_path(records[-1], prop) != self.value:
-            self.ids = set()  # past the boundary instant: nothing more to skip
-        return kept
-
-
-def _at_cap(body: Any) -> bool:
-    after = get_path(body, "paging.next.after")
-    return after is not None and int(after) >= SEARCH_CAP
-
-
-def _capped(pages: Iterator[tuple[Any, list[Any]]]) -> Iterator[tuple[Any, list[Any]]]:
-    """Stop before requesting an ``after`` at or past HubSpot's 10,000 cap (a 400)."""
-    for body, records in pages:
-        yield body, records
-        if _at_cap(body):
-            pages.close()  # type: ignore[attr-defined]
-            return
-
-
-def _same_instant(
-    ctx: StreamContext, object_type: str, cursor_property: str, properties: list[str], at_ms: int, page_size: int
-) -> Iterator[list[dict[str, Any]]]:
-    path = f"/crm/v3/objects/{object_type}/search"
-    last_id = 0
-    while True:
-        body = {
-            "filterGroups": [
-                {
-                    "filters": [
-                        {"propertyName": cursor_property, "operator": "EQ", "value": str(at_ms)},
-                        {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)},
-                    ]
-                }
-            ],
-            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            filters = [{"propertyName": cursor_property, "operator": "LT", "value": str(high)}]
+            if bound.key is not None:
+                operator = "GTE" if bound.inclusive else "GT"
+                filters.append({"propertyName": cursor_property, "operator": operator, "value": str(bound.key)})
+            sort = cursor_property
+        return None, {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],  # one sorting rule per search
             "properties": properties,
             "limit": page_size,
-            "after": "0",
+            "after": "0",  # never an offset: each page is a new query (the cap of 10,000 is never near)
         }
-        got = 0
-        paginator = CursorPaginator("results", cursor_path="paging.next.after", param="after", where="body")
-        for _, records in _capped(paginator.pages(ctx.http, "POST", path, stream=ctx.stream, json=body)):
-            if records:
-                got += len(records)
-                last_id = int(records[-1]["id"])
-                yield records
-        if got < SEARCH_CAP - page_size:
-            return
+
+    paginator = KeysetPaginator(
+        "results",
+        more_path="paging.next.after",
+        key=lambda record: _record_ms(record, cursor_property),
+        record_id=lambda record: int(record["id"]),
+        query=query,
+        total_path="total",
+    )
+    path = f"/crm/v3/objects/{object_type}/search"
+    start = KeysetBound(low) if low is not None else KeysetBound()
+    pages = paginator.pages(ctx.http, "POST", path, start=start, stream=ctx.stream, on_total=ctx.report_total)
+    for _, records in pages:
+        yield records
+
+
+def _record_ms(record: Mapping[str, Any], cursor_property: str) -> int:
+    """A record's cursor as epoch milliseconds (the unit of HubSpot's date filters)."""
+    value = get_path(record, f"properties.{cursor_property}")
+    if not value:
+        return -1  # HubSpot sets it on every record; a missing one sorts first
+    return _ms(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")))
 
 
 def _ms(value: dt.datetime) -> int:
