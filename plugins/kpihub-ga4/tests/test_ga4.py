@@ -45,7 +45,7 @@ class TestGA4Conformance(SourceConformance):
         return {**self.settings(server), "page_size": 20}
 
     def change_data(self, server) -> None:
-        pass  # the lookback window is re-read
+        server.restate(days=2, fraction=0.3)  # inside lookback_days=2: GA4 finishes processing recent days
 
 
 def run(tmp_path, server, **overrides):

@@ -76,6 +76,7 @@ class FakeGA4(FakeAPIServer):
         channels: list[tuple[str, str, str]] | None = None,
     ) -> None:
         super().__init__(seed=seed)
+        self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         self.refresh_token = refresh_token
         self.client_id = "456-fake.apps.googleusercontent.com"
         self.client_secret = client_secret
@@ -112,6 +113,63 @@ class FakeGA4(FakeAPIServer):
                 day += dt.timedelta(days=1)
             rng.shuffle(rows)  # GA4 does not order rows by date unless asked
             self.rows[prop] = rows
+
+    # -- changes (incremental tests) --------------------------------------------------
+
+    def restate(self, days: int = 2, fraction: float = 0.3, drop: int = 0) -> dict[str, list[tuple[str, ...]]]:
+        """Revise each property's last ``days`` days the way GA4 finishes processing them.
+
+        "Google Analytics allows for a data processing delay of 24-48 hours. During that time,
+        data may change, so reports may not be consistent when viewing the last 24-48 hours"
+        (support.google.com/analytics/answer/11198161). So on those days ``fraction`` of the rows
+        (at least one) gain late-processed sessions (with their users, engaged sessions, views,
+        key events and revenue), and a channel not seen before gets a row on the last day.
+        ``drop`` rows of those days disappear (only an engine that replaces its re-read window
+        removes them). Returns the (property, date, source, medium, campaign) keys ``changed``,
+        ``added`` and ``dropped``.
+        """
+        rng = self._revisions
+        dims = ("date", "sessionSource", "sessionMedium", "sessionCampaignName")
+        out: dict[str, list[tuple[str, ...]]] = {"changed": [], "added": [], "dropped": []}
+        for prop, rows in self.rows.items():
+            if not rows:
+                continue
+            last = dt.datetime.strptime(max(r["date"] for r in rows), "%Y%m%d").date()
+            recent_days = {(last - dt.timedelta(days=i)).strftime("%Y%m%d") for i in range(days)}
+            recent = [r for r in rows if r["date"] in recent_days]
+            revised = rng.sample(recent, max(1, round(len(recent) * fraction)))
+            for r in revised:
+                late = rng.randint(5, 60)
+                r["sessions"] += late
+                r["engagedSessions"] += int(late * 0.6)
+                r["totalUsers"] += int(late * 0.8)
+                r["newUsers"] += int(late * 0.4)
+                r["screenPageViews"] += late * 2
+                r["keyEvents"] = round(r["keyEvents"] + 1.0, 1)
+                r["totalRevenue"] = round(r["totalRevenue"] + rng.uniform(20, 80), 2)
+                out["changed"].append((prop, *(r[d] for d in dims)))
+            sessions = rng.randint(20, 400)
+            added = {
+                **recent[0],  # every field the other rows have, then this channel's own values
+                "date": last.strftime("%Y%m%d"),
+                "sessionSource": "bing",
+                "sessionMedium": "cpc",
+                "sessionCampaignName": f"late_{len(out['added']) + 1}_{rng.randint(1000, 9999)}",
+                "sessions": sessions,
+                "totalUsers": int(sessions * 0.85),
+                "newUsers": int(sessions * 0.5),
+                "engagedSessions": int(sessions * 0.6),
+                "screenPageViews": sessions * 3,
+                "keyEvents": round(sessions * 0.02, 1),
+                "totalRevenue": round(sessions * 0.9, 2),
+            }
+            rows.append(added)
+            out["added"].append((prop, *(added[d] for d in dims)))
+            untouched = [r for r in recent if r not in revised] or recent
+            for r in rng.sample(untouched, min(drop, len(untouched))):
+                rows.remove(r)
+                out["dropped"].append((prop, *(r[d] for d in dims)))
+        return out
 
     def error_body(self, status: int, message: str) -> Any:
         state = {
