@@ -352,3 +352,24 @@ def test_state_entries_are_read_defensively(entry, expected):
     else:
         (q,) = got
         assert (q.status, q.notes, q.tables) == expected
+
+
+def test_a_kpi_not_defined_at_the_grain_is_not_applicable_not_refused():
+    from kpihub.kpis.spec import KPI, Measure
+
+    daily = KPI(
+        "daily_closes",
+        "Deals closed (per day)",
+        "",
+        "count",
+        "higher",
+        "simple",
+        measure=Measure("crm_deals", "count", "closed_at", max_grain="day"),
+    )
+    kpis = {**KPIS, daily.id: daily}
+    card = build_scorecard(engine(), kpis, period=Period.parse("2024-02"), today=dt.date(2024, 6, 1))
+    by = {r.kpi: r for r in card}
+    assert by["daily_closes"].status == "n/a" and by["daily_closes"].notes[0].endswith("not 'month'")
+    assert card.refused == []  # asking a day-only KPI for a month is the question, not the data
+    (day,) = build_scorecard(engine(), kpis, period=Period.parse("2024-02-11"), only=["daily_closes"])
+    assert day.actual == 1.0 and day.status == ""  # d3 closed on 11 February

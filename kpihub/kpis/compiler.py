@@ -28,7 +28,15 @@ from kpihub.kpis.periods import GRAINS, Grain, period_starts, shift, truncate
 from kpihub.kpis.spec import KPI, Input, Measure, Window
 from kpihub.model import CANONICAL_TABLES
 
-__all__ = ["cohort_sql", "compile_kpi", "currency_check_sql", "leaves", "measure_columns"]
+__all__ = ["GrainError", "cohort_sql", "compile_kpi", "currency_check_sql", "leaves", "measure_columns"]
+
+
+class GrainError(KPIError):
+    """The KPI is not defined at the requested grain (a day-only measure asked for a month, ...).
+
+    A property of the question, not of the data: a scorecard shows such a KPI as ``n/a``
+    rather than ``refused``.
+    """
 
 DIALECTS = ("duckdb", "postgres", "bigquery", "snowflake", "spark")
 
@@ -111,7 +119,7 @@ def _measure_sql(
     measure_columns(kpi, role, measure, schemas)
     limit = _adds_up_to(measure, schemas)
     if limit is not None and GRAINS.index(grain) > GRAINS.index(limit):
-        raise KPIError(
+        raise GrainError(
             f"KPI {kpi.id!r} adds up {measure.expr or 'rows'} of {measure.table} that do not add up beyond a "
             f"{limit}; ask for grain {limit!r}, not {grain!r}"
         )
@@ -432,7 +440,7 @@ def _cumulative_bounds(kpi: KPI, period: dt.date, grain: Grain) -> tuple[dt.date
     hi = _after(period, grain)
     if kpi.to_date is not None:
         if GRAINS.index(kpi.to_date) < GRAINS.index(grain):
-            raise KPIError(f"KPI {kpi.id!r}: {kpi.to_date}-to-date needs grain {kpi.to_date} or finer, not {grain}")
+            raise GrainError(f"KPI {kpi.id!r}: {kpi.to_date}-to-date needs grain {kpi.to_date} or finer, not {grain}")
         return truncate(period, kpi.to_date), hi
     if isinstance(kpi.window, Window):
         return _minus(hi, kpi.window), hi
@@ -502,7 +510,7 @@ def _input_start(period: dt.date, grain: Grain, inp: Input, kpi: KPI) -> dt.date
         return _add_months(period, inp.offset * _MONTHS[inp.unit])
     if grain in _MONTHS and inp.unit in _MONTHS and _MONTHS[inp.unit] >= _MONTHS[grain]:
         return shift(period, "month", inp.offset * _MONTHS[inp.unit])
-    raise KPIError(f"KPI {kpi.id!r}: input {inp.kpi!r} offset by {inp.unit}s cannot be used at grain {grain!r}")
+    raise GrainError(f"KPI {kpi.id!r}: input {inp.kpi!r} offset by {inp.unit}s cannot be used at grain {grain!r}")
 
 
 def _derived_inputs(kpi: KPI, ctx_catalog: Catalog, stack: tuple[str, ...]) -> tuple[Any, dict[str, Input]]:

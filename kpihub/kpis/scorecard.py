@@ -14,11 +14,12 @@ Status rule (documented in docs/kpis.md):
 * ``change`` is the relative change against the previous period.
 
 A KPI the data makes impossible to compute (money in two currencies without FX
-rates, a missing FX rate, a grain the KPI refuses) is a row with status
-**refused** and the one-line reason in its notes; the other KPIs are scored as
-usual. Under the rows, :attr:`Scorecard.data_quality` lists the streams whose
-last sync was not ``ok`` (read from the destination's sync state), and each row
-whose input tables such a stream feeds is marked.
+rates, a missing FX rate, too few customers to fit a model) is a row with
+status **refused** and the one-line reason in its notes; a KPI not defined at
+the period's grain is **n/a** (its note says which grain to ask for); the
+other KPIs are scored as usual. Under the rows, :attr:`Scorecard.data_quality`
+lists the streams whose last sync was not ``ok`` (read from the destination's
+sync state), and each row whose input tables such a stream feeds is marked.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ import pyarrow as pa
 
 from kpihub.errors import KPIError, KpihubError
 from kpihub.kpis.catalog import STAGE_ORDER
+from kpihub.kpis.compiler import GrainError
 from kpihub.kpis.engine import KPIEngine
 from kpihub.kpis.periods import Grain, Period
 from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import Target
+from kpihub.secrets import redact
 
 __all__ = [
+    "NOT_APPLICABLE",
     "REFUSED",
     "Scorecard",
     "ScorecardRow",
@@ -50,6 +54,8 @@ __all__ = [
 
 #: The status of a row whose KPI the data makes impossible to compute; the reason is its note.
 REFUSED = "refused"
+#: The status of a row whose KPI is not defined at the period's grain (the note names the grain to ask for).
+NOT_APPLICABLE = "n/a"
 
 
 @dataclass(frozen=True)
@@ -210,8 +216,9 @@ def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, tod
     """The scored row, or a ``refused`` one: one KPI the data rules out does not hide the others."""
     try:
         return _scored_row(engine, kpi, period, target, today)
-    except KpihubError as exc:  # mixed currencies, a missing FX rate, a refused grain, a failed query
-        row = ScorecardRow(kpi.id, kpi.title, kpi.unit, kpi.stage, period.label, None, status=REFUSED)
+    except KpihubError as exc:  # mixed currencies, a missing FX rate, a model without enough data, a failed query
+        status = NOT_APPLICABLE if isinstance(exc, GrainError) else REFUSED
+        row = ScorecardRow(kpi.id, kpi.title, kpi.unit, kpi.stage, period.label, None, status=status)
         if target is not None:
             row.baseline, row.target = target.baseline, target.target
         row.notes.append(_one_line(exc))
@@ -258,8 +265,6 @@ def _scored_row(
 
 def _one_line(exc: BaseException) -> str:
     """An error as the one line a note holds (secrets masked: notes are printed and exported)."""
-    from kpihub.secrets import redact
-
     return (redact(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
@@ -298,7 +303,7 @@ def stream_quality(
             StreamQuality(
                 stream=str(key),
                 status="unknown" if status is None or status == "" else str(status),
-                notes=_strings(entry.get("notes"), every=True),
+                notes=tuple(redact(n) for n in _strings(entry.get("notes"), every=True)),  # printed, exported
                 tables=tables,
                 reconciliation=reconciliation if isinstance(reconciliation, Mapping) else None,
             )
