@@ -388,3 +388,80 @@ class TestHubSpotConformance(SourceConformance):
         server.data.touch("contacts", 0.02)
         server.data.touch("deals", 0.05, seed=3)
         server.data.add_contacts(40)
+
+
+# -- account details unavailable (issue 13, finding 10) -----------------------------------
+
+ACCOUNT = r"/account-info/v3/details$"
+
+
+def test_account_details_404_falls_back_to_each_deals_own_currency(tmp_path, registry):
+    data = HubSpotData(seed=4, contacts=1_500)
+    for deal in data.stores["deals"].records.values():
+        deal.props["deal_currency_code"] = "nok"
+    with FakeHubSpot(data=data) as server:
+        server.fail(status=404, path=ACCOUNT, times=1_000)  # HubSpot's 404 body (OBJECT_NOT_FOUND)
+        p = pipeline(tmp_path, server, registry)
+        result = p.sync(streams=["deals"])
+        source, settings = p.resolve_source("hubspot")
+        with p.requester("hubspot", source, settings) as http:
+            verdict = source.check(settings, http)
+    (deals,) = result.streams
+    assert deals.status == "ok", deals.error
+    assert "account details unavailable (GET /account-info/v3/details answered 404)" in deals.drift
+    rows = read(p, "crm_deals")
+    assert len(rows) == len(data.stores["deals"].records) and {r["currency"] for r in rows} == {"NOK"}
+    assert verdict.ok and verdict.message == (
+        "connected to HubSpot; account details unavailable (GET /account-info/v3/details answered 404): "
+        "deals need their own deal_currency_code, or set company_currency"
+    )
+
+
+def test_a_priced_deal_without_currency_when_the_account_currency_is_unknown(tmp_path, registry):
+    data = HubSpotData(seed=4, contacts=1_500)
+    deals = data.stores["deals"].records
+    ids = sorted(deals)
+    for rid in ids:
+        deals[rid].props["deal_currency_code"] = "NOK"
+    unpriced = next(rid for rid in ids if not deals[rid].props["amount"])
+    priced = next(rid for rid in ids[5:] if deals[rid].props["amount"])
+    deals[unpriced].props["deal_currency_code"] = None  # no amount: a null currency adds nothing up
+    with FakeHubSpot(data=data) as server:
+        server.fail(status=404, path=ACCOUNT, times=1_000)
+        quiet = pipeline(tmp_path / "a", server, registry)
+        assert quiet.sync(streams=["deals"]).ok
+        deals[priced].props["deal_currency_code"] = None
+        deals[priced].updated += 1  # a change (the fake caches a record's JSON per updatedAt)
+        failed = pipeline(tmp_path / "b", server, registry).sync(streams=["deals"])
+        configured = pipeline(tmp_path / "c", server, registry, company_currency="eur")
+        assert configured.sync(streams=["deals"]).ok
+    assert {r["deal_id"]: r["currency"] for r in read(quiet, "crm_deals")}[str(unpriced)] is None
+    assert failed.streams[0].error == (
+        f"stream 'deals', record id='{priced}', field 'deal_currency_code': the deal has an amount but no "
+        "currency, and the account's company currency is unknown (GET /account-info/v3/details answered 404); "
+        "set company_currency in [sources.<id>]"
+    )
+    currencies = {r["deal_id"]: r["currency"] for r in read(configured, "crm_deals")}
+    assert (currencies[str(priced)], currencies[str(unpriced)], currencies[str(ids[0])]) == ("EUR", "EUR", "NOK")
+
+
+def test_the_fake_keeps_hubspots_search_limits():
+    import httpx
+
+    with FakeHubSpot(contacts=20) as server, httpx.Client(base_url=server.url) as client:
+        auth = {"Authorization": f"Bearer {server.token}"}
+
+        def search(**body):
+            return client.post("/crm/v3/objects/contacts/search", json=body, headers=auth)
+
+        sort = {"propertyName": "createdate", "direction": "ASCENDING"}
+        two_sorts = search(sorts=[sort, {"propertyName": "hs_object_id"}])
+        f = {"propertyName": "email", "operator": "HAS_PROPERTY"}
+        assert two_sorts.status_code == 400 and two_sorts.json()["category"] == "VALIDATION_ERROR"
+        assert search(filterGroups=[{"filters": [f]}] * 6).status_code == 400  # 5 groups at most
+        assert search(filterGroups=[{"filters": [f] * 7}]).status_code == 400  # 6 filters per group
+        assert search(filterGroups=[{"filters": [f] * 6}] * 4).status_code == 400  # 18 filters in all
+        assert search(filterGroups=[{"filters": [f] * 6}] * 3, limit=200).json()["total"] == 20
+        capped = search(after="10000")
+        assert capped.status_code == 400 and capped.json()["message"] == "There was a problem with the request."
+        assert len(search().json()["results"]) == 10  # the default page size

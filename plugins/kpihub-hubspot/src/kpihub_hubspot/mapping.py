@@ -14,7 +14,10 @@ Rules (also in the plugin README):
   back to its stage's metadata (``isClosed``, probability 1.0 = won).
   ``closed_at`` is ``closedate`` for closed deals only (on open deals HubSpot's
   closedate is an expected date). A null ``deal_currency_code`` means the
-  account's company currency.
+  account's company currency; where that is unknown (account details answer
+  404 and no ``company_currency`` setting), a deal with an amount and no
+  currency is an error naming it, and one without an amount keeps a null
+  currency.
 """
 
 from __future__ import annotations
@@ -144,7 +147,19 @@ class StageLookup:
         )
 
 
-def deals(batch: pa.RecordBatch, stages: StageLookup, company_currency: str | None) -> pa.RecordBatch:
+def deals(
+    batch: pa.RecordBatch,
+    stages: StageLookup,
+    company_currency: str | None,
+    *,
+    stream: str = "deals",
+    why_unknown: str = "",
+) -> pa.RecordBatch:
+    """``crm_deals`` rows; a deal with an amount and no currency fails when the company currency is unknown.
+
+    Money is never added up across currencies, and a null currency would slip past that check, so it is
+    refused rather than stored; a deal without an amount keeps a null currency (it adds nothing up).
+    """
     key = pc.binary_join_element_wise(batch.column("pipeline"), batch.column("dealstage"), "\x1f")
     idx = pc.index_in(key, value_set=stages.keys)
     is_closed = pc.coalesce(batch.column("hs_is_closed"), pc.take(stages.is_closed, idx))
@@ -155,6 +170,8 @@ def deals(batch: pa.RecordBatch, stages: StageLookup, company_currency: str | No
     currency = batch.column("deal_currency_code")
     if company_currency:
         currency = pc.coalesce(currency, pa.scalar(company_currency))
+    else:
+        _require_currency(batch, currency, stream, why_unknown)
     return pa.RecordBatch.from_pydict(
         {
             "deal_id": batch.column("id"),
@@ -171,4 +188,19 @@ def deals(batch: pa.RecordBatch, stages: StageLookup, company_currency: str | No
             "is_won": is_won,
             "updated_at": batch.column("hs_lastmodifieddate"),
         }
+    )
+
+
+def _require_currency(batch: pa.RecordBatch, currency: pa.Array, stream: str, why_unknown: str) -> None:
+    priced_without = pc.and_(pc.is_valid(batch.column("amount")), pc.is_null(currency))
+    if not pc.any(priced_without).as_py():
+        return
+    deal = batch.column("id")[pc.index(priced_without, True).as_py()].as_py()
+    raise NormalizationError(
+        f"stream {stream!r}, record id={deal!r}, field 'deal_currency_code': the deal has an amount but no "
+        f"currency, and the account's company currency is unknown{why_unknown}; "
+        "set company_currency in [sources.<id>]",
+        stream=stream,
+        field="deal_currency_code",
+        record_key={"id": deal},
     )

@@ -100,6 +100,9 @@ class HubSpotSettings(SourceSettings):
     lifecycle_stage_map: dict[str, str] = Field(default_factory=dict)
     #: What to do with a lifecycle stage that is neither standard nor mapped.
     on_unknown_lifecycle_stage: Literal["fail", "other"] = "fail"
+    #: The portal's company currency (ISO 4217), used only when GET /account-info/v3/details is
+    #: unavailable (404) for a deal whose deal_currency_code is null.
+    company_currency: str | None = Field(default=None, min_length=3, max_length=3)
     #: Extra properties to read into the raw tables.
     contact_properties: list[str] = Field(default_factory=list)
     company_properties: list[str] = Field(default_factory=list)
@@ -221,13 +224,42 @@ class DealsStream(SearchStream):
     object_type = "deals"
 
     def prepare(self, ctx: StreamContext) -> None:
-        account = ctx.http.json("GET", "/account-info/v3/details", stream=ctx.stream)
-        self.company_currency = account.get("companyCurrency")
+        settings: HubSpotSettings = ctx.settings  # type: ignore[assignment]
+        account = account_details(ctx.http, ctx.stream)
+        self.company_currency = (account or {}).get("companyCurrency") or settings.company_currency
+        self.currency_unknown_because = ""
+        if account is None:
+            fallback = (
+                f"company_currency = {settings.company_currency!r} from the settings"
+                if settings.company_currency
+                else "each deal's own deal_currency_code only"
+            )
+            ctx.note(f"account details unavailable ({ACCOUNT_UNAVAILABLE}): deal currencies from {fallback}")
+            self.currency_unknown_because = f" ({ACCOUNT_UNAVAILABLE})"
         pipelines = ctx.http.json("GET", "/crm/v3/pipelines/deals", stream=ctx.stream)
         self.stages = mapping.StageLookup.from_pipelines(pipelines.get("results") or [])
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
-        return mapping.deals(batch, self.stages, self.company_currency)
+        return mapping.deals(
+            batch, self.stages, self.company_currency, stream=self.name, why_unknown=self.currency_unknown_because
+        )
+
+
+ACCOUNT_DETAILS = "/account-info/v3/details"
+ACCOUNT_UNAVAILABLE = f"GET {ACCOUNT_DETAILS} answered 404"
+
+
+def account_details(http: Any, stream: str) -> dict[str, Any] | None:
+    """The portal's account details (company currency, time zone), or ``None`` where the endpoint answers 404.
+
+    A 404 there must not stop deals that carry their own ``deal_currency_code``; any other failure still does.
+    """
+    try:
+        return http.json("GET", ACCOUNT_DETAILS, stream=stream)  # type: ignore[no-any-return]
+    except HTTPError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
 
 
 class PipelinesStream(Stream):
@@ -312,10 +344,20 @@ class HubSpotSource(Source):
 
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:
         try:
-            account = http.json("GET", "/account-info/v3/details", stream="check")
+            account = account_details(http, "check")
             http.json("GET", "/crm/v3/objects/contacts", stream="check", params={"limit": 1})
         except HTTPError as exc:
             return CheckResult(False, str(exc))
+        if account is None:  # deals can still carry their own currency: connected, with a warning
+            configured = settings.company_currency  # type: ignore[attr-defined]
+            fallback = (
+                f"deals use their own deal_currency_code, else company_currency {configured}"
+                if configured
+                else "deals need their own deal_currency_code, or set company_currency"
+            )
+            return CheckResult(
+                True, f"connected to HubSpot; account details unavailable ({ACCOUNT_UNAVAILABLE}): {fallback}"
+            )
         return CheckResult(
             True,
             f"connected to HubSpot portal {account.get('portalId')} "
