@@ -14,38 +14,61 @@ from typing import Any, TypeVar
 __all__ = ["interleave", "prefetch"]
 
 T = TypeVar("T")
-_DONE = object()
+
+
+class _Channel:
+    """A bounded queue between worker threads and one consumer that may stop early.
+
+    A worker's ``put`` gives up as soon as the consumer has stopped (no put ever blocks past
+    that), so workers end with their consumer; ``close`` says so and waits for them.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, size))
+        self.stopped = threading.Event()
+
+    def put(self, kind: str, value: Any = None) -> bool:
+        """Hand ``(kind, value)`` to the consumer; False when it has stopped listening."""
+        while not self.stopped.is_set():
+            try:
+                self._items.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> tuple[str, Any]:
+        return self._items.get()
+
+    def close(self, workers: Iterable[threading.Thread]) -> None:
+        self.stopped.set()
+        for worker in workers:
+            worker.join(timeout=60)  # the item in hand (an HTTP request) finishes before its client closes
+
+
+def _drain(iterator: Iterator[Any], channel: _Channel) -> None:
+    """Run ``iterator`` into ``channel``: its items, then ``done`` or its error; close it either way."""
+    try:
+        for item in iterator:
+            if not channel.put("item", item):
+                return
+        channel.put("done")
+    except BaseException as exc:  # handed to the consumer, raised there
+        channel.put("error", exc)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
     """Run ``iterator`` in a worker thread, ``depth`` items ahead of the consumer."""
-    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(("done", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            items.put(("error", exc))
-        finally:
-            close = getattr(iterator, "close", None)
-            if stop.is_set() and close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="kpihub-prefetch", daemon=True)
+    channel = _Channel(depth)
+    worker = threading.Thread(target=_drain, args=(iterator, channel), name="kpihub-prefetch", daemon=True)
     worker.start()
     try:
         while True:
-            kind, value = items.get()
+            kind, value = channel.get()
             if kind == "item":
                 yield value
             elif kind == "error":
@@ -53,8 +76,7 @@ def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
             else:
                 return
     finally:
-        stop.set()
-        worker.join(timeout=60)  # the item in hand (an HTTP request) finishes before its client closes
+        channel.close([worker])
 
 
 def interleave(iterators: Iterable[Iterator[T]], max_workers: int = 4, depth: int = 2) -> Iterator[T]:
@@ -68,34 +90,17 @@ def interleave(iterators: Iterable[Iterator[T]], max_workers: int = 4, depth: in
     pending = list(iterators)
     if not pending:
         return
-    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth * max_workers))
-    stop = threading.Event()
+    channel = _Channel(depth * max_workers)
     slots = threading.Semaphore(max(1, max_workers))
-
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                items.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def run(it: Iterator[T]) -> None:
         with slots:
-            try:
-                if stop.is_set():
-                    return
-                for item in it:
-                    if not put("item", item):
-                        return
-                put("done", None)
-            except BaseException as exc:  # handed to the consumer, raised there
-                put("error", exc)
-            finally:
+            if channel.stopped.is_set():
                 close = getattr(it, "close", None)
                 if close is not None:
                     close()
+                return
+            _drain(it, channel)
 
     workers = [threading.Thread(target=run, args=(it,), name="kpihub-interleave", daemon=True) for it in pending]
     for worker in workers:
@@ -103,7 +108,7 @@ def interleave(iterators: Iterable[Iterator[T]], max_workers: int = 4, depth: in
     finished = 0
     try:
         while finished < len(workers):
-            kind, value = items.get()
+            kind, value = channel.get()
             if kind == "item":
                 yield value
             elif kind == "error":
@@ -111,6 +116,4 @@ def interleave(iterators: Iterable[Iterator[T]], max_workers: int = 4, depth: in
             else:
                 finished += 1
     finally:
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=60)
+        channel.close(workers)

@@ -119,6 +119,27 @@ def test_prefetch_propagates_errors_and_stops_the_producer():
     assert taken == [0, 1, 2, 3]
 
 
+def test_prefetch_ends_its_worker_when_the_consumer_stops_near_the_end():
+    import threading
+    import time
+
+    # The producer has put its last items and waits to say "done" into a full queue when the
+    # consumer stops: it must end with the consumer (it used to block on that put, and close()
+    # waited 60 s for it, then left it running).
+    finished = threading.Event()
+
+    def gen():
+        yield from range(3)
+        finished.set()
+
+    items = prefetch(gen(), depth=2)
+    assert next(items) == 0
+    assert finished.wait(5)
+    time.sleep(0.05)  # the worker is now at its final put, the queue full
+    items.close()
+    assert not [t for t in threading.enumerate() if t.name == "kpihub-prefetch" and t.is_alive()]
+
+
 def test_interleave_reads_all_iterators_under_a_limit():
     import threading
     import time
