@@ -281,3 +281,81 @@ def test_a_partitioned_lake_takes_the_staged_files_into_its_day_directories(tmp_
     hive = ds.dataset(lake / "orders", format="parquet", partitioning="hive")
     assert sorted(hive.to_table()["order_id"].to_pylist()) == ["a", "b", "c", "d"]
     assert hive.to_table(filter=ds.field("date") == "2024-01-03").num_rows == 2
+
+
+#: Where a swap can be killed, per destination, and whether the swap has happened by then.
+SWAP_KILLS = {
+    "duckdb": {"duckdb.swap": False, "duckdb.swapped": False, "duckdb.before_commit": False, "duckdb.committed": True},
+    "adbc": {"adbc.swap": False, "adbc.swapped": False, "adbc.before_commit": False, "adbc.committed": True},
+    "files": {
+        "files.stage_adopted": False,
+        "files.renamed": False,
+        "files.state_staged": False,
+        "files.committed": True,
+        "files.deleted": True,
+    },
+}
+KILL_KINDS = {"duckdb": "duckdb", "sqlite": "adbc", "postgres": "adbc", "parquet": "files", "csv": "files", "s3": "files"}
+
+_CHILD = """
+import os, sys
+from decimal import Decimal
+import pyarrow as pa
+from kpihub.destinations.base import TableWrite, staging_name
+from kpihub.failpoints import configure
+from kpihub.plugins import Registry
+
+uri = sys.argv[1]
+schema = pa.schema([("source_id", pa.string()), ("id", pa.string()), ("v", pa.int64()), ("amount", pa.decimal128(38, 9))])
+def t(*ids):
+    return pa.Table.from_pylist([{"source_id": "a", "id": i, "v": 2, "amount": Decimal(1)} for i in ids], schema=schema)
+stage = staging_name("src_t", "src.t")
+pk = ("source_id", "id")
+s = Registry(load_entrypoints=False).destination_for(uri).open(uri)
+s.commit([TableWrite(stage, t("n1", "n2"), "replace", pk, namespace="src")], {})
+s.commit([TableWrite(stage, t("n3"), "merge", pk, namespace="src")], {})
+configure(os.environ["KILL_AT"])
+s.commit([TableWrite("src_t", t("n4"), "replace", pk, namespace="src", staged_from=stage)], {"src.t": {"cursor": "new"}})
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(KILL_KINDS))
+def test_a_swap_killed_at_any_of_its_steps_leaves_the_old_table_or_the_new_one(kind, tmp_path, request):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from kpihub.plugins import Registry
+
+    if kind == "postgres":
+        uri = request.getfixturevalue("postgres_uri")
+    elif kind == "s3":
+        uri = request.getfixturevalue("s3_uri")
+    else:
+        uri = {"duckdb": "duckdb:///{}/x.duckdb", "sqlite": "sqlite:///{}/x.sqlite"}.get(kind, kind + ":///{}/lake")
+        uri = uri.format(tmp_path)
+    destination = Registry(load_entrypoints=False).destination_for(uri)
+    stage = staging_name(RAW, "src.t")
+    old = [("a", "1", 1), ("a", "2", 1)]
+    new = [("a", "n1", 2), ("a", "n2", 2), ("a", "n3", 2), ("a", "n4", 2)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for point, swapped in SWAP_KILLS[KILL_KINDS[kind]].items():
+        with destination.open(uri) as s:  # the previous sync's table and state
+            s.commit([raw(RAW, table([r("a", "1", 1), r("a", "2", 1)]), "replace")], {"src.t": {"cursor": "old"}})
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, uri], env={**env, "KILL_AT": point}, capture_output=True, timeout=120
+        )
+        assert child.returncode == -9, (point, child.stderr.decode()[-2000:])
+        with destination.open(uri) as s:  # the next writer: what the killed run left is cleaned up
+            got = (rows(s, RAW), s.get_state("src.t"), s.tables())
+            assert got == ((new, {"cursor": "new"}, [RAW]) if swapped else (old, {"cursor": "old"}, [RAW])), point
+            assert stage_exists(s, stage) != swapped, point
+            if hasattr(s, "manifest"):
+                listed = {f for entry in s.manifest["tables"].values() for f in entry["files"]}
+                stored = {f for f in s.store.files() if not f.startswith("_kpihub/")}
+                assert stored == listed, f"after a kill at {point}: files no commit lists: {stored - listed}"
+            # ... and the next run stages again from scratch and swaps.
+            s.commit([raw(stage, table([r("a", "z", 3)]), "replace")], {})
+            s.commit([raw(RAW, table([]), "replace", staged_from=stage)], {"src.t": {"cursor": "rerun"}})
+            assert rows(s, RAW) == [("a", "z", 3)] and not stage_exists(s, stage), point
