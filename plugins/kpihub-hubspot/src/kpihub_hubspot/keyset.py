@@ -106,6 +106,7 @@ class KeysetPaginator:
                 if total is not None:
                     on_total(int(total))
             first = False
+            self._check(records, bound, http.source_id, stream, url)
             fresh = [r for r in records if not (self.key(r) == bound.key and self.record_id(r) in seen)]
             if fresh:
                 yield body, fresh
@@ -126,6 +127,26 @@ class KeysetPaginator:
                 # A whole page on one key: read that key on its own, in id order.
                 seen.update(self.record_id(r) for r in records)
                 bound = KeysetBound(bound.key, tie=True)
+
+    def _check(self, records: list[Any], bound: KeysetBound, source: str, stream: str | None, url: str) -> None:
+        """A page outside its query's bound would page forever: stop instead."""
+        if not records or (bound.key is None and not bound.tie):
+            return
+        if bound.tie:
+            bad = any(
+                self.key(r) != bound.key or (bound.after_id is not None and self.record_id(r) <= bound.after_id)
+                for r in records
+            )
+        else:
+            low = self.key(records[0])
+            bad = low < bound.key or (not bound.inclusive and low == bound.key)
+        if bad:
+            raise PaginationError(
+                f"{source}/{stream}: {url}: the API returned records outside the keyset filter {bound}; "
+                "stopping instead of paging in circles",
+                source=source,
+                stream=stream,
+            )
 
     def _fetch(
         self, http: Requester, method: str, url: str, bound: KeysetBound, stream: str | None
