@@ -9,6 +9,7 @@ to the canonical table the stream feeds, writes them and commits the cursor.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class StreamContext:
         self.api_total: int | None = None
         #: Notes for the sync summary, with how often each was made (see :meth:`note`).
         self.notes: Counter[str] = Counter()
+        self._notes_lock = threading.Lock()
 
     def note(self, message: str, count: int = 1) -> None:
         """Say something the user should know about this stream's data (shown in the sync summary).
@@ -90,7 +92,8 @@ class StreamContext:
         costInLocalCurrency: spend stored as null", count=n)``.
         """
         if count > 0:
-            self.notes[message] += count
+            with self._notes_lock:  # connectors may note from several worker threads
+                self.notes[message] += count
 
     def report_total(self, total: int) -> None:
         """Record the total number of records the API says the stream has."""

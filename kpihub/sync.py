@@ -73,6 +73,10 @@ class StreamResult:
     aggregated: int = 0
     #: The API declared a total that differs from the records read (shown in the summary).
     total_mismatch: bool = False
+    #: What the user should know about the data (drift, connector notes, totals), one line each.
+    notes: list[str] = field(default_factory=list)
+    #: What normalization adapted alone (new fields, widened types, converted values).
+    schema_drift: str = ""
     exception: BaseException | None = field(default=None, repr=False)
 
     @property
@@ -311,17 +315,38 @@ class _StreamRunner:
             result.total_mismatch = result.api_total != result.records + result.rejected
             if result.total_mismatch and result.status == "ok":
                 notes.append(f"API total {result.api_total} != {result.records + result.rejected} records read")
+        result.notes = notes
         result.drift = "; ".join(notes)
+        self._record_outcome(stream, result)
         if self.progress:
             self.progress.stream_finished(result)
         return result
+
+    def _record_outcome(self, stream: Stream, result: StreamResult) -> None:
+        """Save the stream's status and notes beside its cursor, for the scorecard's data-quality line.
+
+        A state-only commit: the cursor and what the data commits wrote stay as they are.
+        """
+        try:
+            previous = self.session.get_state(result.key) or {}
+            entry = {
+                **previous,
+                "status": result.status,
+                "notes": result.notes,
+                "canonical_table": stream.canonical_table,
+                "error": result.error if result.status != "ok" else None,
+            }
+            self.session.commit([], {result.key: entry})
+        except Exception:  # the stream's own outcome is what matters; this is bookkeeping
+            log.warning("%s: could not record the stream's status in the state", result.key, exc_info=True)
 
     def _run(self, stream: Stream, ctx: StreamContext, result: StreamResult) -> None:
         key = result.key
         state = None if self.full_refresh else self.session.get_state(key)
         if state is not None and not stream.incremental:
             state = None
-        replace_first = not stream.incremental or state is None
+        # No cursor yet (a first sync, or only a failed one before): nothing durable to merge into.
+        replace_first = not stream.incremental or decode_cursor(state) is None
         raw_table = f"{self.source_id}_{stream.name}"
         policy: CoercePolicy = self.on_bad_record or stream.on_coerce_error
         # Rows go into a table that may already exist (unless this run replaces it wholesale): read
@@ -374,7 +399,7 @@ class _StreamRunner:
         drift = normalizer.drift
         drift.merge(committer.drift)
         if drift:
-            result.drift = drift.summary()
+            result.drift = result.schema_drift = drift.summary()
             log.warning("%s: %s", key, result.drift)
             stream.on_drift(drift)
 

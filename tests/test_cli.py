@@ -49,7 +49,8 @@ def test_bad_token_is_one_line_and_exit_1(project, toy_server, monkeypatch):
     check = run("check")
     assert check.exit_code == 1 and "wrong-canary-token-4242" not in check.output
     state = json.loads(run("state").output)
-    assert "toy.items" not in state
+    assert "cursor" not in state["toy.items"] and state["toy.items"]["status"] == "failed"
+    assert "wrong-canary-token-4242" not in json.dumps(state)
 
 
 def test_unknown_source(project):

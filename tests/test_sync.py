@@ -59,13 +59,19 @@ def test_failure_mid_stream_keeps_committed_chunks_and_state(tmp_path, toy_serve
     assert len(table_rows(p2)) == 250
 
 
-def test_failure_before_any_commit_leaves_no_state(tmp_path, toy_server, toy_registry):
+def test_failure_before_any_commit_leaves_no_cursor_and_records_the_failure(tmp_path, toy_server, toy_registry):
     toy_server.fail(status=500, times=99, path="/v1/items")
     p = pipeline(tmp_path, toy_server, toy_registry)
     result = p.sync()
     assert "HTTP 500" in result.streams[0].error and "after 2 attempts" in result.streams[0].error
     with p.open_destination(read_only=True) as s:
-        assert s.get_state("toy.items") is None
+        state = s.get_state("toy.items")
+    assert "cursor" not in state and state["status"] == "failed" and "HTTP 500" in state["error"]
+    toy_server.clear_faults()
+    assert p.sync().ok and len(table_rows(p)) == 250  # the next sync reads everything
+    with p.open_destination(read_only=True) as s:
+        state = s.get_state("toy.items")
+    assert state["status"] == "ok" and state["error"] is None and state["cursor"]
 
 
 def test_full_refresh_rereads_everything(tmp_path, toy_server, toy_registry):

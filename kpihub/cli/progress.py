@@ -54,7 +54,12 @@ class RichProgress:
         )
 
 
-_STATUS = {"ok": "[green]ok[/green]", "stopped": "[yellow]stopped[/yellow]"}
+_STATUS = {
+    "ok": "[green]ok[/green]",
+    "stopped": "[yellow]stopped[/yellow]",
+    "incomplete": "[red]incomplete[/red]",
+    "mismatch": "[red]mismatch[/red]",
+}
 
 
 def _api_total(r: StreamResult) -> str:

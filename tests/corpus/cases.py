@@ -326,6 +326,9 @@ class WireCase:
     body: bytes
     value: str
     status: int = 200
+    #: The stream's outcome: ``failed`` (nothing written), or ``incomplete`` (what was read is
+    #: written, the state holds no cursor past it).
+    outcome: str = "failed"
 
 
 W = WireCase
@@ -374,7 +377,8 @@ WIRE: list[WireCase] = [
         "wire-total-short",
         "fewer records than the declared total",
         b'{"data": [{"id": "x"}], "total": 5}',
-        "paging ended after 1 records but the API declared 5",
+        "read 1 distinct records but the API declared 5",
+        outcome="incomplete",
     ),
     W(
         "wire-cursor-loop",
