@@ -19,7 +19,10 @@ start with ``Test``) and say how to start the fake and configure the source::
 
 pytest then runs every ``test_*`` below against it: the declared Arrow schema
 is what ``read`` yields, primary keys are unique after syncs, an incremental
-re-sync reads only new or changed records and its cursor never goes back,
+re-sync reads only new or changed records, its cursor never goes back, and its
+tables then equal a fresh full sync of the changed data (so ``change_data`` must
+really change and add records), the canonical output has the model's columns,
+unique keys and more than keys,
 ``check`` passes with good settings and fails clearly with bad ones, a 429
 with ``Retry-After`` is honoured, a sync with 10% of requests failing (every
 kind in :data:`~kpihub.testing.server.FAULT_KINDS` that applies) writes exactly
@@ -168,20 +171,67 @@ class SourceConformance:
                 assert keys.num_rows == table.num_rows, f"{stream.name}: duplicate primary keys"
 
     def test_incremental_resync_reads_only_new_and_changed(self, server: FakeAPIServer, tmp_path: Path) -> None:
-        p = self.pipeline(tmp_path, self.settings(server))
+        p = self.pipeline(tmp_path / "incremental", self.settings(server))
         first = {r.stream: r for r in self.sync(p).streams}
+        before = self._tables(p, server)
         self.change_data(server)
         second = {r.stream: r for r in self.sync(p).streams}
         incremental = [s for s in self._streams(server) if s.incremental]
         assert incremental, "no incremental stream to test"
         with p.open_destination(read_only=True) as session:
             for stream in incremental:
-                before, after = first[stream.name], second[stream.name]
-                assert after.records < before.records or before.records == 0, (
-                    f"{stream.name}: re-sync read {after.records} records, the first sync {before.records}"
+                old, new = first[stream.name], second[stream.name]
+                assert new.records < old.records or old.records == 0, (
+                    f"{stream.name}: re-sync read {new.records} records, the first sync {old.records}"
                 )
                 cursor = decode_cursor(session.get_state(f"{self.source.name}.{stream.name}"))
-                assert before.cursor is None or cursor >= before.cursor, f"{stream.name}: cursor went back"
+                assert old.cursor is None or cursor >= old.cursor, f"{stream.name}: cursor went back"
+        # The changes arrived with their new values: the tables equal a fresh full sync of the
+        # changed data, and change_data really changed something.
+        after = self._tables(p, server)
+        fresh = self._tables(self.sync_fresh(tmp_path / "fresh", server), server)
+        for name in fresh:
+            assert after[name] == fresh[name], f"{name}: the incremental re-sync differs from a full sync"
+        changed = [name for name in after if after[name] != before.get(name)]
+        assert changed, "change_data changed nothing the connector reads: make it change and add records"
+
+    def sync_fresh(self, where: Path, server: FakeAPIServer) -> Pipeline:
+        p = self.pipeline(where, self.settings(server))
+        self.sync(p)
+        return p
+
+    def _tables(self, p: Pipeline, server: FakeAPIServer) -> dict[str, list[dict[str, Any]]]:
+        """Every raw and canonical table the source writes, rows sorted, columns ``_*`` left out."""
+        names = {f"{self.source.name}_{s.name}" for s in self._streams(server)}
+        names |= {s.canonical_table for s in self._streams(server) if s.canonical_table}
+        found = {}
+        with p.open_destination(read_only=True) as session:
+            present = set(session.tables())
+            for name in sorted(names & present):
+                table = session.read_table(name)
+                table = table.drop_columns([c for c in table.column_names if c.startswith("_")])
+                found[name] = sorted(table.to_pylist(), key=repr)
+        return found
+
+    def test_canonical_output_is_the_models(self, server: FakeAPIServer, tmp_path: Path) -> None:
+        from kpihub.model import canonical_table
+
+        p = self.pipeline(tmp_path, self.settings(server))
+        self.sync(p)
+        with p.open_destination(read_only=True) as session:
+            for stream in self._streams(server):
+                if not stream.canonical_table:
+                    continue
+                target = canonical_table(stream.canonical_table)
+                table = session.read_table(target.name)
+                raw = session.read_table(f"{self.source.name}_{stream.name}")
+                assert table.num_rows, f"{stream.name}: no rows in {target.name}"
+                assert set(table.column_names) == set(target.schema.names), target.name
+                keys = table.group_by(list(target.primary_key)).aggregate([])
+                assert keys.num_rows == table.num_rows, f"{target.name}: duplicate primary keys"
+                if raw.num_rows:
+                    filled = [c for c in table.column_names if table[c].null_count < table.num_rows]
+                    assert len(filled) > len(target.primary_key), f"{stream.name}: {target.name} holds keys only"
 
     def test_check_passes_and_fails_clearly(self, server: FakeAPIServer, tmp_path: Path) -> None:
         for settings, ok in ((self.settings(server), True), (self.bad_settings(server), False)):
