@@ -107,7 +107,7 @@ def test_a_database_destination_keeps_tables_it_did_not_write(open_dest, tmp_pat
     if open_dest.kind in FILE_KINDS:
         pytest.skip("a file destination: see test_a_file_destination_never_deletes_a_file_it_did_not_write")
     # A user's table, and one named like the temporary table the ADBC destinations bulk-load into.
-    names = ["mine", "_kpihub_stage_t"]
+    names = ["mine", "_kpihub_load_t"]
     with open_dest() as s:
         for name in names:
             _sql(s, f'CREATE TABLE "{name}" (x INTEGER)')

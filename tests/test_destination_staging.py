@@ -359,3 +359,26 @@ def test_a_swap_killed_at_any_of_its_steps_leaves_the_old_table_or_the_new_one(k
             s.commit([raw(stage, table([r("a", "z", 3)]), "replace")], {})
             s.commit([raw(RAW, table([]), "replace", staged_from=stage)], {"src.t": {"cursor": "rerun"}})
             assert rows(s, RAW) == [("a", "z", 3)] and not stage_exists(s, stage), point
+
+
+def test_a_users_view_on_the_table_survives_a_staged_full_refresh(open_dest):
+    if open_dest.kind not in ("duckdb", "postgres", "sqlite", "adbc+sqlite", "adbc+postgresql"):
+        pytest.skip("file destinations have no views")
+    stage = staging_name("t", "src.t")
+    with open_dest() as s:
+        s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {})
+        prefix = f'"{s.schema}".' if getattr(s, "schema", None) and s.dialect != "sqlite" else ""
+        _run(s, f'CREATE VIEW {prefix}"mine" AS SELECT id FROM {prefix}"t"')
+        s.commit([TableWrite(stage, table([r("a", "2", 2)]), "replace")], {})
+        s.commit([TableWrite("t", table([r("a", "3", 3)]), "replace", staged_from=stage)], {})
+        assert sorted(_run(s, f'SELECT id FROM {prefix}"mine"')) == [("2",), ("3",)]
+
+
+def _run(session, sql: str) -> list[tuple]:
+    if hasattr(session, "cur"):
+        session.cur.execute(sql)
+        out = session.cur.fetchall() if sql.startswith("SELECT") else []
+        session.con.commit()
+        return out
+    result = session.con.execute(sql)
+    return result.fetchall() if sql.startswith("SELECT") else []

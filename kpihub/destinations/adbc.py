@@ -11,15 +11,15 @@ Query options other than ``schema`` go to the driver as database options
 (``adbc+snowflake://…?adbc.snowflake.sql.warehouse=WH``).
 
 Every commit is one database transaction: each table's rows are bulk-ingested
-into a temporary staging table (Arrow → COPY on PostgreSQL, no row-by-row
+into a temporary load table (Arrow → COPY on PostgreSQL, no row-by-row
 inserts), then moved into the target — appended; swapped for the rows in the
 write's scope (replace); or upserted on the primary key with ``INSERT … ON
 CONFLICT … DO UPDATE`` (merge) — and the stream state is upserted into
 ``_kpihub_state`` before the single COMMIT. A staged replace
 (``TableWrite.staged_from``) moves the staging table's rows into the target
 with ``DELETE`` + ``INSERT … SELECT`` and drops the stage, in that same
-transaction (the target table itself is kept: its grants, and the views users
-build on it, survive a full refresh).
+transaction (the target table itself is kept, with its grants and the views
+users build on it, unless its types must change).
 
 Type mapping (Arrow → PostgreSQL / SQLite): string → text; int8–64 → smallint/
 integer/bigint (SQLite integer); float → double precision (real); bool →
@@ -341,7 +341,9 @@ class ADBCSession(DestinationSession):
         else:
             merged_schema = self._evolve(write.table, known, data.schema)
         constraint = tuple(json.loads((merged_schema.metadata or {}).get(b"kpihub.primary_key", b"[]")))
-        stage = f"_kpihub_stage_{write.table}"[:63]
+        # The session's temporary bulk-load table (not a staging table of staging_name(): it lives and dies
+        # inside this write, in the session's temporary schema).
+        stage = f"_kpihub_load_{write.table}"[:63]
         if write.mode == "replace":
             self._exec(f"DELETE FROM {table}{self._scope(write.scope)}")
         if data.num_rows and write.mode != "merge" and self.dialect != "generic":

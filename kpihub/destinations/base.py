@@ -143,7 +143,7 @@ class DestinationSession(ABC):
 
     @abstractmethod
     def tables(self) -> list[str]:
-        """Names of the data tables present."""
+        """Names of the data tables present (never a staging table: see :func:`is_staging`)."""
 
     @abstractmethod
     def read_table(self, name: str) -> pa.Table:
@@ -159,7 +159,7 @@ class DestinationSession(ABC):
 
     @abstractmethod
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Make every table queryable by name in ``con`` (for the KPI engine)."""
+        """Make every table of :meth:`tables` queryable by name in ``con`` (for the KPI engine)."""
 
     def close(self) -> None:
         """Release files and locks."""
