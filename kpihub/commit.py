@@ -31,6 +31,7 @@ from kpihub.grain import additivity, aggregate_to_grain, conform
 from kpihub.model import CanonicalTable, canonical_table
 from kpihub.normalize import DriftReport
 from kpihub.quarantine import REJECTED_TABLE, Rejected, rejected_table
+from kpihub.reconcile import Tally
 from kpihub.source import Stream, StreamContext, WriteMode
 from kpihub.state import encode_cursor, later, state_key
 from kpihub.widening import evolve_schema
@@ -80,6 +81,8 @@ class ChunkCommitter:
         self.duplicates = 0
         #: Canonical rows that were added into another row of the same key.
         self.aggregated = 0
+        #: Sums of the columns the platform reports totals of (kpihub.reconcile).
+        self.tally = Tally(stream.reconcile_by)
 
     @property
     def read(self) -> int:
@@ -137,6 +140,7 @@ class ChunkCommitter:
         failpoint("sync.committed")
         self.committed_cursor = new_cursor
         self.commits += 1
+        self.tally.add(table)
         self.rejected += len(self._rejected)
         self.records += table.num_rows
         self._batches, self._rejected, self.pending_rows = [], [], 0

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from kpihub.http.paginators import Paginator
     from kpihub.http.requester import Requester
     from kpihub.normalize import DriftReport
+    from kpihub.reconcile import Expectation
     from kpihub.testing.server import FakeAPIServer
 
 __all__ = ["CheckResult", "DemoSpec", "Page", "Source", "Stream", "StreamContext", "WriteMode"]
@@ -82,6 +83,8 @@ class StreamContext:
         #: Notes for the sync summary, with how often each was made (see :meth:`note`).
         self.notes: Counter[str] = Counter()
         self._notes_lock = threading.Lock()
+        #: The platform's own totals to reconcile the loaded rows with (see :meth:`expect_total`).
+        self.expectations: list[Expectation] = []
 
     def note(self, message: str, count: int = 1) -> None:
         """Say something the user should know about this stream's data (shown in the sync summary).
@@ -98,6 +101,23 @@ class StreamContext:
     def report_total(self, total: int) -> None:
         """Record the total number of records the API says the stream has."""
         self.api_total = (self.api_total or 0) + total
+
+    def expect_total(
+        self, column: str, total: Any, *, where: Mapping[str, Any] | None = None, tolerance: float | None = None
+    ) -> None:
+        """Say what the platform reports as the total of ``column`` over the rows matching ``where``.
+
+        The engine adds up ``column`` over the rows this stream commits with those values (e.g.
+        ``where={"property_id": "123"}``; its keys are the stream's ``reconcile_by`` columns)
+        and, when the stream ends, a difference beyond
+        ``tolerance`` (absolute; default 0.01, for per-row rounding) makes its status
+        ``mismatch`` with both numbers (:mod:`kpihub.reconcile`). Call it once per scope, for
+        additive columns only (a platform's distinct-user total is not the sum of its rows).
+        """
+        from kpihub.reconcile import expectation
+
+        with self._notes_lock:
+            self.expectations.append(expectation(column, total, where, tolerance))
 
     def pages(
         self,
@@ -145,6 +165,9 @@ class Stream:
     #: streams of one source feed it (Stripe charges and refunds -> orders): a full
     #: refresh then replaces only these rows.
     canonical_scope: dict[str, Any] = field(default_factory=dict)
+    #: Columns whose values scope the platform totals this stream reconciles with
+    #: (:meth:`StreamContext.expect_total`), e.g. ``("property_id",)``.
+    reconcile_by: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

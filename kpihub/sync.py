@@ -77,6 +77,8 @@ class StreamResult:
     notes: list[str] = field(default_factory=list)
     #: What normalization adapted alone (new fields, widened types, converted values).
     schema_drift: str = ""
+    #: Platform totals the loaded rows do not meet: column, scope, loaded, expected.
+    reconciliation: list[dict[str, Any]] = field(default_factory=list)
     exception: BaseException | None = field(default=None, repr=False)
 
     @property
@@ -335,6 +337,10 @@ class _StreamRunner:
                 "notes": result.notes,
                 "canonical_table": stream.canonical_table,
                 "error": result.error if result.status != "ok" else None,
+                "reconciliation": {
+                    f"{m['column']} ({m['scope']})": {"loaded": m["loaded"], "expected": m["expected"]}
+                    for m in result.reconciliation
+                },
             }
             self.session.commit([], {result.key: entry})
         except Exception:  # the stream's own outcome is what matters; this is bookkeeping
@@ -377,8 +383,11 @@ class _StreamRunner:
         if not stopped:
             gap = _gap(ctx, committer)
             committer.commit(final=True, schema=normalizer.schema, hold_cursor=gap is not None)
+            result.reconciliation = committer.tally.mismatches(ctx.expectations)
             if gap is not None:
                 result.status, result.error = "incomplete", gap
+            elif result.reconciliation:
+                result.status, result.error = "mismatch", _mismatch(result.reconciliation)
         else:
             if stream.incremental or committer.commits:
                 # What was read is written; the cursor moves only as far as a mid-stream commit may.
@@ -445,6 +454,11 @@ class _StreamRunner:
         if raw:
             convert()
         return False
+
+
+def _mismatch(found: list[dict[str, Any]]) -> str:
+    shown = "; ".join(f"{m['column']} ({m['scope']}): loaded {m['loaded']}, the platform says {m['expected']}" for m in found)
+    return f"the loaded rows do not add up to the platform's totals: {shown}"
 
 
 def _gap(ctx: StreamContext, committer: ChunkCommitter) -> str | None:

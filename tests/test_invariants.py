@@ -135,3 +135,39 @@ def test_a_note_from_the_connector_reaches_the_summary_once_with_its_count(
     result = pipeline(tmp_path, toy_server, toy_registry).sync()
     assert result.ok
     assert "items without a colour: colour stored as null (250)" in result.streams[0].drift
+
+
+def expecting(monkeypatch, offset):
+    """The toy stream reports the platform's total of ``amount`` (off by ``offset``)."""
+    from decimal import Decimal
+
+    read = toy.ItemsStream.read
+
+    def with_total(self, ctx, state):
+        total = Decimal(0)
+        for page in read(self, ctx, state):
+            total += sum(Decimal(r["amount"]) for r in page)
+            yield page
+        ctx.expect_total("amount", total + offset)
+
+    monkeypatch.setattr(toy.ItemsStream, "read", with_total)
+
+
+def test_loaded_rows_that_match_the_platforms_total_are_ok(tmp_path, toy_server, toy_registry, monkeypatch):
+    expecting(monkeypatch, 0)
+    result = pipeline(tmp_path, toy_server, toy_registry).sync()
+    assert result.ok and not result.streams[0].reconciliation
+
+
+def test_a_total_the_loaded_rows_do_not_reach_is_a_mismatch(tmp_path, toy_server, toy_registry, monkeypatch):
+    expecting(monkeypatch, 5)
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    result = p.sync()
+    (stream,) = result.streams
+    assert not result.ok and stream.status == "mismatch"
+    assert "amount (all rows): loaded " in stream.error and "the platform says" in stream.error
+    with p.open_destination(read_only=True) as s:
+        state = s.get_state("toy.items")
+    (found,) = state["reconciliation"].values()
+    assert found["expected"] - found["loaded"] == 5
+    assert state["status"] == "mismatch"
