@@ -124,7 +124,7 @@ class ParquetSession(DestinationSession):
         #: This session's run id, in the name of every file it writes (see the module docs).
         self._run = uuid.uuid4().hex[:12]
         self._journaled: set[str] | None = None  # the tables this run's journal names (None: no journal)
-        self._unclean = False  # a commit failed part-way: its files may be unlisted
+        self._unclean = False  # a commit of this run failed part-way: its files may be unlisted
         self._leftover: list[str] = []  # obsolete files whose deletion failed, carried to the next garbage
         self.manifest = self._load()
         if not read_only:
@@ -219,26 +219,33 @@ class ParquetSession(DestinationSession):
         for write in writes:
             check_write(write)
         with self._lock:
-            manifest = json.loads(json.dumps(self.manifest))
-            pending: list[Any] = []  # staged files, live once published and listed in the manifest
-            obsolete: list[str] = []
-            self._journal({w.table for w in writes} | {w.staged_from for w in writes if w.staged_from})
-            self._unclean = True
-            for write in writes:
-                self._plan(write, manifest, pending, obsolete)
-            failpoint("files.staged")
-            self.store.publish(pending)
-            failpoint("files.renamed")
-            manifest["streams"].update(json.loads(json.dumps(state, default=str)))
-            # Deleted once this state file is durable; if the run is killed first, by the next writer.
-            manifest["garbage"] = sorted(set(obsolete) | set(self._leftover))
-            encoded = json.dumps(manifest, indent=1, sort_keys=True).encode()
-            failpoint("files.state_staged")
-            self.store.replace(STATE_FILE, encoded)  # the commit point
-            failpoint("files.committed")
-            self.manifest = manifest
-            self._unclean = False
-            self._leftover = self._delete(manifest["garbage"])
+            try:
+                self._commit(writes, state)
+            except BaseException:
+                self._unclean = True  # files of this commit may be left unlisted: close() looks for them
+                raise
+
+    def _commit(self, writes: Sequence[TableWrite], state: Mapping[str, dict[str, Any]]) -> None:
+        manifest = json.loads(json.dumps(self.manifest))
+        pending: list[Any] = []  # staged files, live once published and listed in the manifest
+        obsolete: list[str] = []
+        tables = {w.table for w in writes} | {w.staged_from for w in writes if w.staged_from}
+        if tables:  # a state-only commit writes no file
+            self._journal(tables)
+        for write in writes:
+            self._plan(write, manifest, pending, obsolete)
+        failpoint("files.staged")
+        self.store.publish(pending)
+        failpoint("files.renamed")
+        manifest["streams"].update(json.loads(json.dumps(state, default=str)))
+        # Deleted once this state file is durable; if the run is killed first, by the next writer.
+        manifest["garbage"] = sorted(set(obsolete) | set(self._leftover))
+        encoded = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        failpoint("files.state_staged")
+        self.store.replace(STATE_FILE, encoded)  # the commit point
+        failpoint("files.committed")
+        self.manifest = manifest
+        self._leftover = self._delete(manifest["garbage"])
 
     def _delete(self, rels: list[str]) -> list[str]:
         """Delete files no commit lists any more; return those that could not be (tried again later)."""
