@@ -72,3 +72,39 @@ def test_rows_of_one_canonical_key_add_up_and_a_resync_keeps_the_totals(tmp_path
         again = p.sync()  # re-reads the lookback window
         assert again.ok, [r.error for r in again.streams]
         assert sessions_by_day(p) == want
+
+
+def test_loaded_rows_are_reconciled_with_the_reports_totals(tmp_path):
+    c = test_ga4.TestGA4Conformance()
+    with FakeGA4(seed=6, start=dt.date(2026, 6, 1), end=dt.date(2026, 6, 12)) as server:
+        p = c.pipeline(tmp_path / "ok", c.settings(server))
+        result = p.sync()
+        assert result.ok and not result.streams[0].reconciliation
+        assert all("TOTAL" in r.json()["metricAggregations"] for r in server.requests if r.path.endswith(":runReport"))
+        server.totals_bias = 3  # the report's totals hold 3 sessions (and views ...) its rows do not
+        p = c.pipeline(tmp_path / "off", c.settings(server))
+        (stream,) = p.sync().streams
+    assert stream.status == "mismatch"
+    assert "sessions (property_id=312345678): loaded " in stream.error and "the platform says" in stream.error
+    found = {(m["column"], m["scope"]): m for m in stream.reconciliation}
+    m = found[("sessions", "property_id=312345678")]
+    assert m["expected"] - m["loaded"] == 3
+    assert ("totalUsers", "property_id=312345678") not in found  # a users total is not the rows' sum
+
+
+def test_thresholding_sampling_and_other_row_are_noted(tmp_path):
+    c = test_ga4.TestGA4Conformance()
+    with FakeGA4(seed=6, start=dt.date(2026, 6, 1), end=dt.date(2026, 6, 3)) as server:
+        server.report_metadata = {
+            "subjectToThresholding": True,
+            "samplingMetadatas": [{"samplesReadCount": "250000", "samplingSpaceSize": "1000000"}],
+            "dataLossFromOtherRow": True,
+        }
+        p = c.pipeline(tmp_path, c.settings(server))
+        (stream,) = p.sync().streams
+        with p.open_destination(read_only=True) as session:
+            notes = session.get_state("ga4.traffic_daily")["notes"]
+    assert stream.status == "ok"
+    assert "property 312345678: GA4 applied thresholding (rows with few users are withheld)" in notes
+    assert "property 312345678: GA4 sampled the report (250000 of 1000000 events read)" in notes
+    assert "property 398765432: GA4 rolled some dimension combinations into an '(other)' row" in notes

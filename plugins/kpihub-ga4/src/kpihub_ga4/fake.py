@@ -5,7 +5,13 @@ the APIs-guru OpenAPI copy of RunReportRequest/Response, kpihub's shared API not
 
 * ``POST /v1beta/properties/{id}:runReport`` with ``{dateRanges: [{startDate, endDate}],
   dimensions: [{name}], metrics: [{name}], limit, offset, keepEmptyRows,
-  returnPropertyQuota}`` (limit/offset are int64: strings or numbers).
+  metricAggregations, returnPropertyQuota}`` (limit/offset are int64: strings or numbers).
+* ``metricAggregations: ["TOTAL"]`` adds ``totals: [Row]``, the metrics over every row
+  of the report (not only the page), dimension values ``RESERVED_TOTAL``; a total of
+  users counts each user once, so it is less than the rows' sum.
+* ``metadata`` may carry ``subjectToThresholding``, ``samplingMetadatas: [{samplesReadCount,
+  samplingSpaceSize}]`` and ``dataLossFromOtherRow`` (ResponseMetaData,
+  developers.google.com/analytics/devguides/reporting/data/v1/rest/v1beta/ResponseMetaData).
 * ``{dimensionHeaders: [{name}], metricHeaders: [{name, type}], rows: [{dimensionValues:
   [{value}], metricValues: [{value}]}], rowCount, metadata: {currencyCode, timeZone},
   propertyQuota, kind: "analyticsData#runReport"}``; every metric value is a string
@@ -77,6 +83,10 @@ class FakeGA4(FakeAPIServer):
     ) -> None:
         super().__init__(seed=seed)
         self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
+        #: ResponseMetaData flags the next reports carry (thresholding, sampling, an "(other)" row).
+        self.report_metadata: dict[str, Any] = {}
+        #: Added to every metric of the ``totals`` row: a platform whose rows miss some of its total.
+        self.totals_bias = 0
         self.refresh_token = refresh_token
         self.client_id = "456-fake.apps.googleusercontent.com"
         self.client_secret = client_secret
@@ -115,6 +125,12 @@ class FakeGA4(FakeAPIServer):
             self.rows[prop] = rows
 
     # -- changes (incremental tests) --------------------------------------------------
+
+    def _total(self, rows: list[dict[str, Any]], metric: str) -> str:
+        value = sum(r[metric] for r in rows) + self.totals_bias
+        if metric == "totalUsers":  # users who came through several channels are counted once
+            value = int(value * 0.96)
+        return str(round(value, 2)) if isinstance(value, float) else str(value)
 
     def restate(self, days: int = 2, fraction: float = 0.3, drop: int = 0) -> dict[str, list[tuple[str, ...]]]:
         """Revise each property's last ``days`` days the way GA4 finishes processing them.
@@ -293,6 +309,15 @@ class FakeGA4(FakeAPIServer):
                 for r in rows[offset : offset + limit]
             ]
             out["rowCount"] = len(rows)
+            if "TOTAL" in body.get("metricAggregations", []):
+                # One row over every matching row (not just this page), its dimensions RESERVED_TOTAL.
+                out["totals"] = [
+                    {
+                        "dimensionValues": [{"value": "RESERVED_TOTAL"} for _ in dims],
+                        "metricValues": [{"value": self._total(rows, m)} for m in mets],
+                    }
+                ]
+        out["metadata"].update(self.report_metadata)
         if body.get("returnPropertyQuota"):
             out["propertyQuota"] = {
                 "tokensPerDay": {"consumed": 12, "remaining": 199881},

@@ -10,6 +10,7 @@ data settles for days; rows merge on the dimensions.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -37,6 +38,11 @@ DEFAULT_METRICS = [
     "keyEvents",
     "totalRevenue",
 ]
+#: Metrics whose report total is the sum of the rows (a users total counts each user once).
+ADDITIVE_METRICS = frozenset(
+    {"sessions", "newUsers", "engagedSessions", "screenPageViews", "eventCount", "conversions", "keyEvents",
+     "totalRevenue", "purchaseRevenue", "userEngagementDuration"}
+)
 #: Types of common metrics, so the schema is known before the first response.
 KNOWN = {
     "sessions": "TYPE_INTEGER",
@@ -141,12 +147,30 @@ class Report(Stream):
             "dimensions": [{"name": d} for d in s.dimensions],
             "metrics": [{"name": m} for m in s.metrics],
             "keepEmptyRows": False,
+            "metricAggregations": ["TOTAL"],
             "returnPropertyQuota": True,
         }
         paginator = OffsetPaginator("rows", limit=s.page_size, where="body", total_path="rowCount")
+        first = True
         for page, rows in ctx.pages(paginator, "POST", f"/v1beta/properties/{prop}:runReport", json=body):
+            if first:
+                first = False
+                self._expect_totals(ctx, prop, page)
+                _note_metadata(ctx, prop, page.get("metadata") or {})
             if rows:
                 yield self._batch(ctx, prop, page, rows)
+
+    def _expect_totals(self, ctx: StreamContext, prop: str, page: Mapping[str, Any]) -> None:
+        """The report's ``totals`` row, for the engine to reconcile the loaded rows with.
+
+        Only metrics that add up over rows: a total of users counts each user once.
+        """
+        (totals,) = page.get("totals") or [None]
+        if not totals:
+            return
+        for header, value in zip(page.get("metricHeaders", []), totals.get("metricValues", [])):
+            if header["name"] in ADDITIVE_METRICS and header["name"] in self.schema.names:
+                ctx.expect_total(header["name"], Decimal(value["value"]), where={"property_id": prop})
 
     def _batch(self, ctx: StreamContext, prop: str, page: Mapping[str, Any], rows: list[Any]) -> pa.RecordBatch:
         dims = [h["name"] for h in page.get("dimensionHeaders", [])]
@@ -203,6 +227,17 @@ class Report(Stream):
         return pa.RecordBatch.from_pydict(out)
 
 
+def _note_metadata(ctx: StreamContext, prop: str, meta: Mapping[str, Any]) -> None:
+    """GA4's warnings about a report's numbers become notes in the sync summary and the scorecard."""
+    if meta.get("subjectToThresholding"):
+        ctx.note(f"property {prop}: GA4 applied thresholding (rows with few users are withheld)")
+    for sampling in meta.get("samplingMetadatas") or []:
+        read, space = sampling.get("samplesReadCount"), sampling.get("samplingSpaceSize")
+        ctx.note(f"property {prop}: GA4 sampled the report ({read} of {space} events read)")
+    if meta.get("dataLossFromOtherRow"):
+        ctx.note(f"property {prop}: GA4 rolled some dimension combinations into an '(other)' row")
+
+
 def classify(response: httpx.Response) -> RetryDecision | None:
     """Quota: per-hour exhaustion is retried with backoff, per-day exhaustion fails at once."""
     if response.status_code != 429:
@@ -231,6 +266,7 @@ class GA4Source(Source):
                 primary_key=("property_id", *s.dimensions),
                 cursor_field="date",
                 canonical_table="web_traffic_daily",
+                reconcile_by=("property_id",),
             )
         ]
 
