@@ -380,8 +380,15 @@ class _StreamRunner:
             quarantine=policy == "quarantine",
         )
         stopped = self._read(stream, ctx, state, normalizer, committer)
+        gap = None if stopped else _gap(ctx.api_total, committer.read, committer)
+        if gap is not None and stream.incremental and stream.primary_key:
+            # Records were missed while paging (data changed under the API's pages): read the same
+            # window once more; merging on the key keeps one row each.
+            ctx.note(f"read again from the sync's start cursor: {gap.split(':')[0]}")
+            before, ctx.api_total = committer.read, None
+            stopped = self._read(stream, ctx, state, normalizer, committer)
+            gap = None if stopped else _gap(ctx.api_total, committer.read - before, committer)
         if not stopped:
-            gap = _gap(ctx, committer)
             committer.commit(final=True, schema=normalizer.schema, hold_cursor=gap is not None)
             result.reconciliation = committer.tally.mismatches(ctx.expectations)
             if gap is not None:
@@ -461,10 +468,8 @@ def _mismatch(found: list[dict[str, Any]]) -> str:
     return f"the loaded rows do not add up to the platform's totals: {shown}"
 
 
-def _gap(ctx: StreamContext, committer: ChunkCommitter) -> str | None:
+def _gap(declared: int | None, read: int, committer: ChunkCommitter) -> str | None:
     """Why the stream is incomplete, when it read fewer distinct records than the API declared."""
-    declared = ctx.api_total
-    read = committer.read
     if declared is None or read >= declared:
         return None
     start = committer.start_cursor
