@@ -16,7 +16,10 @@ import pytest
 
 from kpihub.destinations.base import TableWrite, staging_name
 from kpihub.destinations.parquet import ParquetDestination
-from tests.test_destinations import open_dest, r, rows, table  # noqa: F401 - the shared fixture
+from tests import test_destinations
+from tests.test_destinations import r, rows, table
+
+open_dest = test_destinations.open_dest  # the fixture: every destination kind
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE_KINDS = ("parquet", "csv", "jsonl", "arrow", "s3", "s3+jsonl")
@@ -87,7 +90,7 @@ def _every_kind_of_commit(session) -> None:
     session.commit([TableWrite("t", table([r("z", "9", 9)]), "replace")], {"k": {"c": 4}})
 
 
-def test_a_file_destination_never_deletes_a_file_it_did_not_write(open_dest, tmp_path, request):  # noqa: F811
+def test_a_file_destination_never_deletes_a_file_it_did_not_write(open_dest, tmp_path, request):
     if open_dest.kind not in FILE_KINDS:
         pytest.skip("a database destination: see test_a_database_destination_keeps_tables_it_did_not_write")
     root = _Root(open_dest.kind, tmp_path, request)
@@ -103,7 +106,7 @@ def test_a_file_destination_never_deletes_a_file_it_did_not_write(open_dest, tmp
         assert root.get(rel) == data, f"{open_dest.kind}: the user's file {rel!r} was deleted or changed"
 
 
-def test_a_database_destination_keeps_tables_it_did_not_write(open_dest, tmp_path):  # noqa: F811
+def test_a_database_destination_keeps_tables_it_did_not_write(open_dest, tmp_path):
     if open_dest.kind in FILE_KINDS:
         pytest.skip("a file destination: see test_a_file_destination_never_deletes_a_file_it_did_not_write")
     # A user's table, and one named like the temporary table the ADBC destinations bulk-load into.

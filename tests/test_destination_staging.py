@@ -12,7 +12,10 @@ import pytest
 from kpihub.destinations.base import STAGE_PREFIX, TableWrite, is_staging, staged_table, staging_name
 from kpihub.destinations.parquet import ParquetDestination
 from kpihub.errors import DestinationError
-from tests.test_destinations import _typed, open_dest, r, rows, table  # noqa: F401 - the shared fixture
+from tests import test_destinations
+from tests.test_destinations import _typed, r, rows, table
+
+open_dest = test_destinations.open_dest  # the fixture: every destination kind
 
 PK = ("source_id", "id")
 #: A raw stream table (PostgreSQL puts it, and its stage, in a schema of the source's own).
@@ -295,7 +298,10 @@ SWAP_KILLS = {
         "files.deleted": True,
     },
 }
-KILL_KINDS = {"duckdb": "duckdb", "sqlite": "adbc", "postgres": "adbc", "parquet": "files", "csv": "files", "s3": "files"}
+KILL_KINDS = {
+    **{"duckdb": "duckdb", "sqlite": "adbc", "postgres": "adbc"},
+    **{"parquet": "files", "csv": "files", "s3": "files"},
+}
 
 _CHILD = """
 import os, sys
@@ -306,16 +312,20 @@ from kpihub.failpoints import configure
 from kpihub.plugins import Registry
 
 uri = sys.argv[1]
-schema = pa.schema([("source_id", pa.string()), ("id", pa.string()), ("v", pa.int64()), ("amount", pa.decimal128(38, 9))])
+schema = pa.schema(
+    [("source_id", pa.string()), ("id", pa.string()), ("v", pa.int64()), ("amount", pa.decimal128(38, 9))]
+)
 def t(*ids):
-    return pa.Table.from_pylist([{"source_id": "a", "id": i, "v": 2, "amount": Decimal(1)} for i in ids], schema=schema)
+    rows = [{"source_id": "a", "id": i, "v": 2, "amount": Decimal(1)} for i in ids]
+    return pa.Table.from_pylist(rows, schema=schema)
 stage = staging_name("src_t", "src.t")
 pk = ("source_id", "id")
 s = Registry(load_entrypoints=False).destination_for(uri).open(uri)
 s.commit([TableWrite(stage, t("n1", "n2"), "replace", pk, namespace="src")], {})
 s.commit([TableWrite(stage, t("n3"), "merge", pk, namespace="src")], {})
 configure(os.environ["KILL_AT"])
-s.commit([TableWrite("src_t", t("n4"), "replace", pk, namespace="src", staged_from=stage)], {"src.t": {"cursor": "new"}})
+swap = TableWrite("src_t", t("n4"), "replace", pk, namespace="src", staged_from=stage)
+s.commit([swap], {"src.t": {"cursor": "new"}})
 """
 
 

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kpihub.errors import DestinationError
-from kpihub.widening import evolve_schema, evolves, widened_type
 from kpihub.secrets import masked_uri
 from kpihub.source import WriteMode
+from kpihub.widening import evolve_schema, evolves, widened_type
 
 if TYPE_CHECKING:
     import duckdb
