@@ -1,5 +1,5 @@
 """Destinations: where synced tables and their state go."""
 
-from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last
+from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last, is_staging, staging_name
 
-__all__ = ["Destination", "DestinationSession", "TableWrite", "dedup_last"]
+__all__ = ["Destination", "DestinationSession", "TableWrite", "dedup_last", "is_staging", "staging_name"]
