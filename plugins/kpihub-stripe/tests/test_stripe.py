@@ -34,7 +34,8 @@ class TestStripeConformance(SourceConformance):
         return {**self.settings(server), "page_size": 20}
 
     def change_data(self, server) -> None:
-        server.data.add_activity(customers=12, refunds=6)
+        server.data.add_activity(customers=12, refunds=6)  # new objects, and refunds of old charges
+        server.data.change_existing(subscriptions=3)  # cancellations, seat changes, paid invoices, a renamed customer
 
 
 def conformance() -> TestStripeConformance:
