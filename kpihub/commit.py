@@ -89,6 +89,15 @@ class ChunkCommitter:
         """Records read so far: committed, pending and quarantined."""
         return self.records + self.pending_rows + self.rejected + len(self._rejected)
 
+    def restart_pass(self) -> int:
+        """Forget this pass's sums and pending canonical rows: the stream is read again from its start.
+
+        Returns :attr:`read` so far, to count the next pass's records apart.
+        """
+        self.tally = Tally(self.stream.reconcile_by)
+        self._canonical_pending = None
+        return self.read
+
     def add(self, batch: pa.RecordBatch, rejected: Sequence[Rejected] = ()) -> None:
         if batch.num_rows:
             self._batches.append(batch)

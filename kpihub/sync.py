@@ -380,21 +380,20 @@ class _StreamRunner:
             quarantine=policy == "quarantine",
         )
         stopped = self._read(stream, ctx, state, normalizer, committer)
-        gap = None if stopped else _gap(ctx.api_total, committer.read, committer)
-        if gap is not None and stream.incremental and stream.primary_key:
-            # Records were missed while paging (data changed under the API's pages): read the same
-            # window once more; merging on the key keeps one row each.
-            ctx.note(f"read again from the sync's start cursor: {gap.split(':')[0]}")
-            before, ctx.api_total = committer.read, None
+        problem = None if stopped else self._check_pass(ctx, committer, normalizer, committer.read)
+        if problem is not None and stream.incremental and stream.primary_key:
+            # Data changed under the API's pages (records missed, rows restated between pages):
+            # read the same window once more; merging on the key keeps one row each.
+            ctx.note(f"read again from the sync's start cursor: {problem[1].split(':')[0]}")
+            before = committer.restart_pass()
+            ctx.api_total, ctx.expectations = None, []
             stopped = self._read(stream, ctx, state, normalizer, committer)
-            gap = None if stopped else _gap(ctx.api_total, committer.read - before, committer)
+            problem = None if stopped else self._check_pass(ctx, committer, normalizer, committer.read - before)
         if not stopped:
-            committer.commit(final=True, schema=normalizer.schema, hold_cursor=gap is not None)
-            result.reconciliation = committer.tally.mismatches(ctx.expectations)
-            if gap is not None:
-                result.status, result.error = "incomplete", gap
-            elif result.reconciliation:
-                result.status, result.error = "mismatch", _mismatch(result.reconciliation)
+            committer.commit(final=True, schema=normalizer.schema, hold_cursor=problem is not None)
+            if problem is not None:
+                result.status, result.error = problem
+                result.reconciliation = committer.tally.mismatches(ctx.expectations)
         else:
             if stream.incremental or committer.commits:
                 # What was read is written; the cursor moves only as far as a mid-stream commit may.
@@ -418,6 +417,22 @@ class _StreamRunner:
             result.drift = result.schema_drift = drift.summary()
             log.warning("%s: %s", key, result.drift)
             stream.on_drift(drift)
+
+    @staticmethod
+    def _check_pass(
+        ctx: StreamContext, committer: ChunkCommitter, normalizer: Normalizer, read: int
+    ) -> tuple[str, str] | None:
+        """``(status, message)`` when a pass read fewer records than declared or rows that miss the
+        platform's totals (what is pending is committed first, so the tally sees every row)."""
+        gap = _gap(ctx.api_total, read, committer)
+        if gap is not None:
+            return "incomplete", gap
+        if ctx.expectations:
+            committer.commit(final=False, schema=normalizer.schema)
+            found = committer.tally.mismatches(ctx.expectations)
+            if found:
+                return "mismatch", _mismatch(found)
+        return None
 
     def _read(
         self,
@@ -465,7 +480,10 @@ class _StreamRunner:
 
 def _mismatch(found: list[dict[str, Any]]) -> str:
     shown = "; ".join(f"{m['column']} ({m['scope']}): loaded {m['loaded']}, the platform says {m['expected']}" for m in found)
-    return f"the loaded rows do not add up to the platform's totals: {shown}"
+    return (
+        f"the loaded rows do not add up to the platform's totals: {shown} (if the platform revised the data "
+        "while it was read, the next sync reads it again: the state was kept)"
+    )
 
 
 def _gap(declared: int | None, read: int, committer: ChunkCommitter) -> str | None:

@@ -192,3 +192,25 @@ def test_a_gap_that_a_second_read_closes_ends_ok(tmp_path, toy_server, toy_regis
     assert "read again from the sync's start cursor: read 250 distinct records but the API declared 253" in stream.drift
     with p.open_destination(read_only=True) as s:
         assert s.read_table("toy_items").num_rows == 250 and s.get_state("toy.items")["cursor"]
+
+
+def test_a_mismatch_that_a_second_read_resolves_ends_ok(tmp_path, toy_server, toy_registry, monkeypatch):
+    from decimal import Decimal
+
+    read, calls = toy.ItemsStream.read, []
+
+    def off_once(self, ctx, state):
+        calls.append(1)
+        total = Decimal(0)
+        for page in read(self, ctx, state):
+            total += sum(Decimal(r["amount"]) for r in page)
+            yield page
+        ctx.expect_total("amount", total + (7 if len(calls) == 1 else 0))
+
+    monkeypatch.setattr(toy.ItemsStream, "read", off_once)
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    result = p.sync()
+    (stream,) = result.streams
+    assert result.ok and len(calls) == 2 and "read again from the sync's start cursor" in stream.drift
+    with p.open_destination(read_only=True) as s:
+        assert s.read_table("toy_items").num_rows == 250

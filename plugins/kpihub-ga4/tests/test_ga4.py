@@ -47,6 +47,10 @@ class TestGA4Conformance(SourceConformance):
     def change_data(self, server) -> None:
         server.restate(days=2, fraction=0.3)  # inside lookback_days=2: GA4 finishes processing recent days
 
+    def live_changes(self, server):
+        # Between report pages: GA4 finishes processing the latest day (rows gain late sessions).
+        return lambda request: server.restate(days=1, fraction=0.2)
+
 
 def run(tmp_path, server, **overrides):
     c = TestGA4Conformance()

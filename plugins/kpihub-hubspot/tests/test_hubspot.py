@@ -393,6 +393,10 @@ class TestHubSpotConformance(SourceConformance):
         server.data.touch("deals", 0.05, seed=3)
         server.data.add_contacts(40)
 
+    def live_changes(self, server):
+        # Between search pages: a share of the object's records modified, one added, one archived.
+        return server.live_changes(0.005, add=1, delete=1)
+
 
 # -- account details unavailable (issue 13, finding 10) -----------------------------------
 

@@ -34,6 +34,10 @@ class TestLinkedInAdsConformance(SourceConformance):
     def change_data(self, server) -> None:
         server.restate(days=2, fraction=0.3)  # inside lookback_days=3: late conversions, invalid clicks
 
+    def live_changes(self, server):
+        # Between pages: the platform restates the latest day (late conversions, invalid clicks).
+        return lambda request: server.restate(days=1, fraction=0.2)
+
 
 def run(tmp_path, server, **overrides):
     c = TestLinkedInAdsConformance()

@@ -40,6 +40,10 @@ class TestMetaAdsConformance(SourceConformance):
     def change_data(self, server) -> None:
         server.restate(days=2, fraction=0.3)  # inside lookback_days=3: late attributed purchases
 
+    def live_changes(self, server):
+        # Between pages of a report: the platform restates the latest day (late attributions).
+        return lambda request: server.restate(days=1, fraction=0.2)
+
 
 def run(tmp_path, server, **overrides):
     c = TestMetaAdsConformance()
