@@ -214,3 +214,154 @@ def test_the_fake_answers_in_the_requested_version():
     assert "current_period_end" not in old["items"]["data"][0]
     assert in_version("invoices", inv, "2025-09-30.clover") is inv
     assert bad.status_code == 400 and bad.json()["error"]["message"] == "Invalid Stripe API version: 2025-3-31"
+
+
+# -- objects changed after they were created (issue 13): Stripe's events ------------------------
+
+
+def _two_syncs(tmp_path, server, change, **overrides):
+    """Sync, ``change(server.data)``, sync again; the second sync's results and the requests it made."""
+    c = conformance()
+    p = c.pipeline(tmp_path, {**c.settings(server), **overrides})
+    first = {r.stream: r for r in c.sync(p).streams}
+    change(server.data)
+    server.requests.clear()
+    second = {r.stream: r for r in c.sync(p).streams}
+    return p, first, second, list(server.requests)
+
+
+def _rows(p, table: str, key: str = "id") -> dict:
+    with p.open_destination(read_only=True) as session:
+        return {r[key]: r for r in session.read_table(table).to_pylist()}
+
+
+def _old_charge(data, *, refunded: bool = False) -> dict:
+    """The oldest succeeded charge: created long before any cursor."""
+    charges = [c for c in data.objects["charges"].values() if c["status"] == "succeeded" and c["refunded"] == refunded]
+    return min(charges, key=lambda c: c["created"])
+
+
+def test_a_charge_refunded_between_syncs_arrives(tmp_path):
+    with FakeStripe(seed=5, customers=250) as server:
+        charge = _old_charge(server.data)
+        p, _, second, requests = _two_syncs(tmp_path, server, lambda d: d.refund(charge["id"]))
+    rows = _rows(p, "stripe_charges")
+    assert (rows[charge["id"]]["amount_refunded"], rows[charge["id"]]["refunded"]) == (charge["amount"], True)
+    events = [r for r in requests if r.path == "/v1/events" and r.query_lists.get("types[]")]
+    assert any("charge.refunded" in r.query_lists["types[]"] for r in events)
+    # The change came from the events, not from reading every charge again.
+    assert second["charges"].records < 10
+
+
+def test_a_subscription_canceled_between_syncs_arrives_without_a_full_read(tmp_path):
+    with FakeStripe(seed=5, customers=250) as server:
+        subs = server.data.objects["subscriptions"]
+        sub = min((s for s in subs.values() if s["status"] == "active"), key=lambda s: s["created"])
+        p, first, second, requests = _two_syncs(tmp_path, server, lambda d: d.cancel_subscription(sub["id"]))
+        canceled_at = dt.datetime.fromtimestamp(subs[sub["id"]]["canceled_at"], UTC)
+    row = _rows(p, "subscriptions", key="subscription_id")[sub["id"]]
+    assert (row["status"], row["canceled_at"], row["ended_at"]) == ("canceled", canceled_at, canceled_at)
+    # Not a full read: the new subscriptions and the changed ones (seeded cancellations dated after
+    # the cursor arrive as events too).
+    assert second["subscriptions"].records < first["subscriptions"].records / 4
+    listed = [r for r in requests if r.path == "/v1/subscriptions"]
+    assert listed and all(r.query.get("created[gte]") for r in listed)
+
+
+def test_a_cursor_older_than_the_event_retention_rereads_the_stream(tmp_path):
+    # The charge is refunded, then 31 days pass: the charge.refunded event is gone from /v1/events,
+    # so only a full read of the charges can bring the refund, and the summary says why it read so much.
+    def change(data):
+        data.refund(charge["id"])
+        data.advance(days=31)
+
+    with FakeStripe(seed=5, customers=250) as server:
+        charge = _old_charge(server.data)
+        total = len(server.data.objects["charges"])
+        p, _, second, requests = _two_syncs(tmp_path, server, change)
+    rows = _rows(p, "stripe_charges")
+    assert (rows[charge["id"]]["amount_refunded"], rows[charge["id"]]["refunded"]) == (charge["amount"], True)
+    assert second["charges"].records == total
+    assert any("30-day" in note and "read in full" in note for note in second["charges"].notes)
+    charge_lists = [r for r in requests if r.path == "/v1/charges"]
+    assert charge_lists and not any("created[gte]" in r.query for r in charge_lists)
+
+
+def test_a_deleted_customer_is_kept_and_marked_deleted(tmp_path):
+    with FakeStripe(seed=5, customers=250) as server:
+        victim = next(s["customer"] for s in server.data.objects["subscriptions"].values() if s["status"] == "active")
+        p, _, second, _ = _two_syncs(tmp_path, server, lambda d: d.delete_customer(victim))
+    customers = _rows(p, "stripe_customers")
+    assert customers[victim]["deleted"] is True
+    assert sum(bool(c["deleted"]) for c in customers.values()) == 1
+    assert any("deleted" in note for note in second["customers"].notes)
+    # Deleting a customer cancels its subscriptions: that arrives too.
+    subs = [r for r in _rows(p, "stripe_subscriptions").values() if r["customer"] == victim]
+    assert subs and all(s["status"] == "canceled" for s in subs)
+
+
+def test_invoices_paid_or_voided_between_syncs_arrive_in_either_version(tmp_path):
+    # The account moved to a pre-basil version before these invoices changed: their events' invoices
+    # name the subscription at the top level, whatever Stripe-Version the connector sends.
+    with FakeStripe(seed=5, customers=250) as server:
+        invoices = server.data.objects["invoices"]
+        paid, voided = sorted((i for i in invoices.values() if i["status"] == "open"), key=lambda i: i["created"])[:2]
+
+        def change(data):
+            data.api_version = "2024-06-20"
+            data.pay_invoice(paid["id"])
+            data.void_invoice(voided["id"])
+
+        p, _, _, _ = _two_syncs(tmp_path, server, change)
+        event = server.data.live_events()[0]
+    assert "parent" not in event["data"]["object"] and event["api_version"] == "2024-06-20"
+    rows = _rows(p, "stripe_invoices")
+    assert (rows[paid["id"]]["status"], rows[paid["id"]]["amount_paid"]) == ("paid", paid["amount_due"])
+    assert rows[voided["id"]]["status"] == "void"
+    for inv in (paid, voided):
+        assert rows[inv["id"]]["subscription"] == inv["parent"]["subscription_details"]["subscription"]
+
+
+def test_the_fake_lists_events_as_stripe_does():
+    with FakeStripe(seed=5, customers=250) as server:
+        data = server.data
+        charge = _old_charge(data)
+        data.refund(charge["id"])
+        http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"})
+
+        def get(**params):
+            return http.get("/v1/events", params=params)
+
+        newest = get(limit=3).json()
+        assert [e["created"] for e in newest["data"]] == sorted((e["created"] for e in newest["data"]), reverse=True)
+        assert newest["has_more"] and newest["url"] == "/v1/events" and newest["object"] == "list"
+        top = newest["data"][0]
+        assert top["type"] == "charge.refunded" and top["data"]["object"]["id"] == charge["id"]
+        assert top["data"]["previous_attributes"] == {"amount_refunded": 0, "refunded": False}
+        typed = get(**{"types[]": ["refund.created"], "limit": 100}).json()["data"]
+        assert typed and {e["type"] for e in typed} == {"refund.created"}
+        indexed = get(**{"types[0]": "refund.created", "limit": 100}).json()["data"]
+        assert indexed == typed
+        assert {e["type"] for e in get(type="customer.subscription.*", limit=100).json()["data"]} <= {
+            "customer.subscription.created",
+            "customer.subscription.deleted",
+        }
+        # Paging: starting_after the last id of a page continues with older events, none twice.
+        seen, after = [], None
+        while True:
+            body = get(limit=7, **({"starting_after": after} if after else {})).json()
+            seen += [e["id"] for e in body["data"]]
+            if not body["has_more"]:
+                break
+            after = body["data"][-1]["id"]
+        assert len(seen) == len(set(seen)) == len(data.live_events())
+        since = top["created"]
+        assert {e["id"] for e in get(**{"created[gte]": since}).json()["data"]} >= {top["id"]}
+        assert not get(**{"created[gt]": since}).json()["data"]
+        both = get(type="charge.*", **{"types[]": ["charge.refunded"]})
+        # 30 days later the refund's events are gone.
+        data.advance(days=30.01)
+        gone = get(**{"created[gte]": since}).json()["data"]
+        http.close()
+    assert both.status_code == 400
+    assert not gone

@@ -66,8 +66,8 @@ KINDS = {
     "subscription": "subscriptions",
     "invoice": "invoices",
 }
-#: Invoices created this many days before END are still open.
-OPEN_DAYS = 3
+#: Invoices created this many days before END are still open (paid or voided later).
+OPEN_DAYS = 30
 PRICES = {"eur": [(2900, "month"), (29000, "year"), (9900, "month")], "jpy": [(3500, "month")]}
 
 
@@ -347,6 +347,15 @@ class StripeData:
         before = {k: invoice[k] for k in ("status", "amount_paid")}
         invoice.update(status="paid", amount_paid=invoice["amount_due"])
         self.emit("invoice.paid", invoice, self.tick(), previous=before)
+
+    def void_invoice(self, invoice_id: str) -> None:
+        """Void an open invoice now (only open or uncollectible invoices can be voided)."""
+        invoice = self.objects["invoices"][invoice_id]
+        if invoice["status"] not in ("open", "uncollectible"):
+            raise ValueError(f"invoice {invoice_id} is {invoice['status']}: only open invoices can be voided")
+        before = {"status": invoice["status"]}
+        invoice["status"] = "void"
+        self.emit("invoice.voided", invoice, self.tick(), previous=before)
 
     def add_activity(self, customers: int = 10, refunds: int = 5) -> None:
         """New customers with charges, and refunds of older charges, all dated now."""
