@@ -9,6 +9,9 @@ passes:
   only for streams that read in cursor order;
 * rows without a primary key are failed or quarantined; a record repeated by the API (same
   primary key in one chunk) is kept once, its last version, and counted;
+* a run that replaces a table that exists (a full-table stream, ``--full-refresh``) writes its
+  chunks to staging tables and swaps them in with the state in one final commit, so a stop or a
+  kill before the end leaves the previous table and state as they were;
 * canonical rows are validated against the canonical schema and aggregated to the table's
   grain (:mod:`kpihub.grain`). A stream feeding a fact table (one with additive measures: ad
   performance, web traffic …) may send rows of one canonical key in different chunks, so its
@@ -24,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kpihub.destinations.base import DestinationSession, TableWrite, dedup_last
+from kpihub.destinations.base import DestinationSession, TableWrite, dedup_last, staging_name
 from kpihub.errors import NormalizationError
 from kpihub.failpoints import failpoint
 from kpihub.grain import additivity, aggregate_to_grain, conform
@@ -54,6 +57,7 @@ class ChunkCommitter:
         cursor: Any,
         loaded_at: dt.datetime,
         quarantine: bool,
+        staged: bool = False,
     ) -> None:
         self.session = session
         self.stream = stream
@@ -63,6 +67,9 @@ class ChunkCommitter:
         self.first_mode = first_mode
         self.loaded_at = loaded_at
         self.quarantine = quarantine
+        #: A replacing run over a table that exists: chunks go to staging tables, swapped in at the end.
+        self.staged = staged and first_mode == "replace"
+        self._held_rejected: list[Rejected] = []
         self.drift = DriftReport()
         self.target: CanonicalTable | None = canonical_table(stream.canonical_table) if stream.canonical_table else None
         #: Canonical rows wait for the final commit when the table's rows add up (see the module docstring).
@@ -113,15 +120,21 @@ class ChunkCommitter:
         :param state: extra entries for the stream's state (the engine's facts on the stream).
         :param hold_cursor: save the cursor the stream started from, whatever was read (a gap was found).
         """
-        first_replace = final and self.commits == 0 and self.first_mode == "replace"
-        if not self._batches and not self._rejected and not first_replace and not (final and self._canonical_pending):
+        if not final and not self._batches and not self._rejected:
             return
         table = self._raw_table(schema)
+        staging = self.staged and not final
+        if staging and self._rejected:
+            self._held_rejected.extend(self._rejected)  # they go in with the swap
+            self._rejected = []
         mode: WriteMode = self.first_mode if self.commits == 0 else self.stream.write_mode
-        writes = [TableWrite(self.raw_table, table, mode, self.stream.primary_key, namespace=self.ctx.source_id)]
+        writes = [self._raw_write(table, mode, final)]
         canonical = self._canonical(table, mode, final)
         if canonical is not None:
             writes.append(canonical)
+        if final:
+            self._rejected = self._held_rejected + self._rejected
+            self._held_rejected = []
         if self._rejected:
             kept_out = rejected_table(
                 self._rejected,
@@ -135,7 +148,7 @@ class ChunkCommitter:
             self.cursor = later(self.cursor, pc.max(table[self.stream.cursor_field]).as_py())
         # Mid-stream, the cursor may only advance when records arrive in cursor order (and the
         # canonical rows it covers are written).
-        moves = final or (self.stream.sorted_by_cursor and not self.canonical_at_end)
+        moves = final or (self.stream.sorted_by_cursor and not self.canonical_at_end and not self.staged)
         new_cursor = self.start_cursor if hold_cursor else self.cursor if moves else self.committed_cursor
         entry: dict[str, Any] = {
             "records": self.records + table.num_rows,
@@ -144,8 +157,10 @@ class ChunkCommitter:
         }
         if new_cursor is not None:
             entry["cursor"], entry["cursor_type"] = encode_cursor(new_cursor)
+        # A staged run leaves the state alone until the swap: the tables it describes did not change.
+        states = {} if staging else {state_key(self.ctx.source_id, self.stream.name): entry}
         failpoint("sync.before_commit")
-        self.session.commit(writes, {state_key(self.ctx.source_id, self.stream.name): entry})
+        self.session.commit(writes, states)
         failpoint("sync.committed")
         self.committed_cursor = new_cursor
         self.commits += 1
@@ -155,6 +170,29 @@ class ChunkCommitter:
         self._batches, self._rejected, self.pending_rows = [], [], 0
 
     # -- the raw table -------------------------------------------------------------------------
+
+    def _raw_write(self, table: pa.Table, mode: WriteMode, final: bool) -> TableWrite:
+        return self._staged_write(self.raw_table, table, mode, self.stream.primary_key, None, final, self.ctx.source_id)
+
+    def _staged_write(
+        self,
+        name: str,
+        table: pa.Table,
+        mode: WriteMode,
+        key: tuple[str, ...],
+        scope: dict[str, Any] | None,
+        final: bool,
+        namespace: str | None = None,
+    ) -> TableWrite:
+        """A write to ``name`` — or, in a staged run, to its staging table until the final swap."""
+        if not self.staged:
+            return TableWrite(name, table, mode, key, scope if mode == "replace" else None, namespace=namespace)
+        stage = staging_name(name, state_key(self.ctx.source_id, self.stream.name))
+        if final:
+            staged_from = stage if self.commits else None  # nothing staged: a plain replace
+            return TableWrite(name, table, "replace", key, scope, namespace=namespace, staged_from=staged_from)
+        # The first stage write replaces what a killed run may have left there.
+        return TableWrite(stage, table, mode, key, namespace=namespace)
 
     def _raw_table(self, schema: pa.Schema) -> pa.Table:
         table = _unify(self._batches, self.raw_table) if self._batches else schema.empty_table()
@@ -201,12 +239,13 @@ class ChunkCommitter:
                 self._canonical_pending = rows
                 return None
             self._canonical_pending = None
+            scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope}
             mode = self.first_mode
-        else:
-            rows, added = aggregate_to_grain(rows, target, stream=self.stream.name)
-            self.aggregated += added
-        scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope} if mode == "replace" else None
-        return TableWrite(target.name, rows, mode, target.primary_key, scope)
+            return TableWrite(target.name, rows, mode, target.primary_key, scope if mode == "replace" else None)
+        rows, added = aggregate_to_grain(rows, target, stream=self.stream.name)
+        self.aggregated += added
+        scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope}
+        return self._staged_write(target.name, rows, mode, target.primary_key, scope, final)
 
     def _to_canonical(self, table: pa.Table, target: CanonicalTable) -> pa.Table:
         n = table.num_rows

@@ -357,8 +357,8 @@ class _StreamRunner:
         policy: CoercePolicy = self.on_bad_record or stream.on_coerce_error
         # Rows go into a table that may already exist (unless this run replaces it wholesale): read
         # values as the types its columns have, so a value that no longer fits is found record by record.
-        existing = None if replace_first else self.session.table_schema(raw_table)
-        known = {f.name: f.type for f in existing or () if not f.name.startswith("_")}
+        existing = self.session.table_schema(raw_table)
+        known = {} if replace_first else {f.name: f.type for f in existing or () if not f.name.startswith("_")}
         normalizer = Normalizer(
             stream.name,
             _fit_declared(stream, raw_table, known, policy),
@@ -378,6 +378,8 @@ class _StreamRunner:
             cursor=decode_cursor(state),
             loaded_at=self.loaded_at,
             quarantine=policy == "quarantine",
+            # A full-table stream, or a re-read over a table that exists, swaps in whole (never partly).
+            staged=existing is not None or not stream.incremental,
         )
         stopped = self._read(stream, ctx, state, normalizer, committer)
         problem = None if stopped else self._check_pass(ctx, committer, normalizer, committer.read)
@@ -395,18 +397,15 @@ class _StreamRunner:
                 result.status, result.error = problem
                 result.reconciliation = committer.tally.mismatches(ctx.expectations)
         else:
-            if stream.incremental or committer.commits:
+            if committer.staged:  # the staged rows are never swapped in
+                kept = "; the table keeps its previous contents" if existing is not None else "; no table written"
+            else:
                 # What was read is written; the cursor moves only as far as a mid-stream commit may.
                 committer.commit(final=False, schema=normalizer.schema)
+                kept = ""
             result.status = "stopped"
             cursor = committer.committed_cursor
             where = f"state saved at cursor {cursor}" if cursor is not None else "no cursor saved"
-            if stream.incremental:
-                kept = ""
-            elif committer.commits:  # a full-table stream past its first chunk has already begun replacing the table
-                kept = "; the table holds only what this sync read"
-            else:
-                kept = "; the table keeps its previous contents"
             result.error = f"stopped on request after {committer.records} records ({where}{kept})"
         result.records, result.rejected = committer.records, committer.rejected
         result.duplicates, result.aggregated = committer.duplicates, committer.aggregated

@@ -199,16 +199,17 @@ def test_a_second_sync_of_the_same_pipeline_exits_already_running_and_writes_not
         assert _rows(_read(project)[0]) == _expected(server)
 
 
-def test_a_full_table_stream_stopped_after_its_first_chunk_says_the_table_is_partial(tmp_path):
+def test_a_full_table_stream_stopped_after_its_first_chunk_writes_no_partial_table(tmp_path):
+    # Issue 13 finding 3: its chunks go to a staging table that only the final commit swaps in.
     with FakeToy(seed=3, items=200) as server:
         p = _pipeline(tmp_path, server, source="toysnap", chunk_rows=40)
         stop = threading.Event()
         result = p.sync(stop=stop, progress=_StopAfter(stop, pages=4))
         (stream,) = result.streams
         assert stream.status == "stopped" and stream.records == 80
-        assert "the table holds only what this sync read" in (stream.error or "")
+        assert "no table written" in (stream.error or "")
         with p.open_destination(read_only=True) as session:
-            assert session.read_table("toysnap_items").num_rows == 80
-        assert p.sync().ok  # the next sync replaces it whole
+            assert "toysnap_items" not in session.tables()
+        assert p.sync().ok  # the next sync writes it whole
         with p.open_destination(read_only=True) as session:
             assert session.read_table("toysnap_items").num_rows == 200

@@ -214,3 +214,56 @@ def test_a_mismatch_that_a_second_read_resolves_ends_ok(tmp_path, toy_server, to
     assert result.ok and len(calls) == 2 and "read again from the sync's start cursor" in stream.drift
     with p.open_destination(read_only=True) as s:
         assert s.read_table("toy_items").num_rows == 250
+
+
+class StopAfterPages:
+    """A progress sink that asks the sync to stop once ``pages`` pages were read."""
+
+    def __init__(self, stop, pages: int) -> None:
+        self.stop, self.pages = stop, pages
+
+    def stream_started(self, key: str) -> None: ...
+
+    def records(self, key: str, count: int) -> None:
+        self.pages -= 1
+        if self.pages <= 0:
+            self.stop.set()
+
+    def stream_finished(self, result: object) -> None: ...
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "jsonl", "sqlite", "postgres"])
+def test_a_stopped_full_refresh_leaves_the_previous_table_and_state(kind, tmp_path, toy_server, toy_registry, request):
+    # Issue 13 finding 3: Ctrl-C after the first chunk of a --full-refresh left 2,800 of 40,000 rows.
+    import threading
+
+    if kind == "postgres":
+        uri = request.getfixturevalue("postgres_uri")
+    else:
+        uri = {"duckdb": f"duckdb:///{tmp_path}/d.duckdb", "sqlite": f"sqlite:///{tmp_path}/d.sqlite"}.get(
+            kind, f"{kind}:///{tmp_path}/lake"
+        )
+    cfg = {"base_url": toy_server.url, "token": toy_server.token, "max_attempts": 2}
+    p = Pipeline(make_project(tmp_path, {"toy": cfg}, destination=uri, chunk_rows=60), registry=toy_registry)
+    assert p.sync().ok
+    with p.open_destination(read_only=True) as s:
+        before_rows = sorted(s.read_table("toy_items").drop_columns(["_loaded_at"]).to_pylist(), key=repr)
+        before_state = s.get_state("toy.items")
+    toy_server.touch([10, 20])
+    stop = threading.Event()
+    result = p.sync(full_refresh=True, stop=stop, progress=StopAfterPages(stop, pages=3))
+    (stream,) = result.streams
+    assert stream.status == "stopped" and stream.records >= 60  # a chunk was committed to the stage
+    assert "the table keeps its previous contents" in stream.error
+    with p.open_destination(read_only=True) as s:
+        rows = sorted(s.read_table("toy_items").drop_columns(["_loaded_at"]).to_pylist(), key=repr)
+        state = s.get_state("toy.items")
+        assert not [t for t in s.tables() if "stage" in t]
+    assert rows == before_rows
+    assert state["cursor"] == before_state["cursor"] and state["records"] == before_state["records"]
+    again = p.sync(full_refresh=True)  # uninterrupted: swaps in the whole new table
+    assert again.ok
+    with p.open_destination(read_only=True) as s:
+        table = s.read_table("toy_items")
+    assert table.num_rows == 250
+    assert {r["id"]: r["name"] for r in table.to_pylist()}["it_00010"] == "Changed 10"
