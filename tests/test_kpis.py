@@ -125,6 +125,16 @@ def test_reporting_time_zone_moves_boundary_rows():
     assert monthly("leads", e) == [2, 3, 0]  # c5 became a lead on 1 Feb 00:30 Oslo time
 
 
+def test_an_amount_without_a_currency_beside_others_is_refused():
+    # A deal's amount with no currency would be added to the euros silently.
+    deals = DEALS + [("d6", "2024-02-01", "2024-02-12", True, "99", None)]
+    with pytest.raises(MixedCurrencyError, match=r"KPI 'won_revenue' would add 1 amount\(s\) without a currency"):
+        engine(deals).series(KPIS["won_revenue"], grain="month", start=FEB, end=MAR)
+    # A deal with neither amount nor currency adds nothing: fine.
+    deals = DEALS + [("d7", "2024-02-01", "2024-02-12", True, None, None)]
+    assert engine(deals).series(KPIS["won_revenue"], grain="month", start=FEB, end=MAR).values()[FEB] == 3000
+
+
 def test_week_grain_has_a_monday_spine():
     s = engine().series(KPIS["leads"], grain="week", start=dt.date(2024, 1, 1), end=dt.date(2024, 1, 22))
     assert s.table["period"].to_pylist() == [dt.date(2024, 1, 1), dt.date(2024, 1, 8), dt.date(2024, 1, 15)]

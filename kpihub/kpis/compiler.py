@@ -737,12 +737,16 @@ def _leaves(kpi: KPI, starts: list[dt.date], grain: Grain, catalog: Catalog, sta
 def currency_check_sql(
     measure: Measure, *, start: dt.date, end: dt.date, timezone: str, schemas: Mapping[str, pa.Schema] | None = None
 ) -> str:
-    """Distinct currencies among the rows a money measure adds up in ``[start, end)``."""
+    """Currencies among the rows a money measure adds up in ``[start, end)``, with how many rows
+    have each (``currency`` is null for amounts that name none); rows without an amount add nothing."""
     local = _measure_local_time(measure, timezone, schemas)
     where = _rows_in(measure, local, start, end)
+    if measure.expr:
+        where = f"({where}) AND ({measure.expr}) IS NOT NULL"
+    currency = f"UPPER({_q(measure.currency or 'currency')})"
     return (
-        f"SELECT DISTINCT UPPER({_q(measure.currency or 'currency')}) AS currency FROM {_q(measure.table)} "
-        f"WHERE {where} ORDER BY 1"
+        f"SELECT {currency} AS currency, COUNT(*) AS n FROM {_q(measure.table)} "
+        f"WHERE {where} GROUP BY 1 ORDER BY 1"
     )
 
 

@@ -234,11 +234,23 @@ class KPIEngine:
 
     def _currency(self, kpi: KPI, money: list[Leaf]) -> str | None:
         found: set[str] = set()
+        unnamed = 0
         for leaf in money:
             sql = currency_check_sql(leaf.measure, start=leaf.start, end=leaf.end, timezone=self.timezone)
-            found.update(r["currency"] for r in self.query(kpi, sql).to_pylist() if r["currency"] is not None)
+            for r in self.query(kpi, sql).to_pylist():
+                if r["currency"] is None:
+                    unnamed += r["n"]
+                else:
+                    found.add(r["currency"])
+        if not money:
+            return None
+        start, end = min(leaf.start for leaf in money), max(leaf.end for leaf in money)
+        if unnamed and found:
+            raise MixedCurrencyError(
+                f"KPI {kpi.id!r} would add {unnamed} amount(s) without a currency to amounts in "
+                f"{', '.join(sorted(found))} between {start} and {end}; fix the source's currency field"
+            )
         if len(found) > 1:
-            start, end = min(leaf.start for leaf in money), max(leaf.end for leaf in money)
             raise MixedCurrencyError(
                 f"KPI {kpi.id!r} would add amounts in {len(found)} currencies ({', '.join(sorted(found))}) "
                 f"between {start} and {end}; configure FX rates (fx_rates_daily) or filter to one currency"
