@@ -37,6 +37,10 @@ class TestStripeConformance(SourceConformance):
         server.data.add_activity(customers=12, refunds=6)  # new objects, and refunds of old charges
         server.data.change_existing(subscriptions=3)  # cancellations, seat changes, paid invoices, a renamed customer
 
+    def live_changes(self, server):
+        # Between pages: one refund, cancellation, seat change, payment, rename, new or deleted customer.
+        return server.live_changes()
+
 
 def conformance() -> TestStripeConformance:
     return TestStripeConformance()

@@ -399,6 +399,42 @@ class FakeStripe(FakeAPIServer):
         self.api_version = api_version
         self.data = data or StripeData(seed=seed, customers=customers, api_version=api_version)
 
+    def live_changes(self, *, delete: bool = True, seed: int = 13) -> Callable[[FakeRequest], None]:
+        """A function for :meth:`between_pages`: each call makes one change, as a live account would
+        while a sync pages — a refund of an old charge, a subscription canceled or re-seated, an
+        invoice paid, a customer renamed, added or (``delete``) deleted — with its events."""
+        rng = random.Random(seed)
+        data = self.data
+
+        def change(request: FakeRequest) -> None:
+            kinds = ["refund", "cancel", "seats", "pay", "rename", "add"] + (["delete"] if delete else [])
+            kind = rng.choice(kinds)
+            subs = sorted(s["id"] for s in data.objects["subscriptions"].values() if s["status"] == "active")
+            if kind == "refund":
+                open_charges = [c for c in data.objects["charges"].values() if c["paid"] and not c["refunded"]]
+                if open_charges:
+                    data.refund(rng.choice(sorted(c["id"] for c in open_charges)))
+            elif kind in ("cancel", "seats") and subs:
+                sid = rng.choice(subs)
+                if kind == "cancel":
+                    data.cancel_subscription(sid)
+                else:
+                    data.change_quantity(sid, rng.randint(1, 9))
+            elif kind == "pay":
+                unpaid = sorted(i["id"] for i in data.objects["invoices"].values() if i["status"] == "open")
+                if unpaid:
+                    data.pay_invoice(rng.choice(unpaid))
+            elif kind in ("rename", "delete"):
+                cid = rng.choice(sorted(data.objects["customers"]))
+                if kind == "rename":
+                    data.update_customer(cid, name=f"Customer {cid} renamed")
+                else:
+                    data.delete_customer(cid)
+            else:
+                data.add_activity(customers=1, refunds=0)
+
+        return change
+
     def error_body(self, status: int, message: str) -> Any:
         if status == 429:
             return {
