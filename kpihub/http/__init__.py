@@ -9,6 +9,7 @@ naming the source, stream and URL (secrets redacted).
 
 from kpihub.http.auth import BearerAuth, OAuthError, OAuthRefreshToken, TokenEndpointUnavailable
 from kpihub.http.client import make_client
+from kpihub.http.keyset import KeysetBound, KeysetPaginator
 from kpihub.http.paginators import (
     CursorPaginator,
     NextLinkPaginator,
@@ -23,6 +24,8 @@ from kpihub.http.requester import Requester, RetryDecision, parse_retry_after
 __all__ = [
     "BearerAuth",
     "CursorPaginator",
+    "KeysetBound",
+    "KeysetPaginator",
     "NextLinkPaginator",
     "OAuthError",
     "OAuthRefreshToken",

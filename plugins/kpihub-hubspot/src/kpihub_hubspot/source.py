@@ -29,7 +29,7 @@ from pydantic import Field, SecretStr
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
 from kpihub.http import BearerAuth, get_path
 from kpihub_hubspot import mapping
-from kpihub_hubspot.keyset import KeysetBound, KeysetPaginator
+from kpihub.http import KeysetBound, KeysetPaginator
 
 TS = pa.timestamp("us", tz="UTC")
 

@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 import pytest
-from kpihub_hubspot.keyset import KeysetBound, KeysetPaginator
+from kpihub.http import KeysetBound, KeysetPaginator
 
 from kpihub.errors import PaginationError
 from kpihub.http import Requester

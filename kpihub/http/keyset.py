@@ -12,8 +12,8 @@ starts *at* ``k`` and drops the records already read there. When a whole page si
 one key (more ties than fit in a page), that key is read on its own in id order
 (``KeysetBound(key, tie=True, after_id=...)``), then paging moves past it.
 
-Nothing here is HubSpot's: this module belongs in ``kpihub/http/paginators.py`` and can
-move there unchanged (it uses only the toolkit's ``Requester``, ``get_path`` and errors).
+Any connector whose API pages by offsets into a live sorted result should page this way
+(the HubSpot source does; issue 13 lost 149 of 30,000 contacts to offset paging).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kpihub.errors import MalformedResponseError, PaginationError
-from kpihub.http import get_path
+from kpihub.http.paginators import get_path
 from kpihub.http.requester import Requester
 
 __all__ = ["KeysetBound", "KeysetPaginator"]
