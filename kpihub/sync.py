@@ -319,12 +319,12 @@ class _StreamRunner:
                 notes.append(f"API total {result.api_total} != {result.records + result.rejected} records read")
         result.notes = notes
         result.drift = "; ".join(notes)
-        self._record_outcome(stream, result)
+        self._record_outcome(stream, result, ctx.notes)
         if self.progress:
             self.progress.stream_finished(result)
         return result
 
-    def _record_outcome(self, stream: Stream, result: StreamResult) -> None:
+    def _record_outcome(self, stream: Stream, result: StreamResult, ctx_notes: Mapping[str, int]) -> None:
         """Save the stream's status and notes beside its cursor, for the scorecard's data-quality line.
 
         A state-only commit: the cursor and what the data commits wrote stay as they are.
@@ -335,6 +335,8 @@ class _StreamRunner:
                 **previous,
                 "status": result.status,
                 "notes": result.notes,
+                # What the connector said about its numbers (thresholding, sampling, values left out).
+                "data_notes": [f"{text} ({n})" if n > 1 else text for text, n in ctx_notes.items()],
                 "canonical_table": stream.canonical_table,
                 "error": result.error if result.status != "ok" else None,
                 "reconciliation": {

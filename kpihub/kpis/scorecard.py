@@ -280,13 +280,15 @@ def _mark(row: ScorecardRow, tables: set[str], quality: Sequence[StreamQuality])
     for q in quality:
         if tables & set(q.tables):
             row.data_quality.append(q)
-            row.notes.append(f"data quality: last sync of {q.stream}: {q.status}")
+            said = q.status if q.status != "ok" else "; ".join(q.notes)
+            row.notes.append(f"data quality: last sync of {q.stream}: {said}")
 
 
 def stream_quality(
     state: Mapping[str, Any], stream_tables: Mapping[str, Sequence[str]] | None = None
 ) -> list[StreamQuality]:
-    """The streams whose last sync was not ``ok``, from sync-state entries read defensively.
+    """The streams whose last sync was not ``ok`` — or was, with the connector's notes on the data
+    (``data_notes``: GA4's thresholding or sampling) — from sync-state entries read defensively.
 
     An entry without a ``status`` (written before syncs recorded one) or with ``ok`` says
     nothing; any other value, even one this version does not know, is listed as it is.
@@ -294,7 +296,11 @@ def stream_quality(
     """
     found = []
     for key, entry in sorted(state.items(), key=lambda item: str(item[0])):
-        if not isinstance(entry, Mapping) or "status" not in entry or entry["status"] == "ok":
+        if not isinstance(entry, Mapping) or "status" not in entry:
+            continue
+        # An ok sync is listed only when its connector said how its numbers read (GA4 thresholding).
+        data_notes = _strings(entry.get("data_notes"), every=True)
+        if entry["status"] == "ok" and not data_notes:
             continue
         status = entry["status"]
         tables = _strings(entry.get("canonical_table")) or tuple((stream_tables or {}).get(str(key), ()))
@@ -303,7 +309,9 @@ def stream_quality(
             StreamQuality(
                 stream=str(key),
                 status="unknown" if status is None or status == "" else str(status),
-                notes=tuple(redact(n) for n in _strings(entry.get("notes"), every=True)),  # printed, exported
+                notes=tuple(  # printed, exported
+                    redact(n) for n in (data_notes if status == "ok" else _strings(entry.get("notes"), every=True))
+                ),
                 tables=tables,
                 reconciliation=reconciliation if isinstance(reconciliation, Mapping) else None,
             )

@@ -108,3 +108,17 @@ def test_thresholding_sampling_and_other_row_are_noted(tmp_path):
     assert "property 312345678: GA4 applied thresholding (rows with few users are withheld)" in notes
     assert "property 312345678: GA4 sampled the report (250000 of 1000000 events read)" in notes
     assert "property 398765432: GA4 rolled some dimension combinations into an '(other)' row" in notes
+
+
+def test_the_scorecard_shows_gas_thresholding_note(tmp_path):
+    from kpihub.kpis.scorecard import stream_quality
+
+    c = test_ga4.TestGA4Conformance()
+    with FakeGA4(seed=6, start=dt.date(2026, 6, 1), end=dt.date(2026, 6, 3)) as server:
+        server.report_metadata = {"subjectToThresholding": True}
+        p = c.pipeline(tmp_path, c.settings(server))
+        assert p.sync().ok
+        with p.open_destination(read_only=True) as session:
+            (q,) = stream_quality(session.all_state())
+    assert q.stream == "ga4.traffic_daily" and q.status == "ok" and q.tables == ("web_traffic_daily",)
+    assert "property 312345678: GA4 applied thresholding (rows with few users are withheld)" in q.notes
