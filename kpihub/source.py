@@ -8,6 +8,7 @@ to the canonical table the stream feeds, writes them and commits the cursor.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections import Counter
@@ -85,6 +86,23 @@ class StreamContext:
         self._notes_lock = threading.Lock()
         #: The platform's own totals to reconcile the loaded rows with (see :meth:`expect_total`).
         self.expectations: list[Expectation] = []
+        #: The days a report stream re-reads (see :meth:`report_window`); the engine replaces them.
+        self.window: tuple[dt.date, dt.date] | None = None
+
+    def report_window(
+        self, state: Mapping[str, Any] | None, *, lookback_days: int, start_date: dt.date | None = None
+    ) -> tuple[dt.date, dt.date]:
+        """``(first, last)`` day a report stream reads now, and the window the engine replaces.
+
+        Platforms revise recent days (late conversions, GA4's processing), so each sync reads
+        ``lookback_days`` before its cursor again (a first sync starts at ``start_date``, or 90
+        days ago). The engine then replaces the rows whose ``cursor_field`` lies in the window —
+        deleting those the platform no longer reports — and moves the state in the same commit.
+        """
+        from kpihub.state import report_window
+
+        self.window = report_window(state, lookback_days=lookback_days, start_date=start_date)
+        return self.window
 
     def note(self, message: str, count: int = 1) -> None:
         """Say something the user should know about this stream's data (shown in the sync summary).

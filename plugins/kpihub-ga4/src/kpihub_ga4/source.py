@@ -25,7 +25,6 @@ from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, OffsetPaginator, RetryDecision
 from kpihub.model import MONEY
 from kpihub.normalize import coerce_array
-from kpihub.state import report_window
 
 HEADER_TYPES = {"TYPE_INTEGER": pa.int64(), "TYPE_CURRENCY": MONEY}
 DEFAULT_DIMENSIONS = ["date", "sessionSource", "sessionMedium", "sessionCampaignName"]
@@ -135,7 +134,7 @@ def report_schema(settings: GA4Settings) -> pa.Schema:
 class Report(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
         s: GA4Settings = ctx.settings  # type: ignore[assignment]
-        since, today = report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
+        since, today = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         jobs = [self._property(ctx, s, prop, since, today) for prop in s.property_ids]
         yield from interleave(jobs, max_workers=s.max_concurrency)
 

@@ -24,7 +24,6 @@ from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Str
 from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, RetryDecision
 from kpihub.model import ad_performance_batch
-from kpihub.state import report_window
 
 GAQL = (
     "SELECT customer.id, customer.currency_code, customer.time_zone, campaign.id, campaign.name, segments.date, "
@@ -137,7 +136,7 @@ def _customer(ctx: StreamContext, url: str, cid: str) -> dict[str, Any]:
 class CampaignPerformance(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         settings: GoogleAdsSettings = ctx.settings  # type: ignore[assignment]
-        start, today = report_window(state, lookback_days=settings.lookback_days, start_date=settings.start_date)
+        start, today = ctx.report_window(state, lookback_days=settings.lookback_days, start_date=settings.start_date)
         query = GAQL.format(start=start.isoformat(), end=today.isoformat())
         accounts = [self._account(ctx, settings, cid, query) for cid in settings.customer_ids]
         yield from interleave(accounts, max_workers=settings.max_concurrency)

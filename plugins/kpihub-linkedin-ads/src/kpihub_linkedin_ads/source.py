@@ -21,7 +21,6 @@ from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Str
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, PageTokenPaginator
 from kpihub.model import MONEY, ad_performance_batch
-from kpihub.state import report_window
 
 FIELDS = (
     "dateRange,pivotValues,impressions,clicks,costInLocalCurrency,externalWebsiteConversions,"
@@ -111,7 +110,7 @@ def flatten(element: Mapping[str, Any], account: str, currency: str | None, name
 class CampaignAnalytics(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         s: LinkedInAdsSettings = ctx.settings  # type: ignore[assignment]
-        since, today = report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
+        since, today = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         accounts = [self._account(ctx, s, acct, since, today) for acct in s.account_ids]
         for rows in interleave(accounts, max_workers=s.max_concurrency):
             # Noted here, in the consuming thread, not in the account workers.

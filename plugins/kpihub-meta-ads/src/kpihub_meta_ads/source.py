@@ -22,7 +22,6 @@ from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, Source
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision
 from kpihub.model import MONEY, ad_performance_batch
-from kpihub.state import report_window
 
 FIELDS = "account_id,account_currency,campaign_id,campaign_name,impressions,clicks,spend,actions,action_values"
 #: Error codes Meta uses for throttling (rate-limiting docs; Airbyte's facebook-marketing tests).
@@ -110,7 +109,7 @@ def regain_seconds(header: str | None) -> float | None:
 class Insights(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         s: MetaAdsSettings = ctx.settings  # type: ignore[assignment]
-        since, today = report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
+        since, today = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         accounts = [self._account(ctx, s, acct, since, today) for acct in s.account_ids]
         yield from interleave(accounts, max_workers=s.max_concurrency)
 
