@@ -84,6 +84,8 @@ class ChunkCommitter:
         self.start_cursor = self.committed_cursor = self.cursor = cursor
         self.commits = 0
         self.records = 0
+        #: :attr:`records` when the current pass began (a stream read again counts its last pass).
+        self.pass_start = 0
         self.rejected = 0
         self.duplicates = 0
         #: Canonical rows that were added into another row of the same key.
@@ -103,6 +105,7 @@ class ChunkCommitter:
         """
         self.tally = Tally(self.stream.reconcile_by)
         self._canonical_pending = None
+        self.pass_start = self.records
         return self.read
 
     def add(self, batch: pa.RecordBatch, rejected: Sequence[Rejected] = ()) -> None:

@@ -409,7 +409,7 @@ class _StreamRunner:
             cursor = committer.committed_cursor
             where = f"state saved at cursor {cursor}" if cursor is not None else "no cursor saved"
             result.error = f"stopped on request after {committer.records} records ({where}{kept})"
-        result.records, result.rejected = committer.records, committer.rejected
+        result.records, result.rejected = committer.records - committer.pass_start, committer.rejected
         result.duplicates, result.aggregated = committer.duplicates, committer.aggregated
         result.cursor = committer.committed_cursor
         drift = normalizer.drift
