@@ -361,15 +361,7 @@ class _StreamRunner:
         # values as the types its columns have, so a value that no longer fits is found record by record.
         existing = self.session.table_schema(raw_table)
         known = {} if replace_first else {f.name: f.type for f in existing or () if not f.name.startswith("_")}
-        normalizer = Normalizer(
-            stream.name,
-            _fit_declared(stream, raw_table, known, policy),
-            primary_key=stream.primary_key,
-            on_coerce_error=policy,
-            wire_strings=stream.wire_strings,
-            on_new_field=stream.on_new_field,
-            known_types=known,
-        )
+        normalizer = _normalizer(stream, raw_table, known, policy)
         committer = ChunkCommitter(
             session=self.session,
             stream=stream,
@@ -393,22 +385,17 @@ class _StreamRunner:
             ctx.api_total, ctx.expectations = None, []
             stopped = self._read(stream, ctx, state, normalizer, committer)
             problem = None if stopped else self._check_pass(ctx, committer, normalizer, committer.read - before)
-        if not stopped:
+        if stopped:
+            result.status, result.error = "stopped", self._stop(committer, normalizer, existing is not None)
+        elif problem is not None and committer.staged and existing is not None:
+            # A replacing run that missed records or totals does not replace a table that has them.
+            result.status, result.error = problem[0], f"{problem[1]}; the table keeps its previous contents"
+            result.reconciliation = committer.tally.mismatches(ctx.expectations)
+        else:
             committer.commit(final=True, schema=normalizer.schema, hold_cursor=problem is not None)
             if problem is not None:
                 result.status, result.error = problem
                 result.reconciliation = committer.tally.mismatches(ctx.expectations)
-        else:
-            if committer.staged:  # the staged rows are never swapped in
-                kept = "; the table keeps its previous contents" if existing is not None else "; no table written"
-            else:
-                # What was read is written; the cursor moves only as far as a mid-stream commit may.
-                committer.commit(final=False, schema=normalizer.schema)
-                kept = ""
-            result.status = "stopped"
-            cursor = committer.committed_cursor
-            where = f"state saved at cursor {cursor}" if cursor is not None else "no cursor saved"
-            result.error = f"stopped on request after {committer.records} records ({where}{kept})"
         result.records, result.rejected = committer.records - committer.pass_start, committer.rejected
         result.duplicates, result.aggregated = committer.duplicates, committer.aggregated
         result.cursor = committer.committed_cursor
@@ -418,6 +405,19 @@ class _StreamRunner:
             result.drift = result.schema_drift = drift.summary()
             log.warning("%s: %s", key, result.drift)
             stream.on_drift(drift)
+
+    @staticmethod
+    def _stop(committer: ChunkCommitter, normalizer: Normalizer, table_exists: bool) -> str:
+        """Commit what a stopped stream may keep; the message saying what it kept."""
+        if committer.staged:  # the staged rows are never swapped in
+            kept = "; the table keeps its previous contents" if table_exists else "; no table written"
+        else:
+            # What was read is written; the cursor moves only as far as a mid-stream commit may.
+            committer.commit(final=False, schema=normalizer.schema)
+            kept = ""
+        cursor = committer.committed_cursor
+        where = f"state saved at cursor {cursor}" if cursor is not None else "no cursor saved"
+        return f"stopped on request after {committer.records} records ({where}{kept})"
 
     @staticmethod
     def _check_pass(
@@ -496,6 +496,18 @@ def _gap(declared: int | None, read: int, committer: ChunkCommitter) -> str | No
     return (
         f"read {read} distinct records but the API declared {declared}: records were missed while paging "
         f"({where}, so the next sync reads them again)"
+    )
+
+
+def _normalizer(stream: Stream, raw_table: str, known: Mapping[str, pa.DataType], policy: CoercePolicy) -> Normalizer:
+    return Normalizer(
+        stream.name,
+        _fit_declared(stream, raw_table, known, policy),
+        primary_key=stream.primary_key,
+        on_coerce_error=policy,
+        wire_strings=stream.wire_strings,
+        on_new_field=stream.on_new_field,
+        known_types=known,
     )
 
 

@@ -267,3 +267,24 @@ def test_a_stopped_full_refresh_leaves_the_previous_table_and_state(kind, tmp_pa
         table = s.read_table("toy_items")
     assert table.num_rows == 250
     assert {r["id"]: r["name"] for r in table.to_pylist()}["it_00010"] == "Changed 10"
+
+
+def test_a_full_refresh_short_of_the_declared_total_keeps_the_previous_table(
+    tmp_path, toy_server, toy_registry, monkeypatch
+):
+    p = pipeline(tmp_path, toy_server, toy_registry)
+    assert p.sync().ok
+    with p.open_destination(read_only=True) as s:
+        before = s.get_state("toy.items")["cursor"]
+    del toy_server.items[100]  # gone from the API, and the API still counts it (and one more)
+    read = toy.ItemsStream.read
+
+    def short(self, ctx, state):
+        ctx.report_total(2)
+        yield from read(self, ctx, state)
+
+    monkeypatch.setattr(toy.ItemsStream, "read", short)
+    (stream,) = p.sync(full_refresh=True).streams
+    assert stream.status == "incomplete" and stream.error.endswith("; the table keeps its previous contents")
+    with p.open_destination(read_only=True) as s:
+        assert s.read_table("toy_items").num_rows == 250 and s.get_state("toy.items")["cursor"] == before
