@@ -232,3 +232,47 @@ def test_restate_can_drop_a_row_of_a_restated_day():
     assert {cid: len(rows) for cid, rows in server.rows.items()} == count  # one added, one dropped each
     assert len(change["dropped"]) == len(server.rows) and not keys & set(change["dropped"])
     assert set(change["added"]) <= keys and {d for *_, d in change["dropped"]} <= {"2026-06-29", "2026-06-30"}
+
+
+ACCOUNT_GAQL = (
+    "SELECT customer.id, metrics.impressions, metrics.clicks, metrics.cost_micros, segments.date "
+    "FROM customer WHERE segments.date BETWEEN '2026-06-25' AND '2026-06-30'"
+)
+
+
+def test_the_fakes_account_report_is_the_sum_of_its_campaign_rows():
+    import httpx
+
+    with FakeGoogleAds(start=dt.date(2026, 6, 20)) as server:
+        grant = {"grant_type": "refresh_token", "refresh_token": server.refresh_token}
+        token = httpx.post(f"{server.url}/token", data={**grant, "client_secret": server.client_secret}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}", "developer-token": server.developer_token}
+        url = f"{server.url}/v21/customers/2345678901/googleAds:searchStream"
+        (chunk,) = httpx.post(url, json={"query": ACCOUNT_GAQL}, headers=headers).json()
+        rows = [r for r in server.rows["2345678901"] if "2026-06-25" <= r["date"] <= "2026-06-30"]
+    results = chunk["results"]
+    assert [r["segments"]["date"] for r in results] == [f"2026-06-{d}" for d in range(25, 31)]  # a row per date
+    assert {r["customer"]["resourceName"] for r in results} == {"customers/2345678901"}
+    for name, key in (("impressions", "impressions"), ("clicks", "clicks"), ("costMicros", "costMicros")):
+        assert sum(int(r["metrics"].get(name, "0")) for r in results) == sum(r[key] for r in rows)  # int64 strings
+
+
+def test_loaded_rows_are_reconciled_with_the_account_report(tmp_path):
+    with FakeGoogleAds(start=dt.date(2026, 6, 20)) as server:
+        p, result, _ = sync(tmp_path / "ok", server, start_date="2026-06-20")
+        assert result.ok and not result.streams[0].reconciliation, result.streams[0].error
+        queries = [r.json()["query"] for r in server.requests if r.path.endswith("searchStream")]
+        assert sum("FROM customer WHERE segments.date BETWEEN '2026-06-20' AND '" in q for q in queries) == 3
+        server.totals_bias = 2  # the account report holds 2 impressions, 2 clicks and 2.00 of cost the rows do not
+        _, off, _ = sync(tmp_path / "off", server, start_date="2026-06-20")
+    (stream,) = off.streams
+    assert stream.status == "mismatch"
+    assert "impressions (customer_id=1234567890): loaded " in stream.error and "the platform says" in stream.error
+    found = {(m["column"], m["scope"]): m for m in stream.reconciliation}
+    for cid in ACCOUNTS:
+        cid = cid.replace("-", "")
+        assert found[("impressions", f"customer_id={cid}")]["expected"] - found[("impressions", f"customer_id={cid}")]["loaded"] == 2
+        assert found[("clicks", f"customer_id={cid}")]["expected"] - found[("clicks", f"customer_id={cid}")]["loaded"] == 2
+        cost = found[("cost_micros", f"customer_id={cid}")]
+        assert cost["expected"] - cost["loaded"] == 2_000_000  # micros: 2.00 in the account currency
+    assert not any(column == "conversions" for column, _ in found)  # not reconciled: campaign goals may differ

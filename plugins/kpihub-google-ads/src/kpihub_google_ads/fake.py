@@ -18,7 +18,13 @@ and kpihub's shared API notes):
   the selected fields. Fields at their proto3 default (0, "") are left out of the
   JSON (protobuf.dev/programming-guides/json: "fields with default values are
   omitted by default"), so zero metrics are absent.
-* ``SELECT customer.… FROM customer`` answers one row describing the account.
+* ``SELECT customer.… FROM customer`` answers one row describing the account. With metrics
+  it is the account-level report (the Account Performance Report's successor, per the API
+  team: mail-archive.com/adwords-api@googlegroups.com/msg94799.html): the account's statistics over
+  every campaign for the ``segments.date`` range in WHERE, one row per date when
+  ``segments.date`` is selected — dates whose selected metrics are all zero are not returned
+  (developers.google.com/google-ads/api/docs/reporting/zero-metrics); selecting it needs a
+  finite date range. ``totals_bias`` makes that report disagree with the campaign rows.
 * ``omit=("customer",)`` replays bodies seen in the wild whose rows lack a whole
   object (here ``customer``) although the query selected it.
 * Errors are ``[{"error": {code, message, status, details: [{"@type":
@@ -69,6 +75,10 @@ class FakeGoogleAds(FakeAPIServer):
     ) -> None:
         super().__init__(seed=seed)
         self.omit = omit
+        #: Added to the account-level report (``FROM customer`` with metrics) on its first row:
+        #: that many impressions and clicks, and that many currency units of cost (in micros), the
+        #: campaign rows do not have — a platform whose campaign report misses part of its total.
+        self.totals_bias = 0
         self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         self.developer_token = developer_token
         self.refresh_token = refresh_token
@@ -270,7 +280,10 @@ class FakeGoogleAds(FakeAPIServer):
         parsed = re.match(r"\s*SELECT\s+(.+?)\s+FROM\s+(\w+)", query, re.S | re.I)
         between = re.search(r"segments\.date BETWEEN '(\d{4}-\d{2}-\d{2})' AND '(\d{4}-\d{2}-\d{2})'", query)
         resource = parsed[2] if parsed else ""
-        if not parsed or resource not in ("campaign", "customer") or (resource == "campaign" and not between):
+        selected = [camel(f.strip()) for f in parsed[1].split(",")] if parsed else []
+        segmented = "segments.date" in selected
+        needs_range = resource == "campaign" or segmented
+        if not parsed or resource not in ("campaign", "customer") or (needs_range and not between):
             return self.json(
                 self.failure(
                     400,
@@ -281,11 +294,10 @@ class FakeGoogleAds(FakeAPIServer):
                 ),
                 400,
             )
-        selected = [camel(f.strip()) for f in parsed[1].split(",")]
-        if resource == "customer":
-            currency, zone = self.accounts[cid]
-            account = {"resourceName": f"customers/{cid}", "id": cid, "currencyCode": currency, "timeZone": zone}
-            full = [{"customer": account}]
+        if resource == "customer" and any(f.startswith("metrics.") for f in selected):
+            full = self._account_report(cid, between.groups() if between else None, segmented)
+        elif resource == "customer":
+            full = [{"customer": self._account(cid)}]
         else:
             low, high = between.groups()
             rows = [r for r in self.rows[cid] if low <= r["date"] <= high]
@@ -307,16 +319,43 @@ class FakeGoogleAds(FakeAPIServer):
         chunks[-1]["queryResourceConsumption"] = str(len(results) * 3 + 100)
         return self.json(chunks)
 
+    def _account(self, cid: str) -> dict[str, Any]:
+        currency, zone = self.accounts[cid]
+        return {"resourceName": f"customers/{cid}", "id": cid, "currencyCode": currency, "timeZone": zone}
+
+    def _account_report(self, cid: str, window: tuple[str, str] | None, by_date: bool) -> list[dict[str, Any]]:
+        """The account's statistics: the sums of its campaign rows, per date or over the range."""
+        low, high = window or ("0000-00-00", "9999-99-99")
+        sums: dict[str, dict[str, Any]] = {}
+        for r in self.rows[cid]:
+            if low <= r["date"] <= high:
+                day = sums.setdefault(r["date"] if by_date else "", dict.fromkeys(METRICS, 0))
+                for name in METRICS:
+                    day[name] += r[name]
+        if not by_date and not sums:
+            sums[""] = dict.fromkeys(METRICS, 0)  # an unsegmented report has its one row
+        out = []
+        for day in sorted(sums):
+            metrics = sums[day]
+            if self.totals_bias and not out:
+                bias = self.totals_bias
+                metrics = {
+                    **metrics,
+                    "impressions": metrics["impressions"] + bias,
+                    "clicks": metrics["clicks"] + bias,
+                    "costMicros": metrics["costMicros"] + bias * 1_000_000,
+                }
+            if by_date and not any(metrics.values()):
+                continue  # all selected metrics zero: no row for that date
+            row = {"customer": self._account(cid), "metrics": wire_metrics(metrics)}
+            if by_date:
+                row["segments"] = {"date": day}
+            out.append(row)
+        return out
+
     @staticmethod
     def _row(cid: str, r: dict[str, Any]) -> dict[str, Any]:
-        metrics: dict[str, Any] = {}
-        # int64 as strings, doubles as numbers; zero-valued metrics are left out.
-        for name in ("impressions", "clicks", "costMicros"):
-            if r[name]:
-                metrics[name] = str(r[name])
-        for name in ("conversions", "conversionsValue"):
-            if r[name]:
-                metrics[name] = r[name]
+        metrics = wire_metrics(r)
         camp = r["campaign"]
         return {
             "customer": {
@@ -333,6 +372,21 @@ class FakeGoogleAds(FakeAPIServer):
             "metrics": metrics,
             "segments": {"date": r["date"]},
         }
+
+
+METRICS = ("impressions", "clicks", "costMicros", "conversions", "conversionsValue")
+
+
+def wire_metrics(values: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as searchStream sends them: int64 as strings, doubles as numbers, zeros left out."""
+    metrics: dict[str, Any] = {}
+    for name in ("impressions", "clicks", "costMicros"):
+        if values[name]:
+            metrics[name] = str(values[name])
+    for name in ("conversions", "conversionsValue"):
+        if values[name]:
+            metrics[name] = round(values[name], 2)
+    return metrics
 
 
 def camel(field: str) -> str:

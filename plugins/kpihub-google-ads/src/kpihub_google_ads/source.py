@@ -4,6 +4,8 @@ One GAQL query per customer account and date window; accounts are read in
 parallel under ``max_concurrency``. Each sync re-reads ``lookback_days``
 before its cursor because conversions are attributed to past days as they
 arrive; rows merge on (customer, campaign, date), so re-reads never duplicate.
+Each account's rows are reconciled with its account-level report for the same
+days (impressions, clicks, cost): a difference ends the stream ``mismatch``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,23 @@ GAQL = (
 )
 #: The account itself, for rows that come without their ``customer`` object.
 CUSTOMER_GAQL = "SELECT customer.id, customer.currency_code, customer.time_zone FROM customer"
+#: The account-level report for the same days, to reconcile the campaign rows with.
+#:
+#: ``FROM customer`` is the account report (the Google Ads API team: "the equivalent for the
+#: ACCOUNT_PERFORMANCE_REPORT is the Customer view", mail-archive.com/adwords-api@googlegroups.com/
+#: msg94799.html; whose metrics are the account's, "matching with the metrics on the Campaign tab",
+#: …/msg61130.html). Segmented by date like the campaign
+#: query, so both count the same days in the account's time zone; rows whose metrics are all zero
+#: are left out of both (developers.google.com/google-ads/api/docs/reporting/zero-metrics), which
+#: changes no sum. Conversions are not compared: ``metrics.conversions`` counts the conversion
+#: actions of each campaign's goals, and a campaign may have goals of its own instead of the
+#: account's (developers.google.com/google-ads/api/docs/conversions/goals/campaign-goals).
+ACCOUNT_GAQL = (
+    "SELECT customer.id, metrics.impressions, metrics.clicks, metrics.cost_micros, segments.date "
+    "FROM customer WHERE segments.date BETWEEN '{start}' AND '{end}'"
+)
+#: Raw columns reconciled, and the account report's metric each is compared with (int64: JSON strings).
+RECONCILED = {"impressions": "impressions", "clicks": "clicks", "cost_micros": "costMicros"}
 
 
 class GoogleAdsSettings(SourceSettings):
@@ -133,25 +152,41 @@ def _customer(ctx: StreamContext, url: str, cid: str) -> dict[str, Any]:
     return found
 
 
+def _expect_account_totals(ctx: StreamContext, url: str, cid: str, query: str) -> None:
+    """The account report's impressions, clicks and cost (micros) over the days just read, for the
+    engine to reconcile this account's campaign rows with (a metric at 0 is left out of the JSON)."""
+    totals = dict.fromkeys(RECONCILED, 0)
+    for results in _results(ctx.http.json("POST", url, stream=ctx.stream, json={"query": query})):
+        for row in results:
+            metrics = row.get("metrics") or {}
+            for column, metric in RECONCILED.items():
+                totals[column] += int(metrics.get(metric) or 0)
+    for column, total in totals.items():
+        ctx.expect_total(column, total, where={"customer_id": cid})
+
+
 class CampaignPerformance(Stream):
     def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         settings: GoogleAdsSettings = ctx.settings  # type: ignore[assignment]
         start, today = ctx.report_window(state, lookback_days=settings.lookback_days, start_date=settings.start_date)
-        query = GAQL.format(start=start.isoformat(), end=today.isoformat())
-        accounts = [self._account(ctx, settings, cid, query) for cid in settings.customer_ids]
+        days = {"start": start.isoformat(), "end": today.isoformat()}
+        accounts = [self._account(ctx, settings, cid, days) for cid in settings.customer_ids]
         yield from interleave(accounts, max_workers=settings.max_concurrency)
 
     @staticmethod
-    def _account(ctx: StreamContext, settings: GoogleAdsSettings, cid: str, query: str) -> Iterator[list[Any]]:
+    def _account(
+        ctx: StreamContext, settings: GoogleAdsSettings, cid: str, days: Mapping[str, str]
+    ) -> Iterator[list[Any]]:
         url = f"/{settings.api_version}/customers/{cid}/googleAds:searchStream"
         account: dict[str, Any] = {}
-        for results in _results(ctx.http.json("POST", url, stream=ctx.stream, json={"query": query})):
+        for results in _results(ctx.http.json("POST", url, stream=ctx.stream, json={"query": GAQL.format(**days)})):
             if any(not _has_customer(row) for row in results) and not account:
                 account = _customer(ctx, url, cid)
             yield [
                 row if _has_customer(row) else {**row, "customer": {**account, **(row.get("customer") or {})}}
                 for row in results
             ]
+        _expect_account_totals(ctx, url, cid, ACCOUNT_GAQL.format(**days))
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
         micros = pc.cast(pc.fill_null(batch.column("cost_micros"), 0), pa.decimal128(20, 0))
@@ -187,6 +222,7 @@ class GoogleAdsSource(Source):
                 primary_key=("customer_id", "campaign_id", "date"),
                 cursor_field="date",
                 canonical_table="ad_performance_daily",
+                reconcile_by=("customer_id",),
             )
         ]
 
