@@ -174,3 +174,60 @@ def test_restate_can_drop_a_row_of_a_restated_day():
     assert {acct: len(rows) for acct, rows in server.rows.items()} == count  # one added, one dropped each
     assert len(change["dropped"]) == len(server.rows) and not keys & set(change["dropped"])
     assert set(change["added"]) <= keys and {d for *_, d in change["dropped"]} <= {"2026-06-29", "2026-06-30"}
+
+
+def test_the_fakes_account_level_counts_every_campaign_and_campaign_level_hides_deleted_ones():
+    with FakeMetaAds(seed=2, start=dt.date(2026, 6, 1)) as server:
+        deleted = server.rows["101010101"][0]["campaign_id"]
+        server.set_status(deleted, "DELETED")
+        window = '{"since":"2026-06-01","until":"2026-06-30"}'
+        base = {"time_range": window, "limit": "500"}
+        headers = {"Authorization": f"Bearer {server.token}"}
+        url = f"{server.url}/v21.0/act_101010101/insights"
+        fields = "impressions,clicks,spend"
+        (account,) = httpx.get(url, params={**base, "level": "account", "fields": fields}, headers=headers).json()["data"]
+        campaign = {**base, "level": "campaign", "time_increment": "1", "fields": f"campaign_id,{fields}"}
+        live = httpx.get(url, params=campaign, headers=headers).json()["data"]
+        everything = [{"field": "ad.effective_status", "operator": "IN", "value": ["ACTIVE", "DELETED"]}]
+        import json
+
+        every = httpx.get(url, params={**campaign, "filtering": json.dumps(everything)}, headers=headers).json()["data"]
+        rows = server.rows["101010101"]
+    assert (account["date_start"], account["date_stop"]) == ("2026-06-01", "2026-06-30")  # one row for the range
+    assert account["impressions"] == str(sum(int(r["impressions"]) for r in rows))  # strings, as Meta sends them
+    assert Decimal(account["spend"]) == sum(Decimal(r["spend"]) for r in rows)
+    assert deleted not in {r["campaign_id"] for r in live} and deleted in {r["campaign_id"] for r in every}
+    assert sum(int(r["impressions"]) for r in every) == int(account["impressions"])
+
+
+def test_loaded_rows_are_reconciled_with_account_level_insights(tmp_path):
+    with FakeMetaAds(seed=2, start=dt.date(2026, 6, 1)) as server:
+        p, result, _ = run(tmp_path / "ok", server)
+        assert result.ok and not result.streams[0].reconciliation, result.streams[0].error
+        levels = [r.query.get("level") for r in server.requests if r.path.endswith("/insights")]
+        assert levels.count("account") == 2  # one per ad account, over the window read
+        server.totals_bias = 3  # the account level holds 3 impressions, 3 clicks and 3.00 of spend more
+        _, off, _ = run(tmp_path / "off", server)
+    (stream,) = off.streams
+    assert stream.status == "mismatch"
+    assert "impressions (account_id=101010101): loaded " in stream.error and "the platform says" in stream.error
+    found = {(m["column"], m["scope"]): m for m in stream.reconciliation}
+    for acct in ("101010101", "202020202"):
+        for column in ("impressions", "clicks", "spend"):
+            m = found[(column, f"account_id={acct}")]
+            assert round(m["expected"] - m["loaded"], 2) == 3
+    assert not any(column == "conversions" for column, _ in found)  # attribution is per ad set: not compared
+
+
+def test_rows_of_deleted_and_archived_campaigns_are_read(tmp_path):
+    # Their spend is in the account's total: a campaign-level read that leaves them out loses it.
+    with FakeMetaAds(seed=2, start=dt.date(2026, 6, 1)) as server:
+        campaigns = sorted({r["campaign_id"] for rows in server.rows.values() for r in rows})
+        server.set_status(campaigns[0], "DELETED")
+        server.set_status(campaigns[1], "ARCHIVED")
+        p, result, _ = run(tmp_path, server)
+        expected = {(a, r["campaign_id"], r["date_start"]) for a, rows in server.rows.items() for r in rows}
+    assert result.ok, result.streams[0].error
+    with p.open_destination(read_only=True) as s:
+        rows = s.read_table("ad_performance_daily").to_pylist()
+    assert {(r["account_id"], r["campaign_id"], r["date"].isoformat()) for r in rows} == expected

@@ -11,6 +11,17 @@ source-facebook-marketing unit-test fixtures, kpihub's shared API notes):
   value}]`` and are left out when empty; ``date_start`` = ``date_stop`` with
   ``time_increment=1``, in the ad account's time zone; no delivery, no row.
 * Cursors are base64 (``"MAZDZD"``). Paging follows ``paging.next``, a full URL.
+* ``level=account`` aggregates the account's rows: one row over the whole ``time_range``
+  unless ``time_increment`` is given. Stats of a parent include every child "no matter if the
+  child is active, archived, or deleted", but ``act_{id}/insights?level=ad`` "does not return
+  stats for the deleted object" unless asked for with an ``ad.effective_status`` filter
+  (developers.facebook.com/documentation/ads-commerce/marketing-api/best-practices/
+  manage-your-ad-object-status; archived objects are not returned as edges without a filter
+  either: developers.facebook.com/ads/blog/post/2014/09/24/deleted-vs-archived). So here
+  ``level=campaign`` leaves out the rows of campaigns whose status (``set_status``) is
+  ``DELETED`` or ``ARCHIVED`` unless ``filtering=[{"field": "ad.effective_status" (or
+  ``campaign.effective_status``), "operator": "IN", "value": [...]}]`` names that status,
+  while ``level=account`` counts them. ``totals_bias`` makes the account level disagree.
 * ``GET /v{N}.0/act_{id}?fields=currency,timezone_name,name`` describes the account.
 * Async: ``POST /act_{id}/insights`` → ``{report_run_id}``; ``GET /{id}`` →
   ``{id, async_status: "Job Running"|"Job Completed"|…, async_percent_completion}``;
@@ -26,6 +37,7 @@ import base64
 import datetime as dt
 import random
 import urllib.parse
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -64,6 +76,11 @@ class FakeMetaAds(FakeAPIServer):
         self.token = token
         self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         self.polls_until_done = polls_until_done
+        #: Effective status of a campaign (and of its ads, which inherit it); ACTIVE unless set.
+        self.campaign_status: dict[str, str] = {}
+        #: Added to ``level=account`` rows: that many impressions and clicks, and that much spend
+        #: (account currency), the campaign rows do not have.
+        self.totals_bias = 0
         self.reports: dict[str, dict[str, Any]] = {}
         self.rows: dict[str, list[dict[str, Any]]] = {}
         rng = random.Random(seed)
@@ -109,6 +126,10 @@ class FakeMetaAds(FakeAPIServer):
             self.rows[acct] = rows
 
     # -- changes (incremental tests) --------------------------------------------------
+
+    def set_status(self, campaign_id: str, status: str) -> None:
+        """Give a campaign an effective status (``DELETED``, ``ARCHIVED``, ``PAUSED`` ...)."""
+        self.campaign_status[campaign_id] = status
 
     def restate(self, days: int = 2, fraction: float = 0.3, drop: int = 0) -> dict[str, list[tuple[str, str, str]]]:
         """Revise each account's last ``days`` days the way Meta revises recent insights.
@@ -252,11 +273,64 @@ class FakeMetaAds(FakeAPIServer):
             since, until = window["since"], window["until"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return self.json(self.error_body(400, "(#100) time_range must be {since, until}"), 400)
-        if params.get("level") != "campaign" or params.get("time_increment") != "1":
-            return self.json(self.error_body(400, "(#100) this fake serves level=campaign, time_increment=1"), 400)
+        level = params.get("level")
+        if level == "account" and params.get("time_increment", "all_days") == "all_days":
+            return self._account_rows(acct, since, until, set(params.get("fields", "").split(",")))
+        if level != "campaign" or params.get("time_increment") != "1":
+            return self.json(
+                self.error_body(400, "(#100) this fake serves level=campaign, time_increment=1 or level=account"), 400
+            )
+        shown = self._statuses(params.get("filtering"))
+        if isinstance(shown, FakeResponse):
+            return shown
         fields = set(params.get("fields", "").split(","))
-        rows = [r for r in self.rows[acct] if since <= r["date_start"] <= until]
+        rows = [
+            r
+            for r in self.rows[acct]
+            if since <= r["date_start"] <= until and self.campaign_status.get(r["campaign_id"], "ACTIVE") in shown
+        ]
         return [{k: v for k, v in r.items() if k in fields or k in ("date_start", "date_stop")} for r in rows]
+
+    def _statuses(self, filtering: str | None) -> set[str] | FakeResponse:
+        """The campaign statuses a ``level=campaign`` request sees: live ones, or those its filter names."""
+        live = {"ACTIVE", "PAUSED", "IN_PROCESS", "WITH_ISSUES"}
+        if not filtering:
+            return live
+        try:
+            filters = orjson.loads(filtering)
+            (status,) = [f for f in filters if f["field"] in ("ad.effective_status", "campaign.effective_status")]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return self.json(self.error_body(400, "(#100) filtering must hold one effective_status filter"), 400)
+        if status.get("operator") != "IN" or not isinstance(status.get("value"), list):
+            return self.json(self.error_body(400, "(#100) Filter operator must be IN with a list of statuses"), 400)
+        return set(status["value"])
+
+    def _account_rows(self, acct: str, since: str, until: str, fields: set[str]) -> list[dict[str, Any]]:
+        """``level=account`` over the whole range: every campaign's rows, whatever its status."""
+        rows = [r for r in self.rows[acct] if since <= r["date_start"] <= until]
+        if not rows:
+            return []  # no delivery, no row
+        bias = self.totals_bias
+        actions: dict[str, int] = {}
+        values: dict[str, float] = {}
+        for r in rows:
+            for a in r.get("actions", []):
+                actions[a["action_type"]] = actions.get(a["action_type"], 0) + int(a["value"])
+            for a in r.get("action_values", []):
+                values[a["action_type"]] = values.get(a["action_type"], 0.0) + float(a["value"])
+        spend = sum((Decimal(r["spend"]) for r in rows), Decimal(0)) + bias
+        row: dict[str, Any] = {
+            "account_id": acct,
+            "account_currency": self.accounts[acct][0],
+            "impressions": str(sum(int(r["impressions"]) for r in rows) + bias),
+            "clicks": str(sum(int(r["clicks"]) for r in rows) + bias),
+            "spend": f"{spend:.2f}",
+            "actions": [{"action_type": k, "value": str(v)} for k, v in actions.items()],
+            "action_values": [{"action_type": k, "value": f"{v:.2f}"} for k, v in values.items()],
+            "date_start": since,
+            "date_stop": until,
+        }
+        return [{k: v for k, v in row.items() if (k in fields and v != []) or k in ("date_start", "date_stop")}]
 
     def _page(self, rows: list[dict[str, Any]], request: FakeRequest, path: str) -> FakeResponse:
         limit = int(request.query.get("limit", "25"))

@@ -3,7 +3,10 @@
 Windows up to ``async_after_days`` are read with ``GET act_{id}/insights``;
 longer ones start an async report run, poll it and page its rows, as Meta
 asks for large requests. Each sync re-reads ``lookback_days`` (attribution
-windows revise recent days); rows merge on (account, campaign, date).
+windows revise recent days); rows merge on (account, campaign, date). Rows of
+deleted and archived campaigns are asked for too, and each account's rows are
+reconciled with its ``level=account`` insights for the same days (impressions,
+clicks, spend): a difference ends the stream ``mismatch``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,31 @@ from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision
 from kpihub.model import MONEY, ad_performance_batch
 
 FIELDS = "account_id,account_currency,campaign_id,campaign_name,impressions,clicks,spend,actions,action_values"
+#: The account-level totals the campaign rows are reconciled with (raw column = insights field).
+#: Conversions are not compared: each ad set counts them with its own attribution setting.
+ACCOUNT_FIELDS = ("impressions", "clicks", "spend")
+#: Every effective status of an ad, so that rows of deleted and archived campaigns are read too.
+#: Their stats stay in the account's ("we include the stats of all children objects, no matter if
+#: the child is active, archived, or deleted"), but ``act_{id}/insights?level=ad`` "does not return
+#: stats for the deleted object"; "you can query insights for DELETED objects using the
+#: ad.effective_status filter" (developers.facebook.com/documentation/ads-commerce/marketing-api/
+#: best-practices/manage-your-ad-object-status). Values: the ad's effective_status enum (ibid.,
+#: and the list used in github.com/facebook/facebook-python-business-sdk/issues/292).
+AD_STATUSES = (
+    "ACTIVE",
+    "PAUSED",
+    "DELETED",
+    "ARCHIVED",
+    "PENDING_REVIEW",
+    "DISAPPROVED",
+    "PREAPPROVED",
+    "PENDING_BILLING_INFO",
+    "CAMPAIGN_PAUSED",
+    "ADSET_PAUSED",
+    "IN_PROCESS",
+    "WITH_ISSUES",
+)
+EVERY_STATUS = orjson.dumps([{"field": "ad.effective_status", "operator": "IN", "value": list(AD_STATUSES)}]).decode()
 #: Error codes Meta uses for throttling (rate-limiting docs; Airbyte's facebook-marketing tests).
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 
@@ -120,19 +148,40 @@ class Insights(Stream):
         info = ctx.http.json(
             "GET", f"{base}/act_{acct}", stream=ctx.stream, params={"fields": "currency,timezone_name"}
         )
+        time_range = orjson.dumps({"since": since.isoformat(), "until": until.isoformat()}).decode()
         params = {
             "fields": FIELDS,
             "level": "campaign",
             "time_increment": "1",
-            "time_range": orjson.dumps({"since": since.isoformat(), "until": until.isoformat()}).decode(),
+            "time_range": time_range,
+            "filtering": EVERY_STATUS,
             "limit": str(s.page_size),
         }
         url = f"{base}/act_{acct}/insights"
         if (until - since).days + 1 > s.async_after_days:
             url = self._run_report(ctx, s, url, params)
             params = {"limit": str(s.page_size)}
+        read = 0
         for _, rows in ctx.pages(NextLinkPaginator("data"), "GET", url, params=params):
+            read += len(rows)
             yield [self._flatten(r, info, s.conversion_action_types) for r in rows]
+        self._expect_account_totals(ctx, f"{base}/act_{acct}/insights", acct, time_range, read)
+
+    @staticmethod
+    def _expect_account_totals(ctx: StreamContext, url: str, acct: str, time_range: str, rows: int) -> None:
+        """The ad account's own insights over the same days, for the engine to reconcile its rows with.
+
+        ``level=account`` without ``time_increment`` is one row for the whole range (no delivery,
+        no row: every total is 0). Spend strings carry cents, so the rows may each be half a cent
+        off what they add up to: allowed, per row read.
+        """
+        params = {"level": "account", "fields": ",".join(ACCOUNT_FIELDS), "time_range": time_range}
+        data = ctx.http.json("GET", url, stream=ctx.stream, params=params).get("data") or [{}]
+        totals = data[0]
+        for field in ACCOUNT_FIELDS:
+            value = Decimal(totals.get(field) or 0)
+            tolerance = 0.005 * (rows + 1) if field == "spend" else None
+            ctx.expect_total(field, value, where={"account_id": acct}, tolerance=tolerance)
 
     @staticmethod
     def _run_report(ctx: StreamContext, s: MetaAdsSettings, url: str, params: dict[str, str]) -> str:
@@ -204,6 +253,7 @@ class MetaAdsSource(Source):
                 primary_key=("account_id", "campaign_id", "date_start"),
                 cursor_field="date_start",
                 canonical_table="ad_performance_daily",
+                reconcile_by=("account_id",),
             )
         ]
 
