@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,19 @@ def s3_uri(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "kpihub-test-secret")
     bucket = f"kpihub-{uuid.uuid4().hex[:12]}"
     return f"s3://{bucket}/lake?endpoint_override={s3_server}&scheme=http&region=us-east-1&allow_bucket_creation=true"
+
+
+class StopAfterPages:
+    """A progress sink that asks a sync to stop (``stop.set()``) once ``pages`` pages were read."""
+
+    def __init__(self, stop: threading.Event, pages: int) -> None:
+        self.stop, self.pages = stop, pages
+
+    def stream_started(self, key: str) -> None: ...
+
+    def records(self, key: str, count: int) -> None:
+        self.pages -= 1
+        if self.pages <= 0:
+            self.stop.set()
+
+    def stream_finished(self, result: object) -> None: ...

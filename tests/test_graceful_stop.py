@@ -21,28 +21,13 @@ from kpihub.config import Project, ProjectSettings
 from kpihub.hookspecs import hookimpl
 from kpihub.plugins import Registry
 from kpihub.sync import Pipeline
+from tests.conftest import StopAfterPages
 from tests.plugins import toy
 from tests.plugins.toy import ITEMS_SCHEMA, FakeToy, ItemsStream, ToySource
 from tests.test_crash_safety import _check_durable, _expected, _project, _read, _rows
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "toy-secret-token-123"
-
-
-class _StopAfter:
-    """A progress sink that asks the sync to stop once ``pages`` pages were read."""
-
-    def __init__(self, stop: threading.Event, pages: int) -> None:
-        self.stop, self.pages = stop, pages
-
-    def stream_started(self, key: str) -> None: ...
-
-    def records(self, key: str, count: int) -> None:
-        self.pages -= 1
-        if self.pages <= 0:
-            self.stop.set()
-
-    def stream_finished(self, result: object) -> None: ...
 
 
 class _SnapshotSource(ToySource):
@@ -77,7 +62,7 @@ def test_stop_commits_what_was_read_and_a_rerun_finishes(tmp_path):
     with FakeToy(seed=3, items=200) as server:
         p = _pipeline(tmp_path, server)
         stop = threading.Event()
-        result = p.sync(stop=stop, progress=_StopAfter(stop, pages=3))
+        result = p.sync(stop=stop, progress=StopAfterPages(stop, pages=3))
         (stream,) = result.streams
         assert result.stopped and not result.ok
         assert stream.status == "stopped" and stream.records == 60  # the page in hand was finished
@@ -109,7 +94,7 @@ def test_a_full_table_stream_stopped_midway_keeps_its_previous_table(tmp_path):
         assert p.sync().ok
         server.touch(list(range(1, 201)))  # every item changes
         stop = threading.Event()
-        result = p.sync(stop=stop, progress=_StopAfter(stop, pages=2))
+        result = p.sync(stop=stop, progress=StopAfterPages(stop, pages=2))
         assert result.streams[0].status == "stopped"
         assert "the table keeps its previous contents" in (result.streams[0].error or "")
         with p.open_destination(read_only=True) as session:
@@ -204,7 +189,7 @@ def test_a_full_table_stream_stopped_after_its_first_chunk_writes_no_partial_tab
     with FakeToy(seed=3, items=200) as server:
         p = _pipeline(tmp_path, server, source="toysnap", chunk_rows=40)
         stop = threading.Event()
-        result = p.sync(stop=stop, progress=_StopAfter(stop, pages=4))
+        result = p.sync(stop=stop, progress=StopAfterPages(stop, pages=4))
         (stream,) = result.streams
         assert stream.status == "stopped" and stream.records == 80
         assert "no table written" in (stream.error or "")

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pytest
 
 from kpihub.sync import Pipeline
-from tests.conftest import make_project
+from tests.conftest import StopAfterPages, make_project
 from tests.plugins import toy
 
 
@@ -214,22 +214,6 @@ def test_a_mismatch_that_a_second_read_resolves_ends_ok(tmp_path, toy_server, to
     assert result.ok and len(calls) == 2 and "read again from the sync's start cursor" in stream.drift
     with p.open_destination(read_only=True) as s:
         assert s.read_table("toy_items").num_rows == 250
-
-
-class StopAfterPages:
-    """A progress sink that asks the sync to stop once ``pages`` pages were read."""
-
-    def __init__(self, stop, pages: int) -> None:
-        self.stop, self.pages = stop, pages
-
-    def stream_started(self, key: str) -> None: ...
-
-    def records(self, key: str, count: int) -> None:
-        self.pages -= 1
-        if self.pages <= 0:
-            self.stop.set()
-
-    def stream_finished(self, result: object) -> None: ...
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet", "jsonl", "sqlite", "postgres"])

@@ -19,6 +19,7 @@ from kpihub.cli.kpis import compute_scorecard
 from kpihub.config import Project, ProjectSettings
 from kpihub.plugins import Registry
 from kpihub.sync import Pipeline
+from tests.conftest import StopAfterPages
 
 TODAY = dt.date(2026, 7, 1)  # the demo business's data ends in June 2026
 
@@ -85,22 +86,6 @@ def same(got: dict[str, Any], want: dict[str, Any]) -> bool:
     return True
 
 
-class StopAfter:
-    """Asks the sync to stop once ``pages`` pages (of any stream) were read."""
-
-    def __init__(self, stop: threading.Event, pages: int) -> None:
-        self.stop, self.pages = stop, pages
-
-    def stream_started(self, key: str) -> None: ...
-
-    def records(self, key: str, count: int) -> None:
-        self.pages -= 1
-        if self.pages <= 0:
-            self.stop.set()
-
-    def stream_finished(self, result: object) -> None: ...
-
-
 def test_the_demo_scores_kpis(demo):
     _, kpis, _ = demo
     assert len(kpis) > 20 and sum(actual is not None for actual, _ in kpis.values()) > 20
@@ -119,7 +104,7 @@ def test_a_sync_stopped_anywhere_and_resumed_changes_no_kpi(demo, pages):
     d, kpis, where = demo
     project = d.project(where / f"stopped-{pages}-{threading.get_ident()}")
     stop = threading.Event()
-    first = Pipeline(project, registry=d.registry).sync(progress=StopAfter(stop, pages), stop=stop)
+    first = Pipeline(project, registry=d.registry).sync(progress=StopAfterPages(stop, pages), stop=stop)
     assert all(r.status in ("ok", "stopped") for r in first.streams), {r.key: r.error for r in first.streams}
     resumed = Pipeline(project, registry=d.registry).sync()
     assert resumed.ok, {r.key: r.error for r in resumed.streams if r.status != "ok"}

@@ -82,10 +82,5 @@ def test_live_changes_and_kills_lose_nothing(name, tmp_path):
         server.clear_page_hooks()
         final = run_sync(LAUNCHER, args, env)
         assert final.returncode == 0, final.stderr[-2000:]
-        p = suite.pipeline(tmp_path / "live", settings)  # the same DuckDB file, read in this process
-        after = suite._tables(p, server)
-        fresh = suite._tables(suite.sync_fresh(tmp_path / "fresh", server), server)
-    for table, rows in fresh.items():
-        have = {repr(sorted(r.items())) for r in after.get(table, [])}
-        lost = [r for r in rows if repr(sorted(r.items())) not in have]
-        assert not lost, f"{table}: {len(lost)} of {len(rows)} rows lost or stale after {killed} kills, e.g. {lost[0]}"
+        live = suite.pipeline(tmp_path / "live", settings)  # the same DuckDB file, read in this process
+        suite.assert_nothing_lost(live, suite.sync_fresh(tmp_path / "fresh", server), server, f"after {killed} kills")
