@@ -1,5 +1,13 @@
 """Destinations: where synced tables and their state go."""
 
-from kpihub.destinations.base import Destination, DestinationSession, TableWrite, dedup_last, is_staging, staging_name
+from kpihub.destinations.base import (
+    Between,
+    Destination,
+    DestinationSession,
+    TableWrite,
+    dedup_last,
+    is_staging,
+    staging_name,
+)
 
-__all__ = ["Destination", "DestinationSession", "TableWrite", "dedup_last", "is_staging", "staging_name"]
+__all__ = ["Between", "Destination", "DestinationSession", "TableWrite", "dedup_last", "is_staging", "staging_name"]

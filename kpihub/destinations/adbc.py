@@ -46,11 +46,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kpihub.destinations.base import (
+    Between,
     Destination,
     DestinationSession,
     FileLock,
     TableWrite,
+    check_scope,
     check_write,
+    columns_of,
     dedup_last,
     evolve_schema,
     evolves,
@@ -58,6 +61,7 @@ from kpihub.destinations.base import (
     is_staging,
     masked_uri,
     quote,
+    range_bounds,
     uri_path,
 )
 from kpihub.destinations.formats import iso_timestamps, json_to_nested, nested_to_json
@@ -70,6 +74,8 @@ __all__ = ["ADBCDestination", "ADBCSession", "sql_type"]
 STATE_TABLE = "_kpihub_state"
 #: Each data table's Arrow schema (IPC, base64), so reads round-trip types the database lacks.
 SCHEMA_TABLE = "_kpihub_schemas"
+#: A range scope's bounds, bulk-loaded as values of their column's type (see ``ADBCSession._delete_scope``).
+BOUNDS_TABLE = "_kpihub_bounds"
 
 
 def sql_type(field_type: pa.DataType, dialect: str) -> str:
@@ -345,7 +351,7 @@ class ADBCSession(DestinationSession):
         # inside this write, in the session's temporary schema).
         stage = f"_kpihub_load_{write.table}"[:63]
         if write.mode == "replace":
-            self._exec(f"DELETE FROM {table}{self._scope(write.scope)}")
+            self._delete_scope(write.table, write.scope, columns_of(merged_schema, data.schema))
         if data.num_rows and write.mode != "merge" and self.dialect != "generic":
             # Appends (and a replace's new rows) go straight into the table: one bulk COPY, no staging.
             schema, name = self._locations.get(write.table, (self.schema, write.table))
@@ -397,7 +403,7 @@ class ADBCSession(DestinationSession):
             merged = self._create(dataclasses.replace(write, mode="replace"), stage_schema)
         else:
             merged = self._evolve(target, known, stage_schema)
-        self._exec(f"DELETE FROM {table}{self._scope(write.scope)}")
+        self._delete_scope(target, write.scope, columns_of(merged, write.data.schema))
         cols = ", ".join(quote(f.name) for f in stage_schema)
         self._exec(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self._name(stage)}")
         self._exec(f"DROP TABLE {self._name(stage)}")
@@ -445,10 +451,42 @@ class ADBCSession(DestinationSession):
                     self._exec(f"ALTER TABLE {self._name(name)} ALTER COLUMN {quote(field.name)} SET DATA TYPE {sql}")
         return merged
 
-    def _scope(self, scope: Mapping[str, Any] | None) -> str:
-        if not scope:
-            return ""
-        return " WHERE " + " AND ".join(f"{quote(k)} = {_lit(v)}" for k, v in scope.items())
+    def _delete_scope(self, table: str, scope: Mapping[str, Any] | None, schema: pa.Schema) -> None:
+        """Delete the rows of ``table`` in ``scope`` (every row without one), inside the transaction.
+
+        A range's bounds are bulk-loaded into a temporary table as values of their column's Arrow type, so
+        the database stores them exactly as it stores that column's rows (a timestamptz, SQLite's ISO text,
+        whatever a generic driver makes of a date) and compares like with like; a null is never in range.
+        """
+        check_scope(table, scope, schema)
+        parts: list[str] = []
+        bounds: dict[str, pa.Array] = {}
+        for column, value in (scope or {}).items():
+            if not isinstance(value, Between):
+                parts.append(f"{quote(column)} = {_lit(value)}")
+                continue
+            column_type = schema.field(column).type
+            if self.dialect == "sqlite" and pa.types.is_decimal(column_type):
+                # SQLite keeps decimals as exact text, which sorts as text: a range over it would be wrong.
+                raise DestinationError(
+                    f"table {table!r}, column {column!r}: SQLite stores decimals as text; a range scope "
+                    "cannot bound them (use an integer, float, date or timestamp column)"
+                )
+            parts.append(f"{quote(column)} IS NOT NULL")
+            for op, bound in zip((">=", "<="), range_bounds(table, column, column_type, value), strict=True):
+                if bound is None:
+                    continue
+                name = f"b{len(bounds)}"
+                bounds[name] = pa.array([bound], column_type)
+                ref = f"(SELECT {quote(name)} FROM {quote(BOUNDS_TABLE)})"
+                if self.dialect == "generic" and pa.types.is_decimal(column_type):
+                    ref = f"CAST({ref} AS {sql_type(column_type, self.dialect)})"  # ingested as text
+                parts.append(f"{quote(column)} {op} {ref}")
+        if bounds:
+            self._ingest(BOUNDS_TABLE, _for_ingest(pa.table(bounds), self.dialect), mode="replace", temporary=True)
+        self._exec(f"DELETE FROM {self._name(table)}{' WHERE ' + ' AND '.join(parts) if parts else ''}")
+        if bounds:
+            self._exec(f"DROP TABLE {quote(BOUNDS_TABLE)}")
 
     def table_schema(self, name: str) -> pa.Schema | None:
         with self._lock:

@@ -8,12 +8,15 @@ re-run therefore sees either the data and its state, or neither.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import hashlib
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -29,12 +32,15 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = [
+    "Between",
     "Destination",
     "DestinationSession",
     "STAGE_PREFIX",
     "FileLock",
     "TableWrite",
+    "check_scope",
     "check_write",
+    "columns_of",
     "dedup_last",
     "evolve_schema",
     "evolves",
@@ -42,6 +48,7 @@ __all__ = [
     "is_staging",
     "masked_uri",
     "quote",
+    "range_bounds",
     "staged_table",
     "staging_name",
     "widened_type",
@@ -54,6 +61,43 @@ STAGE_PREFIX = "_kpihub_stage__"
 MAX_NAME = 63
 
 
+@dataclass(frozen=True)
+class Between:
+    """A range scope value: the rows whose column lies in ``[low, high]``, both ends inclusive.
+
+    Either end may be None (unbounded on that side). Bounds are of the kind the column holds: dates for
+    a date column, datetimes for a timestamp column (compared as instants: a bound in any zone, a naive
+    one read as UTC, kpihub's zone), numbers for a numeric column, text for a text column. A row whose
+    value is null is never in a range. ``Between(d1, d2)`` with ``d1 > d2`` matches nothing.
+    """
+
+    low: Any = None
+    high: Any = None
+
+    def __post_init__(self) -> None:
+        kinds = {_bound_kind(v) for v in (self.low, self.high) if v is not None}
+        if None in kinds:
+            bad = next(v for v in (self.low, self.high) if v is not None and _bound_kind(v) is None)
+            raise DestinationError(f"Between: {bad!r} is not a date, timestamp, number or text")
+        if len(kinds) > 1:
+            raise DestinationError(f"Between({self.low!r}, {self.high!r}): both bounds must be of one kind")
+
+    def __str__(self) -> str:
+        return f"[{'…' if self.low is None else self.low}, {'…' if self.high is None else self.high}]"
+
+
+def _bound_kind(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return "timestamp"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | Decimal):
+        return "number"
+    return "text" if isinstance(value, str) else None
+
+
 @dataclass
 class TableWrite:
     """One table's part of a commit.
@@ -61,10 +105,16 @@ class TableWrite:
     :param mode: ``append`` adds rows; ``replace`` swaps the rows in ``scope``
         (all rows when ``scope`` is None) for ``data``; ``merge`` replaces rows
         with the same primary key and adds the rest.
-    :param scope: column values that bound a ``replace`` (e.g. ``{"source_id": "hubspot"}``),
-        so one source can replace its rows in a canonical table others also feed.
+    :param scope: what bounds a ``replace``: ``{column: value}``, each an equality (``{"source_id": "hubspot"}``,
+        so one source can replace its rows in a canonical table others also feed) or a :class:`Between`
+        range (both ends inclusive, either open): ``{"source_id": "ga4", "date": Between(d1, d2)}`` deletes
+        exactly the ga4 rows dated d1 to d2 — a report stream's re-read window, so a row the platform removed
+        or restated goes too — and ``data`` (possibly empty) takes their place. A null never lies in a range;
+        timestamps compare as instants. Every scope column must be a column of the table (or of ``data``):
+        otherwise a DestinationError names the table and the column. File destinations partitioned by day
+        skip the files of days outside a range and drop, unread, files whose rows all lie in the scope.
     :param staged_from: the name of a staging table (:func:`staging_name`) whose rows, together with
-        ``data``, become the new contents; mode ``replace`` only (with or without ``scope``). The
+        ``data``, become the new contents; mode ``replace`` only (with or without ``scope``, ranges too). The
         destination drops the staging table in the same atomic commit, so a full refresh written chunk
         by chunk into the stage swaps in whole or not at all. A whole-table replace takes the schema of
         the staged rows and ``data`` (as :func:`full_replace` allows); a scoped one evolves the table's.
@@ -110,9 +160,13 @@ def staged_table(name: str) -> str | None:
 
 def check_write(write: TableWrite) -> None:
     """Refuse a write no destination can apply: a bad ``staged_from`` (a destination drops what it names,
-    so only a staging table may be named there) or a merge without a key."""
+    so only a staging table may be named there), a merge without a key, a range scope outside a replace.
+    (What needs the table's schema, :func:`check_scope` checks.)"""
     if write.mode == "merge" and not write.primary_key:
         raise DestinationError(f"table {write.table!r}: merge needs a primary key")
+    ranges = [c for c, v in (write.scope or {}).items() if isinstance(v, Between)]
+    if ranges and write.mode != "replace":
+        raise DestinationError(f"table {write.table!r}: a range scope ({ranges[0]!r}) needs mode 'replace'")
     if write.staged_from is None:
         return
     if write.mode != "replace":
@@ -122,6 +176,75 @@ def check_write(write: TableWrite) -> None:
             f"table {write.table!r}: staged_from={write.staged_from!r} is not a staging table "
             f"(name it with staging_name(); its name starts with {STAGE_PREFIX!r})"
         )
+
+
+def check_scope(table: str, scope: Mapping[str, Any] | None, schema: pa.Schema) -> None:
+    """Refuse a scope naming a column ``schema`` (the table's, with the write's new columns) lacks, or a
+    range whose bounds do not fit its column's type: a replace must never quietly delete nothing."""
+    for column, value in (scope or {}).items():
+        if column not in schema.names:
+            what = f"range {value}" if isinstance(value, Between) else f"value {value!r}"
+            raise DestinationError(
+                f"table {table!r}: scope column {column!r} ({what}) is not a column of the table"
+            )
+        if isinstance(value, Between):
+            range_bounds(table, column, schema.field(column).type, value)
+
+
+def columns_of(*schemas: pa.Schema | None) -> pa.Schema:
+    """Every column of ``schemas``, each with its type in the first that has it (for :func:`check_scope`
+    before a table evolves: the table's columns, then those a write brings)."""
+    fields: dict[str, pa.Field] = {}
+    for schema in schemas:
+        for field in schema or ():
+            fields.setdefault(field.name, field)
+    return pa.schema(list(fields.values()))
+
+
+def range_bounds(table: str, column: str, column_type: pa.DataType, between: Between) -> tuple[Any, Any]:
+    """``between``'s ends as exact values of ``column_type`` (None where open), so that comparing stored
+    values with them selects exactly the rows in the range: the low end rounded up to the column's
+    resolution (a timestamp unit, an integer, a decimal scale), the high end down; timestamps in UTC
+    (aware for a zoned column, naive for a naive one)."""
+    return (
+        _fit_bound(table, column, column_type, between.low, up=True),
+        _fit_bound(table, column, column_type, between.high, up=False),
+    )
+
+
+_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _fit_bound(table: str, column: str, t: pa.DataType, value: Any, *, up: bool) -> Any:
+    if value is None:
+        return None
+    kind = _bound_kind(value)
+    where = f"table {table!r}, column {column!r}"
+    if pa.types.is_date(t) and kind == "date":
+        return value
+    if pa.types.is_timestamp(t) and kind == "timestamp":
+        aware = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        step = _UNIT_US[t.unit]
+        micros = (aware - _EPOCH) // dt.timedelta(microseconds=1)
+        micros = -(-micros // step) * step if up else micros // step * step
+        out = _EPOCH + dt.timedelta(microseconds=micros)
+        return out if t.tz else out.replace(tzinfo=None)
+    if kind == "number" and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
+        if isinstance(value, float) and math.isnan(value):
+            raise DestinationError(f"{where}: a range bound cannot be NaN")
+        if pa.types.is_floating(t):
+            return float(value)
+        number = Decimal(value)
+        if not number.is_finite():  # ±inf on an exact column: the range is open on that side, or empty
+            raise DestinationError(f"{where}: range bound {value!r} on a column of type {t} (use None for open)")
+        rounding = ROUND_CEILING if up else ROUND_FLOOR
+        if pa.types.is_integer(t):
+            return int(number.to_integral_value(rounding))
+        return number.quantize(Decimal(1).scaleb(-t.scale), rounding)
+    if kind == "text" and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return value
+    raise DestinationError(f"{where}: range bound {value!r} does not fit the column's type {t}")
 
 
 class DestinationSession(ABC):

@@ -20,17 +20,21 @@ import duckdb
 import pyarrow as pa
 
 from kpihub.destinations.base import (
+    Between,
     Destination,
     DestinationSession,
     FileLock,
     TableWrite,
+    check_scope,
     check_write,
+    columns_of,
     dedup_last,
     evolve_schema,
     evolves,
     full_replace,
     is_staging,
     quote,
+    range_bounds,
     uri_options,
     uri_path,
 )
@@ -144,7 +148,7 @@ class DuckDBSession(DestinationSession):
         else:
             self._evolve(write.table, data.schema)
         if write.mode == "replace":
-            where, params = _scope_clause(write.scope)
+            where, params = _scope_clause(write.table, write.scope, self._schema(write.table))
             con.execute(f"DELETE FROM {table}{where}", params)
         elif write.mode == "merge":
             on = " AND ".join(f"{table}.{quote(k)} = n.{quote(k)}" for k in write.primary_key)
@@ -159,6 +163,9 @@ class DuckDBSession(DestinationSession):
         stage, target, con = write.staged_from or "", write.table, self.con
         if not self._has_table(stage):
             raise DestinationError(f"table {target!r}: staging table {stage!r} does not exist (nothing was staged)")
+        if write.scope:  # a scope on a column neither the table nor the stage has: refused before anything moves
+            current = self._schema(target) if self._has_table(target) else None
+            check_scope(target, write.scope, columns_of(current, self._schema(stage), write.data.schema))
         failpoint("duckdb.swap")
         if full_replace(write) or not self._has_table(target):
             if self._has_table(target):
@@ -166,7 +173,7 @@ class DuckDBSession(DestinationSession):
             con.execute(f"ALTER TABLE {quote(stage)} RENAME TO {quote(target)}")
         else:
             self._evolve(target, self._schema(stage), source=stage)
-            where, params = _scope_clause(write.scope)
+            where, params = _scope_clause(target, write.scope, self._schema(target))
             con.execute(f"DELETE FROM {quote(target)}{where}", params)
             con.execute(f"INSERT INTO {quote(target)} BY NAME SELECT * FROM {quote(stage)}")
             con.execute(f"DROP TABLE {quote(stage)}")
@@ -244,11 +251,26 @@ def _duckdb_type(t: pa.DataType) -> str:
     raise DestinationError(f"no DuckDB type for {t}")
 
 
-def _scope_clause(scope: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+def _scope_clause(table: str, scope: Mapping[str, Any] | None, schema: pa.Schema) -> tuple[str, list[Any]]:
+    """The ``WHERE`` of a scoped replace and its parameters: equalities, and ranges (both ends inclusive;
+    a null compares as unknown, so it is never deleted by a range)."""
     if not scope:
         return "", []
-    parts = [f"{quote(k)} = ?" for k in scope]
-    return " WHERE " + " AND ".join(parts), list(scope.values())
+    check_scope(table, scope, schema)
+    parts: list[str] = []
+    params: list[Any] = []
+    for column, value in scope.items():
+        if not isinstance(value, Between):
+            parts.append(f"{quote(column)} = ?")
+            params.append(value)
+            continue
+        low, high = range_bounds(table, column, schema.field(column).type, value)
+        parts.append(f"{quote(column)} IS NOT NULL")
+        for op, bound in ((">=", low), ("<=", high)):
+            if bound is not None:
+                parts.append(f"{quote(column)} {op} ?")
+                params.append(bound)
+    return " WHERE " + " AND ".join(parts), params
 
 
 class DuckDBDestination(Destination):

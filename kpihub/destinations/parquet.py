@@ -35,6 +35,7 @@ whole; nothing is read into memory.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import re
@@ -52,17 +53,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kpihub.destinations.base import (
+    Between,
     Destination,
     DestinationSession,
     FileLock,
     TableWrite,
+    check_scope,
     check_write,
+    columns_of,
     dedup_last,
     evolve_schema,
     evolves,
     full_replace,
     is_staging,
     quote,
+    range_bounds,
     staged_table,
     uri_options,
     uri_path,
@@ -266,13 +271,16 @@ class ParquetSession(DestinationSession):
             incoming = evolve_schema(write.table, _decode(stage["schema"]), incoming)
         # Check the schema change first: an incompatible type fails before any file is written.
         current = _decode(entry["schema"])
+        if write.mode == "replace" and write.scope:
+            check_scope(write.table, write.scope, columns_of(current, incoming))
         if current is not None and full_replace(write):
             if stage is not None or not evolves(write.table, current, incoming):
                 current = None  # a full refresh rebuilds a table whose types changed (a staged one, always)
         merged_schema = _merge_schema(write.table, current, incoming)
         data = dedup_last(write.data, write.primary_key) if write.mode == "merge" else write.data
         keep: list[str] = []
-        touched = self._touched(entry["files"], write, data, current) if write.mode != "append" else set()
+        no_files: tuple[set[str], set[str]] = (set(), set())
+        touched, whole = no_files if write.mode == "append" else self._touched(entry["files"], write, data, current)
         # The rows that survive in rewritten files are gathered into few files (at most REWRITE_ROWS
         # in memory at once): merges compact a table as they go instead of multiplying small files.
         survivors: list[pa.Table] = []
@@ -290,7 +298,7 @@ class ParquetSession(DestinationSession):
                 keep.append(rel)
                 continue
             obsolete.append(rel)
-            if write.mode == "replace" and not write.scope:
+            if rel in whole:  # every row of it is replaced: nothing to keep, nothing to read
                 continue
             remaining = _without(self._read_file(rel, current), data, write)
             if remaining.num_rows:
@@ -330,26 +338,68 @@ class ParquetSession(DestinationSession):
         failpoint("files.stage_adopted")
         return out
 
-    def _touched(self, files: list[str], write: TableWrite, data: pa.Table, current: pa.Schema | None) -> set[str]:
-        """Live files holding rows the write replaces, found by reading key (or scope) columns only."""
+    def _touched(
+        self, files: list[str], write: TableWrite, data: pa.Table, current: pa.Schema | None
+    ) -> tuple[set[str], set[str]]:
+        """Live files holding rows the write replaces, found by reading key (or scope) columns only; and
+        those of them whose rows it replaces all (dropped without reading them). A range scope on the
+        column a table is partitioned by skips the files of days outside the range unread."""
         if write.mode == "replace" and not write.scope:
-            return set(files)
+            return set(files), set(files)
+        if write.mode == "replace":
+            files = [rel for rel in files if not self._outside(write, rel, current)]
         columns = list(write.scope or {}) if write.mode == "replace" else list(write.primary_key)
+        touched: set[str] = set()
+        whole: set[str] = set()
         if self.format.name == "parquet" and files:
             # One multi-threaded scan of every file's key columns (a partitioned table has many files).
             dataset = self._dataset(files, current)
             present = [c for c in columns if current is None or c in current.names]
             probe = dataset.to_table(columns=[*present, "__filename"])
-            hits = probe.filter(pc.invert(_survives(probe.drop_columns(["__filename"]), data, write)))
+            hit = pc.invert(_survives(probe.drop_columns(["__filename"]), data, write))
+            tally = pa.table({"file": probe["__filename"], "hit": pc.cast(hit, pa.int64())})
+            counts = tally.group_by("file", use_threads=False).aggregate([("hit", "sum"), ("hit", "count")])
             root = self.store.arrow_filesystem()[1] + "/"
-            return {name.removeprefix(root) for name in pc.unique(hits["__filename"]).to_pylist()}
-        out = set()
+            columns_out = (counts[c].to_pylist() for c in ("file", "hit_sum", "hit_count"))
+            for name, hits, rows in zip(*columns_out, strict=True):
+                if hits:
+                    touched.add(name.removeprefix(root))
+                    if hits == rows:
+                        whole.add(name.removeprefix(root))
+            return touched, whole
         for rel in files:
             with self._local(rel) as path:
                 probe = self.format.read_columns(path, columns, current)
-            if _without(probe, data, write).num_rows != probe.num_rows:
-                out.add(rel)
-        return out
+            left = _without(probe, data, write).num_rows
+            if left != probe.num_rows:
+                touched.add(rel)
+                if not left:
+                    whole.add(rel)
+        return touched, whole
+
+    def _outside(self, write: TableWrite, rel: str, current: pa.Schema | None) -> bool:
+        """Whether file ``rel`` lies in a day partition (``date=…``, see :meth:`_partitions`) that a range of
+        ``write.scope`` on the partition column excludes: its rows are outside the scope, unread. (Only for
+        dates and UTC or naive timestamps, whose day the partition label is.)"""
+        canonical = CANONICAL_TABLES.get(staged_table(write.table) or write.table)
+        column = canonical.time_column if canonical is not None else None
+        between = (write.scope or {}).get(column) if column else None
+        label = next((p[5:] for p in rel.split("/")[1:-1] if p.startswith("date=")), None)
+        if not isinstance(between, Between) or label is None or canonical is None:
+            return False
+        if label == HIVE_NULL:
+            return True  # a null is never in a range
+        known = current if current is not None and column in current.names else canonical.schema
+        column_type = known.field(column).type
+        low, high = range_bounds(write.table, column, column_type, between)
+        day = dt.date.fromisoformat(label)
+        if pa.types.is_date(column_type):
+            return (low is not None and day < low) or (high is not None and day > high)
+        if not pa.types.is_timestamp(column_type) or column_type.tz not in (None, "UTC", "+00:00"):
+            return False
+        start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+        low, high = (b.replace(tzinfo=dt.timezone.utc) if b is not None else None for b in (low, high))
+        return (high is not None and start > high) or (low is not None and start + dt.timedelta(days=1) <= low)
 
     def _stage(self, data: pa.Table, table: str, entry: dict[str, Any], pending: list[Any]) -> list[str]:
         """Write ``data`` as new files (one per partition), live only once published; return their paths."""
@@ -468,8 +518,8 @@ def _survives(existing: pa.Table, new: pa.Table, write: TableWrite) -> pa.Array:
         mask = None
         for column, value in (write.scope or {}).items():
             if column not in existing.column_names:
-                return pa.array([True] * existing.num_rows)
-            cond = pc.equal(existing[column], pa.scalar(value))
+                return pa.array([True] * existing.num_rows)  # a file older than the column: all null there
+            cond = _in_scope(existing[column], write.table, column, value)
             mask = cond if mask is None else pc.and_(mask, cond)
         return pc.invert(pc.fill_null(mask, False)) if mask is not None else pa.array([False] * existing.num_rows)
     keys = list(write.primary_key)
@@ -478,6 +528,19 @@ def _survives(existing: pa.Table, new: pa.Table, write: TableWrite) -> pa.Array:
     marked = existing.select(keys).append_column("__row", pa.array(range(existing.num_rows), pa.int64()))
     gone = marked.join(new.select(keys), keys=keys, join_type="left semi")["__row"]
     return pc.invert(pc.is_in(pa.array(range(existing.num_rows), pa.int64()), value_set=gone.combine_chunks()))
+
+
+def _in_scope(values: pa.ChunkedArray, table: str, column: str, value: Any) -> pa.ChunkedArray:
+    """Where ``values`` equal a scope value, or lie in its :class:`Between` range (null: unknown, never in)."""
+    if not isinstance(value, Between):
+        return pc.equal(values, pa.scalar(value))
+    low, high = range_bounds(table, column, values.type, value)
+    cond = pc.is_valid(values)
+    if low is not None:
+        cond = pc.and_(cond, pc.greater_equal(values, pa.scalar(low, values.type)))
+    if high is not None:
+        cond = pc.and_(cond, pc.less_equal(values, pa.scalar(high, values.type)))
+    return cond
 
 
 def _without(existing: pa.Table, new: pa.Table, write: TableWrite) -> pa.Table:
