@@ -271,8 +271,9 @@ def test_loaded_rows_are_reconciled_with_the_account_report(tmp_path):
     found = {(m["column"], m["scope"]): m for m in stream.reconciliation}
     for cid in ACCOUNTS:
         cid = cid.replace("-", "")
-        assert found[("impressions", f"customer_id={cid}")]["expected"] - found[("impressions", f"customer_id={cid}")]["loaded"] == 2
-        assert found[("clicks", f"customer_id={cid}")]["expected"] - found[("clicks", f"customer_id={cid}")]["loaded"] == 2
+        for column in ("impressions", "clicks"):
+            m = found[(column, f"customer_id={cid}")]
+            assert m["expected"] - m["loaded"] == 2
         cost = found[("cost_micros", f"customer_id={cid}")]
         assert cost["expected"] - cost["loaded"] == 2_000_000  # micros: 2.00 in the account currency
     assert not any(column == "conversions" for column, _ in found)  # not reconciled: campaign goals may differ

@@ -152,3 +152,51 @@ def test_restate_can_drop_a_row_of_a_restated_day():
     assert len(change["dropped"]) == len(server.rows) and not keys & set(change["dropped"])
     assert set(change["added"]) <= keys
     assert {d for *_, d in change["dropped"]} <= {dt.date(2026, 6, 29), dt.date(2026, 6, 30)}
+
+
+def test_the_fakes_account_pivot_is_the_sum_of_its_campaign_rows():
+    import httpx
+
+    with FakeLinkedInAds(start=dt.date(2026, 6, 1)) as server:
+        headers = {
+            "Authorization": f"Bearer {server.token}",
+            "LinkedIn-Version": server.version,
+            "X-Restli-Protocol-Version": "2.0.0",
+        }
+        query = (
+            "q=analytics&pivot=ACCOUNT&timeGranularity=ALL&dateRange=(start:(year:2026,month:6,day:1),"
+            "end:(year:2026,month:6,day:30))&accounts=List(urn%3Ali%3AsponsoredAccount%3A507123456)"
+            "&fields=pivotValues,dateRange,impressions,clicks,costInLocalCurrency"
+        )
+        (element,) = httpx.get(f"{server.url}/rest/adAnalytics?{query}", headers=headers).json()["elements"]
+        rows = server.rows["507123456"]
+    assert element["pivotValues"] == ["urn:li:sponsoredAccount:507123456"]
+    june = {"start": {"year": 2026, "month": 6, "day": 1}, "end": {"year": 2026, "month": 6, "day": 30}}
+    assert element["dateRange"] == june
+    assert element["impressions"] == sum(r["impressions"] for r in rows) and isinstance(element["clicks"], int)
+    assert Decimal(element["costInLocalCurrency"]) == sum(Decimal(r["cost"]) for r in rows)  # a decimal string
+
+
+def test_loaded_rows_are_reconciled_with_account_analytics(tmp_path):
+    with FakeLinkedInAds(start=dt.date(2026, 6, 1)) as server:
+        p, result, _ = run(tmp_path / "ok", server, start_date="2026-06-01", window_days=7)
+        assert result.ok and not result.streams[0].reconciliation, result.streams[0].error
+        pivots = [r.query.get("pivot") for r in server.requests if r.path == "/rest/adAnalytics"]
+        assert pivots.count("ACCOUNT") == 2  # one per account over the whole window, beside 7-day campaign reads
+        server.totals_bias = 4  # the account pivot holds 4 impressions, 4 clicks and 4.00 of cost more
+        _, off, _ = run(tmp_path / "off", server, start_date="2026-06-01", window_days=7)
+    (stream,) = off.streams
+    assert stream.status == "mismatch"
+    assert "impressions (account_id=507123456): loaded " in stream.error and "the platform says" in stream.error
+    found = {(m["column"], m["scope"]): m for m in stream.reconciliation}
+    for acct in ("507123456", "508654321"):
+        for column in ("impressions", "clicks", "cost_in_local_currency"):
+            m = found[(column, f"account_id={acct}")]
+            assert round(m["expected"] - m["loaded"], 6) == 4
+    assert not any(column == "conversions" for column, _ in found)  # "each campaign" attribution: not compared
+
+
+def test_an_account_cost_linkedin_does_not_know_is_not_reconciled(tmp_path):
+    with FakeLinkedInAds(start=dt.date(2026, 6, 1), uncosted=0.1) as server:
+        _, result, _ = run(tmp_path, server, start_date="2026-06-01")
+    assert result.ok, result.streams[0].error  # impressions and clicks still add up; the cost is unknown

@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import httpx
+import orjson
 import pytest
 from kpihub_meta_ads import MetaAdsSettings, MetaAdsSource
 from kpihub_meta_ads.fake import FakeMetaAds
@@ -185,13 +186,12 @@ def test_the_fakes_account_level_counts_every_campaign_and_campaign_level_hides_
         headers = {"Authorization": f"Bearer {server.token}"}
         url = f"{server.url}/v21.0/act_101010101/insights"
         fields = "impressions,clicks,spend"
-        (account,) = httpx.get(url, params={**base, "level": "account", "fields": fields}, headers=headers).json()["data"]
+        account_level = {**base, "level": "account", "fields": fields}
+        (account,) = httpx.get(url, params=account_level, headers=headers).json()["data"]
         campaign = {**base, "level": "campaign", "time_increment": "1", "fields": f"campaign_id,{fields}"}
         live = httpx.get(url, params=campaign, headers=headers).json()["data"]
-        everything = [{"field": "ad.effective_status", "operator": "IN", "value": ["ACTIVE", "DELETED"]}]
-        import json
-
-        every = httpx.get(url, params={**campaign, "filtering": json.dumps(everything)}, headers=headers).json()["data"]
+        everything = orjson.dumps([{"field": "ad.effective_status", "operator": "IN", "value": ["ACTIVE", "DELETED"]}])
+        every = httpx.get(url, params={**campaign, "filtering": everything.decode()}, headers=headers).json()["data"]
         rows = server.rows["101010101"]
     assert (account["date_start"], account["date_stop"]) == ("2026-06-01", "2026-06-30")  # one row for the range
     assert account["impressions"] == str(sum(int(r["impressions"]) for r in rows))  # strings, as Meta sends them
