@@ -199,31 +199,6 @@ def test_the_fake_returns_only_selected_fields():
         assert set(row) <= {"campaign", "metrics"} and set(row["campaign"]) == {"resourceName", "id"}
 
 
-def tables(p, names: tuple[str, ...] = ("google_ads_campaign_performance", "ad_performance_daily")) -> dict:
-    with p.open_destination(read_only=True) as s:
-        out = {}
-        for name in names:
-            table = s.read_table(name)
-            rows = table.drop_columns([c for c in table.column_names if c.startswith("_")]).to_pylist()
-            out[name] = sorted(rows, key=repr)
-    return out
-
-
-def test_restated_days_arrive_with_their_new_values(tmp_path):
-    c = helper()
-    with c.make_server() as server:
-        p = c.pipeline(tmp_path / "incremental", c.settings(server))
-        c.sync(p)
-        before = tables(p)
-        c.change_data(server)
-        c.sync(p)
-        fresh = c.pipeline(tmp_path / "fresh", c.settings(server))
-        c.sync(fresh)
-        after, full = tables(p), tables(fresh)
-    assert after == full
-    assert after != before and all(after[name] != before[name] for name in after)
-
-
 def test_restate_can_drop_a_row_of_a_restated_day():
     with FakeGoogleAds(start=dt.date(2026, 6, 1)) as server:
         count = {cid: len(rows) for cid, rows in server.rows.items()}
