@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,10 +20,20 @@ import pyarrow as pa
 import pytest
 
 from kpihub.config import load_project
+from kpihub.destinations import staging_name
 from kpihub.errors import DestinationError
+from kpihub.destinations.parquet import ParquetDestination
 from kpihub.plugins import Registry
 from kpihub.state import decode_cursor, state_key
-from kpihub.testing.crash import ForkLauncher, KillPoint, choose_points, run_sync, trace_points
+from kpihub.testing.crash import (
+    ForkLauncher,
+    KillPoint,
+    choose_points,
+    commit_steps,
+    run_sync,
+    trace_points,
+    trace_run,
+)
 from tests.plugins.toy import BASE, FakeToy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,8 +138,8 @@ def test_sigkill_at_random_commit_steps_then_rerun_gives_the_tables_of_an_uninte
     kill_and_rerun(kind, tmp_path, request)
 
 
-def kill_and_rerun(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """SIGKILL ``kind``'s sync at ``KILLS`` random points, checking durability after each; then finish."""
+def _setup(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[dict, dict[str, str]]:
+    """The URI parts of ``kind``'s destinations (see :func:`_uri`) and the children's environment."""
     fmt = {"dir": tmp_path / "crashed"}
     if kind == "postgres":
         fmt["postgres"] = request.getfixturevalue("postgres_uri")
@@ -136,14 +147,26 @@ def kill_and_rerun(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
         fmt["s3"] = request.getfixturevalue("s3_uri")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KPIHUB_TOY_TOKEN": "toy-secret-token-123"}
     env = {k: v for k, v in env.items() if not k.startswith("KPIHUB_") or k == "KPIHUB_TOY_TOKEN"}
+    return fmt, env
+
+
+def _uri(kind: str, fmt: dict, tmp_path: Path, name: str) -> str:
+    """The destination of sync ``name`` (``crashed``, ``probe``, ``reference``): a directory of its own, or
+    a database schema / bucket prefix beside the fixture's."""
+    if name != "crashed" and kind in ("postgres", "s3"):
+        return _beside(fmt[kind], name)
+    return URIS[kind].format(**{**fmt, "dir": tmp_path / name})
+
+
+def kill_and_rerun(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """SIGKILL ``kind``'s sync at ``KILLS`` random points, checking durability after each; then finish."""
+    fmt, env = _setup(kind, tmp_path, request)
     seed = sum(map(ord, kind))
     with FakeToy(seed=seed, items=120) as server:
         project = _project(tmp_path / "crashed", URIS[kind].format(**fmt), server)
         command = ["-p", str(project), "sync"]
         # Where an uninterrupted run of this size commits and reads: the menu of kill points.
-        probe = _project(tmp_path / "probe", URIS[kind].format(**{**fmt, "dir": tmp_path / "probe"}), server)
-        if kind in ("postgres", "s3"):
-            probe = _project(tmp_path / "probe", _beside(fmt[kind], "probe"), server)
+        probe = _project(tmp_path / "probe", _uri(kind, fmt, tmp_path, "probe"), server)
         counts = trace_points(LAUNCHER, ["-p", str(probe), "sync"], env)
         assert counts["sync.before_commit"] >= 3 and counts["sync.page"] >= 6, counts
         destination_points = {n for n in counts if not n.startswith("sync.")}
@@ -166,11 +189,7 @@ def kill_and_rerun(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
 
         final = run_sync(LAUNCHER, command, env)
         assert final.returncode == 0, final.stderr[-2000:]
-        reference = _project(
-            tmp_path / "reference", URIS[kind].format(**{**fmt, "dir": tmp_path / "reference"}), server
-        )
-        if kind in ("postgres", "s3"):
-            reference = _project(tmp_path / "reference", _beside(fmt[kind], "reference"), server)
+        reference = _project(tmp_path / "reference", _uri(kind, fmt, tmp_path, "reference"), server)
         once = run_sync(LAUNCHER, ["-p", str(reference), "sync"], env)
         assert once.returncode == 0, once.stderr[-2000:]
 
@@ -179,3 +198,106 @@ def kill_and_rerun(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
         assert _rows(crashed_table) == _rows(reference_table) == _expected(server)
         assert crashed_cursor == reference_cursor
     print(f"{kind}: {len(killed)} kills in {len(outcomes)} runs at", ", ".join(str(o.point) for o in killed))
+
+
+# -- a staged full refresh ------------------------------------------------------------------------------
+
+#: The step at which each destination swaps a staged table in (once per table, in the run's swap commit).
+SWAP_STEP = {"duckdb": "duckdb.swap", "sqlite": "adbc.swap", "postgres": "adbc.swap", "parquet": "files.stage_adopted"}
+STAGED_KILLS = 8  # kill points per destination that the child reached: up to 7 of them in the swap commit
+STAGE = staging_name("toy_items", state_key("toy", "items"))
+
+
+def _restate(server: FakeToy, seed: int) -> None:
+    """What only a full refresh brings: items deleted at the source, renamed without a newer ``updated``
+    (an incremental sync would not see either), and a few new ones."""
+    rng = random.Random(seed)
+    ids = sorted(server.items)
+    for i in rng.sample(ids, 12):
+        del server.items[i]
+    for i in rng.sample(sorted(server.items), 25):
+        server.items[i]["name"] = f"Item {i} restated"
+    for i in range(max(ids) + 1, max(ids) + 9):
+        stamp = BASE + dt.timedelta(days=300, minutes=i)
+        server.items[i] = {"id": f"it_{i:05d}", "name": f"Item {i}", "amount": "1.00", "updated": stamp.isoformat()}
+
+
+def _snapshot(project_file: Path) -> tuple[dict[str, tuple], dict | None, bool]:
+    """The table's rows, the stream's whole state entry, and whether a staging table is still stored."""
+    project = load_project(project_file)
+    uri = project.settings.destination
+    with Registry(load_entrypoints=False).destination_for(uri).open(uri, root=project.root, read_only=True) as s:
+        rows = _rows(s.read_table("toy_items") if "toy_items" in s.tables() else None)
+        return rows, s.get_state(state_key("toy", "items")), s.table_schema(STAGE) is not None
+
+
+def _data_state(entry: dict | None) -> dict:
+    """What a sync's data commit saves of a stream (its outcome and times are saved apart, or vary)."""
+    return {k: (entry or {}).get(k) for k in ("cursor", "cursor_type", "records")}
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "sqlite", "postgres"])
+def test_sigkill_a_staged_full_refresh_leaves_the_previous_table_and_state_or_the_new_ones(kind, tmp_path, request):
+    """``kpihub sync --full-refresh`` over a table that exists stages its chunks and swaps them in at the end:
+    killed anywhere — pages, stage commits, each step of the swap commit — the table and the state are exactly
+    those before the run, or exactly those of the finished refresh; never a mix, never a partial table."""
+    fmt, env = _setup(kind, tmp_path, request)
+    seed = sum(map(ord, kind)) + 7
+    with FakeToy(seed=seed, items=120) as server:
+        project = _project(tmp_path / "crashed", URIS[kind].format(**fmt), server)
+        refresh = ["-p", str(project), "sync", "--full-refresh"]
+        assert run_sync(LAUNCHER, ["-p", str(project), "sync"], env).returncode == 0
+        previous = _snapshot(project)
+        _restate(server, seed)
+        new_rows = _expected(server)
+        assert previous[0] != new_rows and not previous[2]
+        # The new state: that of one uninterrupted sync of the restated data.
+        reference = _project(tmp_path / "reference", _uri(kind, fmt, tmp_path, "reference"), server)
+        once = run_sync(LAUNCHER, ["-p", str(reference), "sync"], env)
+        assert once.returncode == 0, once.stderr[-2000:]
+        reference_rows, reference_state, _ = _snapshot(reference)
+        assert reference_rows == new_rows
+        # Where a staged refresh of this size reads and commits: a table that exists, then --full-refresh.
+        probe = _project(tmp_path / "probe", _uri(kind, fmt, tmp_path, "probe"), server)
+        assert run_sync(LAUNCHER, ["-p", str(probe), "sync"], env).returncode == 0
+        sequence = trace_run(LAUNCHER, ["-p", str(probe), "sync", "--full-refresh"], env)
+        assert sequence.count("sync.before_commit") >= 3, sequence  # chunks staged, then the swap commit
+        rng = random.Random(seed)
+        swap_commit = commit_steps(sequence, SWAP_STEP[kind])
+        swap = next(p for p in swap_commit if p.name == SWAP_STEP[kind])
+        # Each step of the swap commit once (its first time there), the swap's own first; then random points.
+        steps = {p.name: p for p in reversed(swap_commit) if p.name != swap.name}
+        around = rng.sample(sorted(steps.values(), key=swap_commit.index), min(STAGED_KILLS - 2, len(steps)))
+        points = [swap, *around, *choose_points(Counter(sequence), 3 * STAGED_KILLS, seed=seed)]
+
+        killed: list[KillPoint] = []
+        swapped_at = None
+        for point in points:
+            outcome = run_sync(LAUNCHER, refresh, env, point)
+            assert outcome.killed or outcome.returncode == 0, (str(point), outcome.stderr[-2000:])
+            now = _snapshot(project)
+            if now[:2] != previous[:2]:  # not untouched: then exactly the finished refresh's table and state
+                assert now[0] == new_rows, f"after a kill at {point}: a table neither the previous nor the new one"
+                assert _data_state(now[1]) == _data_state(reference_state), f"after a kill at {point}: {now[1]}"
+                assert not now[2], f"after a kill at {point}: the table swapped in, but its stage is still stored"
+                swapped_at = swapped_at or point
+            previous = now
+            if outcome.killed:
+                killed.append(point)
+                if len(killed) == STAGED_KILLS:
+                    break
+        assert len(killed) == STAGED_KILLS, f"only {len(killed)} of the runs reached their kill point"
+        assert killed[0] == swap and set(around) <= set(killed), "a kill point of the swap commit was not reached"
+        assert swapped_at is not None, f"no run got past its swap: {', '.join(map(str, killed))}"
+
+        final = run_sync(LAUNCHER, refresh, env)
+        assert final.returncode == 0, final.stderr[-2000:]
+        rows, state, staged = _snapshot(project)
+        assert rows == reference_rows == new_rows and not staged
+        assert _data_state(state) == _data_state(reference_state) and state["status"] == "ok"
+        if kind == "parquet":  # every file the killed runs wrote is listed by the final commit, or gone
+            with ParquetDestination().open(URIS[kind].format(**fmt), read_only=True) as s:
+                listed = {f for entry in s.manifest["tables"].values() for f in entry["files"]}
+                stored = {f for f in s.store.files() if not f.startswith("_kpihub/")}
+                assert stored == listed and not s.store.files("_kpihub/runs"), stored - listed
+    print(f"{kind}: staged refresh killed at", ", ".join(map(str, killed)), f"(first swapped in: {swapped_at})")

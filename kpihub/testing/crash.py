@@ -14,6 +14,11 @@ and after a final run, that the tables equal those of an uninterrupted run::
     for point in choose_points(counts, 20, seed=1):
         outcome = run_sync(launcher, ["-p", "kpihub.toml", "sync"], env, point)
         ...  # check the destination; outcome.killed says whether the point was reached
+
+A staged run (``sync --full-refresh`` over tables that exist) passes its destination's swap steps once, in
+the commit that swaps its stages in: trace it with :func:`trace_run` and kill at the steps
+:func:`commit_steps` lists around the swap (or name them in ``choose_points(..., include=[...])``), so the
+swap is killed at, not left to chance.
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ __all__ = [
     "RunOutcome",
     "SubprocessLauncher",
     "choose_points",
+    "commit_steps",
     "run_sync",
     "trace_points",
+    "trace_run",
 ]
 
 
@@ -151,26 +158,60 @@ def trace_points(
     launcher: Launcher, args: Sequence[str], env: Mapping[str, str], *, timeout: float = 300
 ) -> Counter[str]:
     """How often an uninterrupted run passes each failpoint (it must succeed)."""
+    return Counter(trace_run(launcher, args, env, timeout=timeout))
+
+
+def trace_run(launcher: Launcher, args: Sequence[str], env: Mapping[str, str], *, timeout: float = 300) -> list[str]:
+    """The failpoints an uninterrupted run passes, in order (it must succeed)."""
     with tempfile.TemporaryDirectory(prefix="kpihub-trace-") as tmp:
         trace = os.path.join(tmp, "points")
         code, stderr = launcher.run(args, env, None, trace, timeout)
         if code != 0:
             raise RuntimeError(f"traced run failed ({code}): {stderr.strip()[-2000:]}")
         if not os.path.exists(trace):
-            return Counter()
+            return []
         with open(trace) as fh:
-            return Counter(line.strip() for line in fh if line.strip())
+            return [line.strip() for line in fh if line.strip()]
 
 
-def choose_points(counts: Mapping[str, int], k: int, *, seed: int) -> list[KillPoint]:
+def commit_steps(
+    sequence: Sequence[str], step: str, *, begin: str = "sync.before_commit", end: str = "sync.committed"
+) -> list[KillPoint]:
+    """Every step of the commit in which a traced run (:func:`trace_run`) first passed ``step``: from the
+    ``begin`` before it to the ``end`` after it, each as the occurrence the run reaches there — e.g. all of
+    a staged run's swap commit, for kill points exactly around the swap."""
+    if step not in sequence:
+        raise ValueError(f"the traced run never reached {step!r} (reached: {', '.join(sorted(set(sequence)))})")
+    at = sequence.index(step)
+    first = max((i for i in range(at) if sequence[i] == begin), default=0)
+    last = next((i for i in range(at, len(sequence)) if sequence[i] == end), len(sequence) - 1)
+    seen = Counter(sequence[:first])
+    out = []
+    for name in sequence[first : last + 1]:
+        seen[name] += 1
+        out.append(KillPoint(name, seen[name]))
+    return out
+
+
+def choose_points(
+    counts: Mapping[str, int], k: int, *, seed: int, include: Sequence[str] = ()
+) -> list[KillPoint]:
     """``k`` kill points at random: a step name uniformly (so rare commit steps get their share
-    next to frequent page reads), then which occurrence of it."""
+    next to frequent page reads), then which occurrence of it.
+
+    :param include: step names to kill at first, one random occurrence each, before the random points
+        (steps a run passes once, such as a staged run's swap); each must be in ``counts``, so a harness
+        proves the traced run reached them.
+    """
     rng = random.Random(seed)
     names = sorted(n for n, c in counts.items() if c > 0)
     if not names:
         raise ValueError("no failpoints to choose from (did the traced run do any work?)")
-    out = []
-    for _ in range(k):
+    missing = [n for n in include if not counts.get(n)]
+    if missing:
+        raise ValueError(f"the traced run never reached {', '.join(missing)} (reached: {', '.join(names)})")
+    out = [KillPoint(name, rng.randint(1, counts[name])) for name in include]
+    for _ in range(k - len(out)):
         name = rng.choice(names)
         out.append(KillPoint(name, rng.randint(1, counts[name])))
     return out
