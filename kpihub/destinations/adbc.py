@@ -13,7 +13,8 @@ Query options other than ``schema`` go to the driver as database options
 Every commit is one database transaction: each table's rows are bulk-ingested
 into a temporary load table (Arrow → COPY on PostgreSQL, no row-by-row
 inserts), then moved into the target — appended; swapped for the rows in the
-write's scope (replace); or upserted on the primary key with ``INSERT … ON
+write's scope (replace; a range's bounds are bulk-loaded like rows, so they
+compare as the column's own values do); or upserted on the primary key with ``INSERT … ON
 CONFLICT … DO UPDATE`` (merge) — and the stream state is upserted into
 ``_kpihub_state`` before the single COMMIT. A staged replace
 (``TableWrite.staged_from``) moves the staging table's rows into the target

@@ -10,6 +10,9 @@ Layout::
 
 With ``?partition=date`` a canonical table is split by the day of its time
 column (UTC for timestamps), so tools that read hive partitions prune by day.
+So does a replace scoped by a range on that column (a report window): files of
+days outside the range are kept unread, and a file whose rows all lie in the
+scope is dropped unread; only files that also hold rows outside it are rewritten.
 
 A commit writes new files under temporary names, fsyncs and renames them,
 then atomically replaces ``state.json`` (the only place that says which files
