@@ -12,6 +12,9 @@ passes:
 * a run that replaces a table that exists (a full-table stream, ``--full-refresh``) writes its
   chunks to staging tables and swaps them in with the state in one final commit, so a stop or a
   kill before the end leaves the previous table and state as they were;
+* a report stream (``ctx.report_window``) replaces exactly the days it re-read, in the raw and
+  the canonical table, in that same kind of commit: rows the platform restated take their new
+  values and rows it no longer reports are gone;
 * canonical rows are validated against the canonical schema and aggregated to the table's
   grain (:mod:`kpihub.grain`). A stream feeding a fact table (one with additive measures: ad
   performance, web traffic …) may send rows of one canonical key in different chunks, so its
@@ -27,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kpihub.destinations.base import DestinationSession, TableWrite, dedup_last, staging_name
+from kpihub.destinations.base import Between, DestinationSession, TableWrite, dedup_last, staging_name
 from kpihub.errors import NormalizationError
 from kpihub.failpoints import failpoint
 from kpihub.grain import additivity, aggregate_to_grain, conform
@@ -68,7 +71,7 @@ class ChunkCommitter:
         self.loaded_at = loaded_at
         self.quarantine = quarantine
         #: A replacing run over a table that exists: chunks go to staging tables, swapped in at the end.
-        self.staged = staged and first_mode == "replace"
+        self._staged = staged and first_mode == "replace"
         self._held_rejected: list[Rejected] = []
         self.drift = DriftReport()
         self.target: CanonicalTable | None = canonical_table(stream.canonical_table) if stream.canonical_table else None
@@ -92,6 +95,19 @@ class ChunkCommitter:
         self.aggregated = 0
         #: Sums of the columns the platform reports totals of (kpihub.reconcile).
         self.tally = Tally(stream.reconcile_by)
+
+    @property
+    def staged(self) -> bool:
+        """Chunks go to staging tables swapped in at the end: a replacing run, or a report window
+        (the stream called ``ctx.report_window`` before its first page)."""
+        return self._staged or self.ctx.window is not None
+
+    def _window(self, column: str | None) -> dict[str, Any]:
+        """The scope of a report window's replace: its days in ``column`` (none on a first or full read)."""
+        if self.ctx.window is None or self.first_mode == "replace" or column is None:
+            return {}
+        since, until = self.ctx.window
+        return {column: Between(since, until)}
 
     @property
     def read(self) -> int:
@@ -153,6 +169,8 @@ class ChunkCommitter:
         # canonical rows it covers are written).
         moves = final or (self.stream.sorted_by_cursor and not self.canonical_at_end and not self.staged)
         new_cursor = self.start_cursor if hold_cursor else self.cursor if moves else self.committed_cursor
+        if final and self.ctx.window is not None:  # a report stream's state is its window, not rows
+            state = {"window": [d.isoformat() for d in self.ctx.window], **(state or {})}
         entry: dict[str, Any] = {
             "records": self.records + table.num_rows,
             "synced_at": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -175,7 +193,8 @@ class ChunkCommitter:
     # -- the raw table -------------------------------------------------------------------------
 
     def _raw_write(self, table: pa.Table, mode: WriteMode, final: bool) -> TableWrite:
-        return self._staged_write(self.raw_table, table, mode, self.stream.primary_key, None, final, self.ctx.source_id)
+        scope = self._window(self.stream.cursor_field) or None
+        return self._staged_write(self.raw_table, table, mode, self.stream.primary_key, scope, final, self.ctx.source_id)
 
     def _staged_write(
         self,
@@ -195,7 +214,7 @@ class ChunkCommitter:
             staged_from = stage if self.commits else None  # nothing staged: a plain replace
             return TableWrite(name, table, "replace", key, scope, namespace=namespace, staged_from=staged_from)
         # The first stage write replaces what a killed run may have left there.
-        return TableWrite(stage, table, mode, key, namespace=namespace)
+        return TableWrite(stage, table, "replace" if self.commits == 0 else mode, key, namespace=namespace)
 
     def _raw_table(self, schema: pa.Schema) -> pa.Table:
         table = _unify(self._batches, self.raw_table) if self._batches else schema.empty_table()
@@ -242,12 +261,12 @@ class ChunkCommitter:
                 self._canonical_pending = rows
                 return None
             self._canonical_pending = None
-            scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope}
-            mode = self.first_mode
+            scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope, **self._window(target.time_column)}
+            mode = "replace" if self.ctx.window is not None else self.first_mode
             return TableWrite(target.name, rows, mode, target.primary_key, scope if mode == "replace" else None)
         rows, added = aggregate_to_grain(rows, target, stream=self.stream.name)
         self.aggregated += added
-        scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope}
+        scope = {"source_id": self.ctx.source_id, **self.stream.canonical_scope, **self._window(target.time_column)}
         return self._staged_write(target.name, rows, mode, target.primary_key, scope, final)
 
     def _to_canonical(self, table: pa.Table, target: CanonicalTable) -> pa.Table:

@@ -45,7 +45,8 @@ class TestGA4Conformance(SourceConformance):
         return {**self.settings(server), "page_size": 20}
 
     def change_data(self, server) -> None:
-        server.restate(days=2, fraction=0.3)  # inside lookback_days=2: GA4 finishes processing recent days
+        # inside lookback_days=2: GA4 finishes processing recent days; a dropped row must go
+        server.restate(days=2, fraction=0.3, drop=1)
 
     def live_changes(self, server):
         # Between report pages: GA4 finishes processing the latest day (rows gain late sessions).

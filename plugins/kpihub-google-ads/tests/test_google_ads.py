@@ -38,7 +38,8 @@ class TestGoogleAdsConformance(SourceConformance):
         }
 
     def change_data(self, server) -> None:
-        server.restate(days=2, fraction=0.3)  # inside lookback_days=3: late conversions, invalid clicks
+        # inside lookback_days=3: late conversions, invalid clicks; a dropped row must go
+        server.restate(days=2, fraction=0.3, drop=1)
 
 
 def helper() -> TestGoogleAdsConformance:

@@ -32,7 +32,8 @@ class TestLinkedInAdsConformance(SourceConformance):
         return {**self.settings(server), "page_size": 1, "window_days": 3}
 
     def change_data(self, server) -> None:
-        server.restate(days=2, fraction=0.3)  # inside lookback_days=3: late conversions, invalid clicks
+        # inside lookback_days=3: late conversions, invalid clicks; a dropped row must go
+        server.restate(days=2, fraction=0.3, drop=1)
 
     def live_changes(self, server):
         # Between pages: the platform restates the latest day (late conversions, invalid clicks).

@@ -39,7 +39,8 @@ class TestMetaAdsConformance(SourceConformance):
         return {**self.settings(server), "page_size": 5}
 
     def change_data(self, server) -> None:
-        server.restate(days=2, fraction=0.3)  # inside lookback_days=3: late attributed purchases
+        # inside lookback_days=3: late attributed purchases; a dropped row must go
+        server.restate(days=2, fraction=0.3, drop=1)
 
     def live_changes(self, server):
         # Between pages of a report: the platform restates the latest day (late attributions).
