@@ -145,6 +145,7 @@ class ChunkCommitter:
         staging = self.staged and not final
         if staging and self._rejected:
             self._held_rejected.extend(self._rejected)  # they go in with the swap
+            self.rejected += len(self._rejected)
             self._rejected = []
         mode: WriteMode = self.first_mode if self.commits == 0 else self.stream.write_mode
         writes = [self._raw_write(table, mode, final)]
@@ -152,6 +153,7 @@ class ChunkCommitter:
         if canonical is not None:
             writes.append(canonical)
         if final:
+            self.rejected -= len(self._held_rejected)  # counted when held; counted again below
             self._rejected = self._held_rejected + self._rejected
             self._held_rejected = []
         if self._rejected:
