@@ -301,3 +301,16 @@ def test_sigkill_a_staged_full_refresh_leaves_the_previous_table_and_state_or_th
                 stored = {f for f in s.store.files() if not f.startswith("_kpihub/")}
                 assert stored == listed and not s.store.files("_kpihub/runs"), stored - listed
     print(f"{kind}: staged refresh killed at", ", ".join(map(str, killed)), f"(first swapped in: {swapped_at})")
+
+
+def test_commit_steps_lists_every_step_of_the_commit_around_one_and_choose_points_includes_steps():
+    run = ["sync.page", "sync.before_commit", "d.written", "sync.committed"] * 2
+    run[6:6] = ["d.swap"]  # in the second commit
+    steps = commit_steps([*run, "d.written"], "d.swap")
+    assert [str(p) for p in steps] == ["sync.before_commit:2", "d.swap:1", "d.written:2", "sync.committed:2"]
+    with pytest.raises(ValueError, match="never reached 'd.gone'"):
+        commit_steps(run, "d.gone")
+    points = choose_points(Counter(run), 4, seed=3, include=["d.swap"])
+    assert points[0] == KillPoint("d.swap", 1) and len(points) == 4
+    with pytest.raises(ValueError, match="never reached d.gone"):
+        choose_points(Counter(run), 4, seed=3, include=["d.gone"])
