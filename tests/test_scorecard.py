@@ -253,6 +253,11 @@ def test_cli_scorecard_shows_every_kpi_when_one_is_refused(tmp_path, monkeypatch
     assert kpis_cli("--format", "parquet", "-o", "s.parquet").exit_code == EXIT_REFUSED
     pq_rows = {r["kpi"]: r for r in pq.read_table(tmp_path / "s.parquet").to_pylist()}
     assert pq_rows["avg_deal_size"]["status"] == "refused" and "2 currencies" in pq_rows["avg_deal_size"]["notes"]
+    # A breakdown shows the other KPIs too and names the refused one.
+    by_pipeline = kpis_cli("--by", "pipeline", "--kpi", "won_revenue", "--kpi", "win_rate", "--format", "json")
+    assert by_pipeline.exit_code == EXIT_REFUSED
+    assert {r["kpi"] for r in json.loads(by_pipeline.stdout)} == {"win_rate"}
+    assert "1 KPI(s) refused: won_revenue: KPI 'won_revenue' would add amounts in 2 currencies" in by_pipeline.stderr
     # Deals in one currency: nothing refused, exit 0.
     (tmp_path / "one").mkdir()
     crm_project(tmp_path / "one", monkeypatch)

@@ -17,13 +17,14 @@ from kpihub.cli.output import write_table
 from kpihub.config import Project
 from kpihub.errors import ConfigError, KpihubError
 from kpihub.kpis.catalog import catalog_markdown, catalog_rows
-from kpihub.kpis.compiler import DIALECTS, compile_kpi, rfm_sql, transpile
+from kpihub.kpis.compiler import DIALECTS, GrainError, compile_kpi, rfm_sql, transpile
 from kpihub.kpis.engine import ENGINES
 from kpihub.kpis.periods import GRAINS, Period
 from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import Scorecard, build_scorecard
 from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
+from kpihub.secrets import first_line, redact
 from kpihub.report.scorecard import FORMATS, format_value, render_scorecard, write_scorecard
 
 
@@ -172,7 +173,16 @@ def command(
         return
     if by:
         p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
-        _breakdown(proj, reg, console, p, list(only) or sorted(reg.kpis), by, fmt, output, engine)
+        refused = _breakdown(proj, reg, console, p, list(only) or sorted(reg.kpis), by, fmt, output, engine)
+        if refused:
+            ctx.obj["err"].print(
+                f"Warning: {len(refused)} KPI(s) refused: "
+                + "; ".join(f"{kpi_id}: {reason}" for kpi_id, reason in refused),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            ctx.exit(EXIT_REFUSED)
         return
     rows = compute_scorecard(
         proj,
@@ -234,13 +244,23 @@ def _breakdown(
     fmt: str,
     output: str | None,
     engine_name: str = "duckdb",
-) -> None:
-    """Each KPI in ``period`` per value of dimension ``by``."""
+) -> list[tuple[str, str]]:
+    """Each KPI in ``period`` per value of dimension ``by``; the KPIs refused, with their reasons.
+
+    A KPI that cannot be computed for the data (money in two currencies …) does not hide the others.
+    """
     rows = []
+    refused: list[tuple[str, str]] = []
     with open_engine(proj, reg, engine=engine_name) as engine:
         for kpi_id in kpi_ids:
             kpi = reg.kpi(kpi_id)
-            series = engine.series(kpi, grain=period.grain, start=period.start, end=period.end, by=by)
+            try:
+                series = engine.series(kpi, grain=period.grain, start=period.start, end=period.end, by=by)
+            except GrainError:
+                continue  # not defined at this grain: nothing to show, nothing refused
+            except KpihubError as exc:
+                refused.append((kpi_id, redact(first_line(exc))))
+                continue
             for r in series.table.to_pylist():
                 rows.append(
                     {"kpi": kpi_id, "period": period.label, by: r[by], "value": r["value"], "currency": series.currency}
@@ -250,3 +270,4 @@ def _breakdown(
             r["value"] = format_value(r.pop("value"), reg.kpi(r["kpi"]).unit, r.pop("currency"))
     table = pa.Table.from_pylist(rows) if rows else pa.table({"kpi": pa.array([], pa.string())})
     write_table(table, fmt, output, console, title=f"KPIs by {by}, {period.label}")
+    return refused
