@@ -196,7 +196,23 @@ class ChunkCommitter:
 
     def _raw_write(self, table: pa.Table, mode: WriteMode, final: bool) -> TableWrite:
         scope = self._window(self.stream.cursor_field) or None
+        if scope is not None and table.num_rows:
+            self._check_in_window(table)
         return self._staged_write(self.raw_table, table, mode, self.stream.primary_key, scope, final, self.ctx.source_id)
+
+    def _check_in_window(self, table: pa.Table) -> None:
+        """A row outside the days the stream re-reads would never be replaced again: refuse it."""
+        column = self.stream.cursor_field or ""
+        since, until = self.ctx.window or (None, None)
+        low, high = pc.min(table[column]).as_py(), pc.max(table[column]).as_py()
+        day = low if low < since else high if high > until else None
+        if day is not None:
+            raise NormalizationError(
+                f"stream {self.stream.name!r}: a row for {column} {day} is outside the window {since}..{until} "
+                "the stream said it reads (ctx.report_window); it would never be replaced",
+                stream=self.stream.name,
+                field=column,
+            )
 
     def _staged_write(
         self,

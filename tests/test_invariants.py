@@ -272,3 +272,47 @@ def test_a_full_refresh_short_of_the_declared_total_keeps_the_previous_table(
     assert stream.status == "incomplete" and stream.error.endswith("; the table keeps its previous contents")
     with p.open_destination(read_only=True) as s:
         assert s.read_table("toy_items").num_rows == 250 and s.get_state("toy.items")["cursor"] == before
+
+
+def test_a_report_row_outside_the_declared_window_fails_the_stream(tmp_path):
+    import datetime as dt
+
+    import kpihub
+    from kpihub.config import Project, ProjectSettings
+    from kpihub.hookspecs import hookimpl
+    from kpihub.plugins import Registry
+
+    schema = pa.schema([pa.field("date", pa.date32(), nullable=False), pa.field("clicks", pa.int64())])
+
+    class Days(kpihub.Stream):
+        def read(self, ctx, state):
+            since, until = ctx.report_window(state, lookback_days=1, start_date=dt.date(2026, 1, 1))
+            days = [since + dt.timedelta(days=i) for i in range((until - since).days + 1)]
+            if state:  # the re-read also sends a day long before its window
+                days.append(dt.date(2025, 12, 1))
+            yield [{"date": d.isoformat(), "clicks": 1} for d in days]
+
+    class DaysSource(kpihub.Source):
+        name = "days"
+        settings_class = kpihub.SourceSettings
+
+        def streams(self, settings):
+            return [Days("daily", schema, primary_key=("date",), cursor_field="date")]
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def kpihub_register_sources(register):
+            register(DaysSource())
+
+    registry = Registry(load_entrypoints=False)
+    registry.register_plugin(Plugin, "days")
+    project = Project(
+        path=tmp_path / "kpihub.toml",
+        settings=ProjectSettings(destination=f"duckdb:///{tmp_path}/d.duckdb"),
+        sources={"days": {"base_url": "http://127.0.0.1:9"}},
+    )
+    assert Pipeline(project, registry=registry).sync().ok
+    (stream,) = Pipeline(project, registry=registry).sync().streams
+    assert stream.status == "failed"
+    assert "a row for date 2025-12-01 is outside the window" in stream.error
