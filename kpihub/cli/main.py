@@ -20,6 +20,8 @@ from kpihub.secrets import RedactingFilter, redact
 EXIT_ERROR = 1
 EXIT_STOPPED = 3
 EXIT_REFUSED = 4
+#: ``kpihub sync``: a quota that will not come back within the run (a daily cap); what was read is committed.
+EXIT_QUOTA = 5
 EXIT_INTERRUPTED = 130
 
 
