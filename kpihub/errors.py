@@ -7,6 +7,7 @@
     * SourceError — a connector failed while reading.
         * HTTPError — a request failed after the retry budget (status, URL, body).
         * MalformedResponseError — a response body could not be parsed.
+            * QuotaExhaustedError — a platform quota that will not come back within the run.
         * PaginationError — paging went wrong (a cursor loop, a total mismatch).
     * NormalizationError — a value could not be coerced to its declared type.
     * DestinationError — a destination could not write or commit.
@@ -20,6 +21,8 @@ every message passes through :func:`kpihub.secrets.redact` when printed.
 
 from __future__ import annotations
 
+import datetime as dt
+
 __all__ = [
     "ConfigError",
     "DestinationError",
@@ -31,6 +34,7 @@ __all__ = [
     "NormalizationError",
     "PaginationError",
     "PluginError",
+    "QuotaExhaustedError",
     "SourceError",
     "SyncError",
     "UnknownNameError",
@@ -87,6 +91,30 @@ class HTTPError(SourceError):
         super().__init__(message, source=source, stream=stream)
         self.url = url
         self.status_code = status_code
+
+
+class QuotaExhaustedError(HTTPError):
+    """Raised by kpihub.http when a quota will not come back within the run (a daily cap, a per-day
+    token quota, a throttle longer than ``max_retry_after``); the sync stops the stream cleanly.
+
+    ``resets_at`` is when the platform says (or documents) the quota returns, if known;
+    ``resets`` says it in words for the summary.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        stream: str | None = None,
+        url: str | None = None,
+        status_code: int | None = None,
+        resets_at: dt.datetime | None = None,
+        resets: str = "",
+    ) -> None:
+        super().__init__(message, source=source, stream=stream, url=url, status_code=status_code)
+        self.resets_at = resets_at
+        self.resets = resets
 
 
 class MalformedResponseError(SourceError):

@@ -26,8 +26,16 @@ from kpihub.commit import ChunkCommitter
 from kpihub.concurrency import prefetch
 from kpihub.config import Project, load_project
 from kpihub.destinations.base import DestinationSession, widened_type
-from kpihub.errors import ConfigError, DestinationError, KpihubError, SyncError, UnknownNameError
+from kpihub.errors import (
+    ConfigError,
+    DestinationError,
+    KpihubError,
+    QuotaExhaustedError,
+    SyncError,
+    UnknownNameError,
+)
 from kpihub.failpoints import failpoint
+from kpihub.http.quota import RequestBudget
 from kpihub.http.requester import Requester
 from kpihub.normalize import CoercePolicy, Normalizer
 from kpihub.plugins import Registry, get_registry
@@ -106,6 +114,11 @@ class SyncResult:
         return any(r.status == "stopped" for r in self.streams)
 
     @property
+    def quota(self) -> bool:
+        """A stream stopped on a quota that does not come back within the run (status ``quota``)."""
+        return any(r.status == "quota" for r in self.streams)
+
+    @property
     def records(self) -> int:
         return sum(r.records for r in self.streams)
 
@@ -138,6 +151,7 @@ class Pipeline:
         registry: Registry | None = None,
         transport: Any = None,
         sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.project = project if isinstance(project, Project) else load_project(project)
         for source_id, values in (sources or {}).items():
@@ -146,6 +160,7 @@ class Pipeline:
         self.registry = registry or get_registry()
         self.transport = transport  # tests inject an httpx transport …
         self.sleep = sleep  # … or record the retry waits
+        self.clock = clock  # … and run the rate budget on a simulated clock
 
     # -- helpers -----------------------------------------------------------------
 
@@ -171,7 +186,23 @@ class Pipeline:
             headers=source.headers(settings),
             classify=getattr(source, "classify", None),
             transport=self.transport,
+            budget=self.budget(source, settings),
             **({"sleep": self.sleep} if self.sleep is not None else {}),
+        )
+
+    def budget(self, source: Source, settings: Any) -> RequestBudget | None:
+        """The source's rate budget, shared by its streams and accounts: its ``rate_limits(settings)``
+        windows, read back from responses by its ``observe_rate`` hook (``None``: the source has none)."""
+        limits = getattr(source, "rate_limits", None)
+        specs = list(limits(settings)) if limits is not None else []
+        if not specs:
+            return None
+        return RequestBudget(
+            specs,
+            observe=getattr(source, "observe_rate", None),
+            max_wait=settings.max_retry_after,
+            **({"sleep": self.sleep} if self.sleep is not None else {}),
+            **({"clock": self.clock} if self.clock is not None else {}),
         )
 
     # -- sync --------------------------------------------------------------------
@@ -375,7 +406,8 @@ class _StreamRunner:
             # A full-table stream, or a re-read over a table that exists, swaps in whole (never partly).
             staged=existing is not None or not stream.incremental,
         )
-        stopped = self._read(stream, ctx, state, normalizer, committer)
+        quota: list[QuotaExhaustedError] = []
+        stopped = self._read_or_quota(stream, ctx, state, normalizer, committer, quota)
         problem = None if stopped else self._check_pass(ctx, committer, normalizer, committer.read)
         if problem is not None and stream.incremental and stream.primary_key:
             # Data changed under the API's pages (records missed, rows restated between pages):
@@ -383,9 +415,14 @@ class _StreamRunner:
             ctx.note(f"read again from the sync's start cursor: {problem[1].split(':')[0]}")
             before = committer.restart_pass()
             ctx.api_total, ctx.expectations = None, []
-            stopped = self._read(stream, ctx, state, normalizer, committer)
+            stopped = self._read_or_quota(stream, ctx, state, normalizer, committer, quota)
             problem = None if stopped else self._check_pass(ctx, committer, normalizer, committer.read - before)
-        if stopped:
+        if quota:
+            # Like a graceful stop (what was read is committed with the state that covers it), and the
+            # summary says when the quota comes back: the next run resumes from that state.
+            kept = self._stop(committer, normalizer, existing is not None).replace("stopped on request", "stopped")
+            result.status, result.error, result.exception = "quota", f"{quota[0]}; {kept}", quota[0]
+        elif stopped:
             result.status, result.error = "stopped", self._stop(committer, normalizer, existing is not None)
         elif problem is not None and committer.staged and existing is not None:
             # A replacing run that missed records or totals does not replace a table that has them.
@@ -405,6 +442,23 @@ class _StreamRunner:
             result.drift = result.schema_drift = drift.summary()
             log.warning("%s: %s", key, result.drift)
             stream.on_drift(drift)
+
+    def _read_or_quota(
+        self,
+        stream: Stream,
+        ctx: StreamContext,
+        state: Mapping[str, Any] | None,
+        normalizer: Normalizer,
+        committer: ChunkCommitter,
+        quota: list[QuotaExhaustedError],
+    ) -> bool:
+        """:meth:`_read`; a quota that will not come back within the run stops it (kept in ``quota``)."""
+        try:
+            return self._read(stream, ctx, state, normalizer, committer)
+        except QuotaExhaustedError as exc:
+            log.warning("%s: %s", state_key(ctx.source_id, ctx.stream), redact(exc))
+            quota.append(exc)
+            return True
 
     @staticmethod
     def _stop(committer: ChunkCommitter, normalizer: Normalizer, table_exists: bool) -> str:
@@ -454,26 +508,31 @@ class _StreamRunner:
             committer.add(out.batch, out.rejected)
             raw.clear()
 
-        for page in prefetch(stream.read(ctx, state)):
-            failpoint("sync.page")
-            if isinstance(page, pa.RecordBatch):
-                if raw:
-                    convert()
-                committer.add(page)
-                count = page.num_rows
-            else:
-                raw.extend(page)
-                count = len(page)
-                if len(raw) >= convert_rows:
-                    convert()
-            if committer.pending_rows >= self.chunk_rows:
-                committer.commit(final=False, schema=normalizer.schema)
-            if self.progress and count:
-                self.progress.records(key, count)
-            if self.stop is not None and self.stop.is_set():
-                if raw:
-                    convert()
-                return True
+        try:
+            for page in prefetch(stream.read(ctx, state)):
+                failpoint("sync.page")
+                if isinstance(page, pa.RecordBatch):
+                    if raw:
+                        convert()
+                    committer.add(page)
+                    count = page.num_rows
+                else:
+                    raw.extend(page)
+                    count = len(page)
+                    if len(raw) >= convert_rows:
+                        convert()
+                if committer.pending_rows >= self.chunk_rows:
+                    committer.commit(final=False, schema=normalizer.schema)
+                if self.progress and count:
+                    self.progress.records(key, count)
+                if self.stop is not None and self.stop.is_set():
+                    if raw:
+                        convert()
+                    return True
+        except QuotaExhaustedError:
+            if raw:  # what was read before the quota ran out is committed like a stop's
+                convert()
+            raise
         if raw:
             convert()
         return False

@@ -4,6 +4,10 @@ Ctrl-C or SIGTERM stops it gracefully: running streams finish the page in hand a
 commit what they read with its state, then the command exits with
 :data:`~kpihub.cli.main.EXIT_STOPPED`. A second signal aborts at once (exit 130);
 what was committed stays committed either way.
+
+A stream stopped by a quota that will not come back within the run (a daily cap) commits
+what it read the same way, ends with status ``quota``, and the command exits with
+:data:`~kpihub.cli.main.EXIT_QUOTA` after saying when the quota resets.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Iterator
 import click
 
 from kpihub.cli._context import project, registry
-from kpihub.cli.main import EXIT_STOPPED
+from kpihub.cli.main import EXIT_QUOTA, EXIT_STOPPED
 from kpihub.cli.progress import RichProgress, summary_table
 from kpihub.secrets import redact
 from kpihub.sync import Pipeline
@@ -43,11 +47,23 @@ def command(
     for r in result.streams:
         if r.drift:
             ctx.obj["err"].print(f"[yellow]Note:[/yellow] {r.key}: {redact(r.drift)}", soft_wrap=True)
-    failed = [r for r in result.streams if r.status not in ("ok", "stopped")]
+    failed = [r for r in result.streams if r.status not in ("ok", "stopped", "quota")]
     for r in failed:
         click.echo(f"Error: {r.key}: {redact(r.error)}", err=True)
     if failed:
         ctx.exit(1)
+    quota = [r for r in result.streams if r.status == "quota"]
+    for r in quota:
+        click.echo(f"Quota: {r.key}: {redact(r.error)}", err=True)
+    if quota:
+        saved = sum(r.records for r in result.streams)
+        resets = sorted({getattr(r.exception, "resets", "") or "reset time unknown" for r in quota})
+        click.echo(
+            f"Stopped on quota ({'; '.join(resets)}): {saved:,} records committed with their state; "
+            "run `kpihub sync` again after the reset to continue.",
+            err=True,
+        )
+        ctx.exit(EXIT_QUOTA)
     if result.stopped:
         saved = sum(r.records for r in result.streams)
         click.echo(

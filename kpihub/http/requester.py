@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import logging
 import random
@@ -17,9 +18,10 @@ import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
-from kpihub.errors import HTTPError, MalformedResponseError
+from kpihub.errors import HTTPError, MalformedResponseError, QuotaExhaustedError
 from kpihub.http.auth import TokenEndpointUnavailable
 from kpihub.http.client import make_client
+from kpihub.http.quota import Quota, QuotaWait, RequestBudget
 from kpihub.http.ratelimit import RateLimiter
 from kpihub.secrets import redact
 
@@ -28,15 +30,22 @@ __all__ = ["Requester", "RetryDecision", "parse_retry_after"]
 log = logging.getLogger("kpihub.http")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Classifier reasons that mean "the rate budget is spent" (like a 429), not "the server failed".
+RATE_REASONS = frozenset({"throttled", "quota", "rate"})
 
 
 @dataclass(frozen=True)
 class RetryDecision:
-    """What a source's classifier says of a response: retry it (after ``delay`` s) or not."""
+    """What a source's classifier says of a response: retry it (after ``delay`` s) or not.
+
+    ``quota`` says the response is a quota that will not come back within the run (a daily
+    cap): the stream stops cleanly (status ``quota``) instead of retrying or failing.
+    """
 
     retry: bool
     delay: float | None = None
     reason: str = ""
+    quota: Quota | None = None
 
 
 class _Retryable(Exception):
@@ -133,6 +142,7 @@ class Requester:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.source_id = source_id
         self.client = make_client(base_url, timeout=timeout, auth=auth, headers=headers, transport=transport)
@@ -140,6 +150,8 @@ class Requester:
         self.max_retry_after = max_retry_after
         self.classify = classify
         self.limiter = RateLimiter(requests_per_second, sleep=sleep) if requests_per_second else None
+        #: The source's shared rate budget (its platform's windows and usage headers), if it has one.
+        self.budget = budget
         self._sleep = sleep
         self._wait = _WaitRetryAfter(backoff_initial, backoff_max, random.Random(seed))
         self._lock = threading.Lock()
@@ -224,8 +236,16 @@ class Requester:
         def attempt() -> tuple[httpx.Response, Any]:
             if self.limiter is not None:
                 self.limiter.acquire()
+            ticket = None
+            if self.budget is not None:
+                try:
+                    ticket = self.budget.acquire(method, url)
+                except QuotaWait as exc:
+                    last["why"] = f"quota: {exc.quota.reason}"
+                    raise _Quota(exc.quota, last["why"]) from None
             with self._lock:
                 self.requests += 1
+            response = None
             try:
                 response = self.client.request(method, url, params=params, content=content, headers=req_headers)
             except httpx.TransportError as exc:
@@ -235,6 +255,9 @@ class Requester:
             except TokenEndpointUnavailable as exc:  # the auth flow's token request, inside this one
                 last["why"] = str(exc)
                 raise _Retryable(last["why"]) from exc
+            finally:
+                if ticket is not None and self.budget is not None:
+                    self.budget.release(ticket, response)
             last["url"] = str(response.request.url)
             last["response"] = response
             if response.is_success:
@@ -252,11 +275,21 @@ class Requester:
                 # A classifier that found no platform-specific wait still honours Retry-After.
                 decision = RetryDecision(True, parse_retry_after(response.headers.get("Retry-After")), decision.reason)
             last["why"] = f"HTTP {response.status_code}: {_error_excerpt(response)}"
+            if decision.quota is not None:
+                raise _Quota(decision.quota, last["why"])
+            rate_limited = decision.retry and (response.status_code == 429 or decision.reason in RATE_REASONS)
             if not decision.retry:
                 raise _Fatal(last["why"])
             if decision.delay is not None and decision.delay > self.max_retry_after:
                 last["why"] += f" (server asks to wait {decision.delay:.0f}s, more than max_retry_after)"
+                if rate_limited:  # the budget will not come back within the run: stop cleanly
+                    resets_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=decision.delay)
+                    raise _Quota(Quota(decision.reason or "rate limited", resets_at=resets_at), last["why"])
                 raise _Fatal(last["why"])
+            if rate_limited and self.budget is not None and self.budget.rate_limited(method, url, decision.delay):
+                # Every stream of the source now waits in the budget until the window has room:
+                # no retry inside the window that refused us.
+                raise _Retryable(last["why"], delay=0.0, response=response)
             raise _Retryable(last["why"], delay=decision.delay, response=response)
 
         def before_sleep(state: RetryCallState) -> None:
@@ -283,6 +316,20 @@ class Requester:
         )
         try:
             return retrying(attempt)
+        except _Quota as exc:
+            response = last.get("response")
+            status = response.status_code if isinstance(response, httpx.Response) else None
+            when = exc.quota.when()
+            message = redact(f"{where}: {method} {last.get('url', url)}: {exc} (quota {when})")
+            raise QuotaExhaustedError(
+                message,
+                source=self.source_id,
+                stream=stream,
+                url=redact(last.get("url", url)),
+                status_code=status,
+                resets_at=exc.quota.resets_at,
+                resets=when,
+            ) from None
         except (_Retryable, _Fatal) as exc:
             response = last.get("response")
             status = response.status_code if isinstance(response, httpx.Response) else None
@@ -313,6 +360,14 @@ def _loads(content: bytes) -> Any:
 
 class _Fatal(Exception):
     """Internal: a response that will not succeed if tried again."""
+
+
+class _Quota(Exception):
+    """Internal: a quota that will not come back within the run."""
+
+    def __init__(self, quota: Quota, message: str) -> None:
+        super().__init__(message)
+        self.quota = quota
 
 
 def _has_request(exc: httpx.TransportError) -> bool:

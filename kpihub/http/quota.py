@@ -1,0 +1,278 @@
+"""A per-source request budget that spends a platform's documented limits fully, never storms.
+
+One :class:`RequestBudget` is shared by every stream and account of a configured source.
+Each :class:`Limit` is a rolling window (HubSpot's 10-second burst, its search API's
+per-second limit, Meta's hourly business-use-case window, GA4's tokens per hour); a request
+waits before it is sent until every window it counts in has room, so the platform never
+has to answer 429. A window counts a request from the moment it is sent until its
+response has arrived plus the window's length, which is never less than the server's own
+count (the server saw it arrive in between).
+
+A source's ``observe`` hook reads the platform's usage headers or body into
+:class:`Observation` s: a limit learnt from the headers (``X-HubSpot-RateLimit-Max``), the
+remaining room the platform reports (less than we counted: someone else spends the same
+budget, and the difference is booked as theirs), what a request cost (GA4 tokens), a wait
+the platform asks for (Meta's regain time), or a :class:`Quota` that will not come back
+within the run (a daily cap). A wait longer than ``max_wait`` is such a quota too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+__all__ = ["Limit", "Observation", "Quota", "QuotaWait", "RequestBudget"]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``limit`` (requests, or tokens) per rolling ``seconds``, for matching requests.
+
+    :param path: regex searched in the request path (``None``: every request); its first
+        group, if it has one, keys a window of its own (one per ad account or property).
+    :param limit: ``None`` until an observation says it (from the platform's headers).
+    """
+
+    name: str
+    limit: float | None
+    seconds: float
+    path: str | None = None
+    method: str | None = None
+
+    def key(self, method: str, path: str) -> str | None:
+        """The window key of a request this limit applies to, else ``None``."""
+        if self.method is not None and self.method.upper() != method.upper():
+            return None
+        if self.path is None:
+            return ""
+        m = re.search(self.path, path)
+        if m is None:
+            return None
+        return (m.group(1) or "") if m.groups() else ""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A quota that will not come back within the run: why, and when it does."""
+
+    reason: str
+    resets_at: dt.datetime | None = None
+    resets: str = ""
+
+    def when(self) -> str:
+        if self.resets:
+            return self.resets
+        if self.resets_at is not None:
+            return f"resets at {self.resets_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        return "reset time unknown"
+
+
+class QuotaWait(Exception):
+    """Raised by :meth:`RequestBudget.acquire` when the request cannot be sent within the run."""
+
+    def __init__(self, quota: Quota) -> None:
+        super().__init__(quota.reason)
+        self.quota = quota
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one response says about one limit (see the module docstring)."""
+
+    name: str
+    key: str = ""
+    remaining: float | None = None
+    limit: float | None = None
+    seconds: float | None = None
+    cost: float | None = None
+    wait: float | None = None
+    quota: Quota | None = None
+
+
+@dataclass
+class _Window:
+    limit: float | None
+    seconds: float
+    events: deque[tuple[float, float]] = field(default_factory=deque)
+    in_flight: float = 0.0
+    blocked_until: float = 0.0
+    quota: Quota | None = None
+    cost: float = 1.0  # the next request's expected cost: the last one observed
+
+    def prune(self, now: float) -> None:
+        while self.events and self.events[0][0] <= now - self.seconds:
+            self.events.popleft()
+
+    def used(self, now: float) -> float:
+        self.prune(now)
+        return sum(c for _, c in self.events) + self.in_flight
+
+    def wait(self, now: float, cost: float) -> float:
+        """Seconds until ``cost`` fits (``inf``: only requests in flight hold the room)."""
+        wait = max(0.0, self.blocked_until - now)
+        if self.limit is None:
+            return wait
+        need = self.used(now) + cost - self.limit
+        if need <= 0:
+            return wait
+        freed = 0.0
+        for t, c in self.events:  # oldest first: the room each one gives back as it ages out
+            freed += c
+            if freed >= need - 1e-9:
+                return max(wait, t + self.seconds - now)
+        return float("inf")
+
+
+@dataclass
+class _Ticket:
+    windows: list[tuple[_Window, float]]
+
+
+class RequestBudget:
+    """The rolling windows of one source, shared by all its streams (thread-safe).
+
+    :param observe: ``response -> observations``, the platform's usage headers and bodies.
+    :param max_wait: the longest wait (s) the run accepts; a longer one is a :class:`Quota`.
+    """
+
+    def __init__(
+        self,
+        limits: Sequence[Limit],
+        *,
+        observe: Callable[[httpx.Response], Iterable[Observation]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = 300.0,
+    ) -> None:
+        self.limits = list(limits)
+        self.observe = observe
+        self.clock = clock
+        self._sleep = sleep
+        self.max_wait = max_wait
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
+        #: Counters for tests and the summary: requests sent, seconds waited.
+        self.sent = 0
+        self.waited = 0.0
+
+    # -- windows ---------------------------------------------------------------
+
+    def window(self, name: str, key: str = "") -> _Window:
+        """The window of limit ``name`` for ``key`` (created on first use)."""
+        found = self._windows.get((name, key))
+        if found is None:
+            spec = next((s for s in self.limits if s.name == name), None)
+            limit, seconds = (spec.limit, spec.seconds) if spec else (None, 1.0)
+            found = self._windows[(name, key)] = _Window(limit, seconds)
+        return found
+
+    def _matching(self, method: str, path: str) -> list[_Window]:
+        out = []
+        for spec in self.limits:
+            key = spec.key(method, path)
+            if key is not None:
+                out.append(self.window(spec.name, key))
+        return out
+
+    # -- requests --------------------------------------------------------------
+
+    def acquire(self, method: str, url: str) -> _Ticket:
+        """Wait until the request fits every window it counts in; book it as in flight.
+
+        Raises :class:`QuotaWait` when a window holds a quota that does not return within the
+        run, or the wait would exceed ``max_wait``.
+        """
+        path = httpx.URL(url).path
+        with self._lock:
+            windows = self._matching(method, path)
+            while True:
+                now = self.clock()
+                for w in windows:
+                    if w.quota is not None:
+                        raise QuotaWait(w.quota)
+                wait = max((w.wait(now, w.cost) for w in windows), default=0.0)
+                if wait <= 0:
+                    booked = [(w, w.cost) for w in windows]
+                    for w, cost in booked:
+                        w.in_flight += cost
+                    self.sent += 1
+                    return _Ticket(booked)
+                if wait == float("inf"):  # room comes back when a request in flight completes
+                    self._released.wait(timeout=1.0)
+                    continue
+                if wait > self.max_wait:
+                    raise QuotaWait(
+                        Quota(
+                            f"the rate budget has no room for {wait:.0f}s, more than max_retry_after",
+                            resets_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait),
+                        )
+                    )
+                self._lock.release()
+                try:
+                    self._sleep(wait)
+                finally:
+                    self._lock.acquire()
+                self.waited += wait
+
+    def release(self, ticket: _Ticket, response: httpx.Response | None) -> None:
+        """The request completed (``response``, or ``None`` if none arrived): book it, read the usage."""
+        observations = list(self.observe(response)) if (self.observe and response is not None) else []
+        with self._lock:
+            now = self.clock()
+            for w, cost in ticket.windows:
+                w.in_flight = max(0.0, w.in_flight - cost)
+                w.events.append((now, cost))
+            for o in observations:
+                self._apply(o, now)
+            self._released.notify_all()
+
+    def _apply(self, o: Observation, now: float) -> None:
+        w = self.window(o.name, o.key)
+        if o.seconds is not None:
+            w.seconds = o.seconds
+        if o.limit is not None:
+            w.limit = o.limit
+        if o.cost is not None and w.events:
+            t, booked = w.events[-1]
+            w.events[-1] = (t, o.cost)  # book what it really cost (the last event is this one's)
+            w.cost = max(1.0, o.cost)
+            del booked
+        if o.remaining is not None and w.limit is not None:
+            ours = w.limit - w.used(now)
+            if o.remaining < ours:  # spent by someone else (another app, another run): theirs
+                w.events.append((now, ours - o.remaining))
+        if o.wait is not None:
+            w.blocked_until = max(w.blocked_until, now + o.wait)
+        if o.quota is not None:
+            w.quota = o.quota
+
+    def rate_limited(self, method: str, url: str, delay: float | None) -> bool:
+        """A 429 or throttle answered the request: every matching window is full until ``delay``
+        (or until its requests age out). False when no window knows its limit (use backoff)."""
+        path = httpx.URL(url).path
+        known = False
+        with self._lock:
+            now = self.clock()
+            for w in self._matching(method, path):
+                if delay is not None:
+                    w.blocked_until = max(w.blocked_until, now + delay)
+                    known = True
+                elif w.limit is not None:
+                    room = w.limit - w.used(now)
+                    if room > 0:
+                        w.events.append((now, room))
+                    known = True
+        return known
+
+    def used(self, name: str, key: str = "") -> float:
+        """What the window holds now (requests or tokens), for tests and ``kpihub plan``."""
+        with self._lock:
+            return self.window(name, key).used(self.clock())
