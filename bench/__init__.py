@@ -1,0 +1,1 @@
+"""kpihub's benchmarks: ``python -m bench`` runs the suite (docs/performance.md)."""
