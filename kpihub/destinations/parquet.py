@@ -355,20 +355,18 @@ class ParquetSession(DestinationSession):
         touched: set[str] = set()
         whole: set[str] = set()
         if self.format.name == "parquet" and files:
-            # One multi-threaded scan of every file's key columns (a partitioned table has many files).
+            # The key columns file by file: memory stays that of one file however large the table grows
+            # (one scan of every file, with a file name per row, held ~100 bytes per stored row).
             dataset = self._dataset(files, current)
             present = [c for c in columns if current is None or c in current.names]
-            probe = dataset.to_table(columns=[*present, "__filename"])
-            hit = pc.invert(_survives(probe.drop_columns(["__filename"]), data, write))
-            tally = pa.table({"file": probe["__filename"], "hit": pc.cast(hit, pa.int64())})
-            counts = tally.group_by("file", use_threads=False).aggregate([("hit", "sum"), ("hit", "count")])
             root = self.store.arrow_filesystem()[1] + "/"
-            columns_out = (counts[c].to_pylist() for c in ("file", "hit_sum", "hit_count"))
-            for name, hits, rows in zip(*columns_out, strict=True):
-                if hits:
-                    touched.add(name.removeprefix(root))
-                    if hits == rows:
-                        whole.add(name.removeprefix(root))
+            for fragment in dataset.get_fragments():
+                probe = fragment.to_table(columns=present, schema=dataset.schema)
+                kept = pc.sum(pc.cast(_survives(probe, data, write), pa.int64())).as_py() or 0
+                if kept < probe.num_rows:
+                    touched.add(fragment.path.removeprefix(root))
+                    if not kept:
+                        whole.add(fragment.path.removeprefix(root))
             return touched, whole
         for rel in files:
             with self._local(rel) as path:
