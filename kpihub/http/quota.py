@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-__all__ = ["Limit", "Observation", "Quota", "QuotaWait", "RequestBudget"]
+__all__ = ["Limit", "Observation", "Quota", "QuotaWait", "RequestBudget", "SimulatedClock"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ class _Window:
     blocked_until: float = 0.0
     quota: Quota | None = None
     cost: float = 1.0  # the next request's expected cost: the last one observed
+    reported: bool = False  # the platform reports this window's room (its word beats a guess)
 
     def prune(self, now: float) -> None:
         while self.events and self.events[0][0] <= now - self.seconds:
@@ -245,7 +246,11 @@ class RequestBudget:
             w.events[-1] = (t, o.cost)  # book what it really cost (the last event is this one's)
             w.cost = max(1.0, o.cost)
             del booked
-        if o.remaining is not None and w.limit is not None:
+        if o.remaining is not None:
+            w.reported = True
+        if o.remaining is not None and w.limit is None:  # the platform reports room, not its limit
+            w.limit = o.remaining + w.used(now)
+        elif o.remaining is not None and w.limit is not None:
             ours = w.limit - w.used(now)
             if o.remaining < ours:  # spent by someone else (another app, another run): theirs
                 w.events.append((now, ours - o.remaining))
@@ -255,8 +260,9 @@ class RequestBudget:
             w.quota = o.quota
 
     def rate_limited(self, method: str, url: str, delay: float | None) -> bool:
-        """A 429 or throttle answered the request: every matching window is full until ``delay``
-        (or until its requests age out). False when no window knows its limit (use backoff)."""
+        """A 429 or throttle answered the request: block the matching windows for ``delay``, or
+        (no delay given) count the window the platform does not report as full until its requests
+        age out. False when nothing is known that says how long (the caller backs off)."""
         path = httpx.URL(url).path
         known = False
         with self._lock:
@@ -265,6 +271,8 @@ class RequestBudget:
                 if delay is not None:
                     w.blocked_until = max(w.blocked_until, now + delay)
                     known = True
+                elif w.reported:  # the headers of this very response already said how full it is
+                    known = known or w.wait(now, w.cost) > 0
                 elif w.limit is not None:
                     room = w.limit - w.used(now)
                     if room > 0:
@@ -276,3 +284,25 @@ class RequestBudget:
         """What the window holds now (requests or tokens), for tests and ``kpihub plan``."""
         with self._lock:
             return self.window(name, key).used(self.clock())
+
+
+class SimulatedClock:
+    """A clock that moves only when someone sleeps on it: a budget's behaviour over hours, in no time.
+
+    ``clock()`` is the time; ``clock.sleep(s)`` moves it ``s`` on (``slept`` keeps every sleep).
+    For tests and for estimating how long a budget makes a sync take; one sleeper at a time is
+    exact, several sleeping at once move it at least as far as real time would (never less).
+    """
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.t = start
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.t += max(0.0, seconds)

@@ -286,11 +286,12 @@ class Requester:
                     resets_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=decision.delay)
                     raise _Quota(Quota(decision.reason or "rate limited", resets_at=resets_at), last["why"])
                 raise _Fatal(last["why"])
-            if rate_limited and self.budget is not None and self.budget.rate_limited(method, url, decision.delay):
-                # Every stream of the source now waits in the budget until the window has room:
-                # no retry inside the window that refused us.
-                raise _Retryable(last["why"], delay=0.0, response=response)
-            raise _Retryable(last["why"], delay=decision.delay, response=response)
+            delay = decision.delay
+            if rate_limited and self.budget is not None and self.budget.rate_limited(method, url, delay):
+                # Every stream of the source now waits in the budget until the window has room
+                # (no retry inside the window that refused us); this one sleeps the server's delay.
+                delay = 0.0 if delay is None else delay
+            raise _Retryable(last["why"], delay=delay, response=response)
 
         def before_sleep(state: RetryCallState) -> None:
             with self._lock:
@@ -320,7 +321,9 @@ class Requester:
             response = last.get("response")
             status = response.status_code if isinstance(response, httpx.Response) else None
             when = exc.quota.when()
-            message = redact(f"{where}: {method} {last.get('url', url)}: {exc} (quota {when})")
+            n = int(retrying.statistics.get("attempt_number", 1))
+            tried = "1 attempt" if n == 1 else f"{n} attempts"
+            message = redact(f"{where}: {method} {last.get('url', url)} stopped after {tried}: {exc} (quota {when})")
             raise QuotaExhaustedError(
                 message,
                 source=self.source_id,

@@ -22,14 +22,27 @@ the APIs-guru OpenAPI copy of RunReportRequest/Response, kpihub's shared API not
   ``PERMISSION_DENIED`` ("User does not have sufficient permissions for this
   property."), 429 ``RESOURCE_EXHAUSTED`` ("Exhausted property tokens per hour
   for a project per property…" / "…per day…").
+* Token quotas (:class:`GA4Quota`, off unless given; clock-injectable), per property: standard
+  properties "can use up to 200,000 tokens per day" and "up to 40,000 tokens per hour"; "an
+  API request consumes a single number of tokens, and that number is deducted from all of the
+  hourly, daily, and per project hourly quotas"; "Daily quotas refresh at midnight PST, and
+  hourly quotas refresh within an hour" (developers.google.com/analytics/devguides/reporting/
+  data/v1/quotas; PropertyQuota in the v1beta reference). Here the hour is a rolling window,
+  the day ends at :meth:`FakeGA4.new_day`, a report costs ``1 + rows // 500`` tokens, and
+  ``propertyQuota`` reports ``consumed`` (this request) and ``remaining`` (after it) of both;
+  a request that does not fit gets the 429 of the quota it would break. Refused requests cost nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 import urllib.parse
 import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
@@ -58,6 +71,41 @@ CHANNELS = [
 ]
 
 
+@dataclass
+class GA4Quota:
+    """Token quotas per property, and what they counted (for tests)."""
+
+    tokens_per_hour: int = 40_000
+    tokens_per_day: int = 200_000
+    clock: Callable[[], float] = time.monotonic
+    served: int = 0
+    refused: int = 0
+    consumed: int = 0
+    _hour: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
+    _day: dict[str, int] = field(default_factory=dict)
+
+    def remaining(self, prop: str) -> tuple[int, int]:
+        """Tokens left this hour (rolling) and today."""
+        now = self.clock()
+        hour = self._hour.setdefault(prop, deque())
+        while hour and hour[0][0] <= now - 3600:
+            hour.popleft()
+        return self.tokens_per_hour - sum(c for _, c in hour), self.tokens_per_day - self._day.get(prop, 0)
+
+    def charge(self, prop: str, cost: int) -> str | None:
+        """Charge ``cost`` tokens; ``"hour"`` or ``"day"`` when that quota cannot pay it."""
+        hour, day = self.remaining(prop)
+        broken = "day" if day < cost else "hour" if hour < cost else None
+        if broken:
+            self.refused += 1
+            return broken
+        self._hour[prop].append((self.clock(), cost))
+        self._day[prop] = self._day.get(prop, 0) + cost
+        self.served += 1
+        self.consumed += cost
+        return None
+
+
 class FakeGA4(FakeAPIServer):
     paging = (
         Paging(
@@ -80,8 +128,10 @@ class FakeGA4(FakeAPIServer):
         client_secret: str = "GOCSPX-ga4-secret",
         properties: dict[str, tuple[str, str]] | None = None,
         channels: list[tuple[str, str, str]] | None = None,
+        quota: GA4Quota | None = None,
     ) -> None:
         super().__init__(seed=seed)
+        self.quota = quota
         self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         #: ResponseMetaData flags the next reports carry (thresholding, sampling, an "(other)" row).
         self.report_metadata: dict[str, Any] = {}
@@ -201,6 +251,12 @@ class FakeGA4(FakeAPIServer):
             )
         return {"error": {"code": status, "message": message, "status": state}}
 
+    def new_day(self) -> None:
+        """Midnight Pacific Time: the daily token quotas start again."""
+        if self.quota is not None:
+            with self.data_lock:
+                self.quota._day.clear()
+
     def quota_per_day(self) -> Any:
         return {
             "error": {
@@ -294,6 +350,13 @@ class FakeGA4(FakeAPIServer):
         high = window["endDate"].replace("-", "")
         rows = [r for r in self.rows[prop] if low <= r["date"] <= high]
         currency, zone = self.properties[prop]
+        cost = 1 + len(rows[offset : offset + limit]) // 500
+        if self.quota is not None:
+            broken = self.quota.charge(prop, cost)
+            if broken == "day":
+                return self.json(self.quota_per_day(), 429)
+            if broken == "hour":
+                return self.json(self.error_body(429, ""), 429)
         out: dict[str, Any] = {
             "dimensionHeaders": [{"name": d} for d in dims],
             "metricHeaders": [{"name": m, "type": TYPES[m]} for m in mets],
@@ -319,12 +382,14 @@ class FakeGA4(FakeAPIServer):
                 ]
         out["metadata"].update(self.report_metadata)
         if body.get("returnPropertyQuota"):
+            hour, day = self.quota.remaining(prop) if self.quota is not None else (39881, 199881)
+            spent = cost if self.quota is not None else 12
             out["propertyQuota"] = {
-                "tokensPerDay": {"consumed": 12, "remaining": 199881},
-                "tokensPerHour": {"consumed": 12, "remaining": 39881},
+                "tokensPerDay": {"consumed": spent, "remaining": day},
+                "tokensPerHour": {"consumed": spent, "remaining": hour},
                 "concurrentRequests": {"remaining": 10},
                 "serverErrorsPerProjectPerHour": {"remaining": 10},
                 "potentiallyThresholdedRequestsPerHour": {"remaining": 120},
-                "tokensPerProjectPerHour": {"consumed": 12, "remaining": 13988},
+                "tokensPerProjectPerHour": {"consumed": spent, "remaining": 13988},
             }
         return self.json(out)

@@ -10,6 +10,7 @@ data settles for days; rows merge on the dimensions.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, OffsetPaginator, RetryDecision
+from kpihub.http.quota import Limit, Observation, Quota
 from kpihub.model import MONEY
 from kpihub.normalize import coerce_array
 
@@ -238,14 +240,59 @@ def _note_metadata(ctx: StreamContext, prop: str, meta: Mapping[str, Any]) -> No
 
 
 def classify(response: httpx.Response) -> RetryDecision | None:
-    """Quota: per-hour exhaustion is retried with backoff, per-day exhaustion fails at once."""
+    """Quota: per-hour exhaustion waits in the budget for tokens to return; per-day exhaustion stops
+    the stream until midnight Pacific Time (a quota that does not come back within the run)."""
     if response.status_code != 429:
         return None
     try:
         message = orjson.loads(response.content)["error"]["message"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    return RetryDecision("per day" not in message, None, "quota")
+    if "per day" in message:
+        return RetryDecision(False, None, "quota", quota=daily_quota())
+    return RetryDecision(True, None, "quota")
+
+
+#: The Data API's report methods, keyed per property (each property has its own token quotas).
+REPORT_PATH = r"/properties/(\d+):run\w*Report"
+
+
+def daily_quota() -> Quota:
+    """"Daily quotas refresh at midnight PST" (developers.google.com/analytics/devguides/reporting/data/v1/quotas)."""
+    from zoneinfo import ZoneInfo
+
+    pacific = ZoneInfo("America/Los_Angeles")
+    today = dt.datetime.now(pacific).date()
+    midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), pacific)
+    return Quota("GA4 property tokens per day are exhausted", resets_at=midnight.astimezone(dt.timezone.utc))
+
+
+def observe_rate(response: httpx.Response) -> list[Observation]:
+    """``propertyQuota`` (asked for with ``returnPropertyQuota``): this report's tokens and what remains."""
+    if response.status_code != 200:
+        return []
+    content = response.content
+    at = content.rfind(b'"propertyQuota"')  # after the rows: read only its own object
+    m = re.search(REPORT_PATH, response.request.url.path)
+    if at < 0 or m is None:
+        return []
+    start = content.find(b"{", at)
+    depth, end = 0, start
+    for end in range(start, len(content)):
+        depth += {123: 1, 125: -1}.get(content[end], 0)
+        if depth == 0:
+            break
+    try:
+        quota = orjson.loads(content[start : end + 1])
+        hour, day = quota["tokensPerHour"], quota["tokensPerDay"]
+        cost = float(hour.get("consumed", 0))
+        out = [Observation("tokens_hour", m.group(1), remaining=float(hour["remaining"]), cost=cost)]
+        out.append(Observation("tokens_day", m.group(1), remaining=float(day["remaining"]), cost=cost))
+        if float(day["remaining"]) < max(1.0, cost):  # the next report cannot be paid for today
+            out.append(Observation("tokens_day", m.group(1), quota=daily_quota()))
+        return out
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return []
 
 
 class GA4Source(Source):
@@ -255,6 +302,11 @@ class GA4Source(Source):
     title = "Google Analytics 4"
     settings_class = GA4Settings
     classify = staticmethod(classify)
+    observe_rate = staticmethod(observe_rate)
+
+    def rate_limits(self, settings: SourceSettings) -> list[Limit]:
+        """Tokens per hour (rolling) and per day, per property; their sizes come from ``propertyQuota``."""
+        return [Limit("tokens_hour", None, 3600.0, path=REPORT_PATH), Limit("tokens_day", None, 86_400.0, path=REPORT_PATH)]
 
     def streams(self, settings: SourceSettings) -> list[Stream]:
         s: GA4Settings = settings  # type: ignore[assignment]

@@ -43,6 +43,16 @@ kpihub's shared API notes:
   found…" message (docs/faq/api-error-responses, HubSpot community changelog);
   429 ``{status, message, errorType: "RATE_LIMIT", correlationId, policyName}``.
 * rate-limit headers ``X-HubSpot-RateLimit-*`` on non-search endpoints only.
+* limits (:class:`HubSpotLimits`, off unless given; clock-injectable): a rolling 10-second
+  burst window (private apps: 100 per 10 s on Free/Starter, 190 on Professional/Enterprise,
+  developers.hubspot.com/changelog/increasing-our-api-limits), a daily cap (250,000 /
+  650,000 / 1,000,000 by tier; "The daily limit resets at midnight based on your time zone
+  setting": :meth:`FakeHubSpot.new_day`), and the search API's own per-second limit (5 per
+  second; search responses carry no rate-limit headers). Over a limit: 429 with
+  ``policyName`` ``TEN_SECONDLY_ROLLING``, ``SECONDLY`` (search) or ``DAILY`` (HubSpot's
+  documented example body: ``{"status": "error", "message": "You have reached your daily
+  limit.", "errorType": "RATE_LIMIT", "correlationId", "policyName": "DAILY"}``). Refused
+  requests do not count.
 
 Data: contacts move through lifecycle stages with HubSpot's
 ``hs_lifecyclestage_<stage>_date`` properties; a deal is opened for contacts
@@ -56,7 +66,9 @@ import datetime as dt
 import math
 import random
 import re
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +77,58 @@ import orjson
 
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 
-__all__ = ["FakeHubSpot", "HubSpotData"]
+__all__ = ["FakeHubSpot", "HubSpotData", "HubSpotLimits"]
+
+
+@dataclass
+class HubSpotLimits:
+    """The limits the fake enforces (a private app on Free/Starter by default) and what it counted."""
+
+    burst: int = 100  # per rolling 10 seconds, every endpoint but search
+    interval: float = 10.0
+    daily: int = 250_000
+    search_per_second: int = 5
+    clock: Callable[[], float] = time.monotonic
+    #: Answered 200 / refused with 429, for tests.
+    served: int = 0
+    refused: int = 0
+    _burst: deque[float] = field(default_factory=deque)
+    _search: deque[float] = field(default_factory=deque)
+    _today: int = 0
+
+    def admit(self, search: bool) -> str | None:
+        """Count a request; the ``policyName`` of the limit it breaks, else ``None``."""
+        now = self.clock()
+        window, size, seconds = (
+            (self._search, self.search_per_second, 1.0) if search else (self._burst, self.burst, self.interval)
+        )
+        while window and window[0] <= now - seconds:
+            window.popleft()
+        if self._today >= self.daily:
+            policy: str | None = "DAILY"
+        elif len(window) >= size:
+            policy = "SECONDLY" if search else "TEN_SECONDLY_ROLLING"
+        else:
+            policy = None
+            window.append(now)
+            self._today += 1
+        if policy:
+            self.refused += 1
+        else:
+            self.served += 1
+        return policy
+
+    def headers(self) -> dict[str, str]:
+        now = self.clock()
+        while self._burst and self._burst[0] <= now - self.interval:
+            self._burst.popleft()
+        return {
+            "X-HubSpot-RateLimit-Daily": str(self.daily),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily - self._today)),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(self.interval * 1000)),
+            "X-HubSpot-RateLimit-Max": str(self.burst),
+            "X-HubSpot-RateLimit-Remaining": str(max(0, self.burst - len(self._burst))),
+        }
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -493,8 +556,10 @@ class FakeHubSpot(FakeAPIServer):
         data: HubSpotData | None = None,
         time_zone: str = "Europe/Oslo",
         port: int = 0,
+        limits: HubSpotLimits | None = None,
     ) -> None:
         super().__init__(seed=seed, port=port)
+        self.limits = limits
         self.token = token
         self.time_zone = time_zone
         self.data = data or HubSpotData(seed=seed, contacts=contacts)
@@ -540,10 +605,16 @@ class FakeHubSpot(FakeAPIServer):
             "category": category,
         }
 
+    def new_day(self) -> None:
+        """Midnight in the account's time zone: the daily limit starts again."""
+        if self.limits is not None:
+            with self.data_lock:
+                self.limits._today = 0
+
     def rate_limit_body(self, policy: str = "TEN_SECONDLY_ROLLING") -> dict[str, Any]:
         return {
             "status": "error",
-            "message": "You have reached your ten_secondly_rolling limit.",
+            "message": f"You have reached your {policy.lower()} limit.",
             "errorType": "RATE_LIMIT",
             "correlationId": str(uuid.UUID(int=self.rng.getrandbits(128))),
             "policyName": policy,
@@ -562,7 +633,7 @@ class FakeHubSpot(FakeAPIServer):
 
     def authorize(self, request: FakeRequest) -> FakeResponse | None:
         if request.header("authorization") == f"Bearer {self.token}":
-            return None
+            return self._admit(request)
         return self.json(
             self.error_body(
                 401,
@@ -572,8 +643,20 @@ class FakeHubSpot(FakeAPIServer):
             401,
         )
 
-    @staticmethod
-    def _rate_headers() -> dict[str, str]:
+    def _admit(self, request: FakeRequest) -> FakeResponse | None:
+        """The limits: a 429 with the policy broken, or ``None`` (the request is counted)."""
+        if self.limits is None:
+            return None
+        search = request.path.endswith("/search")
+        policy = self.limits.admit(search)
+        if policy is None:
+            return None
+        headers = {} if search else self.limits.headers()
+        return self.json(self.rate_limit_body(policy), 429, headers)
+
+    def _rate_headers(self) -> dict[str, str]:
+        if self.limits is not None:
+            return self.limits.headers()
         return {
             "X-HubSpot-RateLimit-Daily": "500000",
             "X-HubSpot-RateLimit-Daily-Remaining": "499000",

@@ -23,13 +23,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
+import orjson
 import pyarrow as pa
 from pydantic import Field, SecretStr
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
 from kpihub.http import BearerAuth, get_path
 from kpihub_hubspot import mapping
-from kpihub.http import KeysetBound, KeysetPaginator
+from kpihub.http import KeysetBound, KeysetPaginator, RetryDecision
+from kpihub.http.quota import Limit, Observation, Quota
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -90,8 +92,14 @@ class HubSpotSettings(SourceSettings):
     token: SecretStr
     #: Search page size (HubSpot's maximum is 200).
     page_size: int = Field(default=200, ge=1, le=200)
-    #: The search API allows 5 requests/s per account; stay under it.
-    requests_per_second: float | None = 4.0
+    #: No flat pace: the rate budget spends HubSpot's own windows (see ``HubSpotSource.rate_limits``).
+    requests_per_second: float | None = None
+    #: The CRM search API's own limit (requests per second per token; its responses carry no headers).
+    search_per_second: int = Field(default=5, ge=1)
+    #: The burst limit per 10 s assumed until X-HubSpot-RateLimit-Max says it (Free/Starter: 100).
+    burst_per_10s: int = Field(default=100, ge=1)
+    #: Spend HubSpot's limits proactively (off only against a fake that enforces none).
+    rate_budget: bool = True
     max_parallel_streams: int = Field(default=2, ge=1, le=8)
     #: HubSpot's search index trails writes by seconds: read only records modified
     #: at least this long before the sync started, so none is skipped for good.
@@ -342,6 +350,52 @@ class HubSpotSource(Source):
     def auth(self, settings: SourceSettings) -> httpx.Auth:
         return BearerAuth(settings.token)  # type: ignore[attr-defined]
 
+    # -- rate budget (developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines) -----
+
+    def rate_limits(self, settings: SourceSettings) -> list[Limit]:
+        s: HubSpotSettings = settings  # type: ignore[assignment]
+        if not s.rate_budget:
+            return []
+        return [
+            Limit("search", s.search_per_second, 1.0, path=r"/search$"),
+            Limit("burst", s.burst_per_10s, 10.0, path=r"^(?!.*/search$)"),
+            Limit("daily", None, 86_400.0),
+        ]
+
+    @staticmethod
+    def observe_rate(response: httpx.Response) -> list[Observation]:
+        """``X-HubSpot-RateLimit-Max`` / ``-Remaining`` per ``-Interval-Milliseconds``; ``-Daily-Remaining``."""
+        h = response.headers
+        out = []
+        try:
+            if "X-HubSpot-RateLimit-Max" in h:
+                out.append(
+                    Observation(
+                        "burst",
+                        limit=float(h["X-HubSpot-RateLimit-Max"]),
+                        remaining=float(h.get("X-HubSpot-RateLimit-Remaining", h["X-HubSpot-RateLimit-Max"])),
+                        seconds=float(h.get("X-HubSpot-RateLimit-Interval-Milliseconds", 10_000)) / 1000,
+                    )
+                )
+            if float(h.get("X-HubSpot-RateLimit-Daily-Remaining", 1)) <= 0:
+                out.append(Observation("daily", quota=daily_quota()))
+        except ValueError:
+            pass  # a header that is not a number says nothing
+        return out
+
+    @staticmethod
+    def classify(response: httpx.Response) -> RetryDecision | None:
+        """429 ``policyName``: ``DAILY`` is a quota for the rest of the day; a window waits in the budget."""
+        if response.status_code != 429:
+            return None
+        try:
+            policy = orjson.loads(response.content).get("policyName")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        if policy == "DAILY":
+            return RetryDecision(False, reason="quota", quota=daily_quota())
+        return RetryDecision(True, None, "rate")
+
     def check(self, settings: SourceSettings, http: Any) -> CheckResult:
         try:
             account = account_details(http, "check")
@@ -372,13 +426,24 @@ class HubSpotSource(Source):
         server = FakeHubSpot(seed=seed, data=data)
         return DemoSpec(
             server=server,
-            settings={"token": server.token, "requests_per_second": None},
+            settings={"token": server.token, "requests_per_second": None, "rate_budget": False},
             targets=DEMO_TARGETS,
         )
 
 
 class CompaniesStream(SearchStream):
     object_type = "companies"
+
+
+def daily_quota() -> Quota:
+    """HubSpot's daily limit: "resets at midnight based on your time zone setting" (not in the headers)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    return Quota(
+        "HubSpot's daily API limit is reached",
+        resets_at=midnight,
+        resets="resets at midnight in the HubSpot account's time zone",
+    )
 
 
 def _unique(items: Sequence[str]) -> list[str]:
