@@ -96,7 +96,36 @@ def test_offset_paginator_stops_at_row_count_and_puts_params_in_body(server):
     with requester(server) as http:
         pages = list(pag.pages(http, "POST", "/offset", json={"dimensions": []}))
     assert [len(r) for _, r in pages] == [16, 16, 8]
-    assert [r.json()["offset"] for r in server.requests] == [0, 16, 32]
+    assert sorted(r.json()["offset"] for r in server.requests) == [0, 16, 32]  # 16 and 32 fetched ahead, at once
+
+
+def test_offset_pages_are_fetched_ahead_in_order_with_no_request_past_the_total(server):
+    # Issue 14: with 100 ms per response, a sequential loop waits for every page in turn; offset
+    # paging knows its next pages once the total is declared, so they are in flight together.
+    import threading
+    import time
+
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    with requester(server) as http:
+        answer = http.json
+
+        def slow(*args, **kwargs):  # a response that takes 100 ms to come, as real APIs' do
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            try:
+                time.sleep(0.1)
+                return answer(*args, **kwargs)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+
+        http.json = slow  # type: ignore[method-assign]
+        paginator = OffsetPaginator("rows", limit=5, where="body", total_path="rowCount", lookahead=3)
+        pages = list(paginator.pages(http, "POST", "/offset"))
+    assert [x["n"] for _, r in pages for x in r] == list(range(40))  # in order
+    assert peak[0] >= 2
+    assert sorted(r.json()["offset"] for r in server.requests) == list(range(0, 40, 5))  # none past 40, none twice
 
 
 def test_page_token_paginator_treats_empty_token_as_last(server):
