@@ -132,6 +132,10 @@ def run_child(argv: list[str], log: Path, timeout: float) -> Run:
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # the suite stopped (Ctrl-C, SIGTERM): no contender outlives it
+            proc.kill()
+            proc.wait()
+            raise
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
@@ -362,6 +366,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # SIGTERM unwinds like Ctrl-C, so nginx, the proxy and a running contender are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     wanted = [c for c in CONTENDERS if args.contenders is None or c.name in args.contenders or c.name == "floor"]
     contenders = [c for c in wanted if c.available()]
     skipped = [f"{c.label} ({c.needs} is not installed: pip install -e '.[bench]')" for c in wanted if not c.available()]
@@ -386,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                     case = bench_case(args, contenders, shape, size, latency_ms / 1000, root)
                     case["summary"] = summarize(case, contenders)
                     report["cases"].append(case)
+                    if args.json:  # after every case: a run stopped later keeps what it measured
+                        args.json.parent.mkdir(parents=True, exist_ok=True)
+                        args.json.write_text(json.dumps(report, indent=1) + "\n")
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
