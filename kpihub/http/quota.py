@@ -106,10 +106,11 @@ class _Window:
     quota: Quota | None = None
     cost: float = 1.0  # the next request's expected cost: the last one observed
     reported: bool = False  # the platform reports this window's room (its word beats a guess)
+    pruned: float = 0.0  # cost aged out so far (a response reports the window as it was when sent)
 
     def prune(self, now: float) -> None:
         while self.events and self.events[0][0] <= now - self.seconds:
-            self.events.popleft()
+            self.pruned += self.events.popleft()[1]
 
     def used(self, now: float) -> float:
         self.prune(now)
@@ -134,6 +135,7 @@ class _Window:
 @dataclass
 class _Ticket:
     windows: list[tuple[_Window, float]]
+    pruned: dict[int, float] = field(default_factory=dict)  # id(window) -> its pruned when sent
 
 
 class RequestBudget:
@@ -205,7 +207,7 @@ class RequestBudget:
                     for w, cost in booked:
                         w.in_flight += cost
                     self.sent += 1
-                    return _Ticket(booked)
+                    return _Ticket(booked, {id(w): w.pruned for w in windows})
                 if wait == float("inf"):  # room comes back when a request in flight completes
                     self._released.wait(timeout=1.0)
                     continue
@@ -232,10 +234,10 @@ class RequestBudget:
                 w.in_flight = max(0.0, w.in_flight - cost)
                 w.events.append((now, cost))
             for o in observations:
-                self._apply(o, now)
+                self._apply(o, now, ticket)
             self._released.notify_all()
 
-    def _apply(self, o: Observation, now: float) -> None:
+    def _apply(self, o: Observation, now: float, ticket: _Ticket) -> None:
         w = self.window(o.name, o.key)
         if o.seconds is not None:
             w.seconds = o.seconds
@@ -252,8 +254,10 @@ class RequestBudget:
             w.limit = o.remaining + w.used(now)
         elif o.remaining is not None and w.limit is not None:
             ours = w.limit - w.used(now)
-            if o.remaining < ours:  # spent by someone else (another app, another run): theirs
-                w.events.append((now, ours - o.remaining))
+            # The platform counted it when the request arrived: what aged out since was still in.
+            aged = w.pruned - ticket.pruned.get(id(w), w.pruned)
+            if o.remaining + aged < ours:  # spent by someone else (another app, another run): theirs
+                w.events.append((now, ours - o.remaining - aged))
         if o.wait is not None:
             w.blocked_until = max(w.blocked_until, now + o.wait)
         if o.quota is not None:
@@ -289,20 +293,25 @@ class RequestBudget:
 class SimulatedClock:
     """A clock that moves only when someone sleeps on it: a budget's behaviour over hours, in no time.
 
-    ``clock()`` is the time; ``clock.sleep(s)`` moves it ``s`` on (``slept`` keeps every sleep).
-    For tests and for estimating how long a budget makes a sync take; one sleeper at a time is
-    exact, several sleeping at once move it at least as far as real time would (never less).
+    ``clock()`` is the time; ``clock.sleep(s)`` moves it to ``s`` after the time this thread last
+    read (``slept`` keeps every sleep). So threads that read the clock together and sleep for the
+    same wait wake together, as they would in real time. For tests, and for estimating how long a
+    budget makes a sync take.
     """
 
     def __init__(self, start: float = 1_000.0) -> None:
         self.t = start
         self.slept: list[float] = []
         self._lock = threading.Lock()
+        self._seen = threading.local()
 
     def __call__(self) -> float:
+        self._seen.t = self.t
         return self.t
 
     def sleep(self, seconds: float) -> None:
         with self._lock:
             self.slept.append(seconds)
-            self.t += max(0.0, seconds)
+            since = getattr(self._seen, "t", self.t)
+            self.t = max(self.t, since + max(0.0, seconds))
+            self._seen.t = self.t
