@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from kpihub.config import SourceSettings
     from kpihub.http.paginators import Paginator
+    from kpihub.http.quota import Limit, Observation
     from kpihub.http.requester import Requester
     from kpihub.normalize import DriftReport
     from kpihub.reconcile import Expectation
@@ -232,6 +233,15 @@ class Source:
     def headers(self, settings: SourceSettings) -> dict[str, str]:
         """Extra headers sent with every request."""
         return {}
+
+    #: Reads a response's rate-limit headers back into the budget (HubSpot ``X-HubSpot-RateLimit-*``,
+    #: GA4 ``propertyQuota``): ``observe_rate(response) -> list[Observation]``; None reads nothing.
+    observe_rate: ClassVar[Callable[[httpx.Response], list[Observation]] | None] = None
+
+    def rate_limits(self, settings: SourceSettings) -> Sequence[Limit]:
+        """The platform's documented rate windows, spent proactively by every stream and account of
+        the source together (:mod:`kpihub.http.quota`); default: none (429s are still honoured)."""
+        return []
 
     def check(self, settings: SourceSettings, http: Requester) -> CheckResult:
         """Make one cheap authenticated request and say whether the connection works."""

@@ -193,13 +193,12 @@ class Pipeline:
     def budget(self, source: Source, settings: Any) -> RequestBudget | None:
         """The source's rate budget, shared by its streams and accounts: its ``rate_limits(settings)``
         windows, read back from responses by its ``observe_rate`` hook (``None``: the source has none)."""
-        limits = getattr(source, "rate_limits", None)
-        specs = list(limits(settings)) if limits is not None else []
+        specs = list(source.rate_limits(settings))
         if not specs:
             return None
         return RequestBudget(
             specs,
-            observe=getattr(source, "observe_rate", None),
+            observe=source.observe_rate,
             max_wait=settings.max_retry_after,
             **({"sleep": self.sleep} if self.sleep is not None else {}),
             **({"clock": self.clock} if self.clock is not None else {}),
