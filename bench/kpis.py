@@ -12,9 +12,12 @@ Then ``--rounds`` interleaved rounds; each contender is a separate process:
 * ``kpihub-duckdb`` / ``kpihub-parquet``: CTR, CPC, CPA and ROAS per campaign per month over the
   24 months through ``KPIEngine.series(kpi, grain="month", by="campaign")`` (the engine
   ``kpihub kpis --by campaign`` uses), on the DuckDB file / the Parquet lake;
+* ``kpihub-duckdb-many`` / ``kpihub-parquet-many``: the same through ``KPIEngine.series_many``
+  (one scan of the table for the four KPIs);
 * ``sql-duckdb`` / ``sql-parquet``: one hand-written DuckDB query doing the same — Σ÷Σ per campaign
   per month, a spine of every month × every campaign seen (0 sums, null rates where the
   denominator is 0), ``(not set)`` for a null campaign name — with no currency check;
+  ``sql-duckdb-per-kpi`` / ``sql-parquet-per-kpi``: one such query per KPI;
 * ``card-kpihub``: the demo's whole scorecard (``compute_scorecard``, as ``kpihub kpis`` does);
   ``card-kpihub-sub``: the same for the KPIs written by hand below;
 * ``card-sql``: one hand-written query per KPI of that subset (:data:`CARD_SQL`) returning the
@@ -221,7 +224,11 @@ def _live_files(state: dict[str, Any], table: str) -> list[str]:
     return list(entry["files"])
 
 
-def run_kpihub_ads(uri: str, out: str) -> int:
+def run_kpihub_ads_many(uri: str, out: str) -> int:
+    return run_kpihub_ads(uri, out, many=True)
+
+
+def run_kpihub_ads(uri: str, out: str, many: bool = False) -> int:
     import datetime as dt
 
     from kpihub.kpis.engine import KPIEngine
@@ -232,8 +239,16 @@ def run_kpihub_ads(uri: str, out: str) -> int:
     with reg.destination_for(uri).open(uri, read_only=True) as session:
         engine = KPIEngine.for_destination(session, timezone=TZ, catalog=reg.kpis)
         n = 0
+        if many:  # one scan for the four KPIs
+            done = engine.series_many([reg.kpi(k) for k in AD_KPIS], grain="month", start=start, end=end, by="campaign")
         for kpi_id in AD_KPIS:
-            series = engine.series(reg.kpi(kpi_id), grain="month", start=start, end=end, by="campaign")
+            if many:
+                got = done[kpi_id]
+                if isinstance(got, Exception):
+                    raise got
+                series = got
+            else:
+                series = engine.series(reg.kpi(kpi_id), grain="month", start=start, end=end, by="campaign")
             t = series.table
             n = max(n, t.num_rows)
             for period, campaign, value in zip(
@@ -292,7 +307,8 @@ for _kpi, _col in (("leads", "lead"), ("mqls", "mql"), ("sqls", "sql"), ("new_cu
     _card(_kpi, _counts("crm_contacts", f"became_{_col}_at"), lambda r, p: float(r[f"n_{p}"] or 0))
 _card(
     "traffic_to_lead",
-    f"SELECT * FROM ({_counts('crm_contacts', 'became_lead_at')}) AS n, ({_sums(_WEB, 'date', {'d': 'sessions'})}) AS d",
+    f"SELECT * FROM ({_counts('crm_contacts', 'became_lead_at')}) AS n, "
+    f"({_sums(_WEB, 'date', {'d': 'sessions'})}) AS d",
     _ratio("n", "d"),
 )
 
@@ -337,9 +353,11 @@ def run_kpihub_card(project_dir: str, out: str, only: list[str] | None = None) -
 
 CONTENDERS = {
     "kpihub-duckdb": ("duckdb", run_kpihub_ads),
+    "kpihub-duckdb-many": ("duckdb", run_kpihub_ads_many),
     "sql-duckdb": ("duckdb", run_sql_ads),
     "sql-duckdb-per-kpi": ("duckdb", run_sql_ads_per_kpi),
     "kpihub-parquet": ("parquet", run_kpihub_ads),
+    "kpihub-parquet-many": ("parquet", run_kpihub_ads_many),
     "sql-parquet": ("parquet", run_sql_ads),
     "sql-parquet-per-kpi": ("parquet", run_sql_ads_per_kpi),
     "card-kpihub": ("demo", run_kpihub_card),
@@ -350,8 +368,10 @@ CONTENDERS = {
 PAIRS = [
     ("kpihub-duckdb", "sql-duckdb"),
     ("kpihub-duckdb", "sql-duckdb-per-kpi"),
+    ("kpihub-duckdb-many", "sql-duckdb"),
     ("kpihub-parquet", "sql-parquet"),
     ("kpihub-parquet", "sql-parquet-per-kpi"),
+    ("kpihub-parquet-many", "sql-parquet"),
     ("card-kpihub-sub", "card-sql"),
 ]
 
@@ -425,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             where |= {"duckdb": f"duckdb:///{root / 'ads.duckdb'}", "parquet": f"parquet:///{root / 'lake'}"}
         if any(CONTENDERS[n][0] == "demo" for n in names):
             where["demo"] = str(root / "demo") if (root / "demo").exists() else str(make_demo(root, args.demo_scale))
-        print(f"setup: {args.rows:,} ad rows, demo scale {args.demo_scale}: {time.perf_counter() - t0:.1f}s", flush=True)
+        took = time.perf_counter() - t0
+        print(f"setup: {args.rows:,} ad rows, demo scale {args.demo_scale}: {took:.1f}s", flush=True)
         runs: list[dict[str, Any]] = []
         problems: list[str] = []
         for rnd in range(args.rounds):
@@ -442,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for mine, hand in PAIRS:
                 if mine in results and hand in results:
+                    kpis = _kpis_of(hand, results)  # the KPIs written by hand
                     problems += compare(
-                        {k: v for k, v in results[mine].items() if k.split("|")[0] in _kpis_of(hand, results)},
+                        {k: v for k, v in results[mine].items() if k.split("|")[0] in kpis},
                         results[hand],
                         f"round {rnd} {mine} vs {hand}",
                     )
@@ -482,7 +504,8 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
             wall = [a["wall"] / b["wall"] for a, b in zip(by[mine], by[hand], strict=True)]
             ratios[f"{mine}/{hand}"] = {"work": statistics.median(work), "wall": statistics.median(wall)}
             lines.append(
-                f"{mine} ÷ {hand}: work ×{statistics.median(work):.2f} (rounds {', '.join(f'{w:.2f}' for w in work)}),"
+                f"{mine} ÷ {hand}: work ×{statistics.median(work):.2f} "
+                f"(rounds {', '.join(f'{w:.2f}' for w in work)}),"
                 f" wall ×{statistics.median(wall):.2f}"
             )
     if by.get("card-kpihub") and by.get("card-kpihub-sub"):

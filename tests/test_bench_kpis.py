@@ -25,3 +25,56 @@ def test_the_kpi_benchmark_runs_and_kpihub_equals_the_hand_written_sql(tmp_path)
     for name in ("kpihub-duckdb", "sql-duckdb", "sql-duckdb-per-kpi", "kpihub-parquet", "sql-parquet"):
         assert rows[name] == str(24 * math.ceil(20_000 / 731)), (name, done.stdout)
     assert int(rows["card-kpihub"]) > 20 and rows["card-kpihub-sub"] == rows["card-sql"] == "14"
+
+
+def _ads_engine(rows: int = 3_000):
+    import duckdb
+    import pyarrow as pa
+
+    from kpihub.kpis.engine import KPIEngine
+    from kpihub.plugins import Registry
+
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import kpis as bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    con = duckdb.connect()
+    con.register("_ads", pa.concat_tables(bench.generate(rows, chunk=1_000)))
+    con.execute("CREATE TABLE ad_performance_daily AS SELECT * FROM _ads")
+    reg = Registry()
+    return KPIEngine(con, timezone="Europe/Oslo", catalog=reg.kpis), reg
+
+
+def test_series_many_equals_series_kpi_by_kpi():
+    import datetime as dt
+
+    from kpihub.default_plugins.ads_kpis import ADS_KPIS
+
+    engine, _ = _ads_engine()
+    start, end = dt.date(2024, 1, 1), dt.date(2024, 7, 1)
+    for by in (None, "campaign", "platform"):
+        many = engine.series_many(ADS_KPIS, grain="month", start=start, end=end, by=by)
+        for kpi in ADS_KPIS:
+            alone = engine.series(kpi, grain="month", start=start, end=end, by=by)
+            assert many[kpi.id].table.equals(alone.table), (kpi.id, by)  # values, types, order
+            assert many[kpi.id].currency == alone.currency
+
+
+def test_series_many_refuses_what_series_refuses_and_scores_the_rest():
+    import datetime as dt
+
+    from kpihub.default_plugins.ads_kpis import ADS_KPIS
+
+    engine, _ = _ads_engine()
+    engine.con.execute("UPDATE ad_performance_daily SET currency = 'USD' WHERE date = DATE '2024-02-03'")
+    start, end = dt.date(2024, 1, 1), dt.date(2024, 4, 1)
+    many = engine.series_many(ADS_KPIS, grain="month", start=start, end=end, by="campaign")
+    for kpi in ADS_KPIS:
+        try:
+            alone = engine.series(kpi, grain="month", start=start, end=end, by="campaign")
+        except Exception as exc:  # noqa: BLE001 - compared with what series_many returned
+            assert type(many[kpi.id]) is type(exc) and str(many[kpi.id]) == str(exc), kpi.id
+        else:
+            assert many[kpi.id].table.equals(alone.table), kpi.id
+    assert isinstance(many["cpc"], Exception) and not isinstance(many["ctr"], Exception)

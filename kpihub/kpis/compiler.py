@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -61,6 +63,16 @@ def _parse(kpi: KPI, role: str, sql: str, what: str) -> Any:
         raise KPIError(f"KPI {kpi.id!r}: {role} {what} {sql!r} is not valid SQL: {first}") from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _column_names(sql: str) -> tuple[str, ...] | str:
+    """The columns an expression uses, or the first line of its parse error (cached: a scorecard
+    compiles the same few expressions again and again, and parsing is most of compiling)."""
+    try:
+        return tuple(c.name for c in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Column))
+    except ParseError as exc:
+        return str(exc).splitlines()[0]
+
+
 def measure_columns(kpi: KPI, role: str, measure: Measure, schemas: Mapping[str, pa.Schema] | None = None) -> None:
     """Check that every column a measure uses exists in its table."""
     schema = _schema(measure.table, schemas)
@@ -68,7 +80,10 @@ def measure_columns(kpi: KPI, role: str, measure: Measure, schemas: Mapping[str,
     used = [("time column", measure.time)]
     for what, sql in (("expression", measure.expr), ("filter", measure.filter)):
         if sql:
-            used += [(what, c.name) for c in _parse(kpi, role, sql, what).find_all(exp.Column)]
+            columns = _column_names(sql)
+            if isinstance(columns, str):
+                raise KPIError(f"KPI {kpi.id!r}: {role} {what} {sql!r} is not valid SQL: {columns}")
+            used += [(what, c) for c in columns]
     if measure.currency:
         used.append(("currency column", measure.currency))
     if measure.until:
@@ -188,9 +203,10 @@ def _adds_up_to(measure: Measure, schemas: Mapping[str, pa.Schema] | None) -> st
     limits = [measure.max_grain] if measure.max_grain else []
     if measure.agg == "sum" and measure.expr:
         schema = _schema(measure.table, schemas)
-        for column in sqlglot.parse_one(measure.expr, read="duckdb").find_all(exp.Column):
-            if column.name in schema.names:
-                meta = schema.field(column.name).metadata or {}
+        columns = _column_names(measure.expr)
+        for name in columns if isinstance(columns, tuple) else ():
+            if name in schema.names:
+                meta = schema.field(name).metadata or {}
                 if b"kpihub.adds_up_to" in meta:
                     limits.append(meta[b"kpihub.adds_up_to"].decode())
     return min(limits, key=GRAINS.index) if limits else None  # type: ignore[arg-type]
@@ -306,7 +322,7 @@ def compile_kpi(
     start: dt.date,
     end: dt.date,
     timezone: str = "UTC",
-    dialect: str = "duckdb",
+    dialect: str | None = "duckdb",
     schemas: Mapping[str, pa.Schema] | None = None,
     pretty: bool = False,
     fx_currency: str | None = None,
@@ -314,6 +330,9 @@ def compile_kpi(
     by: str | None = None,
 ) -> str:
     """SQL computing ``kpi`` for every ``grain`` period overlapping ``[start, end)``.
+
+    ``dialect=None``: kpihub's DuckDB SQL as generated, not round-tripped through sqlglot (the engine
+    runs it on DuckDB, or transpiles it for its backend, itself: a round trip costs more than a small query).
 
     With ``fx_currency``, money measures convert each row into that currency at its day's rate.
     ``catalog`` (KPI id → KPI) resolves the inputs of ``derived`` KPIs. ``by`` breaks a simple or
@@ -329,6 +348,8 @@ def compile_kpi(
         raise KPIError(f"KPI {kpi.id!r}: {by!r} is not a dimension name")
     ctx = _Context(grain, timezone, schemas, fx_currency, catalog or {}, by)
     sql = _kpi_sql(kpi, starts, ctx, ())
+    if dialect is None:
+        return sql
     return transpile(sql, dialect, pretty=pretty, what=f"KPI {kpi.id!r}")
 
 
@@ -397,11 +418,29 @@ def _final(ctes: list[str], roles: tuple[str, ...], select: str | None = None) -
     return f"WITH {', '.join(ctes)} SELECT spine.period AS period, {select} FROM spine {joins} ORDER BY spine.period"
 
 
+def _shares_scan(a: Measure, b: Measure, fx_currency: str | None) -> bool:
+    """Two measures aggregating the same rows the same way (a ratio's Σclicks ÷ Σimpressions): one scan.
+
+    Not with an FX join, which can repeat a row once per quote currency (a count would see each).
+    """
+    plain = ("sum", "count", "count_distinct")
+    return (
+        a.table == b.table
+        and a.time == b.time
+        and a.filter == b.filter
+        and a.agg in plain
+        and b.agg in plain
+        and a.over_time == b.over_time == "sum"
+        and not _converts(a, fx_currency)
+        and not _converts(b, fx_currency)
+    )
+
+
 def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
     first, stop = starts[0], _after(starts[-1], ctx.grain)
     ctes = [_spine([(d,) for d in starts])]
-    for role, measure in kpi.measures.items():
-        body = _measure_sql(
+    bodies = {
+        role: _measure_sql(
             kpi,
             role,
             measure,
@@ -413,6 +452,16 @@ def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
             fx_currency=ctx.fx_currency,
             by=ctx.by,
         )
+        for role, measure in kpi.measures.items()
+    }
+    roles = list(kpi.measures)
+    if len(roles) == 2 and _shares_scan(*kpi.measures.values(), ctx.fx_currency):
+        # Both aggregates in one scan of the table (the same WHERE and GROUP BY as each measure's own
+        # query, so the same groups and values); each role then reads its column of it.
+        ctes.append(f"m_scan AS ({_one_scan(kpi, ctx, first, stop)})")
+        d = ", dim" if ctx.by else ""
+        bodies = {role: f"SELECT period{d}, value_{i} AS value FROM m_scan" for i, role in enumerate(roles)}
+    for role, body in bodies.items():
         ctes.append(f"m_{role} AS ({body})")
     select = None
     if kpi.kind == "simple" and kpi.measures["value"].over_time != "sum":
@@ -430,6 +479,90 @@ def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
     return (
         f"WITH {', '.join(ctes)} SELECT spine.period AS period, dims.dim AS {_q(ctx.by)}, {select} "
         f"FROM spine CROSS JOIN dims {joins} ORDER BY spine.period, dims.dim"
+    )
+
+
+def _one_scan(
+    kpi: KPI, ctx: _Context, start: dt.date, end: dt.date, measures: Sequence[Measure] | None = None
+) -> str:
+    """``period[, dim], value_0, value_1 …``: ``measures`` (default: ``kpi``'s), which :func:`_shares_scan`,
+    in one query."""
+    measures = list(kpi.measures.values()) if measures is None else list(measures)
+    m = measures[0]
+    local = _measure_local_time(m, ctx.timezone, ctx.schemas)
+    dim = dimension_sql(kpi, m, ctx.by, ctx.schemas) if ctx.by else None
+    aggs = ", ".join(f"{_agg(kpi, x, ctx.fx_currency)} AS value_{i}" for i, x in enumerate(measures))
+    return (
+        f"SELECT CAST(DATE_TRUNC('{ctx.grain}', {local}) AS DATE) AS period{f', {dim} AS dim' if dim else ''}, "
+        f"{aggs} FROM {_q(m.table)} WHERE {_rows_in(m, local, start, end)} GROUP BY 1{', 2' if dim else ''}"
+    )
+
+
+def scan_key(kpi: KPI, fx_currency: str | None = None) -> tuple[str, str, str | None] | None:
+    """``(table, time column, filter)`` of a simple or ratio KPI whose measures all aggregate the same
+    rows, so that several such KPIs can share one scan (:func:`shared_flows_sql`); else None."""
+    if kpi.kind not in ("simple", "ratio"):
+        return None
+    measures = list(kpi.measures.values())
+    if not all(_shares_scan(measures[0], m, fx_currency) for m in measures):
+        return None
+    return measures[0].table, measures[0].time, measures[0].filter
+
+
+_ALIAS = re.compile(r"\bAS (numerator|denominator|value)\b")
+
+
+def shared_flows_sql(
+    kpis: Sequence[KPI],
+    *,
+    grain: Grain,
+    start: dt.date,
+    end: dt.date,
+    timezone: str = "UTC",
+    schemas: Mapping[str, pa.Schema] | None = None,
+    fx_currency: str | None = None,
+    by: str | None = None,
+) -> str:
+    """One DuckDB query for KPIs with the same :func:`scan_key`: ``period`` (and ``by``), then
+    ``numerator_<i>``, ``denominator_<i>`` and ``value_<i>`` of the i-th KPI.
+
+    Each KPI's columns are the expressions :func:`compile_kpi` gives it alone, over the same groups
+    (same rows, same WHERE and GROUP BY), so the same values and types; the table is read once.
+    """
+    starts = period_starts(start, end, grain)
+    if not starts or not kpis:
+        raise KPIError(f"empty date range {start} .. {end} or no KPIs")
+    keys = {scan_key(k, fx_currency) for k in kpis}
+    if len(keys) != 1 or None in keys:
+        raise KPIError("shared_flows_sql needs simple or ratio KPIs that all read the same rows")
+    ctx = _Context(grain, timezone, schemas, fx_currency, {}, by)
+    first, stop = starts[0], _after(starts[-1], grain)
+    measures: list[Measure] = []
+    selects = []
+    for i, kpi in enumerate(kpis):
+        for role, measure in kpi.measures.items():
+            # The checks compile_kpi makes (columns, grain limits, the dimension): the same errors.
+            _measure_sql(
+                kpi, role, measure, grain=grain, start=first, end=stop, timezone=timezone, schemas=schemas,
+                fx_currency=fx_currency, by=by,
+            )  # fmt: skip
+        select = _SIMPLE if kpi.kind == "simple" else _RATIO
+        for role in kpi.measures:
+            select = select.replace(f"m_{role}.value", f"m_scan.value_{len(measures)}")
+            measures.append(kpi.measures[role])
+        selects.append(_ALIAS.sub(lambda m, i=i: f"AS {m.group(1)}_{i}", select))
+    scan = _one_scan(kpis[0], ctx, first, stop, measures)
+    ctes = [_spine([(d,) for d in starts]), f"m_scan AS ({scan})"]
+    if by is None:
+        return (
+            f"WITH {', '.join(ctes)} SELECT spine.period AS period, {', '.join(selects)} FROM spine "
+            "LEFT JOIN m_scan ON m_scan.period = spine.period ORDER BY spine.period"
+        )
+    ctes.append("dims AS (SELECT DISTINCT dim FROM m_scan)")
+    return (
+        f"WITH {', '.join(ctes)} SELECT spine.period AS period, dims.dim AS {_q(by)}, {', '.join(selects)} "
+        "FROM spine CROSS JOIN dims LEFT JOIN m_scan ON m_scan.period = spine.period AND m_scan.dim = dims.dim "
+        "ORDER BY spine.period, dims.dim"
     )
 
 

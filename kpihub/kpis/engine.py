@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import duckdb
@@ -11,7 +12,7 @@ import pyarrow as pa
 
 from kpihub.destinations.base import DestinationSession
 from kpihub.destinations.duckdb import fetch_arrow
-from kpihub.errors import DestinationError, KPIError, MixedCurrencyError
+from kpihub.errors import DestinationError, KPIError, KpihubError, MixedCurrencyError
 from kpihub.kpis.compiler import (
     FX_TABLE,
     Catalog,
@@ -20,6 +21,8 @@ from kpihub.kpis.compiler import (
     currency_check_sql,
     leaves,
     missing_fx_sql,
+    scan_key,
+    shared_flows_sql,
     transpile,
 )
 from kpihub.kpis.periods import Grain, Period
@@ -179,16 +182,7 @@ class KPIEngine:
 
     def series(self, kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date, by: str | None = None) -> KPISeries:
         """``kpi`` for every ``grain`` period overlapping ``[start, end)`` (and value of dimension ``by``)."""
-        needed = leaves(kpi, grain=grain, start=start, end=end, catalog=self.catalog)
-        present = self.tables()
-        missing = [leaf.measure.table for leaf in needed if leaf.measure.table not in present]
-        if missing:
-            raise KPIError(f"KPI {kpi.id!r} needs table {missing[0]!r}, which no sync has written yet")
-        money = [leaf for leaf in needed if leaf.measure.currency]
-        fx = bool(money) and self.currency is not None and FX_TABLE in present  # self.fx without a 2nd lookup
-        currency = self._check_fx(money) if fx else self._currency(kpi, money)
-        if kpi.unit != "currency":
-            currency = None  # checked above, but a rate of money (ROAS, ROI) has no currency
+        currency, fx = self._checked(kpi, grain, start, end, self.tables(), None)
         if kpi.kind == "model":
             from kpihub.models import model_series
 
@@ -202,8 +196,77 @@ class KPIEngine:
             fx_currency=self.currency if fx else None,
             catalog=self.catalog,
             by=by,
+            # Flows' SQL is DuckDB as generated: the backend runs (or transpiles) it itself, without the
+            # sqlglot round trip that costs more than a small query. Other kinds lean on the round trip.
+            dialect=None if kpi.kind in ("simple", "ratio") else "duckdb",
         )
         return KPISeries(kpi, grain, self.query(kpi, sql), currency)
+
+    def series_many(
+        self, kpis: Sequence[KPI], *, grain: Grain, start: dt.date, end: dt.date, by: str | None = None
+    ) -> dict[str, KPISeries | KpihubError]:
+        """:meth:`series` of each KPI (or the error it raises), with one scan of a table for all the
+        simple and ratio KPIs that aggregate the same rows (CTR, CPC, CPA, ROAS), and each currency
+        check run once. The values, types and errors are those :meth:`series` gives each KPI alone."""
+        out: dict[str, KPISeries | KpihubError] = {}
+        present = self.tables()
+        memo: dict[str, pa.Table] = {}  # currency-check SQL → its rows: CPC, CPA and ROAS check one column
+        groups: dict[tuple[Any, ...], list[tuple[KPI, str | None]]] = {}
+        for kpi in kpis:
+            try:
+                currency, fx = self._checked(kpi, grain, start, end, present, memo)
+            except KpihubError as exc:
+                out[kpi.id] = exc
+                continue
+            key = scan_key(kpi, self.currency if fx else None)
+            if self.con is None or key is None or fx or (by and kpi.kind == "simple"):
+                out[kpi.id] = self._series_or_error(kpi, grain, start, end, by)
+            else:
+                groups.setdefault(key, []).append((kpi, currency))
+        for members in groups.values():
+            if len(members) == 1:
+                kpi = members[0][0]
+                out[kpi.id] = self._series_or_error(kpi, grain, start, end, by)
+                continue
+            try:
+                sql = shared_flows_sql(
+                    [k for k, _ in members], grain=grain, start=start, end=end, timezone=self.timezone, by=by
+                )
+                table = self.backend.query(sql)
+            except (KpihubError, duckdb.Error, DestinationError):
+                # Each KPI alone says what is wrong with it (and the others still run).
+                for kpi, _ in members:
+                    out[kpi.id] = self._series_or_error(kpi, grain, start, end, by)
+                continue
+            head = ["period", by] if by else ["period"]
+            for i, (kpi, currency) in enumerate(members):
+                cols = [f"numerator_{i}", f"denominator_{i}", f"value_{i}"]
+                part = table.select(head + cols).rename_columns([*head, "numerator", "denominator", "value"])
+                out[kpi.id] = KPISeries(kpi, grain, part, currency)
+        return {kpi.id: out[kpi.id] for kpi in kpis}
+
+    def _series_or_error(
+        self, kpi: KPI, grain: Grain, start: dt.date, end: dt.date, by: str | None
+    ) -> KPISeries | KpihubError:
+        try:
+            return self.series(kpi, grain=grain, start=start, end=end, by=by)
+        except KpihubError as exc:
+            return exc
+
+    def _checked(
+        self, kpi: KPI, grain: Grain, start: dt.date, end: dt.date, present: set[str], memo: dict[str, pa.Table] | None
+    ) -> tuple[str | None, bool]:
+        """``(currency, fx)`` of ``kpi`` over the range once its tables exist and its money adds up."""
+        needed = leaves(kpi, grain=grain, start=start, end=end, catalog=self.catalog)
+        missing = [leaf.measure.table for leaf in needed if leaf.measure.table not in present]
+        if missing:
+            raise KPIError(f"KPI {kpi.id!r} needs table {missing[0]!r}, which no sync has written yet")
+        money = [leaf for leaf in needed if leaf.measure.currency]
+        fx = bool(money) and self.currency is not None and FX_TABLE in present  # self.fx without a 2nd lookup
+        currency = self._check_fx(money) if fx else self._currency(kpi, money, memo)
+        if kpi.unit != "currency":
+            currency = None  # checked above, but a rate of money (ROAS, ROI) has no currency
+        return currency, fx
 
     def query(self, kpi: KPI, sql: str) -> pa.Table:
         """Run ``kpi``'s SQL; a database error is a one-line KPIError naming the KPI."""
@@ -232,12 +295,18 @@ class KPIEngine:
                 )
         return self.currency
 
-    def _currency(self, kpi: KPI, money: list[Leaf]) -> str | None:
+    def _currency(self, kpi: KPI, money: list[Leaf], memo: dict[str, pa.Table] | None = None) -> str | None:
         found: set[str] = set()
         unnamed = 0
         for leaf in money:
             sql = currency_check_sql(leaf.measure, start=leaf.start, end=leaf.end, timezone=self.timezone)
-            for r in self.query(kpi, sql).to_pylist():
+            if memo is None:
+                rows = self.query(kpi, sql)
+            elif sql in memo:
+                rows = memo[sql]
+            else:
+                rows = memo[sql] = self.query(kpi, sql)
+            for r in rows.to_pylist():
                 if r["currency"] is None:
                     unnamed += r["n"]
                 else:
