@@ -486,8 +486,12 @@ def test_breakdown_by_channel_fills_counts_and_leaves_empty_ratios_null():
         (FEB, "google_ads"): None,
         (FEB, "meta_ads"): None,
     }
-    clicks = e.series(KPIS["clicks"], grain="month", start=JAN, end=MAR, by="platform").breakdown("platform")
+    series = e.series(KPIS["clicks"], grain="month", start=JAN, end=MAR, by="platform")
+    clicks = series.breakdown("platform")
     assert clicks[(FEB, "meta_ads")] == 0.0 and clicks[(JAN, "meta_ads")] == 30.0
+    # One row per period and value: a simple KPI's breakdown listed a value once per period it had rows in.
+    pairs = list(zip(series.table["period"].to_pylist(), series.table["platform"].to_pylist(), strict=True))
+    assert len(pairs) == len(set(pairs)) == 4
     by_campaign = e.series(KPIS["clicks"], grain="month", start=JAN, end=FEB, by="campaign_id").breakdown("campaign_id")
     assert by_campaign == {(JAN, "c1"): 50.0, (JAN, "c2"): 30.0}  # a plain column works too
     with pytest.raises(

@@ -473,7 +473,7 @@ def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
         return _final(ctes, tuple(kpi.measures), select)
     # Every period × every value seen in any measure, so counts still fill with 0.
     roles = tuple(kpi.measures)
-    ctes.append("dims AS (" + " UNION ".join(f"SELECT dim FROM m_{r}" for r in roles) + ")")
+    ctes.append("dims AS (" + " UNION ".join(f"SELECT DISTINCT dim FROM m_{r}" for r in roles) + ")")
     joins = " ".join(f"LEFT JOIN m_{r} ON m_{r}.period = spine.period AND m_{r}.dim = dims.dim" for r in roles)
     select = select or (_SIMPLE if roles == ("value",) else _RATIO)
     return (
