@@ -39,6 +39,7 @@ def pipeline(tmp_path: Path, server: FakeHubSpot, registry: Registry, dest: str 
         "base_url": server.url,
         "token": server.token,
         "requests_per_second": None,
+        "rate_budget": False,  # the fake enforces no limits unless told (test_hubspot_rate_budget.py)
         "search_lag_seconds": 0,
         "max_attempts": 3,
         **settings,
@@ -383,7 +384,8 @@ class TestHubSpotConformance(SourceConformance):
         return FakeHubSpot(seed=21, contacts=1_500)
 
     def settings(self, server) -> dict:
-        return {"base_url": server.url, "token": server.token, "requests_per_second": None, "search_lag_seconds": 0}
+        # The fake enforces no limits unless told (test_hubspot_rate_budget.py): no pacing here.
+        return {"base_url": server.url, "token": server.token, "rate_budget": False, "search_lag_seconds": 0}
 
     def fault_settings(self, server) -> dict:
         return {**self.settings(server), "page_size": 25}

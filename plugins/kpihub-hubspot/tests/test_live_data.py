@@ -35,6 +35,7 @@ def pipeline(tmp_path: Path, server: FakeHubSpot, registry: Registry, page_size:
         "base_url": server.url,
         "token": server.token,
         "requests_per_second": None,
+        "rate_budget": False,  # the fake enforces no limits here: nothing to pace
         "search_lag_seconds": 0,
         "page_size": page_size,
     }
