@@ -460,18 +460,26 @@ class FakeStripe(FakeAPIServer):
         message = f"Invalid API Key provided: {masked}" if key else "You did not provide an API key."
         return self.json(self.error_body(401, message), 401)
 
-    @route("GET", r"/v1/(?P<kind>customers|charges|refunds|subscriptions|invoices)")
-    def list_objects(self, request: FakeRequest) -> FakeResponse:
-        kind = request.params["kind"]
+    def _list_request(self, request: FakeRequest) -> tuple[str, int, FakeResponse | None]:
+        """A list request's API version and ``limit``, or Stripe's 400 when either is invalid."""
         version = request.header("stripe-version") or self.api_version
         if not _VERSION.fullmatch(version):
-            return self.json(self.error_body(400, f"Invalid Stripe API version: {version}"), 400)
+            return version, 0, self.json(self.error_body(400, f"Invalid Stripe API version: {version}"), 400)
         try:
             limit = int(request.query.get("limit", "10"))
         except ValueError:
             limit = 0
         if not 1 <= limit <= 100:
-            return self.json(self.error_body(400, "Invalid integer: limit must be between 1 and 100"), 400)
+            message = "Invalid integer: limit must be between 1 and 100"
+            return version, limit, self.json(self.error_body(400, message), 400)
+        return version, limit, None
+
+    @route("GET", r"/v1/(?P<kind>customers|charges|refunds|subscriptions|invoices)")
+    def list_objects(self, request: FakeRequest) -> FakeResponse:
+        kind = request.params["kind"]
+        version, limit, refused = self._list_request(request)
+        if refused is not None:
+            return refused
         rows = list(self.data.objects[kind].values())
         if kind == "subscriptions" and request.query.get("status", "") != "all":
             rows = [r for r in rows if r["status"] != "canceled"]
@@ -496,15 +504,9 @@ class FakeStripe(FakeAPIServer):
         filtered by ``created[…]`` and ``types[]`` (up to 20 exact names) or ``type`` (``*``
         wildcards), "but not both". Events keep the version they were rendered in: the request's
         ``Stripe-Version`` is checked, not applied. (The 400 messages are the fake's own wording.)"""
-        version = request.header("stripe-version") or self.api_version
-        if not _VERSION.fullmatch(version):
-            return self.json(self.error_body(400, f"Invalid Stripe API version: {version}"), 400)
-        try:
-            limit = int(request.query.get("limit", "10"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 100:
-            return self.json(self.error_body(400, "Invalid integer: limit must be between 1 and 100"), 400)
+        version, limit, refused = self._list_request(request)
+        if refused is not None:
+            return refused
         # Arrays arrive as types[]=a&types[]=b (or types[0]=a&types[1]=b, as Stripe's libraries send them).
         types = [v for k, vs in request.query_lists.items() if re.fullmatch(r"types\[\d*\]", k) for v in vs]
         pattern = request.query.get("type")

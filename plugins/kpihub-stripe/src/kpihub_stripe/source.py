@@ -242,15 +242,6 @@ SUBSCRIPTION_CHANGES = Changes(
 )
 
 
-def _last_id(body: Mapping[str, Any], records: list[dict[str, Any]]) -> str | None:
-    """Stripe's cursor: the last object's id while ``has_more``."""
-    if not body.get("has_more"):
-        return None
-    if not records:
-        raise MalformedResponseError("Stripe sent has_more with no objects: nothing to page on from")
-    return str(records[-1]["id"])
-
-
 def _unix(value: dt.datetime) -> int:
     return int(value.timestamp())
 
