@@ -76,9 +76,7 @@ class ChunkCommitter:
         self.drift = DriftReport()
         self.target: CanonicalTable | None = canonical_table(stream.canonical_table) if stream.canonical_table else None
         #: Canonical rows wait for the final commit when the table's rows add up (see the module docstring).
-        self.canonical_at_end = self.target is not None and any(
-            additivity(f) == "additive" for f in self.target.schema
-        )
+        self.canonical_at_end = self.target is not None and any(additivity(f) == "additive" for f in self.target.schema)
         self._canonical_pending: pa.Table | None = None
         self._batches: list[pa.RecordBatch] = []
         self._rejected: list[Rejected] = []
@@ -130,13 +128,10 @@ class ChunkCommitter:
             self.pending_rows += batch.num_rows
         self._rejected.extend(rejected)
 
-    def commit(
-        self, *, final: bool, schema: pa.Schema, state: dict[str, Any] | None = None, hold_cursor: bool = False
-    ) -> None:
+    def commit(self, *, final: bool, schema: pa.Schema, hold_cursor: bool = False) -> None:
         """Commit what is pending; ``final`` when the stream read everything it was going to.
 
         :param schema: the stream's (normalized) schema, for a commit with no rows.
-        :param state: extra entries for the stream's state (the engine's facts on the stream).
         :param hold_cursor: save the cursor the stream started from, whatever was read (a gap was found).
         """
         if not final and not self._batches and not self._rejected:
@@ -171,13 +166,12 @@ class ChunkCommitter:
         # canonical rows it covers are written).
         moves = final or (self.stream.sorted_by_cursor and not self.canonical_at_end and not self.staged)
         new_cursor = self.start_cursor if hold_cursor else self.cursor if moves else self.committed_cursor
-        if final and self.ctx.window is not None:  # a report stream's state is its window, not rows
-            state = {"window": [d.isoformat() for d in self.ctx.window], **(state or {})}
         entry: dict[str, Any] = {
             "records": self.records + table.num_rows,
             "synced_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            **(state or {}),
         }
+        if final and self.ctx.window is not None:  # a report stream's state is its window, not rows
+            entry["window"] = [d.isoformat() for d in self.ctx.window]
         if new_cursor is not None:
             entry["cursor"], entry["cursor_type"] = encode_cursor(new_cursor)
         # A staged run leaves the state alone until the swap: the tables it describes did not change.
@@ -198,7 +192,9 @@ class ChunkCommitter:
         scope = self._window(self.stream.cursor_field) or None
         if scope is not None and table.num_rows:
             self._check_in_window(table)
-        return self._staged_write(self.raw_table, table, mode, self.stream.primary_key, scope, final, self.ctx.source_id)
+        return self._staged_write(
+            self.raw_table, table, mode, self.stream.primary_key, scope, final, self.ctx.source_id
+        )
 
     def _check_in_window(self, table: pa.Table) -> None:
         """A row outside the days the stream re-reads would never be replaced again: refuse it."""

@@ -57,7 +57,9 @@ def conform(mapped: pa.Table, target: CanonicalTable, *, source: str, stream: st
             continue
         if f.name not in mapped.column_names:
             if not f.nullable:
-                raise NormalizationError(f"{where} did not return required column {f.name!r}", stream=stream, field=f.name)
+                raise NormalizationError(
+                    f"{where} did not return required column {f.name!r}", stream=stream, field=f.name
+                )
             continue
         column = mapped[f.name]
         try:
@@ -110,7 +112,9 @@ def aggregate_to_grain(table: pa.Table, target: CanonicalTable, *, stream: str) 
     return out, table.num_rows - out.num_rows
 
 
-def _refuse(grouped: pa.Table, target: CanonicalTable, key: Sequence[str], name: str, differs: pa.Array, stream: str) -> None:
+def _refuse(
+    grouped: pa.Table, target: CanonicalTable, key: Sequence[str], name: str, differs: pa.Array, stream: str
+) -> None:
     row = grouped.filter(differs).slice(0, 1).to_pylist()[0]
     shown = ", ".join(f"{k}={row[k]!s}" for k in key if k != "source_id")
     kind = "a snapshot" if additivity(target.schema.field(name)) == "snapshot" else "not a measure that adds up"

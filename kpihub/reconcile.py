@@ -90,11 +90,15 @@ class Tally:
         for e in expectations:
             unknown = [k for k, _ in e.where if k not in self.keys]
             if unknown:
-                raise ValueError(f"expect_total(where={dict(e.where)}): {unknown[0]!r} is not in the stream's reconcile_by")
+                raise ValueError(
+                    f"expect_total(where={dict(e.where)}): {unknown[0]!r} is not in the stream's reconcile_by"
+                )
             loaded = self.loaded(e)
             difference = abs(float(loaded) - float(e.expected))
             if difference > max(e.tolerance, e.relative * abs(float(e.expected))):
-                out.append({"column": e.column, "scope": e.scope, "loaded": _number(loaded), "expected": _number(e.expected)})
+                out.append(
+                    {"column": e.column, "scope": e.scope, "loaded": _number(loaded), "expected": _number(e.expected)}
+                )
         return out
 
 

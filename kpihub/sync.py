@@ -538,7 +538,9 @@ class _StreamRunner:
 
 
 def _mismatch(found: list[dict[str, Any]]) -> str:
-    shown = "; ".join(f"{m['column']} ({m['scope']}): loaded {m['loaded']}, the platform says {m['expected']}" for m in found)
+    shown = "; ".join(
+        f"{m['column']} ({m['scope']}): loaded {m['loaded']}, the platform says {m['expected']}" for m in found
+    )
     return (
         f"the loaded rows do not add up to the platform's totals: {shown} (if the platform revised the data "
         "while it was read, the next sync reads it again: the state was kept)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -41,7 +40,8 @@ def test_a_misnamed_canonical_column_fails_the_stream_naming_it(tmp_path, toy_se
     (stream,) = result.streams
     assert stream.status == "failed"
     assert stream.error.startswith(
-        "source 'toy', stream 'items': to_canonical for 'orders' returned column 'ordered_on', which orders does not have"
+        "source 'toy', stream 'items': to_canonical for 'orders' returned column 'ordered_on', "
+        "which orders does not have"
     )
 
 
@@ -100,7 +100,9 @@ def test_a_short_total_in_a_sorted_stream_holds_the_state_though_chunks_were_com
     toy_server.undelivered = 2
     result = p.sync()
     (stream,) = result.streams
-    assert stream.status == "incomplete" and stream.error.startswith("read 250 distinct records but the API declared 252")
+    assert stream.status == "incomplete" and stream.error.startswith(
+        "read 250 distinct records but the API declared 252"
+    )
     with p.open_destination(read_only=True) as s:
         assert "cursor" not in s.get_state("toy.items")
         assert s.read_table("toy_items").num_rows == 250

@@ -54,7 +54,12 @@ def toml_value(value: Any) -> str:
 
 def write_project(where: Path, source: str, settings: dict[str, Any]) -> Path:
     where.mkdir(parents=True, exist_ok=True)
-    lines = ["[project]", f'destination = "duckdb:///{where}/conformance.duckdb"', "chunk_rows = 100", f"[sources.{source}]"]
+    lines = [
+        "[project]",
+        f'destination = "duckdb:///{where}/conformance.duckdb"',
+        "chunk_rows = 100",
+        f"[sources.{source}]",
+    ]
     lines += [f"{k} = {toml_value(v)}" for k, v in settings.items() if v is not None]
     (where / "kpihub.toml").write_text("\n".join(lines) + "\n")
     return where / "kpihub.toml"

@@ -59,7 +59,10 @@ def truth(server: FakeGA4, since: str) -> dict[dt.date, int]:
 def test_rows_of_one_canonical_key_add_up_and_a_resync_keeps_the_totals(tmp_path, chunk_rows):
     c = test_ga4.TestGA4Conformance()
     with FakeGA4LandingPages(seed=6, start=dt.date(2026, 6, 1), end=dt.date(2026, 6, 12)) as server:
-        settings = {**c.settings(server), "dimensions": ["date", "sessionSource", "sessionMedium", "sessionCampaignName", "landingPage"]}
+        settings = {
+            **c.settings(server),
+            "dimensions": ["date", "sessionSource", "sessionMedium", "sessionCampaignName", "landingPage"],
+        }
         p = c.pipeline(tmp_path, settings)
         p.project.settings.chunk_rows = chunk_rows
         first = p.sync()

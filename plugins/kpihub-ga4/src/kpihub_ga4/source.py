@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -41,8 +41,18 @@ DEFAULT_METRICS = [
 ]
 #: Metrics whose report total is the sum of the rows (a users total counts each user once).
 ADDITIVE_METRICS = frozenset(
-    {"sessions", "newUsers", "engagedSessions", "screenPageViews", "eventCount", "conversions", "keyEvents",
-     "totalRevenue", "purchaseRevenue", "userEngagementDuration"}
+    {
+        "sessions",
+        "newUsers",
+        "engagedSessions",
+        "screenPageViews",
+        "eventCount",
+        "conversions",
+        "keyEvents",
+        "totalRevenue",
+        "purchaseRevenue",
+        "userEngagementDuration",
+    }
 )
 #: Types of common metrics, so the schema is known before the first response.
 KNOWN = {
@@ -258,7 +268,7 @@ REPORT_PATH = r"/properties/(\d+):run\w*Report"
 
 
 def daily_quota() -> Quota:
-    """"Daily quotas refresh at midnight PST" (developers.google.com/analytics/devguides/reporting/data/v1/quotas)."""
+    """ "Daily quotas refresh at midnight PST" (developers.google.com/analytics/devguides/reporting/data/v1/quotas)."""
     from zoneinfo import ZoneInfo
 
     pacific = ZoneInfo("America/Los_Angeles")
@@ -306,7 +316,10 @@ class GA4Source(Source):
 
     def rate_limits(self, settings: SourceSettings) -> list[Limit]:
         """Tokens per hour (rolling) and per day, per property; their sizes come from ``propertyQuota``."""
-        return [Limit("tokens_hour", None, 3600.0, path=REPORT_PATH), Limit("tokens_day", None, 86_400.0, path=REPORT_PATH)]
+        return [
+            Limit("tokens_hour", None, 3600.0, path=REPORT_PATH),
+            Limit("tokens_day", None, 86_400.0, path=REPORT_PATH),
+        ]
 
     def streams(self, settings: SourceSettings) -> list[Stream]:
         s: GA4Settings = settings  # type: ignore[assignment]
