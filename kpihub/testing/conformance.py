@@ -315,14 +315,10 @@ class SourceConformance:
     ) -> dict[str, Any]:
         p = self.pipeline(where, settings, dest="parquet", sleep=sleep)
         self.sync(p)
-        found: dict[str, Any] = {}
+        found: dict[str, Any] = dict(self._tables(p, server))
         with p.open_destination(read_only=True) as session:
             for stream in self._streams(server):
                 name = f"{self.source.name}_{stream.name}"
-                table = session.read_table(name)
-                table = table.drop_columns([c for c in table.column_names if c.startswith("_")])
-                rows = table.to_pylist()
-                found[name] = sorted(rows, key=repr)
                 found[f"state:{name}"] = decode_cursor(session.get_state(f"{self.source.name}.{stream.name}"))
         return found
 
