@@ -291,11 +291,15 @@ class Normalizer:
         self._declared = frozenset(schema.names)
         self._page = DriftReport()  # this page's drift
         self._bad_rows: dict[int, tuple[str, str]] = {}  # this page: record index → (field, reason)
+        #: Fields whose values come in another JSON type than their declared wire type: name → the
+        #: kind the API sends (learnt on a slow-path page), so later pages build column-wise.
+        self._sent_kinds: dict[str, str] = {}
+        self._seen_kinds: dict[str, str] = {}  # this page's learnt kinds, applied after the page
         self._rebuild()
 
     def _rebuild(self) -> None:
         self._paths = {f.name: field_path(f) for f in self.schema}
-        self._kinds = {f.name: _wire_kind(f, self.wire_strings) for f in self.schema}
+        self._kinds = {f.name: self._sent_kinds.get(f.name) or _wire_kind(f, self.wire_strings) for f in self.schema}
         tree: dict[str, Any] = {}
         for f in self.schema:
             node = tree
@@ -332,11 +336,14 @@ class Normalizer:
 
     def normalize(self, records: Sequence[Mapping[str, Any]]) -> Normalized:
         """Convert one page of JSON records; the schema may grow or widen (reported in the drift)."""
-        self._page, self._bad_rows = DriftReport(), {}
+        self._page, self._bad_rows, self._seen_kinds = DriftReport(), {}, {}
         try:
             batch, rejected = self._convert(records)
         finally:
             self.drift.merge(self._page)
+        if self._seen_kinds:
+            self._sent_kinds.update(self._seen_kinds)
+            self._rebuild()
         return Normalized(batch, rejected, self._page)
 
     def _convert(self, records: Sequence[Mapping[str, Any]]) -> tuple[pa.RecordBatch, list[Rejected]]:
@@ -467,6 +474,7 @@ class Normalizer:
         for f in self.schema:
             path, kind = self._paths[f.name], self._kinds[f.name]
             out: list[Any] = []
+            sent: set[str] = set()
             for r in records:
                 value = get_path(r, path)
                 try:
@@ -474,10 +482,15 @@ class Normalizer:
                 except (ValueError, TypeError):
                     converted = _python_to_wire(value, "string") if kind == "string" else None
                     self._bad_value(f.name, records, len(out), value, target=f.type)
+                if value is not None:
+                    sent.add(_kind_of(value))
                 if converted is not None and type(converted) is not type(value):
                     self._page.converted[f.name] += 1
                 out.append(converted)
             arrays[path] = pa.array(out, type=_WIRE_TYPES[kind])
+            native = _native_kind(sent, f.type)
+            if native is not None and native != kind:
+                self._seen_kinds[f.name] = native
         return _nest(arrays, self._tree, "")
 
     def _coerce(self, column: pa.Array, f: pa.Field, records: Sequence[Mapping[str, Any]]) -> pa.Array:
@@ -576,6 +589,23 @@ def _number(text: str, type_: pa.DataType) -> Any:
     if pa.types.is_integer(type_):
         return int(text)
     return float(text)
+
+
+def _native_kind(sent: set[str], target: pa.DataType) -> str | None:
+    """The wire kind to read a field in when the API sends ``sent`` kinds, or None to keep it.
+
+    Only where the column-wise cast from that kind gives what the value-by-value conversion gives
+    (strings are cast by :func:`coerce_array`, ints to strings and epochs like ``str(value)``).
+    """
+    if sent == {"string"}:
+        return "string"
+    if sent == {"bool"} and pa.types.is_boolean(target):
+        return "bool"
+    if sent == {"int"} and (pa.types.is_integer(target) or pa.types.is_timestamp(target) or pa.types.is_string(target)):
+        return "int"
+    if sent <= {"int", "float"} and "float" in sent and pa.types.is_floating(target):
+        return "float"
+    return None
 
 
 def _kind_of(sample: Any) -> str:

@@ -149,3 +149,43 @@ def test_declared_fields_keep_their_type():
     n = Normalizer("things", pa.schema([pa.field("id", pa.string()), pa.field("x", pa.int64())]), primary_key=("id",))
     with pytest.raises(NormalizationError, match="field 'x'"):
         n.normalize([{"id": "a", "x": 1.5}])
+
+
+def _pages(n_pages: int, make: object) -> list[list[dict]]:
+    return [[make(p * 100 + i) for i in range(100)] for p in range(n_pages)]  # type: ignore[operator]
+
+
+def test_a_field_sent_in_another_json_type_is_read_natively_from_then_on():
+    # A wire-strings stream whose "flag" is a JSON bool (HubSpot's top-level "archived" is, when the
+    # author does not declare wire "bool"): the first page converts value by value, then the field's
+    # wire type follows what the API sends, so later pages take the column-wise path.
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("flag", pa.bool_()), pa.field("n", pa.int64())])
+    n = Normalizer("s", schema, wire_strings=True)
+    pages = _pages(3, lambda i: {"id": str(i), "flag": i % 2 == 0, "n": str(i)})
+    batches = [n.to_batch(p) for p in pages]
+    assert [r["flag"] for b in batches for r in b.to_pylist()] == [i % 2 == 0 for i in range(300)]
+    assert [r["n"] for b in batches for r in b.to_pylist()] == list(range(300))
+    assert n.drift.converted == {"flag": 100}  # the first page only: the others were read as bools
+
+
+def test_a_field_that_goes_back_to_its_declared_json_type_is_still_read_right():
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("flag", pa.bool_())])
+    n = Normalizer("s", schema, wire_strings=True)
+    first = n.to_batch([{"id": "1", "flag": True}, {"id": "2", "flag": False}])
+    then = n.to_batch([{"id": "3", "flag": "true"}, {"id": "4", "flag": "FALSE"}, {"id": "5", "flag": None}])
+    mixed = n.to_batch([{"id": "6", "flag": "true"}, {"id": "7", "flag": False}])
+    assert first.column("flag").to_pylist() == [True, False]
+    assert then.column("flag").to_pylist() == [True, False, None]
+    assert mixed.column("flag").to_pylist() == [True, False]
+
+
+def test_numbers_sent_as_strings_to_an_integer_field_are_read_column_wise():
+    # Google Ads sends int64 fields as JSON strings ("clicks": "12"): a field declared int64 reads them.
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("clicks", pa.int64())])
+    n = Normalizer("s", schema)
+    pages = _pages(2, lambda i: {"id": str(i), "clicks": str(i)})
+    out = [r["clicks"] for p in pages for r in n.to_batch(p).to_pylist()]
+    assert out == list(range(200))
+    assert n.drift.converted == {"clicks": 100}
+    with pytest.raises(NormalizationError, match="clicks"):
+        n.to_batch([{"id": "x", "clicks": "12.5"}])
