@@ -293,3 +293,12 @@ def test_rate_limiter_spaces_requests():
     for _ in range(5):
         limiter.acquire()
     assert slept == pytest.approx([0.25, 0.25, 0.25, 0.25])
+
+
+def test_integers_beyond_64_bits_are_read_exactly_and_long_digit_strings_stay_strings():
+    from kpihub.http.requester import _loads
+
+    big = 123456789012345678901234567890
+    assert _loads(b'{"n": %d, "m": -%d}' % (big, big)) == {"n": big, "m": -big}
+    assert _loads(b'{"id": "123456789012345678901234", "x": 1.5}') == {"id": "123456789012345678901234", "x": 1.5}
+    assert _loads(b'{"x": 0.123456789012345678901234}') == {"x": 0.123456789012345678901234}
