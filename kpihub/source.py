@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,7 +30,18 @@ if TYPE_CHECKING:
     from kpihub.reconcile import Expectation
     from kpihub.testing.server import FakeAPIServer
 
-__all__ = ["CheckResult", "DemoSpec", "Page", "Source", "Stream", "StreamContext", "WriteMode"]
+__all__ = [
+    "CheckResult",
+    "DemoSpec",
+    "Estimate",
+    "Page",
+    "PlanContext",
+    "Requests",
+    "Source",
+    "Stream",
+    "StreamContext",
+    "WriteMode",
+]
 
 WriteMode = Literal["append", "replace", "merge"]
 #: One page from ``Stream.read``: raw JSON records, or batches already in the stream schema.
@@ -153,6 +165,177 @@ class StreamContext:
         )
 
 
+@dataclass(frozen=True)
+class Requests:
+    """``count`` requests a stream expects to send as ``method path`` (for ``kpihub plan``).
+
+    The path is matched against the source's limits as the rate budget matches a real request,
+    so a per-account or per-property window gets its own share. ``cost`` is what one request
+    spends of the limits it counts in: 1 (a request), or a platform's units (GA4 tokens); a
+    mapping gives it per limit name (limits it does not name count 1).
+    """
+
+    count: int
+    path: str = ""
+    method: str = "GET"
+    cost: float | Mapping[str, float] = 1.0
+
+    def cost_in(self, limit: str) -> float:
+        """What one of these requests spends of the limit named ``limit``."""
+        if isinstance(self.cost, Mapping):
+            return float(self.cost.get(limit, 1.0))
+        return float(self.cost)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a stream's next sync would read and send (:meth:`Stream.estimate`), known without a request.
+
+    :param mode: ``full`` (the whole table, or everything since ``start_date`` on a first sync),
+        ``incremental`` (what changed since the cursor) or ``window`` (a report stream's days).
+    :param since: where the read starts: the cursor, the first day; ``None`` for the beginning.
+    :param until: the last day a window reads; ``None`` for "until now".
+    :param requests: the requests it sends, by endpoint.
+    :param records: the records it should meet (``None``: not known before reading).
+    :param at_least: ``requests`` is a lower bound (what changed since the cursor is not known offline).
+    :param basis: how the numbers were worked out, in one line.
+    """
+
+    mode: Literal["full", "incremental", "window"]
+    since: Any = None
+    until: Any = None
+    requests: tuple[Requests, ...] = ()
+    records: int | None = None
+    at_least: bool = False
+    basis: str = ""
+
+    @property
+    def request_count(self) -> int:
+        return sum(r.count for r in self.requests)
+
+
+class PlanContext:
+    """What :meth:`Stream.estimate` may use: the settings, the stream's committed state and the clock.
+
+    There is no HTTP here: a plan sends no request. The helpers work out what the default
+    estimate needs, and what a connector's own estimate usually needs too.
+    """
+
+    def __init__(
+        self,
+        *,
+        source_id: str,
+        stream: str,
+        settings: SourceSettings,
+        state: Mapping[str, Any] | None,
+        full_refresh: bool = False,
+        now: dt.datetime | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self.stream = stream
+        self.settings = settings
+        self.full_refresh = full_refresh
+        #: The state the next sync reads from (``None``: a first sync, or ``--full-refresh``).
+        self.state = None if full_refresh else state
+        #: The last run's entry whatever the next one does: what it read, and when.
+        self.last: Mapping[str, Any] = state or {}
+        self.now = now or dt.datetime.now(dt.timezone.utc)
+
+    @property
+    def today(self) -> dt.date:
+        return self.now.date()
+
+    @property
+    def cursor(self) -> Any:
+        """The cursor the next sync starts from (``None`` on a first sync)."""
+        from kpihub.state import decode_cursor
+
+        return decode_cursor(self.state)
+
+    @property
+    def last_records(self) -> int | None:
+        """Records the last run read (``None``: no run yet)."""
+        value = self.last.get("records")
+        return value if isinstance(value, int) else None
+
+    @staticmethod
+    def pages(records: int | None, page_size: int | None) -> tuple[int, bool]:
+        """Requests to page through ``records`` at ``page_size`` a page, and whether that is only a
+        lower bound (unknown records or page size: at least one request)."""
+        if records is None or page_size is None:
+            return 1, True
+        return max(1, math.ceil(records / page_size)), False
+
+    def report_window(self, *, lookback_days: int, start_date: dt.date | None = None) -> tuple[dt.date, dt.date]:
+        """The days a report stream's next sync reads: what :meth:`StreamContext.report_window` returns then."""
+        from kpihub.state import report_window
+
+        return report_window(self.state, lookback_days=lookback_days, start_date=start_date, today=self.today)
+
+    def records_per_day(self) -> float | None:
+        """Rows per day of the last run's report window (its records over its days); ``None`` before one."""
+        window, records = self.last.get("window"), self.last_records
+        if not window or records is None:
+            return None
+        first, last = (dt.date.fromisoformat(d) for d in window)
+        return records / ((last - first).days + 1)
+
+    def read_from(self, stream: Stream) -> tuple[Literal["full", "incremental"], Any]:
+        """Where the next read of a (non-report) stream starts: ``("incremental", cursor)``, else
+        ``("full", start_date)`` (``None`` for a stream that always reads its whole table)."""
+        cursor = self.cursor if stream.incremental else None
+        if cursor is not None:
+            return "incremental", cursor
+        return "full", self.settings.start_date if stream.incremental else None
+
+    def expected_records(self, stream: Stream) -> tuple[int | None, str]:
+        """Records the next read should meet, and how that was worked out (``None``: not known offline).
+
+        A stream read in full: as many as its last read. An incremental read: the last run's
+        records per second of the time it covered (from its start cursor, or ``start_date``, to when
+        it ran), times the time since the cursor.
+        """
+        last = self.last_records
+        if not stream.incremental:
+            if last is None:
+                return None, "never read yet: records unknown"
+            return last, f"as many as its last read ({last:,})"
+        cursor = self.cursor
+        if cursor is None:
+            why = "a full refresh" if self.full_refresh else "a first sync"
+            return None, f"{why}: records unknown before reading"
+        span = self._last_span()
+        ahead = _as_time(cursor)
+        if span is None or last is None or ahead is None:
+            return None, "changes since the cursor unknown (no rate from the last run)"
+        seconds, since = span
+        expected = math.ceil(last / seconds * max(0.0, (self.now - ahead).total_seconds()))
+        day = since.date() if isinstance(since, dt.datetime) else since
+        return expected, f"~{last / seconds * 86_400:,.1f} changes/day in the last run ({last:,} since {day})"
+
+    def _last_span(self) -> tuple[float, Any] | None:
+        """Seconds of change time the last run covered, and where it started; ``None`` when unknown."""
+        from kpihub.state import decode_cursor
+
+        since = decode_cursor({"cursor": self.last.get("since"), "cursor_type": self.last.get("cursor_type")})
+        if since is None:
+            since = self.settings.start_date
+        start, synced = _as_time(since), self.last.get("synced_at")
+        if start is None or not isinstance(synced, str):
+            return None
+        seconds = (dt.datetime.fromisoformat(synced) - start).total_seconds()
+        return (seconds, since) if seconds > 0 else None
+
+
+def _as_time(value: Any) -> dt.datetime | None:
+    """A cursor as a UTC datetime, when it is a time (a date is its midnight); else ``None``."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time(), dt.timezone.utc)
+    return None
+
+
 @dataclass
 class Stream:
     """One table a source reads. Subclass it and implement :meth:`read`.
@@ -188,6 +371,8 @@ class Stream:
     #: (:meth:`StreamContext.expect_total`), e.g. ``("property_id",)``.
     reconcile_by: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Records per request, for ``kpihub plan``'s default :meth:`estimate` (``None``: not declared).
+    page_size: int | None = None
 
     @property
     def write_mode(self) -> WriteMode:
@@ -208,6 +393,23 @@ class Stream:
 
     def on_drift(self, report: DriftReport) -> None:  # pragma: no cover - default is to log
         """Called when normalization saw new fields or coerced values; default logs them."""
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """What the next sync of this stream reads and the requests it sends, for ``kpihub plan``.
+
+        Called without HTTP: work it out from ``plan.settings`` and ``plan.state``. The default
+        fits a stream that pages one endpoint: it reads from the cursor (or ``start_date``), expects
+        the records :meth:`PlanContext.expected_records` works out from the last run, and sends one
+        request per :attr:`page_size` of them (at least one, when either is unknown). Override it
+        where the stream sends more (lookups before the first page, one report per account), reads
+        a report window (:meth:`PlanContext.report_window`) or costs more than one unit a request.
+        """
+        mode, since = plan.read_from(self)
+        records, basis = plan.expected_records(self)
+        count, at_least = plan.pages(records, self.page_size)
+        if self.page_size is None:
+            basis += "; no page_size declared"
+        return Estimate(mode, since, None, (Requests(count),), records, at_least, basis)
 
 
 class Source:
@@ -242,6 +444,15 @@ class Source:
         """The platform's documented rate windows, spent proactively by every stream and account of
         the source together (:mod:`kpihub.http.quota`); default: none (429s are still honoured)."""
         return []
+
+    def plan_limits(self, settings: SourceSettings) -> Sequence[Limit]:
+        """The limits ``kpihub plan`` works out the time with: default :meth:`rate_limits`.
+
+        Override it to give the sizes the budget only learns from responses at run time (HubSpot's
+        daily cap, GA4's tokens per hour), as the platform documents them, so the plan can say how
+        long a sync takes; a limit left without a size is shown as unknown.
+        """
+        return self.rate_limits(settings)
 
     def check(self, settings: SourceSettings, http: Requester) -> CheckResult:
         """Make one cheap authenticated request and say whether the connection works."""

@@ -11,6 +11,7 @@ days (impressions, clicks, cost): a difference ends the stream ``mismatch``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -26,6 +27,7 @@ from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Str
 from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, RetryDecision
 from kpihub.model import ad_performance_batch
+from kpihub.source import Estimate, PlanContext, Requests
 
 GAQL = (
     "SELECT customer.id, customer.currency_code, customer.time_zone, campaign.id, campaign.name, segments.date, "
@@ -205,6 +207,18 @@ class CampaignPerformance(Stream):
             conversion_value=batch.column("conversions_value"),
             currency=batch.column("currency_code"),
         )
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """Per account two searchStream requests, whatever the rows (a stream has no pages): the
+        window's campaign rows and the account's totals."""
+        s: GoogleAdsSettings = plan.settings  # type: ignore[assignment]
+        since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
+        days, per_day = (until - since).days + 1, plan.records_per_day()
+        rows = None if per_day is None else math.ceil(per_day * days)
+        path = f"/{s.api_version}/customers/{{}}/googleAds:searchStream"
+        requests = tuple(Requests(2, path.format(cid), "POST") for cid in s.customer_ids)
+        basis = f"{days} days × {len(s.customer_ids)} account(s), 2 searchStream requests each"
+        return Estimate("window", since, until, requests, rows, False, basis)
 
 
 class GoogleAdsSource(Source):

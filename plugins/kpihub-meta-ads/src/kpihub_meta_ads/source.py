@@ -12,6 +12,7 @@ clicks, spend): a difference ends the stream ``mismatch``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, Source
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision
 from kpihub.model import MONEY, ad_performance_batch
+from kpihub.source import Estimate, PlanContext, Requests
 
 FIELDS = "account_id,account_currency,campaign_id,campaign_name,impressions,clicks,spend,actions,action_values"
 #: The account-level totals the campaign rows are reconciled with (raw column = insights field).
@@ -236,6 +238,24 @@ class Insights(Stream):
             conversion_value=batch.column("conversion_value"),
             currency=batch.column("account_currency"),
         )
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """Per account: the account, the insights pages of the window's rows and the account's totals;
+        past ``async_after_days`` also the report run and at least one poll of it."""
+        s: MetaAdsSettings = plan.settings  # type: ignore[assignment]
+        since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
+        days, per_day = (until - since).days + 1, plan.records_per_day()
+        rows = None if per_day is None else math.ceil(per_day * days)
+        pages, at_least = plan.pages(None if rows is None else math.ceil(rows / len(s.account_ids)), s.page_size)
+        run = days > s.async_after_days
+        requests: list[Requests] = []
+        for acct in s.account_ids:
+            base = f"/{s.api_version}/act_{acct}"
+            requests += [Requests(1, base), Requests(pages + 1, f"{base}/insights")]  # + the totals
+            if run:  # the run, then its status until done (how often is not known before)
+                requests += [Requests(1, f"{base}/insights", "POST"), Requests(1, f"/{s.api_version}/report_run")]
+        basis = f"{days} days × {len(s.account_ids)} account(s)" + (", an async report run each" if run else "")
+        return Estimate("window", since, until, tuple(requests), rows, at_least or run, basis)
 
 
 class MetaAdsSource(Source):
