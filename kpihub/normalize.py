@@ -334,11 +334,19 @@ class Normalizer:
             raise NormalizationError(out.rejected[0].reason, stream=self.stream, field=out.rejected[0].field)
         return out.batch
 
-    def normalize(self, records: Sequence[Mapping[str, Any]]) -> Normalized:
-        """Convert one page of JSON records; the schema may grow or widen (reported in the drift)."""
+    def normalize(self, records: Sequence[Mapping[str, Any]] | pa.RecordBatch) -> Normalized:
+        """Convert one page of JSON records; the schema may grow or widen (reported in the drift).
+
+        A page may also be an Arrow batch (a source that builds columns itself): its columns are
+        matched to the schema by name and cast from the types they came in, bad values reported
+        as a record's would be; a declared column the batch lacks is null.
+        """
         self._page, self._bad_rows, self._seen_kinds = DriftReport(), {}, {}
         try:
-            batch, rejected = self._convert(records)
+            if isinstance(records, pa.RecordBatch):
+                batch, rejected = self._convert_batch(records)
+            else:
+                batch, rejected = self._convert(records)
         finally:
             self.drift.merge(self._page)
         if self._seen_kinds:
@@ -369,7 +377,29 @@ class Normalizer:
                     self._bad_value(f.name, records, i, floats[i].as_py(), target=f.type)
                 column = pc.if_else(bad, pa.scalar(None, column.type), column)
             columns.append(self._coerce(column, f, records))
-        batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        return self._kept(pa.RecordBatch.from_arrays(columns, schema=self.schema), records)
+
+    def _convert_batch(self, page: pa.RecordBatch) -> tuple[pa.RecordBatch, list[Rejected]]:
+        rows = _BatchRows(page)
+        if self.on_new_field == "evolve":
+            known = set(self.schema.names)
+            new = [f for f in page.schema if f.name not in known]
+            if new:
+                self.schema = pa.schema(list(self.schema) + list(new), metadata=self.schema.metadata)
+                self._page.new_fields.extend(f.name for f in new)
+                self._rebuild()
+        columns = []
+        for f in self.schema:
+            if f.name in page.schema.names:
+                columns.append(self._coerce(page.column(f.name), f, rows))
+            else:
+                columns.append(pa.nulls(page.num_rows, f.type))
+        return self._kept(pa.RecordBatch.from_arrays(columns, schema=self.schema), rows)
+
+    def _kept(
+        self, batch: pa.RecordBatch, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[pa.RecordBatch, list[Rejected]]:
+        """The page's batch without its quarantined rows, and those rows."""
         if not self._bad_rows:
             return batch, []
         rejected = []
@@ -553,7 +583,26 @@ class Normalizer:
 
         if not isinstance(record, Mapping):
             return {}
+        if isinstance(record, _Row):  # a row of an Arrow page: columns by name
+            return {k: record.get(k) for k in self.primary_key}
         return {k: get_path(record, self._paths.get(k, k)) for k in self.primary_key}
+
+
+class _Row(dict):  # type: ignore[type-arg]
+    """One row of an Arrow page, as a record for messages and the ``_rejected`` table."""
+
+
+class _BatchRows(Sequence[Mapping[str, Any]]):
+    """An Arrow page's rows as records, made only for the few a message or quarantine needs."""
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return self.batch.num_rows
+
+    def __getitem__(self, index: int) -> _Row:  # type: ignore[override]
+        return _Row(self.batch.slice(index, 1).to_pylist()[0])
 
 
 def _numbers_at(records: Sequence[Any], path: str) -> pa.Array | None:

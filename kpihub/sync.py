@@ -513,7 +513,8 @@ class _StreamRunner:
                 if isinstance(page, pa.RecordBatch):
                     if raw:
                         convert()
-                    committer.add(page)
+                    out = normalizer.normalize(page)  # conformed to the schema like records are
+                    committer.add(out.batch, out.rejected)
                     count = page.num_rows
                 else:
                     raw.extend(page)

@@ -302,3 +302,17 @@ def test_integers_beyond_64_bits_are_read_exactly_and_long_digit_strings_stay_st
     assert _loads(b'{"n": %d, "m": -%d}' % (big, big)) == {"n": big, "m": -big}
     assert _loads(b'{"id": "123456789012345678901234", "x": 1.5}') == {"id": "123456789012345678901234", "x": 1.5}
     assert _loads(b'{"x": 0.123456789012345678901234}') == {"x": 0.123456789012345678901234}
+
+
+def test_positional_report_rows_become_columns_by_header():
+    from kpihub.http import positional_batch
+
+    rows = [
+        {"dimensionValues": [{"value": "20240601"}, {"value": "Direct"}], "metricValues": [{"value": "3"}]},
+        {"dimensionValues": [{"value": "20240602"}, {"value": "Email"}], "metricValues": [{"value": "5"}]},
+    ]
+    batch = positional_batch(rows, {"dimensionValues": ["date", "channel"], "metricValues": ["sessions"]})
+    assert batch.to_pydict() == {"date": ["20240601", "20240602"], "channel": ["Direct", "Email"], "sessions": ["3", "5"]}
+    short = rows + [{"dimensionValues": [{"value": "20240603"}], "metricValues": [{"value": "1"}]}]
+    with pytest.raises(ValueError, match="row 2: dimensionValues has 1 values for 2 headers"):
+        positional_batch(short, {"dimensionValues": ["date", "channel"], "metricValues": ["sessions"]})

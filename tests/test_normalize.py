@@ -189,3 +189,30 @@ def test_numbers_sent_as_strings_to_an_integer_field_are_read_column_wise():
     assert n.drift.converted == {"clicks": 100}
     with pytest.raises(NormalizationError, match="clicks"):
         n.to_batch([{"id": "x", "clicks": "12.5"}])
+
+
+def test_an_arrow_page_is_cast_to_the_schema_by_column_name():
+    schema = pa.schema(
+        [pa.field("id", pa.string()), pa.field("day", pa.date32()), pa.field("n", pa.int64()), pa.field("x", pa.float64())]
+    )
+    n = Normalizer("s", schema, primary_key=("id",))
+    page = pa.RecordBatch.from_pydict(
+        {"n": ["3", "", None], "day": ["20240614", "20240615", "2024-06-16"], "id": ["a", "b", "c"], "extra": [1, 2, 3]}
+    )
+    out = n.normalize(page)
+    assert out.batch.schema.names == ["id", "day", "n", "x", "extra"]
+    assert out.batch.column("n").to_pylist() == [3, None, None]
+    assert out.batch.column("day").to_pylist() == [dt.date(2024, 6, 14), dt.date(2024, 6, 15), dt.date(2024, 6, 16)]
+    assert out.batch.column("x").null_count == 3
+    assert out.drift.new_fields == ["extra"]
+
+
+def test_a_bad_value_in_an_arrow_page_names_the_record_and_the_field():
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("n", pa.int64())])
+    page = pa.RecordBatch.from_pydict({"id": ["a", "b"], "n": ["1", "1.5"]})
+    with pytest.raises(NormalizationError, match=r"record id='b', field 'n'"):
+        Normalizer("s", schema, primary_key=("id",)).normalize(page)
+    out = Normalizer("s", schema, primary_key=("id",), on_coerce_error="quarantine").normalize(page)
+    assert out.batch.column("id").to_pylist() == ["a"]
+    assert [(r.record_key, r.field) for r in out.rejected] == [({"id": "b"}, "n")]
+    assert out.rejected[0].record == {"id": "b", "n": "1.5"}

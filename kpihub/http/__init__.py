@@ -20,6 +20,7 @@ from kpihub.http.paginators import (
 )
 from kpihub.http.ratelimit import RateLimiter
 from kpihub.http.requester import Requester, RetryDecision, parse_retry_after
+from kpihub.http.rows import positional_batch
 
 __all__ = [
     "BearerAuth",
@@ -38,5 +39,6 @@ __all__ = [
     "TokenEndpointUnavailable",
     "get_path",
     "parse_retry_after",
+    "positional_batch",
     "make_client",
 ]

@@ -15,6 +15,7 @@ from kpihub_ga4.fake import FakeGA4
 from kpihub_ga4.source import Report, report_schema
 
 from kpihub.config import build_source_settings
+from kpihub.normalize import Normalizer
 from kpihub.testing.conformance import SourceConformance
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -66,7 +67,10 @@ def test_fixture_page_is_typed_by_metric_headers():
         "ga4", GA4Settings, {"client_id": "c", "client_secret": "s", "refresh_token": "r", "property_ids": ["1"]}
     )
     stream = Report("traffic_daily", report_schema(settings), primary_key=("property_id", "date"))
-    batch = stream._batch(None, "1", page, page["rows"])  # type: ignore[arg-type]
+    wire = stream._batch(None, "1", page, page["rows"])  # type: ignore[arg-type]
+    batch = (
+        Normalizer(stream.name, stream.schema, primary_key=stream.primary_key).normalize(wire).batch
+    )  # the engine's cast
     rows = batch.to_pylist()
     assert batch.schema.field("sessions").type == pa.int64()
     assert batch.schema.field("totalRevenue").type == pa.decimal128(38, 9)

@@ -18,15 +18,13 @@ from typing import Any
 import httpx
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
-from kpihub.http import OAuthRefreshToken, OffsetPaginator, RetryDecision
+from kpihub.http import OAuthRefreshToken, OffsetPaginator, RetryDecision, positional_batch
 from kpihub.http.quota import Limit, Observation, Quota
 from kpihub.model import MONEY
-from kpihub.normalize import coerce_array
 
 HEADER_TYPES = {"TYPE_INTEGER": pa.int64(), "TYPE_CURRENCY": MONEY}
 DEFAULT_DIMENSIONS = ["date", "sessionSource", "sessionMedium", "sessionCampaignName"]
@@ -184,43 +182,33 @@ class Report(Stream):
                 ctx.expect_total(header["name"], Decimal(value["value"]), where={"property_id": prop})
 
     def _batch(self, ctx: StreamContext, prop: str, page: Mapping[str, Any], rows: list[Any]) -> pa.RecordBatch:
+        """The page's rows as string columns by header; the engine casts them to the schema."""
         dims = [h["name"] for h in page.get("dimensionHeaders", [])]
         mets = page.get("metricHeaders", [])
-        wire = pa.struct(
-            [
-                ("dimensionValues", pa.list_(pa.struct([("value", pa.string())]))),
-                ("metricValues", pa.list_(pa.struct([("value", pa.string())]))),
-            ]
-        )
-        arr = pa.array(rows, type=wire)
-        n = len(rows)
-        columns: dict[str, pa.Array] = {"property_id": pa.repeat(pa.scalar(prop), n)}
-        for name, values, count in (("dimensionValues", dims, len(dims)), ("metricValues", mets, len(mets))):
-            flat = pc.list_flatten(arr.field(name)).field("value")
-            if len(flat) != n * count:
+        for header in mets:
+            declared = self.schema.field(header["name"]).type
+            if arrow_type(header["type"]) != declared:
                 raise SourceError(
-                    f"{ctx.source_id}/{ctx.stream}: property {prop}: rows with missing {name}",
+                    f"{ctx.source_id}/{ctx.stream}: metric {header['name']!r} is {header['type']} in the API "
+                    f"but {declared} in the schema",
                     source=ctx.source_id,
                     stream=ctx.stream,
                 )
-            for j, header in enumerate(values):
-                column = pc.take(flat, pa.array(range(j, n * count, count)))
-                if name == "dimensionValues":
-                    columns[header] = coerce_array(column, pa.date32()) if header == "date" else column
-                else:
-                    declared = self.schema.field(header["name"]).type
-                    if arrow_type(header["type"]) != declared:
-                        raise SourceError(
-                            f"{ctx.source_id}/{ctx.stream}: metric {header['name']!r} is {header['type']} in the API "
-                            f"but {declared} in the schema",
-                            source=ctx.source_id,
-                            stream=ctx.stream,
-                        )
-                    columns[header["name"]] = coerce_array(column, declared)
+        try:
+            batch = positional_batch(rows, {"dimensionValues": dims, "metricValues": [h["name"] for h in mets]})
+        except ValueError as exc:
+            raise SourceError(
+                f"{ctx.source_id}/{ctx.stream}: property {prop}: {exc}", source=ctx.source_id, stream=ctx.stream
+            ) from None
         meta = page.get("metadata") or {}
-        columns["time_zone"] = pa.repeat(pa.scalar(meta.get("timeZone")), n)
-        columns["currency"] = pa.repeat(pa.scalar(meta.get("currencyCode")), n)
-        return pa.RecordBatch.from_pydict({f.name: columns[f.name] for f in self.schema}, schema=self.schema)
+        n = len(rows)
+        for name, value in (
+            ("property_id", prop),
+            ("time_zone", meta.get("timeZone")),
+            ("currency", meta.get("currencyCode")),
+        ):
+            batch = batch.append_column(name, pa.repeat(pa.scalar(value, pa.string()), n))
+        return batch
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
         n = batch.num_rows
@@ -346,8 +334,9 @@ class GA4Source(Source):
         )
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub.testing.business import DEMO_BUSINESS
         from kpihub_ga4.fake import FakeGA4
+
+        from kpihub.testing.business import DEMO_BUSINESS
 
         b = DEMO_BUSINESS
         channels = [(c.utm_source, c.utm_medium, c.utm_campaign) for c in b.campaigns]
