@@ -4,7 +4,8 @@ Written as a plugin author outside the project would write one, with the toolkit
 only: ``contacts`` reads HubSpot list pages with :class:`kpihub.http.CursorPaginator`
 (``paging.next.after`` sent back as ``after``), ``ga4_report`` reads GA4 report pages with
 :class:`kpihub.http.OffsetPaginator` (``offset += limit`` while ``offset < rowCount``) and turns
-each positional row into a record. Both hand the engine records of wire strings to coerce.
+each page's positional rows into string columns with :func:`kpihub.http.positional_batch`. The
+engine casts both to the declared schema.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 import pyarrow as pa
 
 import kpihub
-from kpihub.http import CursorPaginator, OffsetPaginator
-
 from bench.pages import GA4_DIMENSIONS, GA4_METRICS, GA4_PATH, HUBSPOT_PAGE, PROPERTIES, TIMESTAMP_PROPERTIES
+from kpihub.http import CursorPaginator, OffsetPaginator, positional_batch
 
 TS = pa.timestamp("us", tz="UTC")
 METRIC_TYPES = {"TYPE_INTEGER": pa.int64(), "TYPE_FLOAT": pa.float64(), "TYPE_CURRENCY": pa.float64()}
@@ -37,19 +37,13 @@ class ContactsStream(kpihub.Stream):
 
 
 class GA4ReportStream(kpihub.Stream):
-    def read(self, ctx: kpihub.StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
+    def read(self, ctx: kpihub.StreamContext, state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
         settings: BenchSettings = ctx.settings  # type: ignore[assignment]
         paginator = OffsetPaginator("rows", limit=settings.ga4_page_size, total_path="rowCount")
         for body, rows in ctx.pages(paginator, "GET", GA4_PATH):
             dims = [h["name"] for h in body["dimensionHeaders"]]
             mets = [h["name"] for h in body["metricHeaders"]]
-            yield [
-                {
-                    **{d: v["value"] for d, v in zip(dims, row["dimensionValues"])},
-                    **{m: v["value"] for m, v in zip(mets, row["metricValues"])},
-                }
-                for row in rows
-            ]
+            yield positional_batch(rows, {"dimensionValues": dims, "metricValues": mets})
 
 
 CONTACTS_SCHEMA = pa.schema(
