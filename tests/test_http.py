@@ -121,7 +121,7 @@ def test_offset_pages_are_fetched_ahead_in_order_with_no_request_past_the_total(
                     in_flight[0] -= 1
 
         http.json = slow  # type: ignore[method-assign]
-        paginator = OffsetPaginator("rows", limit=5, where="body", total_path="rowCount", lookahead=3)
+        paginator = OffsetPaginator("rows", limit=5, where="body", total_path="rowCount")  # lookahead by default
         pages = list(paginator.pages(http, "POST", "/offset"))
     assert [x["n"] for _, r in pages for x in r] == list(range(40))  # in order
     assert peak[0] >= 2
