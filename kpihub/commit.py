@@ -174,8 +174,8 @@ class ChunkCommitter:
             entry["window"] = [d.isoformat() for d in self.ctx.window]
         if new_cursor is not None:
             entry["cursor"], entry["cursor_type"] = encode_cursor(new_cursor)
-        if self.start_cursor is not None:  # where this run read from: `kpihub plan`'s rate of change
-            entry["since"] = encode_cursor(self.start_cursor)[0]
+        # Where this run read from (None: the beginning), for `kpihub plan`'s rate of change.
+        entry["since"] = None if self.start_cursor is None else encode_cursor(self.start_cursor)[0]
         # A staged run leaves the state alone until the swap: the tables it describes did not change.
         states = {} if staging else {state_key(self.ctx.source_id, self.stream.name): entry}
         failpoint("sync.before_commit")

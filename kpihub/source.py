@@ -258,6 +258,12 @@ class PlanContext:
         value = self.last.get("records")
         return value if isinstance(value, int) else None
 
+    @property
+    def last_full_read(self) -> int | None:
+        """Records of the last run if it read everything (it started from no cursor), else ``None``."""
+        read_all = "since" in self.last and self.last["since"] is None
+        return self.last_records if read_all else None
+
     @staticmethod
     def pages(records: int | None, page_size: int | None) -> tuple[int, bool]:
         """Requests to page through ``records`` at ``page_size`` a page, and whether that is only a
@@ -301,6 +307,8 @@ class PlanContext:
                 return None, "never read yet: records unknown"
             return last, f"as many as its last read ({last:,})"
         cursor = self.cursor
+        if cursor is None and self.full_refresh and self.last_full_read is not None:
+            return self.last_full_read, f"as many as its last full read ({self.last_full_read:,})"
         if cursor is None:
             why = "a full refresh" if self.full_refresh else "a first sync"
             return None, f"{why}: records unknown before reading"
@@ -317,8 +325,10 @@ class PlanContext:
         """Seconds of change time the last run covered, and where it started; ``None`` when unknown."""
         from kpihub.state import decode_cursor
 
-        since = decode_cursor({"cursor": self.last.get("since"), "cursor_type": self.last.get("cursor_type")})
-        if since is None:
+        if "since" not in self.last:  # a state from before runs kept it
+            return None
+        since = decode_cursor({"cursor": self.last["since"], "cursor_type": self.last.get("cursor_type")})
+        if since is None:  # it read from the beginning: from start_date, if it had one
             since = self.settings.start_date
         start, synced = _as_time(since), self.last.get("synced_at")
         if start is None or not isinstance(synced, str):

@@ -30,6 +30,7 @@ from kpihub import (
 )
 from kpihub.model import canonical_table
 from kpihub.normalize import coerce_array
+from kpihub.source import Estimate, PlanContext
 
 #: Tables a file may feed.
 TABLES = (
@@ -112,6 +113,15 @@ class FileStream(Stream):
 
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
         return batch
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """No request: the whole file, its rows from a Parquet footer or the last read of a CSV."""
+        path = Path(str(getattr(plan.settings, self.name))).expanduser()
+        if path.suffix.lower() == ".parquet" and path.is_file():
+            rows = pq.ParquetFile(path).metadata.num_rows
+            return Estimate("full", None, None, (), rows, False, f"{path.name}: {rows:,} rows (its footer)")
+        records, basis = plan.expected_records(self)
+        return Estimate("full", None, None, (), records, False, f"{path.name}, no request: {basis}")
 
 
 def _first_bad(values: pa.Array, target: pa.DataType) -> int:

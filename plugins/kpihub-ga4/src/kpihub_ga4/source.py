@@ -10,6 +10,7 @@ data settles for days; rows merge on the dimensions.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -25,6 +26,7 @@ from kpihub.concurrency import interleave
 from kpihub.http import OAuthRefreshToken, OffsetPaginator, RetryDecision, positional_batch
 from kpihub.http.quota import Limit, Observation, Quota
 from kpihub.model import MONEY
+from kpihub.source import Estimate, PlanContext, Requests
 
 HEADER_TYPES = {"TYPE_INTEGER": pa.int64(), "TYPE_CURRENCY": MONEY}
 DEFAULT_DIMENSIONS = ["date", "sessionSource", "sessionMedium", "sessionCampaignName"]
@@ -148,6 +150,27 @@ class Report(Stream):
         jobs = [self._property(ctx, s, prop, since, today) for prop in s.property_ids]
         yield from interleave(jobs, max_workers=s.max_concurrency)
 
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """One report per property and ``page_size`` rows of the window (the last run's rows a day
+        per property), each costing :data:`TOKENS_PER_REPORT` of the property's quotas."""
+        s: GA4Settings = plan.settings  # type: ignore[assignment]
+        since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
+        days = (until - since).days + 1
+        per_day = plan.records_per_day()
+        rows = None if per_day is None else math.ceil(per_day * days)
+        per_property = None if rows is None else math.ceil(rows / len(s.property_ids))
+        pages, at_least = plan.pages(per_property, s.page_size)
+        basis = (
+            f"{days} days × {len(s.property_ids)} propert{'y' if len(s.property_ids) == 1 else 'ies'}"
+            + ("; rows unknown before a first sync" if per_day is None else f" × ~{per_day:,.1f} rows a day")
+            + f"; ~{TOKENS_PER_REPORT} tokens a report"
+        )
+        requests = tuple(
+            Requests(pages, f"/v1beta/properties/{prop}:runReport", "POST", cost=TOKENS_PER_REPORT)
+            for prop in s.property_ids
+        )
+        return Estimate("window", since, until, requests, rows, at_least, basis)
+
     def _property(
         self, ctx: StreamContext, s: GA4Settings, prop: str, since: dt.date, until: dt.date
     ) -> Iterator[pa.RecordBatch]:
@@ -253,6 +276,13 @@ def classify(response: httpx.Response) -> RetryDecision | None:
 
 #: The Data API's report methods, keyed per property (each property has its own token quotas).
 REPORT_PATH = r"/properties/(\d+):run\w*Report"
+#: Core tokens of a standard property per hour and per day (Analytics 360: ten times as many), as
+#: ``kpihub plan`` assumes them; at run time ``propertyQuota`` says what is left
+#: (developers.google.com/analytics/devguides/reporting/data/v1/quotas).
+TOKENS_PER_HOUR, TOKENS_PER_DAY = 40_000, 200_000
+#: What ``kpihub plan`` assumes a report costs: "most requests consume fewer than 10 tokens"
+#: (the PropertyQuota reference); the cost grows with rows, columns and the date range.
+TOKENS_PER_REPORT = 10
 
 
 def daily_quota() -> Quota:
@@ -307,6 +337,13 @@ class GA4Source(Source):
         return [
             Limit("tokens_hour", None, 3600.0, path=REPORT_PATH),
             Limit("tokens_day", None, 86_400.0, path=REPORT_PATH),
+        ]
+
+    def plan_limits(self, settings: SourceSettings) -> list[Limit]:
+        """The same windows at a standard property's documented sizes."""
+        return [
+            Limit("tokens_hour", TOKENS_PER_HOUR, 3600.0, path=REPORT_PATH),
+            Limit("tokens_day", TOKENS_PER_DAY, 86_400.0, path=REPORT_PATH),
         ]
 
     def streams(self, settings: SourceSettings) -> list[Stream]:

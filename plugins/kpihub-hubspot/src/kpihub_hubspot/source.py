@@ -32,8 +32,13 @@ from kpihub.http import BearerAuth, get_path
 from kpihub_hubspot import mapping
 from kpihub.http import KeysetBound, KeysetPaginator, RetryDecision
 from kpihub.http.quota import Limit, Observation, Quota
+from kpihub.source import Estimate, PlanContext, Requests
 
 TS = pa.timestamp("us", tz="UTC")
+#: Requests a day on Free and Starter (the tier ``burst_per_10s`` assumes too); Professional and
+#: Enterprise 500,000, the API add-on 1,000,000 (legacydocs.hubspot.com/apps/api_guidelines).
+#: The budget learns nothing of it at run time; ``kpihub plan`` works with it.
+DAILY_REQUESTS = 250_000
 
 CONTACT_PROPERTIES = [
     "hs_object_id",  # HubSpot returns it whether asked or not
@@ -151,6 +156,18 @@ class SearchStream(Stream):
     def prepare(self, ctx: StreamContext) -> None:
         """Fetch what the canonical mapping needs before the first page."""
 
+    #: The requests :meth:`prepare` sends (for ``kpihub plan``).
+    lookups: tuple[Requests, ...] = ()
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """One search per ``page_size`` records since the cursor (keyset pages), plus the lookups."""
+        settings: HubSpotSettings = plan.settings  # type: ignore[assignment]
+        mode, since = plan.read_from(self)
+        records, basis = plan.expected_records(self)
+        pages, at_least = plan.pages(records, settings.page_size)
+        search = Requests(pages, f"/crm/v3/objects/{self.object_type}/search", "POST")
+        return Estimate(mode, since, None, (search, *self.lookups), records, at_least, basis)
+
 
 def search_window(
     ctx: StreamContext,
@@ -230,6 +247,7 @@ class ContactsStream(SearchStream):
 
 class DealsStream(SearchStream):
     object_type = "deals"
+    lookups = (Requests(1, "/account-info/v3/details"), Requests(1, "/crm/v3/pipelines/deals"))
 
     def prepare(self, ctx: StreamContext) -> None:
         settings: HubSpotSettings = ctx.settings  # type: ignore[assignment]
@@ -295,6 +313,10 @@ class PipelinesStream(Stream):
         ctx.report_total(len(rows))
         yield rows
 
+    def estimate(self, plan: PlanContext) -> Estimate:
+        records, basis = plan.expected_records(self)
+        return Estimate("full", None, None, (Requests(1, "/crm/v3/pipelines/deals"),), records, False, basis)
+
 
 PIPELINES_SCHEMA = pa.schema(
     [
@@ -354,13 +376,11 @@ class HubSpotSource(Source):
 
     def rate_limits(self, settings: SourceSettings) -> list[Limit]:
         s: HubSpotSettings = settings  # type: ignore[assignment]
-        if not s.rate_budget:
-            return []
-        return [
-            Limit("search", s.search_per_second, 1.0, path=r"/search$"),
-            Limit("burst", s.burst_per_10s, 10.0, path=r"^(?!.*/search$)"),
-            Limit("daily", None, 86_400.0),
-        ]
+        return _limits(s, daily=None) if s.rate_budget else []
+
+    def plan_limits(self, settings: SourceSettings) -> list[Limit]:
+        """HubSpot's limits whether or not this run paces itself by them, with the daily cap's size."""
+        return _limits(settings, daily=DAILY_REQUESTS)  # type: ignore[arg-type]
 
     @staticmethod
     def observe_rate(response: httpx.Response) -> list[Observation]:
@@ -433,6 +453,14 @@ class HubSpotSource(Source):
 
 class CompaniesStream(SearchStream):
     object_type = "companies"
+
+
+def _limits(s: HubSpotSettings, *, daily: float | None) -> list[Limit]:
+    return [
+        Limit("search", s.search_per_second, 1.0, path=r"/search$"),
+        Limit("burst", s.burst_per_10s, 10.0, path=r"^(?!.*/search$)"),
+        Limit("daily", daily, 86_400.0),
+    ]
 
 
 def daily_quota() -> Quota:

@@ -11,6 +11,7 @@ difference ends the stream ``mismatch``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -24,6 +25,7 @@ from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Str
 from kpihub.concurrency import interleave
 from kpihub.http import BearerAuth, PageTokenPaginator
 from kpihub.model import MONEY, ad_performance_batch
+from kpihub.source import Estimate, PlanContext, Requests
 
 FIELDS = (
     "dateRange,pivotValues,impressions,clicks,costInLocalCurrency,externalWebsiteConversions,"
@@ -154,6 +156,27 @@ class CampaignAnalytics(Stream):
             # Noted here, in the consuming thread, not in the account workers.
             ctx.note(UNCOSTED, count=sum(r["cost_in_local_currency"] is None for r in rows))
             yield rows
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """Per account: the account, its campaign pages (at least the campaigns with rows a day last
+        time), one analytics request per ``window_days`` of the window, and the account's totals."""
+        s: LinkedInAdsSettings = plan.settings  # type: ignore[assignment]
+        since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
+        days = (until - since).days + 1
+        per_day = plan.records_per_day()
+        campaigns = None if per_day is None else math.ceil(per_day / len(s.account_ids))
+        pages, at_least = plan.pages(campaigns, s.page_size)
+        windows = math.ceil(days / s.window_days)
+        requests: list[Requests] = []
+        for acct in s.account_ids:
+            requests += [
+                Requests(1, f"/rest/adAccounts/{acct}"),
+                Requests(pages, f"/rest/adAccounts/{acct}/adCampaigns"),
+                Requests(windows + 1, "/rest/adAnalytics"),  # the windows, then the account's totals
+            ]
+        rows = None if per_day is None else math.ceil(per_day * days)
+        basis = f"{days} days in {windows} window(s) of {s.window_days} × {len(s.account_ids)} account(s)"
+        return Estimate("window", since, until, tuple(requests), rows, at_least, basis)
 
     @staticmethod
     def _account(

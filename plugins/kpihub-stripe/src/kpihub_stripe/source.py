@@ -41,6 +41,7 @@ from kpihub import (
     StreamContext,
 )
 from kpihub.http import BearerAuth, CursorPaginator, RetryDecision
+from kpihub.source import Estimate, PlanContext, Requests
 from kpihub_stripe import mapping
 from kpihub_stripe.currencies import exponent
 
@@ -279,6 +280,22 @@ class ListStream(Stream):
                 {**r, "_changed_at": r.get("created") if watermark is None else min(r["created"], watermark)}
                 for r in self.prepare(records)
             ]
+
+    def estimate(self, plan: PlanContext) -> Estimate:
+        """The list's pages; since a cursor also the events' reach check and their pages (the records
+        expected are the changes since the cursor, counted once in each: an upper bound)."""
+        settings: StripeSettings = plan.settings  # type: ignore[assignment]
+        mode, since = plan.read_from(self)
+        records, basis = plan.expected_records(self)
+        if mode == "incremental" and plan.now - since > dt.timedelta(days=30):  # what read() finds out by asking
+            mode, since, records = "full", settings.start_date, plan.last_full_read
+            basis = "the cursor is older than Stripe's 30 days of events: read in full again"
+            basis += "" if records is None else f", as many as its last full read ({records:,})"
+        pages, at_least = plan.pages(records, settings.page_size)
+        requests = [Requests(pages, f"/v1/{self.extra['endpoint']}")]
+        if mode == "incremental" and self.extra.get("changes") is not None:
+            requests = [Requests(1, "/v1/events"), Requests(pages, "/v1/events"), *requests]
+        return Estimate(mode, since, None, tuple(requests), records, at_least, basis)
 
     @staticmethod
     def _events_reach(ctx: StreamContext, cursor: dt.datetime) -> bool:
