@@ -248,6 +248,14 @@ def test_demo_plan_after_a_sync_reads_from_the_cursors_and_the_restatement_windo
     assert rows[("hubspot", "deals")]["requests"] >= 3  # a search page, the account details, the pipelines
     files = rows[("files", "costs")]
     assert files["records"] == state["files.costs"]["records"] and files["requests"] == 0
+    # Read again in full: the last full read's contacts, 200 a search, at HubSpot's 5 searches a second.
+    again = _plan_json(root, "-d", "duckdb:///synced.duckdb", "--full-refresh", "hubspot", "--streams", "contacts")
+    contacts = again[0]
+    assert contacts["records"] == state["hubspot.contacts"]["records"] and contacts["mode"] == "full"
+    pages = math.ceil(contacts["records"] / 200)
+    assert contacts["requests"] == pages and not contacts["requests_at_least"]
+    assert contacts["budget_seconds"] == pytest.approx((pages - 5) / 5)
+    assert _served(servers) == before
 
 
 def test_plan_errors_are_one_line(demo):

@@ -125,7 +125,7 @@ def _seconds(value: str) -> str:
 
 
 def _quota(spent: Sequence[Mapping[str, Any]]) -> str:
-    """``search 150 of 5/s · daily 151 of 250k/day``; a limit with several windows (one per account or
+    """``search 150 of 5/s``, a line per limit; a limit with several windows (one per account or
     property) shows its fullest."""
     by: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for x in spent:
@@ -136,7 +136,7 @@ def _quota(spent: Sequence[Mapping[str, Any]]) -> str:
         size = "?" if top["limit_size"] is None else _compact(top["limit_size"])
         each = f" ×{len(windows)}" if len(windows) > 1 else ""
         parts.append(f"{name} {top['units']:,.0f}{each} of {size}/{_period(top['per_seconds'])}")
-    return " · ".join(parts) or "none declared"
+    return "\n".join(parts) or "none declared"
 
 
 def _time(row: Mapping[str, Any]) -> str:
@@ -145,10 +145,11 @@ def _time(row: Mapping[str, Any]) -> str:
         cap = f"{_compact(over['limit_size'])}/{_period(over['per_seconds'])}"
         return f"~{row['runs']} runs: exceeds {over['limit']} {cap}"
     if row["budget_seconds"] is None:
-        return "unknown (limit learnt at run time)"
+        return "unknown limit size"
     if not row["quota"]:
         return "—"
-    return "no wait" if row["budget_seconds"] == 0 else f"≥{_duration(row['budget_seconds'])}"
+    seconds = row["budget_seconds"]
+    return "no wait" if seconds == 0 else "<1s" if seconds < 1 else f"≥{_duration(seconds)}"
 
 
 def _compact(n: float) -> str:
