@@ -37,6 +37,8 @@ DOCS = REPO / "docs" / "performance.md"
 
 def markers(section: str) -> tuple[str, str]:
     return f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
+
+
 STREAMS = {"hubspot": "contacts", "ga4": "ga4_report"}
 
 
@@ -47,6 +49,10 @@ class Contender:
     kind: str  # floor | naive | dlt | kpihub-cli | kpihub-api
     dest: str  # parquet | duckdb
     needs: str | None = None  # a module that must be importable
+    #: Configured sources of the benchmark's type (accounts of one platform) synced in one run;
+    #: each reads every page, so the output holds ``accounts`` × the records.
+    accounts: int = 1
+    latency_only: bool = False  # run only in the latency cases (where accounts overlap their waits)
 
     def available(self) -> bool:
         return self.needs is None or importlib.util.find_spec(self.needs) is not None
@@ -61,16 +67,29 @@ CONTENDERS = [
     Contender("kpihub-cli-duckdb", "`kpihub sync` (CLI) → DuckDB file", "kpihub-cli", "duckdb"),
     Contender("kpihub-api-parquet", "`kpihub.sync()` (Python API) → Parquet directory", "kpihub-api", "parquet"),
     Contender("kpihub-api-duckdb", "`kpihub.sync()` (Python API) → DuckDB file", "kpihub-api", "duckdb"),
+    Contender(
+        "kpihub-api-4-accounts",
+        "`kpihub.sync()` 4 accounts of the source at once → Parquet",
+        "kpihub-api",
+        "parquet",
+        accounts=4,
+        latency_only=True,
+    ),
 ]
+ACCOUNTS_BASELINE = "kpihub-api-parquet"  # what 4 accounts are compared with: one account, same API and destination
 
 
-def project_file(work: Path, dest: str, out: Path, url: str, ga4_page: int) -> Path:
+def account_ids(accounts: int) -> list[str]:
+    return ["bench"] + [f"bench{i}" for i in range(2, accounts + 1)]
+
+
+def project_file(work: Path, dest: str, out: Path, url: str, ga4_page: int, accounts: int = 1) -> Path:
     uri = f"parquet:///{out}" if dest == "parquet" else f"duckdb:///{out}"
     path = work / f"{out.name}.toml"
-    path.write_text(
-        f'[project]\ndestination = "{uri}"\n\n[sources.bench]\ntype = "benchpages"\n'
-        f'base_url = "{url}"\nga4_page_size = {ga4_page}\n'
-    )
+    text = f'[project]\ndestination = "{uri}"\n'  # the defaults: sources run side by side up to 8
+    for source_id in account_ids(accounts):
+        text += f'\n[sources.{source_id}]\ntype = "benchpages"\nbase_url = "{url}"\nga4_page_size = {ga4_page}\n'
+    path.write_text(text)
     return path
 
 
@@ -80,7 +99,7 @@ def command(c: Contender, shape: str, url: str, out: Path, ga4_page: int, work: 
         return [py, "-m", f"bench.contenders.{c.kind}", shape, url, str(out), str(ga4_page)]
     if c.kind == "dlt":
         return [py, "-m", "bench.contenders.dlt_rest", shape, url, str(out), str(ga4_page), c.dest]
-    project = project_file(work, c.dest, out, url, ga4_page)
+    project = project_file(work, c.dest, out, url, ga4_page, c.accounts)
     if c.kind == "kpihub-cli":
         return [py, "-m", "bench.kpihub_cli", "-p", str(project), "sync", "--streams", STREAMS[shape]]
     return [py, "-m", "bench.contenders.kpihub_api", str(project), STREAMS[shape]]
@@ -101,18 +120,21 @@ def duckdb_rows(path: Path, table: str) -> int:
 
 def count_rows(c: Contender, shape: str, out: Path) -> int:
     """Rows in the contender's output table, read back from what it wrote."""
-    dlt_table, kpihub_table = STREAMS[shape], f"bench_{STREAMS[shape]}"
+    dlt_table = STREAMS[shape]
     if c.kind in ("floor", "naive"):
         return parquet_rows([out])
     if c.kind == "dlt":
         if c.dest == "parquet":
             return parquet_rows(sorted((out / "bench" / dlt_table).glob("*.parquet")))
         return duckdb_rows(out, f"bench.{dlt_table}")
+    tables = [f"{source_id}_{STREAMS[shape]}" for source_id in account_ids(c.accounts)]
     if c.dest == "parquet":
         state = json.loads((out / "_kpihub" / "state.json").read_text())
-        live = state["tables"][kpihub_table]["files"]  # the commit point lists the live files
-        return parquet_rows([out / kpihub_table / Path(f).name for f in live])
-    return duckdb_rows(out, kpihub_table)
+        # The commit point lists the live files of each table.
+        return sum(
+            parquet_rows([out / table / Path(f).name for f in state["tables"][table]["files"]]) for table in tables
+        )
+    return sum(duckdb_rows(out, table) for table in tables)
 
 
 @dataclasses.dataclass
@@ -207,7 +229,8 @@ def bench_case(
                     curl = curl_loop(url, paths, work)
                     if curl is not None:
                         case["curl_seconds"].append(round(curl, 4))
-                    order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
+                    running = [c for c in contenders if latency or not c.latency_only]
+                    order = running[r % len(running) :] + running[: r % len(running)]
                     for c in order:
                         case["runs"].append(run_once(args, c, shape, size, url, work, r))
             finally:
@@ -230,8 +253,8 @@ def run_once(
             rows = count_rows(c, shape, out)
         except Exception as exc:  # a missing or unreadable output is this run's failure, reported
             result.error = f"output not readable: {type(exc).__name__}: {exc}"
-    if rows is not None and rows != size:
-        result.error = f"{rows} rows written, {size} expected"
+    if rows is not None and rows != size * c.accounts:
+        result.error = f"{rows} rows written, {size * c.accounts} expected"
     for path in (out, Path(f"{out}.dlt"), out.with_suffix(".toml")):
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     status = "ok" if not result.error else f"FAILED: {result.error}"
@@ -256,6 +279,8 @@ def summarize(case: dict[str, Any], contenders: list[Contender]) -> list[dict[st
     rows = []
     for c in contenders:
         runs = [run for run in case["runs"] if run["contender"] == c.name]
+        if not runs:
+            continue  # not run in this case (latency only)
         good = [run for run in runs if run["ok"]]
         ratios = [run["seconds"] / floors[run["round"]] for run in good if run["round"] in floors]
         seconds = statistics.median(run["seconds"] for run in good) if good else None
@@ -274,6 +299,17 @@ def summarize(case: dict[str, Any], contenders: list[Contender]) -> list[dict[st
             }
         )
     return rows
+
+
+def accounts_ratio(case: dict[str, Any]) -> float | None:
+    """Median per-round time of the 4-account run ÷ the one-account run of the same round."""
+    by = {(run["contender"], run["round"]): run for run in case["runs"] if run["ok"]}
+    ratios = [
+        run["seconds"] / by[(ACCOUNTS_BASELINE, round_)]["seconds"]
+        for (name, round_), run in by.items()
+        if name == "kpihub-api-4-accounts" and (ACCOUNTS_BASELINE, round_) in by
+    ]
+    return statistics.median(ratios) if ratios else None
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -316,6 +352,9 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| *transport ceiling: one curl process, bytes only* | {ratio} | {curl:.2f} | "
                 f"{case['records'] / curl:,.0f} | |"
             )
+        accounts = accounts_ratio(case)
+        if accounts is not None:
+            lines += ["", f"4 accounts at once ÷ one account alone (paired per round, median): {accounts:.2f}."]
         if "proxy_overhead_ms_per_request" in case:
             lines += ["", f"The latency proxy's own cost: {case['proxy_overhead_ms_per_request']:.2f} ms a request."]
         for name in report.get("skipped", []):
@@ -370,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     wanted = [c for c in CONTENDERS if args.contenders is None or c.name in args.contenders or c.name == "floor"]
     contenders = [c for c in wanted if c.available()]
-    skipped = [f"{c.label} ({c.needs} is not installed: pip install -e '.[bench]')" for c in wanted if not c.available()]
+    missing = [c for c in wanted if not c.available()]
+    skipped = [f"{c.label} ({c.needs} is not installed: pip install -e '.[bench]')" for c in missing]
     for line in skipped:
         print(f"skipped: {line}", flush=True)
     report: dict[str, Any] = {

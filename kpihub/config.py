@@ -97,8 +97,10 @@ class ProjectSettings(_EnvironmentFirst):
     targets: str | None = None
     #: Rows per durable write (and state checkpoint).
     chunk_rows: int = Field(default=50_000, ge=1)
-    #: Configured sources synced at the same time.
-    max_parallel_sources: int = Field(default=3, ge=1, le=32)
+    #: Configured sources synced at the same time (several accounts of one platform are several
+    #: sources): their requests wait on the API, not on the CPU, so 8 overlap on 2 cores; each keeps
+    #: its own rate budget, and the destination serializes commits.
+    max_parallel_sources: int = Field(default=8, ge=1, le=32)
     #: A record that cannot be stored as its table's types (a value that does not parse, a type the
     #: table cannot widen to, a null primary key): ``fail`` the stream naming stream, record key and
     #: field; ``quarantine`` it to the ``_rejected`` table with the reason and load the rest; or
