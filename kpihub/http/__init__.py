@@ -18,6 +18,7 @@ from kpihub.http.paginators import (
     Paginator,
     get_path,
 )
+from kpihub.http.quota import Limit, Observation, Quota, QuotaWait, RequestBudget, SimulatedClock
 from kpihub.http.ratelimit import RateLimiter
 from kpihub.http.requester import Requester, RetryDecision, parse_retry_after
 from kpihub.http.rows import positional_batch
@@ -27,15 +28,21 @@ __all__ = [
     "CursorPaginator",
     "KeysetBound",
     "KeysetPaginator",
+    "Limit",
     "NextLinkPaginator",
     "OAuthError",
     "OAuthRefreshToken",
+    "Observation",
     "OffsetPaginator",
     "PageTokenPaginator",
     "Paginator",
+    "Quota",
+    "QuotaWait",
     "RateLimiter",
+    "RequestBudget",
     "Requester",
     "RetryDecision",
+    "SimulatedClock",
     "TokenEndpointUnavailable",
     "get_path",
     "parse_retry_after",

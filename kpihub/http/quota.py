@@ -11,14 +11,18 @@ count (the server saw it arrive in between).
 A source's ``observe`` hook reads the platform's usage headers or body into
 :class:`Observation` s: a limit learnt from the headers (``X-HubSpot-RateLimit-Max``), the
 remaining room the platform reports (less than we counted: someone else spends the same
-budget, and the difference is booked as theirs), what a request cost (GA4 tokens), a wait
-the platform asks for (Meta's regain time), or a :class:`Quota` that will not come back
-within the run (a daily cap). A wait longer than ``max_wait`` is such a quota too.
+budget, and the difference is booked as theirs), the share of a hidden limit it says is
+spent (Meta's usage percentages: the limit is learnt from them), a refusal that says the
+window is full (Google Ads' ``RESOURCE_TEMPORARILY_EXHAUSTED``: what the window holds is its
+limit), what a request cost (GA4 tokens), a wait the platform asks for (Meta's regain time,
+Google's ``retryDelay``), or a :class:`Quota` that will not come back within the run (a daily
+cap). A wait longer than ``max_wait`` is such a quota too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import threading
 import time
@@ -29,6 +33,12 @@ from dataclasses import dataclass, field
 import httpx
 
 __all__ = ["Limit", "Observation", "Quota", "QuotaWait", "RequestBudget", "SimulatedClock"]
+
+#: Platforms report usage shares in whole percent: the true share is below the reported one plus this.
+SHARE_RESOLUTION = 0.01
+#: A window whose limit is known only as a share holds at the limit learnt from it once the
+#: platform reports this much spent (below it, a first estimate is too rough to hold on).
+SHARE_HOLD = 0.9
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Limit:
     seconds: float
     path: str | None = None
     method: str | None = None
+    #: What the platform calls it, for messages ("GA4 tokens per day of property").
+    title: str = ""
 
     def key(self, method: str, path: str) -> str | None:
         """The window key of a request this limit applies to, else ``None``."""
@@ -84,7 +96,13 @@ class QuotaWait(Exception):
 
 @dataclass(frozen=True)
 class Observation:
-    """What one response says about one limit (see the module docstring)."""
+    """What one response says about one limit (see the module docstring).
+
+    :param share: the part of the window's limit the platform reports spent (0.5 = half), its
+        own requests and everyone else's; the limit, in requests, is learnt from it.
+    :param refused: the platform refused this request and counted nothing for it.
+    :param full: the platform refused it because the window is full: what it holds is the limit.
+    """
 
     name: str
     key: str = ""
@@ -94,12 +112,16 @@ class Observation:
     cost: float | None = None
     wait: float | None = None
     quota: Quota | None = None
+    share: float | None = None
+    refused: bool = False
+    full: bool = False
 
 
 @dataclass
 class _Window:
     limit: float | None
     seconds: float
+    label: str = ""  # the limit's name and key, for messages
     events: deque[tuple[float, float]] = field(default_factory=deque)
     in_flight: float = 0.0
     blocked_until: float = 0.0
@@ -107,6 +129,7 @@ class _Window:
     cost: float = 1.0  # the next request's expected cost: the last one observed
     reported: bool = False  # the platform reports this window's room (its word beats a guess)
     pruned: float = 0.0  # cost aged out so far (a response reports the window as it was when sent)
+    share_floor: float = 0.0  # the least the limit can be, from the shares reported so far
 
     def prune(self, now: float) -> None:
         while self.events and self.events[0][0] <= now - self.seconds:
@@ -136,6 +159,7 @@ class _Window:
 class _Ticket:
     windows: list[tuple[_Window, float]]
     pruned: dict[int, float] = field(default_factory=dict)  # id(window) -> its pruned when sent
+    simulated: int | None = None  # the request's id on a SimulatedClock
 
 
 class RequestBudget:
@@ -174,7 +198,8 @@ class RequestBudget:
         if found is None:
             spec = next((s for s in self.limits if s.name == name), None)
             limit, seconds = (spec.limit, spec.seconds) if spec else (None, 1.0)
-            found = self._windows[(name, key)] = _Window(limit, seconds)
+            label = f"{spec.title or spec.name} {key}".strip() if spec else f"{name} {key}".strip()
+            found = self._windows[(name, key)] = _Window(limit, seconds, label=label)
         return found
 
     def _matching(self, method: str, path: str) -> list[_Window]:
@@ -207,14 +232,17 @@ class RequestBudget:
                     for w, cost in booked:
                         w.in_flight += cost
                     self.sent += 1
-                    return _Ticket(booked, {id(w): w.pruned for w in windows})
+                    started = getattr(self.clock, "request_started", None)
+                    return _Ticket(booked, {id(w): w.pruned for w in windows}, started() if started else None)
                 if wait == float("inf"):  # room comes back when a request in flight completes
                     self._released.wait(timeout=1.0)
                     continue
                 if wait > self.max_wait:
+                    full = max(windows, key=lambda w: w.wait(now, w.cost))
                     raise QuotaWait(
                         Quota(
-                            f"the rate budget has no room for {wait:.0f}s, more than max_retry_after",
+                            f"the rate budget's {full.label} window has no room for {wait:.0f}s, "
+                            "more than max_retry_after",
                             resets_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait),
                         )
                     )
@@ -236,18 +264,22 @@ class RequestBudget:
             for o in observations:
                 self._apply(o, now, ticket)
             self._released.notify_all()
+        if ticket.simulated is not None:
+            self.clock.request_ended(ticket.simulated)  # type: ignore[attr-defined]
 
     def _apply(self, o: Observation, now: float, ticket: _Ticket) -> None:
         w = self.window(o.name, o.key)
+        own = any(w is counted for counted, _ in ticket.windows)  # its last event is this request's
+        if o.refused and own and w.events:
+            w.events.pop()  # the platform counted nothing for it
         if o.seconds is not None:
             w.seconds = o.seconds
         if o.limit is not None:
             w.limit = o.limit
-        if o.cost is not None and w.events:
-            t, booked = w.events[-1]
-            w.events[-1] = (t, o.cost)  # book what it really cost (the last event is this one's)
+        if o.cost is not None and own and w.events:
+            t, _ = w.events[-1]
+            w.events[-1] = (t, o.cost)  # book what it really cost
             w.cost = max(1.0, o.cost)
-            del booked
         if o.remaining is not None:
             w.reported = True
         if o.remaining is not None and w.limit is None:  # the platform reports room, not its limit
@@ -258,20 +290,51 @@ class RequestBudget:
             aged = w.pruned - ticket.pruned.get(id(w), w.pruned)
             if o.remaining + aged < ours:  # spent by someone else (another app, another run): theirs
                 w.events.append((now, ours - o.remaining - aged))
+        if o.share is not None:
+            self._learn_from_share(w, o.share, now, hold=not o.refused)
+        if o.full:
+            # What the platform admitted is what we hold (requests in flight included: the ones of a
+            # burst it refused come back refused too, and the last of them says the least).
+            learned = max(1.0, w.used(now))
+            w.limit = learned if w.limit is None else min(w.limit, learned)
+            w.reported = True
         if o.wait is not None:
             w.blocked_until = max(w.blocked_until, now + o.wait)
         if o.quota is not None:
             w.quota = o.quota
 
+    @staticmethod
+    def _learn_from_share(w: _Window, share: float, now: float, *, hold: bool) -> None:
+        """The platform says ``share`` of the window's limit is spent (ours and everyone else's).
+
+        Our requests it has seen are at most ``share`` of the limit, so the limit is at least ours
+        / share: never more than the platform allows, and as ours fill the window, exactly it.
+        Before the platform reports ``SHARE_HOLD`` spent that bound is loose, so nothing holds yet;
+        nor does a refusal's share start holding (its wait says when the window has room again).
+        """
+        w.reported = True
+        w.prune(now)
+        ours = sum(c for _, c in w.events)  # completed: the ones still in flight were not counted yet
+        if ours > 0:
+            # Limits count whole requests: the least whole number the reported share allows.
+            w.share_floor = max(w.share_floor, math.ceil(ours / (share + SHARE_RESOLUTION) - 1e-9))
+        if (hold and share >= SHARE_HOLD) or w.limit is not None:
+            w.limit = max(1.0, w.share_floor)
+
     def rate_limited(self, method: str, url: str, delay: float | None) -> bool:
         """A 429 or throttle answered the request: block the matching windows for ``delay``, or
         (no delay given) count the window the platform does not report as full until its requests
-        age out. False when nothing is known that says how long (the caller backs off)."""
+        age out. A window the response's observations blocked already (the platform named it: a
+        regain time, a ``retryDelay``) is the one that refused: the others are left alone. False
+        when nothing is known that says how long (the caller backs off)."""
         path = httpx.URL(url).path
         known = False
         with self._lock:
             now = self.clock()
-            for w in self._matching(method, path):
+            windows = self._matching(method, path)
+            if any(w.blocked_until > now for w in windows):
+                return True  # the refusal's own observation already blocked the window it names
+            for w in windows:
                 if delay is not None:
                     w.blocked_until = max(w.blocked_until, now + delay)
                     known = True
@@ -295,15 +358,19 @@ class SimulatedClock:
 
     ``clock()`` is the time; ``clock.sleep(s)`` moves it to ``s`` after the time this thread last
     read (``slept`` keeps every sleep). So threads that read the clock together and sleep for the
-    same wait wake together, as they would in real time. For tests, and for estimating how long a
-    budget makes a sync take.
+    same wait wake together, as they would in real time. A request takes no simulated time: a
+    sleep first lets the requests a budget on this clock has in flight complete (else one thread's
+    hour-long wait would land in the middle of another's request, and its response an hour late).
+    For tests, and for estimating how long a budget makes a sync take.
     """
 
     def __init__(self, start: float = 1_000.0) -> None:
         self.t = start
         self.slept: list[float] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._seen = threading.local()
+        self._in_flight: set[int] = set()
+        self._started = 0
 
     def __call__(self) -> float:
         self._seen.t = self.t
@@ -312,6 +379,20 @@ class SimulatedClock:
     def sleep(self, seconds: float) -> None:
         with self._lock:
             self.slept.append(seconds)
+            sent = set(self._in_flight)  # bounded in real time: a request that hangs holds no one for long
+            self._lock.wait_for(lambda: not (sent & self._in_flight), timeout=10.0)
             since = getattr(self._seen, "t", self.t)
             self.t = max(self.t, since + max(0.0, seconds))
             self._seen.t = self.t
+
+    def request_started(self) -> int:
+        """A budget sent a request (see the class docstring); the id to pass to :meth:`request_ended`."""
+        with self._lock:
+            self._started += 1
+            self._in_flight.add(self._started)
+            return self._started
+
+    def request_ended(self, request: int) -> None:
+        with self._lock:
+            self._in_flight.discard(request)
+            self._lock.notify_all()

@@ -29,6 +29,9 @@ source-facebook-marketing unit-test fixtures, kpihub's shared API notes):
 * Errors: ``{error: {message, type: "OAuthException", code, error_subcode?,
   is_transient?, fbtrace_id}}``; throttling comes as HTTP 400 with codes 17,
   613, 80000 … and usage headers such as ``X-Business-Use-Case-Usage``.
+* Rate limits (:class:`~kpihub_meta_ads.fake_limits.MetaLimits`, off unless given; clock-injectable):
+  the business use case buckets per ad account and hour, the ad account's API-level score, their
+  usage headers on every answer and Meta's throttle errors (sources in that module).
 """
 
 from __future__ import annotations
@@ -36,15 +39,18 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import random
+import re
 import urllib.parse
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
+from kpihub_meta_ads.fake_limits import MetaLimits
 
-__all__ = ["FakeMetaAds"]
+__all__ = ["FakeMetaAds", "MetaLimits"]
 
 ACCOUNTS = {"101010101": ("EUR", "Europe/Oslo"), "202020202": ("SEK", "Europe/Stockholm")}
 
@@ -71,9 +77,12 @@ class FakeMetaAds(FakeAPIServer):
         polls_until_done: int = 2,
         accounts: dict[str, tuple[str, str]] | None = None,
         campaign_names: list[str] | None = None,
+        limits: MetaLimits | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.token = token
+        self.limits = limits
+        self._usage: dict[str, str] = {}  # the usage headers of the request being answered
         self._revisions = random.Random(seed * 7919 + 1)  # restate(): its own stream, apart from the data
         self.polls_until_done = polls_until_done
         #: Effective status of a campaign (and of its ads, which inherit it); ACTIVE unless set.
@@ -233,7 +242,7 @@ class FakeMetaAds(FakeAPIServer):
     def authorize(self, request: FakeRequest) -> FakeResponse | None:
         token = request.query.get("access_token") or (request.header("authorization") or "")[7:]
         if token == self.token:
-            return None
+            return self._admit(request)
         body = {
             "error": {
                 "message": "Invalid OAuth access token - Cannot parse access token",
@@ -243,6 +252,31 @@ class FakeMetaAds(FakeAPIServer):
             }
         }
         return self.json(body, 400)
+
+    def _admit(self, request: FakeRequest) -> FakeResponse | None:
+        """Count the call against its ad account's limits: Meta's throttle error, or ``None`` (answer it)."""
+        if self.limits is None:
+            return None
+        counted = self._use_case(request.path)
+        if counted is None:
+            return None
+        status, error, self._usage = self.limits.admit(*counted)
+        return self.json(error, status) if status != 200 else None
+
+    def _use_case(self, path: str) -> tuple[str, str] | None:
+        """The (ad account, use case) a call counts in; ``None`` for one that names no known account."""
+        m = re.fullmatch(r"/v\d+\.0/(?:act_(\d+)(/insights)?|(6\d{12})(?:/insights)?)", path)
+        if m is None:
+            return None
+        acct = m.group(1) or self.reports.get(m.group(3) or "", {}).get("account")
+        if acct not in self.accounts:
+            return None
+        return acct, "ads_management" if m.group(1) and not m.group(2) else "ads_insights"
+
+    def json(self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> FakeResponse:  # type: ignore[override]
+        """Every answer to a counted call carries its usage headers, as Meta's do."""
+        usage, self._usage = self._usage, {}
+        return FakeAPIServer.json(data, status, {**usage, **(headers or {})})
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -355,7 +389,7 @@ class FakeMetaAds(FakeAPIServer):
         if isinstance(rows, FakeResponse):
             return rows
         run_id = str(6_000_000_000_000 + len(self.reports))
-        self.reports[run_id] = {"rows": rows, "polls": 0}
+        self.reports[run_id] = {"rows": rows, "polls": 0, "account": request.params["acct"]}
         return self.json({"report_run_id": run_id})
 
     @route("GET", r"/v(?P<v>\d+)\.0/(?P<run>6\d{12})")

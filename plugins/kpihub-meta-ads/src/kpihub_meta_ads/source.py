@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
-from kpihub.http import BearerAuth, NextLinkPaginator, RetryDecision
+from kpihub.http import BearerAuth, Limit, NextLinkPaginator, Observation, RetryDecision
 from kpihub.model import MONEY, ad_performance_batch
 from kpihub.source import Estimate, PlanContext, Requests
 
@@ -56,6 +57,15 @@ AD_STATUSES = (
 EVERY_STATUS = orjson.dumps([{"field": "ad.effective_status", "operator": "IN", "value": list(AD_STATUSES)}]).decode()
 #: Error codes Meta uses for throttling (rate-limiting docs; Airbyte's facebook-marketing tests).
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
+#: The rate windows of each ad account (developers.facebook.com/docs/graph-api/overview/rate-limiting,
+#: .../docs/marketing-apis/rate-limiting): its business use cases per rolling hour (insights calls,
+#: and the account object itself) and its API-level score per 300 s. Their sizes grow with the
+#: account's active ads and are not sent: the budget learns them from the usage percentages.
+ACCOUNT_LIMITS = (
+    Limit("ads_insights", None, 3600.0, path=r"/act_(\d+)/insights$"),
+    Limit("ads_management", None, 3600.0, path=r"/act_(\d+)$"),
+    Limit("ad_account", None, 300.0, path=r"/act_(\d+)(?:/|$)"),
+)
 
 
 class MetaAdsSettings(SourceSettings):
@@ -107,33 +117,82 @@ INSIGHTS = pa.schema(
 
 
 def throttle(response: httpx.Response) -> RetryDecision | None:
-    """Meta throttles with HTTP 400 and an error code; the usage header says how long."""
+    """Meta throttles with HTTP 400 and an error code; the usage headers say how long."""
     try:
         error = orjson.loads(response.content).get("error") or {}
     except (orjson.JSONDecodeError, AttributeError):
         return None
-    code = error.get("code")
-    if (
-        code in THROTTLE_CODES
-        or response.status_code == 429
-        or (error.get("is_transient") and response.status_code < 500)
-    ):
-        return RetryDecision(True, regain_seconds(response.headers.get("X-Business-Use-Case-Usage")), "throttled")
-    if response.status_code >= 500 or code in (1, 2):
+    if _throttled(response.status_code, error):
+        wait = regain_seconds(response.headers.get("X-Business-Use-Case-Usage"))
+        return RetryDecision(True, wait or account_reset_seconds(response.headers), "throttled")
+    if response.status_code >= 500 or error.get("code") in (1, 2):
         return RetryDecision(True, None, "transient")
     return RetryDecision(False)
 
 
-def regain_seconds(header: str | None) -> float | None:
-    """``estimated_time_to_regain_access`` (minutes) from X-Business-Use-Case-Usage, in seconds."""
-    if not header:
+def _throttled(status: int, error: Mapping[str, Any]) -> bool:
+    return error.get("code") in THROTTLE_CODES or status == 429 or bool(error.get("is_transient") and status < 500)
+
+
+def _header_json(value: str | None) -> Any:
+    if not value:
         return None
     try:
-        usage = orjson.loads(header)
+        return orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
-    minutes = max((e.get("estimated_time_to_regain_access", 0) for v in usage.values() for e in v), default=0)
+
+
+def regain_seconds(header: str | None) -> float | None:
+    """``estimated_time_to_regain_access`` (minutes) from X-Business-Use-Case-Usage, in seconds."""
+    usage = _header_json(header)
+    if not isinstance(usage, dict):
+        return None
+    entries = [e for v in usage.values() if isinstance(v, list) for e in v if isinstance(e, dict)]
+    minutes = max((e.get("estimated_time_to_regain_access") or 0 for e in entries), default=0)
     return minutes * 60.0 if minutes else None
+
+
+def account_reset_seconds(headers: httpx.Headers) -> float | None:
+    """X-Ad-Account-Usage's ``reset_time_duration`` (seconds) once the account's score is spent."""
+    usage = _header_json(headers.get("X-Ad-Account-Usage"))
+    if not isinstance(usage, dict) or float(usage.get("acc_id_util_pct") or 0) < 100:
+        return None
+    return float(usage.get("reset_time_duration") or 0) or None
+
+
+def observe_rate(response: httpx.Response) -> list[Observation]:
+    """The usage headers, as shares of the ad account's windows (:data:`ACCOUNT_LIMITS`).
+
+    ``X-Business-Use-Case-Usage`` gives per business object (the ad account) and use case the
+    percentages of the hour's ``call_count``, ``total_cputime`` and ``total_time`` (Meta throttles
+    when one reaches 100) and the minutes until a throttled account regains access;
+    ``X-Ad-Account-Usage`` the account's score (``acc_id_util_pct``) and, spent, when it resets.
+    """
+    refused = False
+    if response.status_code >= 400:
+        try:
+            error = orjson.loads(response.content).get("error") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            error = {}
+        refused = isinstance(error, dict) and _throttled(response.status_code, error)
+    out = []
+    try:
+        for key, entries in (_header_json(response.headers.get("X-Business-Use-Case-Usage")) or {}).items():
+            for e in entries:
+                share = max(float(e.get(k) or 0) for k in ("call_count", "total_cputime", "total_time")) / 100
+                minutes = float(e.get("estimated_time_to_regain_access") or 0)
+                wait = minutes * 60 if minutes > 0 else None
+                out.append(Observation(str(e["type"]), str(key), share=share, wait=wait, refused=refused))
+        account = re.search(r"/act_(\d+)", response.request.url.path)
+        usage = _header_json(response.headers.get("X-Ad-Account-Usage"))
+        if account and isinstance(usage, dict):
+            pct = float(usage.get("acc_id_util_pct") or 0)
+            wait = account_reset_seconds(response.headers) if refused else None
+            out.append(Observation("ad_account", account.group(1), share=pct / 100, wait=wait, refused=refused))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        pass  # a header that is not the documented shape says nothing
+    return out
 
 
 class Insights(Stream):
@@ -282,6 +341,11 @@ class MetaAdsSource(Source):
         return BearerAuth(settings.access_token)  # type: ignore[attr-defined]
 
     classify = staticmethod(throttle)
+    observe_rate = staticmethod(observe_rate)
+
+    def rate_limits(self, settings: SourceSettings) -> list[Limit]:
+        """Each ad account's business use cases per hour and its score per 300 s (sizes learnt)."""
+        return list(ACCOUNT_LIMITS)
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
         from kpihub.testing.business import DEMO_BUSINESS
