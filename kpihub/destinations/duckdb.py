@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from kpihub.destinations.base import (
@@ -40,6 +40,9 @@ from kpihub.destinations.base import (
 )
 from kpihub.errors import DestinationError
 from kpihub.failpoints import failpoint
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["DuckDBDestination", "DuckDBSession", "fetch_arrow", "quote"]
 
@@ -71,6 +74,8 @@ class DuckDBSession(DestinationSession):
             self._file_lock.acquire()
         elif not path.exists():
             raise DestinationError(f"DuckDB file {str(path)!r} does not exist (run `kpihub sync` first)")
+        import duckdb  # here, not at import: a sync to another destination does not load its 14 MB
+
         try:
             self.con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": memory_limit})
         except duckdb.IOException as exc:
@@ -129,7 +134,7 @@ class DuckDBSession(DestinationSession):
             finally:
                 try:
                     con.unregister("__kpihub_new")
-                except duckdb.Error:
+                except sys.modules["duckdb"].Error:  # loaded: this session holds a connection
                     pass
 
     def _apply(self, write: TableWrite) -> None:
