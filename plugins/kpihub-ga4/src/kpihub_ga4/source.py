@@ -335,15 +335,15 @@ class GA4Source(Source):
     def rate_limits(self, settings: SourceSettings) -> list[Limit]:
         """Tokens per hour (rolling) and per day, per property; their sizes come from ``propertyQuota``."""
         return [
-            Limit("tokens_hour", None, 3600.0, path=REPORT_PATH),
-            Limit("tokens_day", None, 86_400.0, path=REPORT_PATH),
+            Limit("tokens_hour", None, 3600.0, path=REPORT_PATH, title="GA4 tokens per hour of property"),
+            Limit("tokens_day", None, 86_400.0, path=REPORT_PATH, title="GA4 tokens per day of property"),
         ]
 
     def plan_limits(self, settings: SourceSettings) -> list[Limit]:
         """The same windows at a standard property's documented sizes."""
         return [
-            Limit("tokens_hour", TOKENS_PER_HOUR, 3600.0, path=REPORT_PATH),
-            Limit("tokens_day", TOKENS_PER_DAY, 86_400.0, path=REPORT_PATH),
+            Limit("tokens_hour", TOKENS_PER_HOUR, 3600.0, path=REPORT_PATH, title="GA4 tokens per hour of property"),
+            Limit("tokens_day", TOKENS_PER_DAY, 86_400.0, path=REPORT_PATH, title="GA4 tokens per day of property"),
         ]
 
     def streams(self, settings: SourceSettings) -> list[Stream]:
