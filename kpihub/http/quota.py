@@ -39,6 +39,9 @@ SHARE_RESOLUTION = 0.01
 #: A window whose limit is known only as a share holds at the limit learnt from it once the
 #: platform reports this much spent (below it, a first estimate is too rough to hold on).
 SHARE_HOLD = 0.9
+#: A window size learnt from a refusal holds this many window lengths, then the next refusal says it
+#: again (platforms that meter with a token bucket vary its size with their load).
+RELEARN_WINDOWS = 60
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ class _Window:
     reported: bool = False  # the platform reports this window's room (its word beats a guess)
     pruned: float = 0.0  # cost aged out so far (a response reports the window as it was when sent)
     share_floor: float = 0.0  # the least the limit can be, from the shares reported so far
+    refusal_read: bool = False  # a refusal's observation named this window (rate_limited leaves the rest)
+    declared: float | None = None  # the limit the source declared (a learnt one goes back to it)
+    relearn_at: float = math.inf  # when a size learnt from a refusal is dropped
 
     def prune(self, now: float) -> None:
         while self.events and self.events[0][0] <= now - self.seconds:
@@ -141,6 +147,8 @@ class _Window:
 
     def wait(self, now: float, cost: float) -> float:
         """Seconds until ``cost`` fits (``inf``: only requests in flight hold the room)."""
+        if now >= self.relearn_at:
+            self.limit, self.relearn_at = self.declared, math.inf
         wait = max(0.0, self.blocked_until - now)
         if self.limit is None:
             return wait
@@ -189,6 +197,11 @@ class RequestBudget:
         #: Counters for tests and the summary: requests sent, seconds waited.
         self.sent = 0
         self.waited = 0.0
+        self._skipped = 0.0  # waits a sleep returned from early (a test's recording sleep): passed
+
+    def now(self) -> float:
+        """The budget's time: the clock's, plus what sleeps that returned early were asked to wait."""
+        return self.clock() + self._skipped
 
     # -- windows ---------------------------------------------------------------
 
@@ -199,7 +212,7 @@ class RequestBudget:
             spec = next((s for s in self.limits if s.name == name), None)
             limit, seconds = (spec.limit, spec.seconds) if spec else (None, 1.0)
             label = f"{spec.title or spec.name} {key}".strip() if spec else f"{name} {key}".strip()
-            found = self._windows[(name, key)] = _Window(limit, seconds, label=label)
+            found = self._windows[(name, key)] = _Window(limit, seconds, label=label, declared=limit)
         return found
 
     def _matching(self, method: str, path: str) -> list[_Window]:
@@ -222,7 +235,7 @@ class RequestBudget:
         with self._lock:
             windows = self._matching(method, path)
             while True:
-                now = self.clock()
+                now = self.now()
                 for w in windows:
                     if w.quota is not None:
                         raise QuotaWait(w.quota)
@@ -252,12 +265,15 @@ class RequestBudget:
                 finally:
                     self._lock.acquire()
                 self.waited += wait
+                # A sleep that returned before the clock moved (a recording sleep on a real clock)
+                # stood for the wait: count it as passed instead of asking again until it has.
+                self._skipped += max(0.0, wait - (self.now() - now))
 
     def release(self, ticket: _Ticket, response: httpx.Response | None) -> None:
         """The request completed (``response``, or ``None`` if none arrived): book it, read the usage."""
         observations = list(self.observe(response)) if (self.observe and response is not None) else []
         with self._lock:
-            now = self.clock()
+            now = self.now()
             for w, cost in ticket.windows:
                 w.in_flight = max(0.0, w.in_flight - cost)
                 w.events.append((now, cost))
@@ -272,6 +288,7 @@ class RequestBudget:
         own = any(w is counted for counted, _ in ticket.windows)  # its last event is this request's
         if o.refused and own and w.events:
             w.events.pop()  # the platform counted nothing for it
+        w.refusal_read = w.refusal_read or o.full or (o.refused and o.wait is not None)
         if o.seconds is not None:
             w.seconds = o.seconds
         if o.limit is not None:
@@ -292,11 +309,13 @@ class RequestBudget:
                 w.events.append((now, ours - o.remaining - aged))
         if o.share is not None:
             self._learn_from_share(w, o.share, now, hold=not o.refused)
-        if o.full:
+        learned = w.used(now) if o.full else 0.0
+        if learned >= 1:  # (holding none of ours, the refusal says nothing of the size)
             # What the platform admitted is what we hold (requests in flight included: the ones of a
-            # burst it refused come back refused too, and the last of them says the least).
-            learned = max(1.0, w.used(now))
-            w.limit = learned if w.limit is None else min(w.limit, learned)
+            # burst it refused come back refused too, and the last of them says the least). It holds
+            # for RELEARN_WINDOWS windows: a size learnt under load is not kept for the whole run.
+            w.limit = learned if w.limit is None or now >= w.relearn_at else min(w.limit, learned)
+            w.relearn_at = now + RELEARN_WINDOWS * w.seconds
             w.reported = True
         if o.wait is not None:
             w.blocked_until = max(w.blocked_until, now + o.wait)
@@ -325,15 +344,18 @@ class RequestBudget:
         """A 429 or throttle answered the request: block the matching windows for ``delay``, or
         (no delay given) count the window the platform does not report as full until its requests
         age out. A window the response's observations blocked already (the platform named it: a
-        regain time, a ``retryDelay``) is the one that refused: the others are left alone. False
+        full, a regain time) is the one that refused: the others are left alone. False
         when nothing is known that says how long (the caller backs off)."""
         path = httpx.URL(url).path
         known = False
         with self._lock:
-            now = self.clock()
+            now = self.now()
             windows = self._matching(method, path)
-            if any(w.blocked_until > now for w in windows):
-                return True  # the refusal's own observation already blocked the window it names
+            named = [w for w in windows if w.refusal_read]
+            if named:  # the refusal's own observations already said which window, and how long
+                for w in named:
+                    w.refusal_read = False
+                return True
             for w in windows:
                 if delay is not None:
                     w.blocked_until = max(w.blocked_until, now + delay)
@@ -350,7 +372,7 @@ class RequestBudget:
     def used(self, name: str, key: str = "") -> float:
         """What the window holds now (requests or tokens), for tests and ``kpihub plan``."""
         with self._lock:
-            return self.window(name, key).used(self.clock())
+            return self.window(name, key).used(self.now())
 
 
 class SimulatedClock:

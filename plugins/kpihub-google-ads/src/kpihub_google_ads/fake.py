@@ -32,6 +32,9 @@ and kpihub's shared API notes):
   [{errorCode: {<family>: <ENUM>}, message}], requestId}]}}]`` — wrapped in an
   array for searchStream; a quota error is 429 ``RESOURCE_EXHAUSTED`` with
   ``quotaErrorDetails.retryDelay``.
+* Quotas (:class:`~kpihub_google_ads.fake_quota.GoogleAdsQuota`, off unless given; clock-injectable):
+  requests per minute per customer and per developer token (``RESOURCE_TEMPORARILY_EXHAUSTED``) and
+  the developer token's operations per sliding 24 hours (``RESOURCE_EXHAUSTED``; sources there).
 * The token endpoint takes the refresh-token grant as a form and answers
   ``{access_token, expires_in, scope, token_type}`` or 400 ``{"error":
   "invalid_grant", "error_description": …}``.
@@ -47,8 +50,9 @@ import uuid
 from typing import Any
 
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, route
+from kpihub_google_ads.fake_quota import GoogleAdsQuota, Refusal
 
-__all__ = ["FakeGoogleAds"]
+__all__ = ["FakeGoogleAds", "GoogleAdsQuota"]
 
 API_VERSION = "v21"
 ACCOUNTS = {
@@ -72,9 +76,11 @@ class FakeGoogleAds(FakeAPIServer):
         accounts: dict[str, tuple[str, str]] | None = None,
         campaign_names: list[str] | None = None,
         omit: tuple[str, ...] = (),
+        quota: GoogleAdsQuota | None = None,
     ) -> None:
         super().__init__(seed=seed)
         self.omit = omit
+        self.quota = quota
         #: Added to the account-level report (``FROM customer`` with metrics) on its first row:
         #: that many impressions and clicks, and that many currency units of cost (in micros), the
         #: campaign rows do not have — a platform whose campaign report misses part of its total.
@@ -223,6 +229,21 @@ class FakeGoogleAds(FakeAPIServer):
             },
         )
 
+    def refusal_body(self, refusal: Refusal) -> Any:
+        """The 429 Google sends for a quota: ``quotaError`` and ``quotaErrorDetails`` with ``retryDelay``."""
+        return self.failure(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "quotaError",
+            refusal.error,
+            f"Too many requests. Retry in {refusal.retry_seconds} seconds.",
+            quotaErrorDetails={
+                "rateScope": refusal.scope,
+                "rateName": refusal.name,
+                "retryDelay": f"{refusal.retry_seconds}s",
+            },
+        )
+
     @route("POST", r"/token")
     def token(self, request: FakeRequest) -> FakeResponse:
         form = dict(urllib.parse.parse_qsl(request.body.decode()))
@@ -276,6 +297,9 @@ class FakeGoogleAds(FakeAPIServer):
                 ),
                 403,
             )
+        refusal = self.quota.admit(cid) if self.quota is not None else None
+        if refusal is not None:
+            return self.json(self.refusal_body(refusal), 429)
         query = (request.json() or {}).get("query", "")
         parsed = re.match(r"\s*SELECT\s+(.+?)\s+FROM\s+(\w+)", query, re.S | re.I)
         between = re.search(r"segments\.date BETWEEN '(\d{4}-\d{2}-\d{2})' AND '(\d{4}-\d{2}-\d{2})'", query)
