@@ -1,4 +1,5 @@
-"""Property: a ratio KPI over a period equals Σ numerators ÷ Σ denominators of any partition of its rows."""
+"""Properties: a ratio KPI over a period equals Σ numerators ÷ Σ denominators of any partition of its rows;
+the columns an expression reads are the same whether the compiler reads them itself or asks sqlglot."""
 
 from __future__ import annotations
 
@@ -80,3 +81,64 @@ def test_ratio_of_the_whole_is_ratio_of_summed_parts(rows, kpi, grain):
             assert period["value"] is None
         else:
             assert abs(period["value"] - expected) <= 1e-9 * max(1.0, abs(expected))
+
+
+# -- the columns of an expression, read without sqlglot ------------------------------------------------
+
+_words = st.one_of(
+    st.sampled_from(sorted({n for t in CANONICAL_TABLES.values() for n in t.schema.names})),
+    st.sampled_from(["null", "TRUE", "date", "interval", "current_date", "force", "Clicks", "x1", "_a", "e5"]),
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+)
+_operands = st.one_of(_words, st.sampled_from(["1000", "1.5", ".5", "3.", "1e5", "0x10"]))
+_expressions = st.builds(
+    lambda first, rest, gap: first + "".join(f"{gap}{op}{gap}{w}" for op, w in rest),
+    _operands,
+    st.lists(st.tuples(st.sampled_from(["+", "-", "*", "/", "//", "**", "%", "||", "("]), _operands), max_size=4),
+    st.sampled_from(["", " ", "  "]),
+)
+
+
+def _sqlglot_columns(sql: str) -> set[str] | None:
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        return {c.name for c in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Column)}
+    except ParseError:
+        return None
+
+
+@settings(max_examples=400)
+@given(_expressions)
+@example("spend * 1000")
+@example("sessions - engaged_sessions")
+@example("load_time_ms_total / 1000.0")
+@example("clicks + null")
+@example("1e5 * spend")
+def test_plain_columns_are_the_columns_sqlglot_reads(sql):
+    from kpihub.kpis.compiler import plain_columns
+
+    got = plain_columns(sql)
+    if got is not None:  # else sqlglot is asked: nothing to compare
+        assert set(got) == _sqlglot_columns(sql), sql
+
+
+def test_plain_columns_know_every_keyword_of_sqlglots_duckdb_dialect():
+    from sqlglot.dialects.duckdb import DuckDB
+    from sqlglot.tokens import Tokenizer
+
+    from kpihub.kpis.compiler import DUCKDB_KEYWORDS
+
+    extra = {w for w in set(DuckDB.Tokenizer.KEYWORDS) - set(Tokenizer.KEYWORDS) if w.isidentifier()}
+    assert extra <= DUCKDB_KEYWORDS
+    # The catalogue's plain expressions skip sqlglot; the others (CASE, DATE_DIFF …) still go through it.
+    from kpihub.kpis.compiler import plain_columns
+    from kpihub.plugins import Registry
+
+    exprs = {m.expr for k in Registry().kpis.values() for m in k.measures.values() if m.expr}
+    plain = {e for e in exprs if plain_columns(e) is not None}
+    assert {"spend * 1000", "clicks", "sessions - engaged_sessions"} <= plain and "CASE" not in " ".join(plain)
+    for e in plain:
+        assert set(plain_columns(e)) == _sqlglot_columns(e), e

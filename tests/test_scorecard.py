@@ -179,12 +179,13 @@ def test_a_refused_kpi_is_a_row_and_the_others_are_still_scored():
 
 
 def test_a_bug_while_computing_a_kpi_is_not_a_refusal(monkeypatch):
-    from kpihub.kpis.engine import KPIEngine
+    from kpihub.kpis.engine import DuckDBBackend
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug, not a property of the data")
 
-    monkeypatch.setattr(KPIEngine, "series", broken)
+    # Under every query, batched or one KPI alone.
+    monkeypatch.setattr(DuckDBBackend, "query", broken)
     with pytest.raises(ZeroDivisionError):
         build_scorecard(engine(), KPIS, period=Period.parse("2024-02"), today=dt.date(2024, 6, 1))
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
+from sqlglot.tokens import Tokenizer
 
 from kpihub.errors import KPIError
 from kpihub.kpis.periods import GRAINS, Grain, period_starts, shift, truncate
@@ -39,6 +40,7 @@ class GrainError(KPIError):
     A property of the question, not of the data: a scorecard shows such a KPI as ``n/a``
     rather than ``refused``.
     """
+
 
 DIALECTS = ("duckdb", "postgres", "bigquery", "snowflake", "spark")
 
@@ -63,6 +65,29 @@ def _parse(kpi: KPI, role: str, sql: str, what: str) -> Any:
         raise KPIError(f"KPI {kpi.id!r}: {role} {what} {sql!r} is not valid SQL: {first}") from None
 
 
+_OPERAND = r"(?:[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d*)?|\.\d+)"
+_ARITHMETIC = re.compile(rf"\s*{_OPERAND}(?:\s*[-+*/]\s*{_OPERAND})*\s*")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Words sqlglot's DuckDB dialect reads as keywords besides sqlglot's own (a test checks this list
+#: against the installed sqlglot).
+DUCKDB_KEYWORDS = frozenset(
+    "ATTACH BITSTRING CONNECT DETACH DISCONNECT FORCE INSTALL LOGICAL MACRO ONLY PIVOT_WIDER POSITIONAL RESET "
+    "SIGNED SUMMARIZE TIMESTAMP_MS TIMESTAMP_NS TIMESTAMP_S TIMESTAMP_US UBIGINT UINTEGER USMALLINT UTINYINT".split()
+)
+
+
+def plain_columns(sql: str) -> tuple[str, ...] | None:
+    """The columns of an expression like ``spend * 1000`` or ``sessions - engaged_sessions`` (column names
+    and numbers joined by + - * /), read without sqlglot, whose DuckDB dialect takes ~30 ms to load the
+    first time; None for any other expression (or a word sqlglot reads as a keyword): ask sqlglot."""
+    if not _ARITHMETIC.fullmatch(sql):
+        return None
+    words = tuple(_WORD.findall(sql))
+    if any(w.upper() in Tokenizer.KEYWORDS or w.upper() in DUCKDB_KEYWORDS for w in words):
+        return None
+    return words
+
+
 @functools.lru_cache(maxsize=1024)
 def _column_names(sql: str) -> tuple[str, ...] | str:
     """The columns an expression uses, or the first line of its parse error (cached: a scorecard
@@ -80,7 +105,9 @@ def measure_columns(kpi: KPI, role: str, measure: Measure, schemas: Mapping[str,
     used = [("time column", measure.time)]
     for what, sql in (("expression", measure.expr), ("filter", measure.filter)):
         if sql:
-            columns = _column_names(sql)
+            columns: tuple[str, ...] | str | None = plain_columns(sql)
+            if columns is None or not names.issuperset(columns):
+                columns = _column_names(sql)  # in sqlglot's order: the same unknown column is named first
             if isinstance(columns, str):
                 raise KPIError(f"KPI {kpi.id!r}: {role} {what} {sql!r} is not valid SQL: {columns}")
             used += [(what, c) for c in columns]
@@ -203,7 +230,8 @@ def _adds_up_to(measure: Measure, schemas: Mapping[str, pa.Schema] | None) -> st
     limits = [measure.max_grain] if measure.max_grain else []
     if measure.agg == "sum" and measure.expr:
         schema = _schema(measure.table, schemas)
-        columns = _column_names(measure.expr)
+        plain = plain_columns(measure.expr)
+        columns = _column_names(measure.expr) if plain is None else plain
         for name in columns if isinstance(columns, tuple) else ():
             if name in schema.names:
                 meta = schema.field(name).metadata or {}
@@ -482,12 +510,9 @@ def _flow_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
     )
 
 
-def _one_scan(
-    kpi: KPI, ctx: _Context, start: dt.date, end: dt.date, measures: Sequence[Measure] | None = None
-) -> str:
-    """``period[, dim], value_0, value_1 …``: ``measures`` (default: ``kpi``'s), which :func:`_shares_scan`,
-    in one query."""
-    measures = list(kpi.measures.values()) if measures is None else list(measures)
+def _one_scan(kpi: KPI, ctx: _Context, start: dt.date, end: dt.date) -> str:
+    """``period[, dim], value_0, value_1``: ``kpi``'s two measures, which :func:`_shares_scan`, in one query."""
+    measures = list(kpi.measures.values())
     m = measures[0]
     local = _measure_local_time(m, ctx.timezone, ctx.schemas)
     dim = dimension_sql(kpi, m, ctx.by, ctx.schemas) if ctx.by else None
@@ -495,74 +520,6 @@ def _one_scan(
     return (
         f"SELECT CAST(DATE_TRUNC('{ctx.grain}', {local}) AS DATE) AS period{f', {dim} AS dim' if dim else ''}, "
         f"{aggs} FROM {_q(m.table)} WHERE {_rows_in(m, local, start, end)} GROUP BY 1{', 2' if dim else ''}"
-    )
-
-
-def scan_key(kpi: KPI, fx_currency: str | None = None) -> tuple[str, str, str | None] | None:
-    """``(table, time column, filter)`` of a simple or ratio KPI whose measures all aggregate the same
-    rows, so that several such KPIs can share one scan (:func:`shared_flows_sql`); else None."""
-    if kpi.kind not in ("simple", "ratio"):
-        return None
-    measures = list(kpi.measures.values())
-    if not all(_shares_scan(measures[0], m, fx_currency) for m in measures):
-        return None
-    return measures[0].table, measures[0].time, measures[0].filter
-
-
-_ALIAS = re.compile(r"\bAS (numerator|denominator|value)\b")
-
-
-def shared_flows_sql(
-    kpis: Sequence[KPI],
-    *,
-    grain: Grain,
-    start: dt.date,
-    end: dt.date,
-    timezone: str = "UTC",
-    schemas: Mapping[str, pa.Schema] | None = None,
-    fx_currency: str | None = None,
-    by: str | None = None,
-) -> str:
-    """One DuckDB query for KPIs with the same :func:`scan_key`: ``period`` (and ``by``), then
-    ``numerator_<i>``, ``denominator_<i>`` and ``value_<i>`` of the i-th KPI.
-
-    Each KPI's columns are the expressions :func:`compile_kpi` gives it alone, over the same groups
-    (same rows, same WHERE and GROUP BY), so the same values and types; the table is read once.
-    """
-    starts = period_starts(start, end, grain)
-    if not starts or not kpis:
-        raise KPIError(f"empty date range {start} .. {end} or no KPIs")
-    keys = {scan_key(k, fx_currency) for k in kpis}
-    if len(keys) != 1 or None in keys:
-        raise KPIError("shared_flows_sql needs simple or ratio KPIs that all read the same rows")
-    ctx = _Context(grain, timezone, schemas, fx_currency, {}, by)
-    first, stop = starts[0], _after(starts[-1], grain)
-    measures: list[Measure] = []
-    selects = []
-    for i, kpi in enumerate(kpis):
-        for role, measure in kpi.measures.items():
-            # The checks compile_kpi makes (columns, grain limits, the dimension): the same errors.
-            _measure_sql(
-                kpi, role, measure, grain=grain, start=first, end=stop, timezone=timezone, schemas=schemas,
-                fx_currency=fx_currency, by=by,
-            )  # fmt: skip
-        select = _SIMPLE if kpi.kind == "simple" else _RATIO
-        for role in kpi.measures:
-            select = select.replace(f"m_{role}.value", f"m_scan.value_{len(measures)}")
-            measures.append(kpi.measures[role])
-        selects.append(_ALIAS.sub(lambda m, i=i: f"AS {m.group(1)}_{i}", select))
-    scan = _one_scan(kpis[0], ctx, first, stop, measures)
-    ctes = [_spine([(d,) for d in starts]), f"m_scan AS ({scan})"]
-    if by is None:
-        return (
-            f"WITH {', '.join(ctes)} SELECT spine.period AS period, {', '.join(selects)} FROM spine "
-            "LEFT JOIN m_scan ON m_scan.period = spine.period ORDER BY spine.period"
-        )
-    ctes.append("dims AS (SELECT DISTINCT dim FROM m_scan)")
-    return (
-        f"WITH {', '.join(ctes)} SELECT spine.period AS period, dims.dim AS {_q(by)}, {', '.join(selects)} "
-        "FROM spine CROSS JOIN dims LEFT JOIN m_scan ON m_scan.period = spine.period AND m_scan.dim = dims.dim "
-        "ORDER BY spine.period, dims.dim"
     )
 
 
@@ -877,10 +834,7 @@ def currency_check_sql(
     if measure.expr:
         where = f"({where}) AND ({measure.expr}) IS NOT NULL"
     currency = f"UPPER({_q(measure.currency or 'currency')})"
-    return (
-        f"SELECT {currency} AS currency, COUNT(*) AS n FROM {_q(measure.table)} "
-        f"WHERE {where} GROUP BY 1 ORDER BY 1"
-    )
+    return f"SELECT {currency} AS currency, COUNT(*) AS n FROM {_q(measure.table)} WHERE {where} GROUP BY 1 ORDER BY 1"
 
 
 _BOUNDARY_UNITS = {"SECOND", "MINUTE", "HOUR", "DAY", "MONTH", "QUARTER", "YEAR"}

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
 
 from kpihub.destinations.base import DestinationSession
-from kpihub.destinations.duckdb import fetch_arrow
+from kpihub.destinations.duckdb import DuckDBSession, fetch_arrow
 from kpihub.errors import DestinationError, KPIError, KpihubError, MixedCurrencyError
+from kpihub.kpis.batch import batchable, check_flow, flow_batch_sql, scan_key, union_sql
 from kpihub.kpis.compiler import (
     FX_TABLE,
     Catalog,
@@ -21,14 +22,12 @@ from kpihub.kpis.compiler import (
     currency_check_sql,
     leaves,
     missing_fx_sql,
-    scan_key,
-    shared_flows_sql,
     transpile,
 )
-from kpihub.kpis.periods import Grain, Period
+from kpihub.kpis.periods import Grain, Period, period_starts
 from kpihub.kpis.spec import KPI
 
-__all__ = ["KPIEngine", "KPISeries"]
+__all__ = ["KPIEngine", "KPISeries", "SeriesRequest"]
 
 
 @dataclass
@@ -48,6 +47,15 @@ class KPISeries:
         """(period, dimension value) → value, of a series computed with ``by``."""
         keys = zip(self.table["period"].to_pylist(), self.table[by].to_pylist(), strict=True)
         return dict(zip(keys, self.table["value"].to_pylist(), strict=True))
+
+
+@dataclass(frozen=True)
+class SeriesRequest:
+    """One :meth:`KPIEngine.series` call of a :meth:`KPIEngine.series_batch`: ``kpi`` over ``[start, end)``."""
+
+    kpi: KPI
+    start: dt.date
+    end: dt.date
 
 
 class SQLBackend(Protocol):
@@ -130,7 +138,11 @@ class KPIEngine:
         """KPIs over a destination: in embedded DuckDB (default), ``engine="postgres"`` in the database,
         or ``engine="spark"`` on a local Spark over a Parquet destination."""
         con: duckdb.DuckDBPyConnection | SQLBackend
-        if engine == "duckdb":
+        if engine == "duckdb" and isinstance(session, DuckDBSession) and session.read_only:
+            # A cursor of the destination's own read-only connection: the reporting zone is the cursor's
+            # setting, and no second database instance opens and attaches the same file (~30 ms).
+            con = session.con.cursor()
+        elif engine == "duckdb":
             con = duckdb.connect()
             session.attach(con)
         elif engine not in ENGINES:
@@ -176,13 +188,19 @@ class KPIEngine:
         needed = leaves(kpi, grain="month", start=today, end=today + dt.timedelta(days=1), catalog=self.catalog)
         return list(dict.fromkeys(leaf.measure.table for leaf in needed))
 
-    def missing_tables(self, kpi: KPI) -> list[str]:
-        present = self.tables()
+    def missing_tables(self, kpi: KPI, present: set[str] | None = None) -> list[str]:
+        """The tables ``kpi`` reads that are not in ``present`` (default: the tables there are now)."""
+        present = self.tables() if present is None else present
         return [table for table in self.input_tables(kpi) if table not in present]
 
     def series(self, kpi: KPI, *, grain: Grain, start: dt.date, end: dt.date, by: str | None = None) -> KPISeries:
         """``kpi`` for every ``grain`` period overlapping ``[start, end)`` (and value of dimension ``by``)."""
-        currency, fx = self._checked(kpi, grain, start, end, self.tables(), None)
+        return self._series(kpi, grain, start, end, by, self.tables())
+
+    def _series(
+        self, kpi: KPI, grain: Grain, start: dt.date, end: dt.date, by: str | None, present: set[str]
+    ) -> KPISeries:
+        currency, fx = self._checked(kpi, grain, start, end, present)
         if kpi.kind == "model":
             from kpihub.models import model_series
 
@@ -202,59 +220,125 @@ class KPIEngine:
         )
         return KPISeries(kpi, grain, self.query(kpi, sql), currency)
 
+    def series_batch(
+        self, requests: Sequence[SeriesRequest], *, grain: Grain, tables: set[str] | None = None
+    ) -> list[KPISeries | KpihubError]:
+        """:meth:`series` of each request (or the error it raises), in one query for all the simple and
+        ratio KPIs among them (:mod:`kpihub.kpis.batch`): each table read once, for every period asked,
+        with the currency checks folded in. The values, types and errors are those of :meth:`series`.
+        ``tables``: the tables there are, when the caller has just read them (:meth:`tables`)."""
+        return self._batch(requests, grain, None, tables)
+
     def series_many(
         self, kpis: Sequence[KPI], *, grain: Grain, start: dt.date, end: dt.date, by: str | None = None
     ) -> dict[str, KPISeries | KpihubError]:
-        """:meth:`series` of each KPI (or the error it raises), with one scan of a table for all the
-        simple and ratio KPIs that aggregate the same rows (CTR, CPC, CPA, ROAS), and each currency
-        check run once. The values, types and errors are those :meth:`series` gives each KPI alone."""
-        out: dict[str, KPISeries | KpihubError] = {}
-        present = self.tables()
-        memo: dict[str, pa.Table] = {}  # currency-check SQL → its rows: CPC, CPA and ROAS check one column
-        groups: dict[tuple[Any, ...], list[tuple[KPI, str | None]]] = {}
-        for kpi in kpis:
-            try:
-                currency, fx = self._checked(kpi, grain, start, end, present, memo)
-            except KpihubError as exc:
-                out[kpi.id] = exc
-                continue
-            key = scan_key(kpi, self.currency if fx else None)
-            if self.con is None or key is None or fx or (by and kpi.kind == "simple"):
-                out[kpi.id] = self._series_or_error(kpi, grain, start, end, by)
+        """:meth:`series` of each KPI (or the error it raises) over the same periods: with ``by``, one
+        scan for the simple and ratio KPIs that aggregate the same rows (CTR, CPC, CPA, ROAS), without
+        ``by`` one query for all of them (:meth:`series_batch`)."""
+        got = self._batch([SeriesRequest(kpi, start, end) for kpi in kpis], grain, by, None)
+        return {kpi.id: series for kpi, series in zip(kpis, got, strict=True)}
+
+    def _batch(
+        self, requests: Sequence[SeriesRequest], grain: Grain, by: str | None, tables: set[str] | None
+    ) -> list[KPISeries | KpihubError]:
+        present = self.tables() if tables is None else tables
+        fx = self.currency if self.currency is not None and FX_TABLE in present else None
+        out: list[KPISeries | KpihubError | None] = [None] * len(requests)
+        groups: dict[Any, dict[int, SeriesRequest]] = {}
+        for n, r in enumerate(requests):
+            key = self._batch_key(r, grain, by, present, fx)
+            if key is None:
+                out[n] = self._series_or_error(r.kpi, grain, r.start, r.end, by, present)
             else:
-                groups.setdefault(key, []).append((kpi, currency))
-        for members in groups.values():
-            if len(members) == 1:
-                kpi = members[0][0]
-                out[kpi.id] = self._series_or_error(kpi, grain, start, end, by)
-                continue
+                groups.setdefault(key, {})[n] = r
+        for asks in groups.values():
+            self._run_batch(asks, grain, by, present, out)
+        return cast("list[KPISeries | KpihubError]", out)  # every position filled above
+
+    def _batch_key(self, r: SeriesRequest, grain: Grain, by: str | None, present: set[str], fx: str | None) -> Any:
+        """What ``r`` shares a query with (a breakdown: the same rows; else every batchable request), or
+        None when :meth:`series` computes it alone (other kinds, money to convert, missing tables, an
+        empty range, a definition the compiler refuses: :meth:`series` says so, in its words)."""
+        kpi = r.kpi
+        if not batchable(kpi) or (fx and any(m.currency for m in kpi.measures.values())):
+            return None
+        if not period_starts(r.start, r.end, grain) or any(m.table not in present for m in kpi.measures.values()):
+            return None
+        try:
+            check_flow(kpi, grain=grain, start=r.start, end=r.end, timezone=self.timezone, by=by)
+        except KPIError:
+            return None
+        return scan_key(kpi) if by else "all"
+
+    def _run_batch(
+        self,
+        asks: dict[int, SeriesRequest],
+        grain: Grain,
+        by: str | None,
+        present: set[str],
+        out: list[KPISeries | KpihubError | None],
+    ) -> None:
+        """Fill ``out`` at ``asks``' positions from one batch query and one query of all their currency
+        checks (each request alone, as :meth:`series` would, if either fails)."""
+        spans = {n: period_starts(r.start, r.end, grain) for n, r in asks.items()}
+        kpis: dict[int, KPI] = {id(r.kpi): r.kpi for r in asks.values()}  # a KPI asked twice is computed once
+        money = {
+            n: self._currency_checks(
+                [leaf for leaf in leaves(r.kpi, grain=grain, start=r.start, end=r.end) if leaf.measure.currency]
+            )
+            for n, r in asks.items()
+        }
+        checks = list(dict.fromkeys(sql for leaves_ in money.values() for _, sql in leaves_))
+        try:
+            batch = flow_batch_sql(
+                list(kpis.values()), grain=grain, starts=[s for ss in spans.values() for s in ss],
+                timezone=self.timezone, by=by,
+            )  # fmt: skip
+            table = self.backend.query(batch.sql)
+            checked = self._checks(checks)
+        except (KpihubError, duckdb.Error, DestinationError):
+            # Each KPI alone says what is wrong with it (and the others still run).
+            for n, r in asks.items():
+                out[n] = self._series_or_error(r.kpi, grain, r.start, r.end, by, present)
+            return
+        index = {key: i for i, key in enumerate(kpis)}
+        row_of = {p: i for i, p in enumerate(table["period"].to_pylist())} if by is None else {}
+        head = ["period", by] if by else ["period"]
+        for n, r in asks.items():
             try:
-                sql = shared_flows_sql(
-                    [k for k, _ in members], grain=grain, start=start, end=end, timezone=self.timezone, by=by
-                )
-                table = self.backend.query(sql)
-            except (KpihubError, duckdb.Error, DestinationError):
-                # Each KPI alone says what is wrong with it (and the others still run).
-                for kpi, _ in members:
-                    out[kpi.id] = self._series_or_error(kpi, grain, start, end, by)
+                currency = self._currency(r.kpi, money[n], checked)
+            except KpihubError as exc:  # money in several currencies: what series says
+                out[n] = _detached(exc)
                 continue
-            head = ["period", by] if by else ["period"]
-            for i, (kpi, currency) in enumerate(members):
-                cols = [f"numerator_{i}", f"denominator_{i}", f"value_{i}"]
-                part = table.select(head + cols).rename_columns([*head, "numerator", "denominator", "value"])
-                out[kpi.id] = KPISeries(kpi, grain, part, currency)
-        return {kpi.id: out[kpi.id] for kpi in kpis}
+            rows = table if by else table.slice(row_of[spans[n][0]], len(spans[n]))
+            i = index[id(r.kpi)]
+            part = rows.select(head + batch.columns(i)).rename_columns([*head, "numerator", "denominator", "value"])
+            out[n] = KPISeries(r.kpi, grain, part, currency if r.kpi.unit == "currency" else None)
+
+    def _currency_checks(self, money: list[Leaf]) -> list[tuple[Leaf, str]]:
+        """Each money leaf with the SQL of its currency check."""
+        tz = self.timezone
+        return [(leaf, currency_check_sql(leaf.measure, start=leaf.start, end=leaf.end, timezone=tz)) for leaf in money]
+
+    def _checks(self, checks: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Currency check SQL → its rows, all the checks in one query."""
+        if not checks:
+            return {}
+        rows: dict[str, list[dict[str, Any]]] = {sql: [] for sql in checks}
+        for r in self.backend.query(union_sql(checks)).to_pylist():
+            rows[checks[r["k"]]].append({"currency": r["currency"], "n": r["n"]})
+        return rows
 
     def _series_or_error(
-        self, kpi: KPI, grain: Grain, start: dt.date, end: dt.date, by: str | None
+        self, kpi: KPI, grain: Grain, start: dt.date, end: dt.date, by: str | None, present: set[str]
     ) -> KPISeries | KpihubError:
         try:
-            return self.series(kpi, grain=grain, start=start, end=end, by=by)
+            return self._series(kpi, grain, start, end, by, present)
         except KpihubError as exc:
-            return exc
+            return _detached(exc)
 
     def _checked(
-        self, kpi: KPI, grain: Grain, start: dt.date, end: dt.date, present: set[str], memo: dict[str, pa.Table] | None
+        self, kpi: KPI, grain: Grain, start: dt.date, end: dt.date, present: set[str]
     ) -> tuple[str | None, bool]:
         """``(currency, fx)`` of ``kpi`` over the range once its tables exist and its money adds up."""
         needed = leaves(kpi, grain=grain, start=start, end=end, catalog=self.catalog)
@@ -263,7 +347,7 @@ class KPIEngine:
             raise KPIError(f"KPI {kpi.id!r} needs table {missing[0]!r}, which no sync has written yet")
         money = [leaf for leaf in needed if leaf.measure.currency]
         fx = bool(money) and self.currency is not None and FX_TABLE in present  # self.fx without a 2nd lookup
-        currency = self._check_fx(money) if fx else self._currency(kpi, money, memo)
+        currency = self._check_fx(money) if fx else self._currency(kpi, self._currency_checks(money))
         if kpi.unit != "currency":
             currency = None  # checked above, but a rate of money (ROAS, ROI) has no currency
         return currency, fx
@@ -295,25 +379,22 @@ class KPIEngine:
                 )
         return self.currency
 
-    def _currency(self, kpi: KPI, money: list[Leaf], memo: dict[str, pa.Table] | None = None) -> str | None:
+    def _currency(
+        self, kpi: KPI, money: list[tuple[Leaf, str]], checked: dict[str, list[dict[str, Any]]] | None = None
+    ) -> str | None:
+        """The one currency of ``kpi``'s money (each leaf with its check SQL; ``checked``: their rows when
+        already read), or the error of amounts that do not add up."""
         found: set[str] = set()
         unnamed = 0
-        for leaf in money:
-            sql = currency_check_sql(leaf.measure, start=leaf.start, end=leaf.end, timezone=self.timezone)
-            if memo is None:
-                rows = self.query(kpi, sql)
-            elif sql in memo:
-                rows = memo[sql]
-            else:
-                rows = memo[sql] = self.query(kpi, sql)
-            for r in rows.to_pylist():
+        for _, sql in money:
+            for r in self.query(kpi, sql).to_pylist() if checked is None else checked[sql]:
                 if r["currency"] is None:
                     unnamed += r["n"]
                 else:
                     found.add(r["currency"])
         if not money:
             return None
-        start, end = min(leaf.start for leaf in money), max(leaf.end for leaf in money)
+        start, end = min(leaf.start for leaf, _ in money), max(leaf.end for leaf, _ in money)
         if unnamed and found:
             raise MixedCurrencyError(
                 f"KPI {kpi.id!r} would add {unnamed} amount(s) without a currency to amounts in "
@@ -325,6 +406,19 @@ class KPIEngine:
                 f"between {start} and {end}; configure FX rates (fx_rates_daily) or filter to one currency"
             )
         return next(iter(found), None)
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _detached(exc: _E) -> _E:
+    """``exc`` (and the errors it chains) without tracebacks: an error kept as a result would otherwise
+    hold the frames that computed it, the list it is kept in among them, and so the connection, open."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 def _num(value: object) -> float | None:

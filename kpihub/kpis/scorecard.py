@@ -34,7 +34,7 @@ import pyarrow as pa
 from kpihub.errors import KPIError, KpihubError
 from kpihub.kpis.catalog import STAGE_ORDER
 from kpihub.kpis.compiler import GrainError
-from kpihub.kpis.engine import KPIEngine
+from kpihub.kpis.engine import KPIEngine, KPISeries, SeriesRequest
 from kpihub.kpis.periods import Grain, Period
 from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import Target
@@ -203,53 +203,101 @@ def build_scorecard(
                 raise KPIError(f"unknown KPI {kpi_id!r}")
             jobs.append((kpis[kpi_id], default_period, None))
     quality = stream_quality(engine.state() if state is None else state, stream_tables)
+    present = engine.tables()  # once for the scorecard, not once per KPI
+    answers = _series_of(engine, jobs, present)
     rows = []
     for kpi, p, t in jobs:
-        row = _row(engine, kpi, p, t, today)
+        row = _row(engine, kpi, p, t, today, present, answers)
         _mark(row, _input_tables(engine, kpi), quality)
         rows.append(row)
     rows.sort(key=lambda r: (STAGE_ORDER.get(r.stage or "", 4), r.kpi, r.period))
     return Scorecard(rows, quality)
 
 
-def _row(engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, today: dt.date) -> ScorecardRow:
+#: A job's series: (KPI object id, start, end) → the series or the error computing it raised.
+_Answers = dict[tuple[int, dt.date, dt.date], KPISeries | KpihubError]
+
+
+def _ranges(period: Period) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]:
+    """The two series a row reads: this and the previous period, and the same period last year."""
+    last_year = period.same_last_year()
+    return (period.previous().start, period.end), (last_year.start, last_year.end)
+
+
+def _series_of(engine: KPIEngine, jobs: Sequence[tuple[KPI, Period, Target | None]], present: set[str]) -> _Answers:
+    """Every job's series, one :meth:`~KPIEngine.series_batch` per grain: the simple and ratio KPIs over
+    the same tables are one scan for all their periods (the values and errors of one ``series`` each)."""
+    wanted: dict[Grain, dict[tuple[int, dt.date, dt.date], SeriesRequest]] = {}
+    for kpi, period, _ in jobs:
+        try:
+            if engine.missing_tables(kpi, present):
+                continue  # a "no data" row
+        except KPIError:
+            continue  # a definition its row refuses
+        for start, end in _ranges(period):
+            wanted.setdefault(period.grain, {})[(id(kpi), start, end)] = SeriesRequest(kpi, start, end)
+    answers: _Answers = {}
+    for grain, asks in wanted.items():
+        answers.update(zip(asks, engine.series_batch(list(asks.values()), grain=grain, tables=present), strict=True))
+    return answers
+
+
+def _row(
+    engine: KPIEngine,
+    kpi: KPI,
+    period: Period,
+    target: Target | None,
+    today: dt.date,
+    present: set[str],
+    answers: _Answers,
+) -> ScorecardRow:
     """The scored row, or a ``refused`` one: one KPI the data rules out does not hide the others."""
     try:
-        return _scored_row(engine, kpi, period, target, today)
+        return _scored_row(engine, kpi, period, target, today, present, answers)
     except KpihubError as exc:  # mixed currencies, a missing FX rate, a model without enough data, a failed query
-        status = NOT_APPLICABLE if isinstance(exc, GrainError) else REFUSED
-        row = ScorecardRow(kpi.id, kpi.title, kpi.unit, kpi.stage, period.label, None, status=status)
-        if target is not None:
-            row.baseline, row.target = target.baseline, target.target
-        row.notes.append(_one_line(exc))
-        return row
+        return _refused_row(kpi, period, target, exc)
+
+
+def _refused_row(kpi: KPI, period: Period, target: Target | None, exc: KpihubError) -> ScorecardRow:
+    status = NOT_APPLICABLE if isinstance(exc, GrainError) else REFUSED
+    row = ScorecardRow(kpi.id, kpi.title, kpi.unit, kpi.stage, period.label, None, status=status)
+    if target is not None:
+        row.baseline, row.target = target.baseline, target.target
+    row.notes.append(_one_line(exc))
+    return row
 
 
 def _scored_row(
-    engine: KPIEngine, kpi: KPI, period: Period, target: Target | None, today: dt.date
+    engine: KPIEngine,
+    kpi: KPI,
+    period: Period,
+    target: Target | None,
+    today: dt.date,
+    present: set[str],
+    answers: _Answers,
 ) -> ScorecardRow:
     row = ScorecardRow(kpi.id, kpi.title, kpi.unit, kpi.stage, period.label, None)
-    missing = engine.missing_tables(kpi)
+    missing = engine.missing_tables(kpi, present)
     if missing:
         row.status = "no data"
         row.notes.append(f"table {missing[0]} not synced")
         return row
-    previous = period.previous()
-    series = engine.series(kpi, grain=period.grain, start=previous.start, end=period.end)
+    (start, end), (ly_start, ly_end) = _ranges(period)
+    series, last_year = answers[(id(kpi), start, end)], answers[(id(kpi), ly_start, ly_end)]
+    # An error is returned, not raised again: raised here, it would hold this frame (and the engine) alive.
+    if isinstance(series, KpihubError):
+        return _refused_row(kpi, period, target, series)
+    if isinstance(last_year, KpihubError) and not isinstance(last_year, KPIError):
+        return _refused_row(kpi, period, target, last_year)
     values = series.values()
     row.actual = values.get(period.start)
-    row.previous = values.get(previous.start)
+    row.previous = values.get(period.previous().start)
     row.currency = series.currency
     row.change = _relative_change(row.actual, row.previous)
-    last_year = period.same_last_year()
-    try:
-        row.last_year = (
-            engine.series(kpi, grain=period.grain, start=last_year.start, end=last_year.end)
-            .values()
-            .get(last_year.start)
-        )
-    except KPIError as exc:  # e.g. too little history a year back to fit a model: only the trend is lost
-        row.notes.append(f"no value for {last_year.label}: {_one_line(exc)}")
+    if isinstance(last_year, KPIError):  # e.g. too little history a year back to fit a model: only the trend is lost
+        row.notes.append(f"no value for {period.same_last_year().label}: {_one_line(last_year)}")
+    else:
+        row.last_year = last_year.values().get(ly_start)
     row.change_yoy = _relative_change(row.actual, row.last_year)
     if period.elapsed(today) < 1:
         row.notes.append(f"period in progress ({period.elapsed(today):.0%} elapsed)")
