@@ -323,7 +323,8 @@ class Requester:
             when = exc.quota.when()
             n = int(retrying.statistics.get("attempt_number", 1))
             tried = "1 attempt" if n == 1 else f"{n} attempts"
-            message = redact(f"{where}: {method} {last.get('url', url)} stopped after {tried}: {exc} (quota {when})")
+            why = str(exc) if exc.quota.reason in str(exc) else f"{exc.quota.reason}: {exc}"  # what ran out, first
+            message = redact(f"{where}: {method} {last.get('url', url)} stopped after {tried}: {why} (quota {when})")
             raise QuotaExhaustedError(
                 message,
                 source=self.source_id,

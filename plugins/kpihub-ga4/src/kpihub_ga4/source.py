@@ -23,8 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
 from kpihub.concurrency import interleave
-from kpihub.http import OAuthRefreshToken, OffsetPaginator, RetryDecision, positional_batch
-from kpihub.http.quota import Limit, Observation, Quota
+from kpihub.http import Limit, OAuthRefreshToken, Observation, OffsetPaginator, Quota, RetryDecision, positional_batch
 from kpihub.model import MONEY
 from kpihub.source import Estimate, PlanContext, Requests
 
@@ -200,7 +199,7 @@ class Report(Stream):
         (totals,) = page.get("totals") or [None]
         if not totals:
             return
-        for header, value in zip(page.get("metricHeaders", []), totals.get("metricValues", [])):
+        for header, value in zip(page.get("metricHeaders", []), totals.get("metricValues", []), strict=False):
             if header["name"] in ADDITIVE_METRICS and header["name"] in self.schema.names:
                 ctx.expect_total(header["name"], Decimal(value["value"]), where={"property_id": prop})
 
@@ -371,9 +370,8 @@ class GA4Source(Source):
         )
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub_ga4.fake import FakeGA4
-
         from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub_ga4.fake import FakeGA4
 
         b = DEMO_BUSINESS
         channels = [(c.utm_source, c.utm_medium, c.utm_campaign) for c in b.campaigns]

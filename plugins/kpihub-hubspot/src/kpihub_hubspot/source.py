@@ -28,11 +28,9 @@ import pyarrow as pa
 from pydantic import Field, SecretStr
 
 from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
-from kpihub.http import BearerAuth, get_path
-from kpihub_hubspot import mapping
-from kpihub.http import KeysetBound, KeysetPaginator, RetryDecision
-from kpihub.http.quota import Limit, Observation, Quota
+from kpihub.http import BearerAuth, KeysetBound, KeysetPaginator, Limit, Observation, Quota, RetryDecision, get_path
 from kpihub.source import Estimate, PlanContext, Requests
+from kpihub_hubspot import mapping
 
 TS = pa.timestamp("us", tz="UTC")
 #: Requests a day on Free and Starter (the tier ``burst_per_10s`` assumes too); Professional and
