@@ -185,3 +185,26 @@ def test_an_engine_is_freed_once_its_scorecard_is_built(demo_file, tmp_path):
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_kpis_over_a_read_only_duckdb_destination_read_its_own_connection(demo_file, tmp_path):
+    """A cursor of the destination's read-only connection: the reporting zone is the cursor's, the
+    destination's connection keeps UTC (its timestamps), and the KPIs are those of a second attached instance."""
+    from kpihub.destinations.duckdb import DuckDBDestination, DuckDBSession
+
+    path = tmp_path / "kpihub.duckdb"
+    shutil.copy(demo_file / "kpihub.duckdb", path)
+    uri = f"duckdb:///{path}"
+    kpis = Registry().kpis
+    q2 = Period.parse("2026-Q2")
+    with DuckDBDestination().open(uri, read_only=True) as session:
+        engine = KPIEngine.for_destination(session, timezone=TZ, catalog=kpis)
+        assert engine.con is not None and engine.con is not session.con
+        zone = "SELECT current_setting('TimeZone')"
+        assert engine.con.execute(zone).fetchone() == (TZ,) and session.con.execute(zone).fetchone() == ("UTC",)
+        got = build_scorecard(engine, kpis, period=q2, only=["leads", "ctr", "sales", "win_rate"])
+    attached = KPIEngine(duckdb.connect(), timezone=TZ, catalog=kpis)
+    with DuckDBSession(path, read_only=True) as other:
+        other.attach(attached.con)
+        want = build_scorecard(attached, kpis, period=q2, only=["leads", "ctr", "sales", "win_rate"])
+    assert [r.as_dict() for r in got] == [r.as_dict() for r in want] and all(r.actual is not None for r in got)
