@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -11,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from kpihub.destinations.base import DestinationSession
-from kpihub.destinations.duckdb import DuckDBSession, fetch_arrow
+from kpihub.destinations.duckdb import DuckDBSession
 from kpihub.errors import DestinationError, KPIError, KpihubError, MixedCurrencyError
 from kpihub.kpis.batch import batchable, check_flow, flow_batch_sql, scan_key, union_sql
 from kpihub.kpis.compiler import (
@@ -78,7 +79,15 @@ class DuckDBBackend:
         con.execute(f"SET TimeZone = '{timezone}'")
 
     def query(self, sql: str) -> pa.Table:
-        return fetch_arrow(self.con, sql)
+        result = self.con.execute(sql)
+        method = getattr(result, "to_arrow_table", None)
+        if method is None:  # DuckDB 1.x
+            return result.fetch_arrow_table()
+        # DuckDB 2's con.sql() binds a query twice (to describe it, then to run it): ~10 ms for a scorecard's
+        # batch. A KPI result is small, so the copy DuckDB warns that a DB-API result's Arrow output makes is not.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+            return method()
 
     def table_names(self) -> set[str]:
         return {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
