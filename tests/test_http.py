@@ -316,3 +316,11 @@ def test_positional_report_rows_become_columns_by_header():
     short = rows + [{"dimensionValues": [{"value": "20240603"}], "metricValues": [{"value": "1"}]}]
     with pytest.raises(ValueError, match="row 2: dimensionValues has 1 values for 2 headers"):
         positional_batch(short, {"dimensionValues": ["date", "channel"], "metricValues": ["sessions"]})
+
+
+def test_offset_lookahead_holds_few_large_pages_in_flight():
+    # A parsed page is held while it is in flight: 10,000 GA4 rows are ~30 MB of objects.
+    assert OffsetPaginator("rows", limit=100, total_path="rowCount").lookahead == 4
+    assert OffsetPaginator("rows", limit=10_000, total_path="rowCount").lookahead == 2
+    assert OffsetPaginator("rows", limit=10_000, total_path="rowCount", lookahead=0).lookahead == 0
+    assert OffsetPaginator("rows", limit=100).lookahead == 0  # no declared total: the end is not known

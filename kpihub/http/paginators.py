@@ -283,6 +283,10 @@ def _copy(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(value) if value is not None else None
 
 
+#: Records an offset paginator keeps in flight ahead of the page in hand (see ``lookahead``).
+LOOKAHEAD_RECORDS = 20_000
+
+
 class OffsetPaginator(Paginator):
     """``offset += limit`` while ``offset < total`` (GA4 ``rowCount``) or pages are full."""
 
@@ -299,7 +303,10 @@ class OffsetPaginator(Paginator):
         lookahead: int = 4,
     ) -> None:
         super().__init__(records_path, total_path=total_path)
-        self.lookahead = lookahead if total_path is not None else 0
+        # Pages in flight are parsed bodies held at once (10,000 GA4 rows parse to ~30 MB of objects):
+        # at most LOOKAHEAD_RECORDS records ahead, and always one page ahead where any is asked for.
+        depth = min(lookahead, max(2, LOOKAHEAD_RECORDS // max(limit, 1))) if lookahead else 0
+        self.lookahead = depth if total_path is not None else 0
         self.limit = limit
         self.limit_param = limit_param
         self.offset_param = offset_param
