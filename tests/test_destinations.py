@@ -258,3 +258,22 @@ def test_partitioned_files_split_by_day_and_a_rerun_window_replaces_without_dupl
 
     hive = ds.dataset(tmp_path / "lake" / "orders", format="parquet", partitioning="hive")
     assert hive.to_table(filter=ds.field("date") == "2024-01-02").num_rows == 1  # pruned by day
+
+
+def test_a_column_null_for_its_first_thousands_of_rows_reads_back(open_dest):
+    # SQLite's ADBC driver infers a column's type from the first batch it reads (1,024 rows by default):
+    # a column null there (charges before refunds in `orders`, parent_order_id) was read as int64,
+    # then failed on its first string.
+    nulls_first = pa.table(
+        {
+            "source_id": ["a"] * 3000,
+            "id": [str(i) for i in range(3000)],
+            "parent": [None] * 2990 + [f"p{i}" for i in range(10)],
+        },
+        schema=pa.schema([("source_id", pa.string()), ("id", pa.string()), ("parent", pa.string())]),
+    )
+    with open_dest() as s:
+        s.commit([TableWrite("t", nulls_first, "append")], {})
+        back = s.read_table("t")
+    assert back.schema.field("parent").type == pa.string()
+    assert sorted(v for v in back.column("parent").to_pylist() if v) == [f"p{i}" for i in range(10)]

@@ -77,6 +77,8 @@ STATE_TABLE = "_kpihub_state"
 SCHEMA_TABLE = "_kpihub_schemas"
 #: A range scope's bounds, bulk-loaded as values of their column's type (see ``ADBCSession._delete_scope``).
 BOUNDS_TABLE = "_kpihub_bounds"
+#: The SQLite ADBC driver's rows per batch (its default), restored after a whole-table read.
+SQLITE_BATCH_ROWS = 1024
 
 
 def sql_type(field_type: pa.DataType, dialect: str) -> str:
@@ -552,10 +554,22 @@ class ADBCSession(DestinationSession):
     def read_table(self, name: str) -> pa.Table:
         with self._lock:
             schema = self._recorded_schema(name) if SCHEMA_TABLE in self._all_tables() else None
-            self._exec(f"SELECT * FROM {self._name(name)}")
-            table = self.cur.fetch_arrow_table()
+            if self.driver == "sqlite":
+                # The SQLite driver types a column by the first batch it reads (1,024 rows) and fails on a
+                # later value of another type: null there, strings after. One batch: every value counts.
+                (count,) = self._rows(f"SELECT count(*) FROM {self._name(name)}")[0]
+                self._sqlite_batch_rows(max(count, 1))
+            try:
+                self._exec(f"SELECT * FROM {self._name(name)}")
+                table = self.cur.fetch_arrow_table()
+            finally:
+                if self.driver == "sqlite":
+                    self._sqlite_batch_rows(SQLITE_BATCH_ROWS)
             self.con.commit()
         return _from_database(table, schema)
+
+    def _sqlite_batch_rows(self, rows: int) -> None:
+        self.cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(rows)})
 
     def query(self, sql: str) -> pa.Table:
         """Run ``sql`` (this database's dialect) and return Arrow; computed numerics as float64."""
