@@ -371,12 +371,18 @@ def write_docs(path: Path, table: str, section: str) -> None:
         text = f"{text.rstrip()}\n\n{start}\n{end}\n"
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{table}{end}{tail}")
+    # Replaced whole (a run stopped while writing must not leave the page empty).
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{head}{start}\n{table}{end}{tail}")
+    tmp.replace(path)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes for development and the test suite")
+    p.add_argument(
+        "--render", type=Path, metavar="JSON", help="write the table of an earlier run's --json file, run nothing"
+    )
     p.add_argument("--sizes", type=int, nargs="+", help="records per case (default 200000 2000000)")
     p.add_argument("--latency-sizes", type=int, nargs="+", help="records per case with latency (default: --sizes)")
     p.add_argument("--shapes", nargs="+", choices=["hubspot", "ga4"], default=["hubspot", "ga4"])
@@ -405,6 +411,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.render:
+        table = markdown(json.loads(args.render.read_text()))
+        print(table)
+        write_docs(args.docs or DOCS, table, args.section)
+        return 0
     # SIGTERM unwinds like Ctrl-C, so nginx, the proxy and a running contender are stopped too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     wanted = [c for c in CONTENDERS if args.contenders is None or c.name in args.contenders or c.name == "floor"]
