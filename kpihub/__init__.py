@@ -39,7 +39,7 @@ from kpihub.errors import (
 )
 from kpihub.hookspecs import hookimpl, hookspec
 from kpihub.kpis.spec import KPI, Measure
-from kpihub.source import CheckResult, DemoSpec, Source, Stream, StreamContext
+from kpihub.source import CheckResult, DemoSpec, Estimate, PlanContext, Requests, Source, Stream, StreamContext
 from kpihub.sync import Pipeline, StreamResult, SyncResult, sync
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "Destination",
     "DestinationError",
     "DestinationSession",
+    "Estimate",
     "HTTPError",
     "KPIError",
     "KpihubError",
@@ -58,9 +59,11 @@ __all__ = [
     "MixedCurrencyError",
     "NormalizationError",
     "PaginationError",
+    "PlanContext",
     "Pipeline",
     "PluginError",
     "Project",
+    "Requests",
     "Source",
     "SourceError",
     "SourceSettings",

@@ -27,7 +27,7 @@ from kpihub.http.quota import Limit
 from kpihub.plugins import Registry
 from kpihub.source import Estimate, PlanContext, Requests
 from kpihub.state import state_key
-from kpihub.sync import Pipeline, _select_streams
+from kpihub.sync import Pipeline, select_streams
 
 __all__ = ["Plan", "SourcePlan", "Spend", "StreamPlan", "make_plan", "spend"]
 
@@ -218,7 +218,7 @@ def make_plan(
             limits.append(Limit(FLAT_LIMIT, settings.requests_per_second, 1.0))
         wait = settings.max_retry_after
         stream_plans = []
-        for stream in _select_streams(source_id, source.streams(settings), streams):
+        for stream in select_streams(source_id, source.streams(settings), streams):
             ctx = PlanContext(
                 source_id=source_id,
                 stream=stream.name,

@@ -233,7 +233,7 @@ class Pipeline:
         plan = []
         for source_id in source_ids:  # validate everything before touching the destination
             source, settings = self.resolve_source(source_id)
-            plan.append((source_id, source, settings, _select_streams(source_id, source.streams(settings), streams)))
+            plan.append((source_id, source, settings, select_streams(source_id, source.streams(settings), streams)))
         results: list[StreamResult] = []
         loaded_at = dt.datetime.now(dt.timezone.utc)
         with self.open_destination() as session:
@@ -267,7 +267,10 @@ class Pipeline:
         return SyncResult(results)
 
 
-def _select_streams(source_id: str, available: Sequence[Stream], wanted: Sequence[str] | None) -> list[Stream]:
+def select_streams(source_id: str, available: Sequence[Stream], wanted: Sequence[str] | None) -> list[Stream]:
+    """The streams of ``available`` that ``wanted`` names (``name`` or ``source.name``; all when empty), as
+    ``sync --streams`` and ``plan --streams`` pick them; a name no stream has is an error where it can only
+    mean this source."""
     if not wanted:
         return list(available)
     names = {s.name: s for s in available}
