@@ -7,7 +7,7 @@ bounded number of attempts and then raises :class:`~kpihub.errors.HTTPError`
 naming the source, stream and URL (secrets redacted).
 """
 
-from kpihub.http.auth import BearerAuth, OAuthError, OAuthRefreshToken, TokenEndpointUnavailable
+from kpihub.http.auth import RENEWALS_ON_401, BearerAuth, OAuthError, OAuthRefreshToken, TokenEndpointUnavailable
 from kpihub.http.client import make_client
 from kpihub.http.keyset import KeysetBound, KeysetPaginator
 from kpihub.http.paginators import (
@@ -24,6 +24,7 @@ from kpihub.http.requester import Requester, RetryDecision, parse_retry_after
 from kpihub.http.rows import positional_batch
 
 __all__ = [
+    "RENEWALS_ON_401",
     "BearerAuth",
     "CursorPaginator",
     "KeysetBound",

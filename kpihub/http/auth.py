@@ -12,6 +12,11 @@ from pydantic import SecretStr
 from kpihub.errors import SourceError
 from kpihub.secrets import register_secret
 
+#: Fresh tokens an auth flow tries on a request answered 401 before that answer stands. A renewed
+#: token can be revoked too before the request is retried (with pages in flight, another request's
+#: renewal or a revocation lands in between): each revocation costs a request one renewal.
+RENEWALS_ON_401 = 3
+
 
 class OAuthError(SourceError):
     """Raised when the OAuth token endpoint refuses to issue an access token."""
@@ -118,9 +123,9 @@ class OAuthRefreshToken(httpx.Auth):
             self._store((yield self._token_request()))
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
-        # A token revoked or expired early: renew it and try again (twice, as a renewed
-        # token can expire too); a 401 that persists is the platform's answer.
-        for _ in range(2):
+        # A token revoked or expired early: renew it and try again; a 401 that persists is the
+        # platform's answer.
+        for _ in range(RENEWALS_ON_401):
             if response.status_code != 401:
                 break
             self._store((yield self._token_request()))

@@ -226,6 +226,22 @@ def test_service_account_survives_expired_tokens_and_a_failing_token_endpoint(tm
     assert again == clean
 
 
+def test_a_token_revoked_again_before_each_retry_is_renewed_each_time(tmp_path):
+    # With pages in flight, another request's fault can revoke a token between a renewal and the
+    # retry: here one request's token is revoked three times running (CI saw it fail at two).
+    pytest.importorskip("google.auth")
+    with FakeGA4(start=dt.date(2026, 6, 1)) as server:
+        key_file = _trusted_key(server, tmp_path)
+        c = TestGA4Conformance()
+        settings = {**_without_oauth(c.settings(server)), "credentials_file": key_file, "page_size": 100_000}
+        clean = c._tables_and_state(tmp_path / "clean", settings, server)
+        # The first report request is refused three times running, once with each fresh token.
+        expired = [server.fail(kind="expire", path=r":runReport$", after=n) for n in (0, 1, 2)]
+        again = c._tables_and_state(tmp_path / "revoked", settings, server)
+    assert [f.hits for f in expired] == [1, 1, 1]
+    assert again == clean
+
+
 def test_auth_settings_are_one_of_two_kinds():
     with pytest.raises(Exception, match="set credentials_file .service account. or client_id"):
         build_source_settings("ga4", GA4Settings, {"property_ids": ["1"]})

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from kpihub import ConfigError
-from kpihub.http import OAuthError, TokenEndpointUnavailable
+from kpihub.http import RENEWALS_ON_401, OAuthError, TokenEndpointUnavailable
 from kpihub.secrets import register_secret
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
@@ -93,7 +93,7 @@ class ServiceAccountAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self._token()}"
         response = yield request
-        for _ in range(2):  # revoked or expired early: a fresh token, another try (twice at most)
+        for _ in range(RENEWALS_ON_401):  # revoked or expired early: a fresh token, another try
             if response.status_code != 401:
                 break
             request.headers["Authorization"] = f"Bearer {self._token(renew=True)}"
