@@ -37,7 +37,7 @@ from kpihub.errors import (
 from kpihub.failpoints import failpoint
 from kpihub.http.quota import RequestBudget
 from kpihub.http.requester import Requester
-from kpihub.memory import limit_malloc_arenas, use_system_pool
+from kpihub.memory import use_system_pool
 from kpihub.normalize import CoercePolicy, Normalizer
 from kpihub.plugins import Registry, get_registry
 from kpihub.secrets import redact
@@ -227,7 +227,6 @@ class Pipeline:
         then says the table holds only what this sync read).
         """
         use_system_pool()  # kpihub/memory.py: mimalloc's per-thread pages cost a sync ~50 MB
-        limit_malloc_arenas()  # and glibc's per-thread arenas grow with the records (432 vs 233 MB at 2M)
         source_ids = list(sources or self.source_ids())
         if not source_ids:
             raise ConfigError("no sources configured: add a [sources.<id>] table to kpihub.toml")
