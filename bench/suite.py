@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -146,29 +145,30 @@ class Run:
 
 
 def run_child(argv: list[str], log: Path, timeout: float) -> Run:
-    """Run ``argv`` alone; its wall time and peak RSS (``wait4``), killed after ``timeout``."""
-    with open(log, "wb") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=REPO)
-        timer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # the suite stopped (Ctrl-C, SIGTERM): no contender outlives it
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        seconds = time.perf_counter() - started
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    """Run ``argv`` alone; its wall time and peak RSS (``wait4``), killed after ``timeout``.
+
+    It is started by ``bench/launch.py``, a small process of its own: a child's ``ru_maxrss`` starts
+    at the high-water mark of the process it execs from, and this suite's grows.
+    """
+    launcher = [sys.executable, "-m", "bench.launch", str(log), str(timeout), *argv]
+    proc = subprocess.Popen(launcher, stdout=subprocess.PIPE, env=child_env(), cwd=REPO)
+    try:
+        out, _ = proc.communicate()
+    except BaseException:  # the suite stopped (Ctrl-C, SIGTERM): the launcher stops its contender
+        proc.terminate()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        return Run(0.0, 0.0, proc.returncode, f"the launcher failed (exit code {proc.returncode})")
+    got = json.loads(out)
+    code = got["code"]
     error = ""
     if code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()
         error = f"exit code {code}" + (f": {tail[-1][:300]}" if tail else "")
         if code == -signal.SIGKILL:
             error = f"killed after the {timeout:.0f}s timeout"
-    return Run(seconds, usage.ru_maxrss / 1024, code, error)
+    return Run(got["seconds"], got["rss_kb"] / 1024, code, error)
 
 
 def machine() -> dict[str, Any]:
