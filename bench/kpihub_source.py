@@ -17,9 +17,11 @@ import pyarrow as pa
 
 import kpihub
 from bench.pages import GA4_DIMENSIONS, GA4_METRICS, GA4_PATH, HUBSPOT_PAGE, PROPERTIES, TIMESTAMP_PROPERTIES
-from kpihub.http import CursorPaginator, OffsetPaginator, positional_batch
+from kpihub.http import CursorPaginator, OffsetPaginator, positional_batch, positional_type
 
 TS = pa.timestamp("us", tz="UTC")
+#: A report row as Arrow reads it off the page (the paginator parses pages with Arrow, off the GIL).
+GA4_ROW = positional_type(["dimensionValues", "metricValues"])
 METRIC_TYPES = {"TYPE_INTEGER": pa.int64(), "TYPE_FLOAT": pa.float64(), "TYPE_CURRENCY": pa.float64()}
 
 
@@ -39,7 +41,7 @@ class ContactsStream(kpihub.Stream):
 class GA4ReportStream(kpihub.Stream):
     def read(self, ctx: kpihub.StreamContext, state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
         settings: BenchSettings = ctx.settings  # type: ignore[assignment]
-        paginator = OffsetPaginator("rows", limit=settings.ga4_page_size, total_path="rowCount")
+        paginator = OffsetPaginator("rows", limit=settings.ga4_page_size, total_path="rowCount", record_type=GA4_ROW)
         for body, rows in ctx.pages(paginator, "GET", GA4_PATH):
             dims = [h["name"] for h in body["dimensionHeaders"]]
             mets = [h["name"] for h in body["metricHeaders"]]

@@ -526,9 +526,13 @@ def _survives(existing: pa.Table, new: pa.Table, write: TableWrite) -> pa.Array:
     keys = list(write.primary_key)
     if len(keys) == 1:
         return pc.invert(pc.is_in(existing[keys[0]], value_set=new[keys[0]].combine_chunks()))
-    marked = existing.select(keys).append_column("__row", pa.array(range(existing.num_rows), pa.int64()))
+    import numpy as np  # row numbers: pa.array(range(n)) walks n Python ints (17 ms at 200,000)
+
+    marked = existing.select(keys).append_column("__row", pa.array(np.arange(existing.num_rows, dtype=np.int64)))
     gone = marked.join(new.select(keys), keys=keys, join_type="left semi")["__row"]
-    return pc.invert(pc.is_in(pa.array(range(existing.num_rows), pa.int64()), value_set=gone.combine_chunks()))
+    keep = np.ones(existing.num_rows, dtype=bool)
+    keep[gone.to_numpy()] = False
+    return pa.array(keep)
 
 
 def _in_scope(values: pa.ChunkedArray, table: str, column: str, value: Any) -> pa.ChunkedArray:

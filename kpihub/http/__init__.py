@@ -8,6 +8,7 @@ naming the source, stream and URL (secrets redacted).
 """
 
 from kpihub.http.auth import RENEWALS_ON_401, BearerAuth, OAuthError, OAuthRefreshToken, TokenEndpointUnavailable
+from kpihub.http.body import ArrowRecords, RecordsMismatch
 from kpihub.http.client import make_client
 from kpihub.http.keyset import KeysetBound, KeysetPaginator
 from kpihub.http.paginators import (
@@ -21,10 +22,11 @@ from kpihub.http.paginators import (
 from kpihub.http.quota import Limit, Observation, Quota, QuotaWait, RequestBudget, SimulatedClock
 from kpihub.http.ratelimit import RateLimiter
 from kpihub.http.requester import Requester, RetryDecision, parse_retry_after
-from kpihub.http.rows import positional_batch
+from kpihub.http.rows import positional_batch, positional_type
 
 __all__ = [
     "RENEWALS_ON_401",
+    "ArrowRecords",
     "BearerAuth",
     "CursorPaginator",
     "KeysetBound",
@@ -40,6 +42,7 @@ __all__ = [
     "Quota",
     "QuotaWait",
     "RateLimiter",
+    "RecordsMismatch",
     "RequestBudget",
     "Requester",
     "RetryDecision",
@@ -48,5 +51,6 @@ __all__ = [
     "get_path",
     "parse_retry_after",
     "positional_batch",
+    "positional_type",
     "make_client",
 ]

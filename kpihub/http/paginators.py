@@ -21,8 +21,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
 import orjson
+import pyarrow as pa
 
 from kpihub.errors import MalformedResponseError, PaginationError
+from kpihub.http.body import ArrowRecords
 from kpihub.http.requester import Requester
 
 __all__ = [
@@ -56,9 +58,15 @@ class Paginator(ABC):
     #: How many times a page that leads back (see the module docstring) is asked for again.
     repeat_attempts: int = 3
 
-    def __init__(self, records_path: str, *, total_path: str | None = None) -> None:
+    def __init__(
+        self, records_path: str, *, total_path: str | None = None, record_type: pa.DataType | None = None
+    ) -> None:
         self.records_path = records_path
         self.total_path = total_path
+        #: Given, each page's records come as a ``pa.Array`` of this type, read by Arrow's JSON
+        #: reader off the GIL (:class:`~kpihub.http.ArrowRecords`), instead of a list of dicts.
+        self.record_type = record_type
+        self._decode = ArrowRecords(records_path, record_type) if record_type is not None and records_path else None
 
     #: Requests kept in flight ahead of the one the loop waits for, where the paging scheme knows them
     #: (offset paging with a declared total; 4 by default there): latency overlaps instead of adding
@@ -66,7 +74,8 @@ class Paginator(ABC):
     #: in flight together spend the budget as one after another would.
     lookahead: int = 0
 
-    def records(self, body: Any, *, source: str, stream: str | None, url: str) -> list[Any]:
+    def records(self, body: Any, *, source: str, stream: str | None, url: str) -> Any:
+        """The page's records: a list, or a ``pa.Array`` of :attr:`record_type` where one is declared."""
         if self.records_path and not isinstance(body, Mapping):
             raise MalformedResponseError(
                 f"{source}/{stream}: {url}: expected a JSON object with a list at {self.records_path!r}, "
@@ -75,9 +84,9 @@ class Paginator(ABC):
                 stream=stream,
             )
         records = get_path(body, self.records_path) if self.records_path else body
-        if records is None:
-            return []  # APIs omit empty arrays (GA4 rows, Google Ads results).
-        if not isinstance(records, list):
+        if records is None:  # APIs omit empty arrays (GA4 rows, Google Ads results).
+            return [] if self.record_type is None else pa.array([], type=self.record_type)
+        if not isinstance(records, list | pa.Array):
             raise MalformedResponseError(
                 f"{source}/{stream}: {url}: expected a list at {self.records_path!r}, got {type(records).__name__}",
                 source=source,
@@ -109,7 +118,7 @@ class Paginator(ABC):
         where = f"{http.source_id}/{stream}"
 
         def fetch(req: tuple[str, dict[str, Any] | None, dict[str, Any] | None]) -> Any:
-            return http.json(method, req[0], stream=stream, params=req[1], json=req[2])
+            return http.json(method, req[0], stream=stream, params=req[1], json=req[2], decode=self._decode)
 
         with _Lookahead(fetch, self.lookahead) as ahead:
             yield from self._loop(ahead, request, where, url, stream, http.source_id, seen, on_total)
@@ -137,7 +146,7 @@ class Paginator(ABC):
             token = self.next_token(body, records, count)
             if token is not None and token in seen:
                 problem = f"the API returned cursor {str(token)[:80]!r} twice (a pagination loop)"
-            elif records and records == previous:
+            elif records and previous is not None and records == previous:
                 problem = "the API returned the previous page again"
             elif token is None and not records and declared is not None and count < int(declared):
                 problem = f"the API returned an empty page at {count} of {int(declared)} records"
@@ -261,8 +270,9 @@ class CursorPaginator(Paginator):
         param: str = "after",
         where: Literal["query", "body"] = "query",
         total_path: str | None = None,
+        record_type: pa.DataType | None = None,
     ) -> None:
-        super().__init__(records_path, total_path=total_path)
+        super().__init__(records_path, total_path=total_path, record_type=record_type)
         if (cursor_path is None) == (cursor_from is None):
             raise ValueError("give exactly one of cursor_path or cursor_from")
         self.cursor_path = cursor_path
@@ -301,11 +311,15 @@ class OffsetPaginator(Paginator):
         total_path: str | None = None,
         start: int = 0,
         lookahead: int = 4,
+        record_type: pa.DataType | None = None,
     ) -> None:
-        super().__init__(records_path, total_path=total_path)
-        # Pages in flight are parsed bodies held at once (10,000 GA4 rows parse to ~30 MB of objects):
-        # at most LOOKAHEAD_RECORDS records ahead, and always one page ahead where any is asked for.
-        depth = min(lookahead, max(2, LOOKAHEAD_RECORDS // max(limit, 1))) if lookahead else 0
+        super().__init__(records_path, total_path=total_path, record_type=record_type)
+        # Pages in flight are parsed bodies held at once (10,000 GA4 rows parse to ~30 MB of Python
+        # objects, ~2 MB of Arrow): Python pages at most LOOKAHEAD_RECORDS records ahead, and always
+        # one page ahead where any is asked for.
+        depth = lookahead
+        if record_type is None and lookahead:
+            depth = min(lookahead, max(2, LOOKAHEAD_RECORDS // max(limit, 1)))
         self.lookahead = depth if total_path is not None else 0
         self.limit = limit
         self.limit_param = limit_param
@@ -357,8 +371,16 @@ class PageTokenPaginator(CursorPaginator):
         param: str = "pageToken",
         where: Literal["query", "body"] = "query",
         total_path: str | None = None,
+        record_type: pa.DataType | None = None,
     ) -> None:
-        super().__init__(records_path, cursor_path=token_path, param=param, where=where, total_path=total_path)
+        super().__init__(
+            records_path,
+            cursor_path=token_path,
+            param=param,
+            where=where,
+            total_path=total_path,
+            record_type=record_type,
+        )
 
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:
         token = super().next_token(body, records, count)
@@ -368,8 +390,15 @@ class PageTokenPaginator(CursorPaginator):
 class NextLinkPaginator(Paginator):
     """A full next-page URL in the body (Meta ``paging.next``); query already inside it."""
 
-    def __init__(self, records_path: str, *, next_path: str = "paging.next", total_path: str | None = None) -> None:
-        super().__init__(records_path, total_path=total_path)
+    def __init__(
+        self,
+        records_path: str,
+        *,
+        next_path: str = "paging.next",
+        total_path: str | None = None,
+        record_type: pa.DataType | None = None,
+    ) -> None:
+        super().__init__(records_path, total_path=total_path, record_type=record_type)
         self.next_path = next_path
 
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:

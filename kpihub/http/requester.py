@@ -6,7 +6,6 @@ import datetime as dt
 import email.utils
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from tenacity.wait import wait_base
 
 from kpihub.errors import HTTPError, MalformedResponseError, QuotaExhaustedError
 from kpihub.http.auth import TokenEndpointUnavailable
+from kpihub.http.body import RecordsMismatch, loads
 from kpihub.http.client import make_client
 from kpihub.http.quota import Quota, QuotaWait, RequestBudget
 from kpihub.http.ratelimit import RateLimiter
@@ -198,7 +198,7 @@ class Requester:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send a request, retrying what may succeed later; return a 2xx response."""
-        response, _ = self._send(method, url, stream=stream, params=params, json=json, headers=headers, parse=False)
+        response, _ = self._send(method, url, stream=stream, params=params, json=json, headers=headers, parse=None)
         return response
 
     def json(
@@ -210,9 +210,18 @@ class Requester:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
-        """Like :meth:`request`, and parse the body with orjson (a truncated body is retried)."""
-        _, data = self._send(method, url, stream=stream, params=params, json=json, headers=headers, parse=True)
+        """Like :meth:`request`, and parse the body with orjson (a truncated body is retried).
+
+        ``decode`` parses it instead (e.g. :class:`~kpihub.http.ArrowRecords`); an
+        ``orjson.JSONDecodeError`` it raises is a truncated body (retried), a
+        :class:`~kpihub.http.RecordsMismatch` records of another type than declared
+        (:class:`~kpihub.errors.MalformedResponseError`, not retried).
+        """
+        _, data = self._send(
+            method, url, stream=stream, params=params, json=json, headers=headers, parse=decode or loads
+        )
         return data
 
     def _send(
@@ -224,7 +233,7 @@ class Requester:
         params: Mapping[str, Any] | None,
         json: Any,
         headers: Mapping[str, str] | None,
-        parse: bool,
+        parse: Callable[[bytes], Any] | None,
     ) -> tuple[httpx.Response, Any]:
         where = f"{self.source_id}/{stream}" if stream else self.source_id
         last: dict[str, Any] = {}
@@ -261,13 +270,17 @@ class Requester:
             last["url"] = str(response.request.url)
             last["response"] = response
             if response.is_success:
-                if not parse:
+                if parse is None:
                     return response, None
                 try:
-                    return response, _loads(response.content)
+                    return response, parse(response.content)
                 except orjson.JSONDecodeError as exc:
                     last["why"] = f"malformed JSON body ({exc}; {len(response.content)} bytes)"
                     raise _Retryable(last["why"], response=response, malformed=True) from exc
+                except RecordsMismatch as exc:
+                    raise MalformedResponseError(
+                        redact(f"{where}: {method} {last['url']}: {exc}"), source=self.source_id, stream=stream
+                    ) from None
             decision = self.classify(response) if self.classify else None
             if decision is None:
                 decision = RetryDecision(response.status_code in RETRY_STATUSES)
@@ -344,27 +357,6 @@ class Requester:
                     message, source=self.source_id, stream=stream, url=redact(last.get("url", url)), status_code=status
                 ) from None
             raise MalformedResponseError(message, source=self.source_id, stream=stream) from None
-
-
-#: A JSON integer of 20+ digits, which orjson would read as an (inexact) float.
-_BIG_INT = re.compile(rb"(?<![\w.])-?\d{20,}(?![\w.])")
-# Every byte a digit is 0, every other a space: a run of 20 digits is then one substring search.
-# The regex alone took 11x orjson's time on a page of 100 HubSpot contacts; this 0.5x, and the
-# regex then runs only on the rare body that has such a run.
-_DIGITS_TO_ZERO = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
-_TWENTY_DIGITS = b"0" * 20
-
-
-def _loads(content: bytes) -> Any:
-    """orjson; the standard library when the body holds integers beyond 64 bits (kept exact)."""
-    if _TWENTY_DIGITS not in content.translate(_DIGITS_TO_ZERO) or _BIG_INT.search(content) is None:
-        return orjson.loads(content)
-    import json
-
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError) as exc:
-        raise orjson.JSONDecodeError(str(exc), content.decode("utf-8", "replace"), 0) from None
 
 
 class _Fatal(Exception):

@@ -3,21 +3,26 @@
 Report APIs send a header per column and each row as lists of values in header order: GA4's
 ``runReport`` ``{"dimensionHeaders": [{"name"}], "metricHeaders": [{"name", "type"}], "rows":
 [{"dimensionValues": [{"value"}], "metricValues": [{"value"}]}]}`` (shared API notes §2). Arrow
-flattens each list and cuts it into columns by stride; the engine casts the string columns to
+takes each list's j-th value into column j (``list_element``); the engine casts the string columns to
 the stream's schema when the batch is yielded from ``read()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def positional_type(columns: Iterable[str], *, value_key: str = "value") -> pa.StructType:
+    """The Arrow type of a positional row: ``struct<dimensionValues: list<struct<value: string>>, ...>``."""
+    return pa.struct([(key, pa.list_(pa.struct([(value_key, pa.string())]))) for key in columns])
+
+
 def positional_batch(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]] | pa.StructArray,
     columns: Mapping[str, Sequence[str]],
     *,
     value_key: str = "value",
@@ -26,10 +31,10 @@ def positional_batch(
 
     ``positional_batch(body["rows"], {"dimensionValues": dims, "metricValues": mets})``. A row whose
     list has another length than its headers raises ``ValueError`` naming the list: the values
-    would land in the wrong columns otherwise.
+    would land in the wrong columns otherwise. ``rows`` may be the ``pa.StructArray`` a paginator
+    with a ``record_type`` read (:data:`positional_type` gives it).
     """
-    wire = pa.struct([(key, pa.list_(pa.struct([(value_key, pa.string())]))) for key in columns])
-    array = pa.array(rows, type=wire)
+    array = rows if isinstance(rows, pa.Array) else pa.array(rows, type=positional_type(columns, value_key=value_key))
     n = len(rows)
     out: dict[str, pa.Array] = {}
     for key, names in columns.items():
@@ -39,7 +44,6 @@ def positional_batch(
         if n and not pc.all(pc.equal(lengths, width)).as_py():
             row = pc.index(pc.equal(lengths, width), False).as_py()
             raise ValueError(f"row {row}: {key} has {lengths[row].as_py()} values for {width} headers")
-        flat = pc.list_flatten(lists).field(value_key)
         for j, name in enumerate(names):
-            out[name] = pc.take(flat, pa.array(range(j, n * width, width), pa.int64()))
+            out[name] = pc.list_element(lists, j).field(value_key)
     return pa.RecordBatch.from_pydict(out)
