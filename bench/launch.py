@@ -1,4 +1,4 @@
-"""``python -m bench.launch LOG TIMEOUT ARGV...``: run ARGV alone and print its time and peak RSS as JSON.
+"""``python -m bench.launch LOG TIMEOUT ARGV...``: run ARGV alone and print its time, CPU time and peak RSS as JSON.
 
 The suite's own process grows (rendered pages, results) and Linux hands a child the high-water
 mark of the memory it execs from: ``ru_maxrss`` of a contender started by the suite was never below
@@ -32,7 +32,8 @@ def main(log: str, timeout: float, argv: list[str]) -> dict[str, float]:
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rss_kb": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}
+    cpu = usage.ru_utime + usage.ru_stime  # every thread's; above the wall time when cores work together
+    return {"seconds": seconds, "cpu_s": cpu, "rss_kb": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}
 
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ class Run:
     rss_mb: float
     code: int
     error: str = ""
+    cpu_seconds: float = 0.0
 
 
 def run_child(argv: list[str], log: Path, timeout: float) -> Run:
@@ -168,7 +169,7 @@ def run_child(argv: list[str], log: Path, timeout: float) -> Run:
         error = f"exit code {code}" + (f": {tail[-1][:300]}" if tail else "")
         if code == -signal.SIGKILL:
             error = f"killed after the {timeout:.0f}s timeout"
-    return Run(got["seconds"], got["rss_kb"] / 1024, code, error)
+    return Run(got["seconds"], got["rss_kb"] / 1024, code, error, got.get("cpu_s", 0.0))
 
 
 def machine() -> dict[str, Any]:
@@ -259,7 +260,8 @@ def run_once(
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     status = "ok" if not result.error else f"FAILED: {result.error}"
     print(
-        f"  round {r + 1} {c.name:<19} {result.seconds:8.2f}s {result.rss_mb:7.0f} MB  rows={rows}  {status}",
+        f"  round {r + 1} {c.name:<19} {result.seconds:8.2f}s {result.cpu_seconds:6.2f} CPU s"
+        f" {result.rss_mb:7.0f} MB  rows={rows}  {status}",
         flush=True,
     )
     return {
@@ -267,6 +269,7 @@ def run_once(
         "contender": c.name,
         "seconds": round(result.seconds, 4),
         "rss_mb": round(result.rss_mb, 1),
+        "cpu_s": round(result.cpu_seconds, 3),
         "rows": rows,
         "ok": not result.error,
         "error": result.error,
@@ -295,6 +298,7 @@ def summarize(case: dict[str, Any], contenders: list[Contender]) -> list[dict[st
                 "ratio_min": min(ratios) if ratios else None,
                 "ratio_max": max(ratios) if ratios else None,
                 "rss_mb": max(run["rss_mb"] for run in good) if good else None,
+                "cpu_s": statistics.median(run["cpu_s"] for run in good) if good and "cpu_s" in good[0] else None,
                 "rounds": len(good),
             }
         )
@@ -322,7 +326,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"pyarrow {v['pyarrow']}, duckdb {v['duckdb']}, httpx {v['httpx']}, orjson {v['orjson']}, "
         f"requests {v['requests']}, dlt {v['dlt']}, nginx {report.get('nginx', '?')}. "
         f"{report['rounds']} interleaved round(s) per case; × floor is the median of the per-round ratios "
-        "(range in brackets); peak RSS is the largest of the rounds.",
+        "(range in brackets); CPU s is the median user + system time of all its threads (`wait4`); "
+        "peak RSS is the largest of the rounds.",
         "",
     ]
     for case in report["cases"]:
@@ -330,18 +335,19 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"#### {case['shape']} — {case['records']:,} records in {case['pages']:,} pages{lat}",
             "",
-            "| contender | × floor time | seconds | records/s | peak RSS |",
-            "|---|---:|---:|---:|---:|",
+            "| contender | × floor time | seconds | CPU s | records/s | peak RSS |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for row in case["summary"]:
             if row["ratio"] is None:
                 note = "failed" if row["rounds"] == 0 and row.get("ran", True) else "—"
-                lines.append(f"| {row['label']} | {note} | | | |")
+                lines.append(f"| {row['label']} | {note} | | | | |")
                 continue
             spread = f" [{row['ratio_min']:.2f}–{row['ratio_max']:.2f}]" if row["rounds"] > 1 else ""
             flag = "" if row["ok"] else " (some rounds failed)"
+            cpu = f"{row['cpu_s']:.2f}" if row.get("cpu_s") is not None else "—"
             lines.append(
-                f"| {row['label']}{flag} | {row['ratio']:.2f}{spread} | {row['seconds']:.2f} | "
+                f"| {row['label']}{flag} | {row['ratio']:.2f}{spread} | {row['seconds']:.2f} | {cpu} | "
                 f"{row['records_per_s']:,.0f} | {row['rss_mb']:.0f} MB |"
             )
         if case.get("curl_seconds"):
@@ -349,7 +355,7 @@ def markdown(report: dict[str, Any]) -> str:
             floor = next((r["seconds"] for r in case["summary"] if r["contender"] == "floor"), None)
             ratio = f"{curl / floor:.2f}" if floor else "—"
             lines.append(
-                f"| *transport ceiling: one curl process, bytes only* | {ratio} | {curl:.2f} | "
+                f"| *transport ceiling: one curl process, bytes only* | {ratio} | {curl:.2f} | | "
                 f"{case['records'] / curl:,.0f} | |"
             )
         accounts = accounts_ratio(case)
