@@ -157,6 +157,34 @@ def test_parquet_merge_rewrites_only_files_with_replaced_keys(tmp_path):
         assert rows(s, "t") == [("a", "1", 1), ("a", "2", 2)]
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_merge_reads_only_the_files_whose_key_ranges_meet_the_new_rows(tmp_path, monkeypatch, fmt):
+    # Each chunk of a sync merges into what its earlier chunks wrote; reading every file's keys made a
+    # run O(chunks²). A file this session wrote whose range on a key column misses the new rows'
+    # cannot hold one of their keys: it is not read. The rows stay those of reading them all.
+    from kpihub.destinations import parquet
+
+    reads: list[int] = []
+    real = parquet._survives
+    monkeypatch.setattr(parquet, "_survives", lambda old, new, w: reads.append(old.num_rows) or real(old, new, w))
+    with ParquetDestination().open(f"{fmt}:///{tmp_path}/{fmt}") as s:
+        for block in range(5):  # ids 00..09, 10..19, ... in five files
+            s.commit(
+                [TableWrite("t", table([r("a", f"{block}{i}", 1) for i in range(10)]), "merge", ("source_id", "id"))],
+                {},
+            )
+        reads.clear()
+        s.commit([TableWrite("t", table([r("a", "21", 2), r("a", "25", 2)]), "merge", ("source_id", "id"))], {})
+        assert reads == [10, 10]  # the keys of the file of 20..29, then its rows as it is rewritten
+        s.commit(
+            [TableWrite("t", table([r("a", "05", 3), r("a", "45", 3), r("a", "99", 3)]), "merge", ("source_id", "id"))],
+            {},
+        )
+        expected = {("a", f"{b}{i}"): 1 for b in range(5) for i in range(10)}
+        expected |= {("a", "21"): 2, ("a", "25"): 2, ("a", "05"): 3, ("a", "45"): 3, ("a", "99"): 3}
+        assert rows(s, "t") == sorted((src, i, v) for (src, i), v in expected.items())
+
+
 def test_second_writer_is_refused(open_dest):
     if open_dest.kind.startswith("s3"):
         pytest.skip("object stores give kpihub no lock: one sync per prefix at a time (documented)")
