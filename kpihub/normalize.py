@@ -361,7 +361,7 @@ class Normalizer:
             self._evolve(records)
         self._widen_for_fractions(records)
         for index, record in enumerate(records):  # a page of objects has none: a cheap check
-            if not isinstance(record, Mapping):
+            if type(record) is not dict and not isinstance(record, Mapping):
                 self._bad_value("(record)", records, index, record, why="not a JSON object")
         try:
             wire = pa.array(records, type=self._wire_type)
@@ -483,7 +483,7 @@ class Normalizer:
     ) -> None:
         keys: set[str] = set()
         for r in records:
-            if isinstance(r, Mapping):
+            if type(r) is dict or isinstance(r, Mapping):  # a dict, from JSON: no ABC check per record
                 keys.update(r.keys())
         for key in sorted(keys - tree.keys()):
             values = [r[key] for r in records if isinstance(r, Mapping) and r.get(key) is not None]
@@ -493,7 +493,7 @@ class Normalizer:
             new.append((f"{prefix}{key}", "float" if exact else _kind_of(next(iter(values), None))))
         for key, sub in tree.items():
             if isinstance(sub, dict) and depth < 4:
-                children = [r.get(key) for r in records if isinstance(r, Mapping)]
+                children = [r.get(key) for r in records if type(r) is dict or isinstance(r, Mapping)]
                 self._scan(children, sub, f"{prefix}{key}.", new, depth + 1)
 
     def _slow_wire(self, records: Sequence[Mapping[str, Any]]) -> pa.StructArray:
