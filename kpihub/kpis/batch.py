@@ -33,6 +33,7 @@ from kpihub.kpis.compiler import (
     _rows_in,
     _spine,
     dimension_sql,
+    time_type,
 )
 from kpihub.kpis.periods import Grain
 from kpihub.kpis.spec import KPI, Measure
@@ -122,7 +123,7 @@ class _Scan:
         cols = [f"{agg(a, f)} AS {alias}" for (a, f), alias in self.aggs.items()]
         # The whole span, gaps included, as a hand-written query would: one time condition per row is
         # cheaper than one per run of periods (AT TIME ZONE costs), and the spine drops the gaps' groups.
-        where = _rows_in(replace(m, filter=None), local, *span)
+        where = _rows_in(replace(m, filter=None), local, *span, time_type=time_type(m, schemas))
         if shared is not None:
             where += f" AND ({shared})"
         elif None not in filters:
