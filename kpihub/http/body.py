@@ -9,13 +9,16 @@ GIL released, so a page parsed in a prefetch thread no longer stalls the one bei
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-__all__ = ["ArrowRecords", "RecordsMismatch", "loads"]
+__all__ = ["ArrowRecords", "RecordsMismatch", "get_path", "loads"]
+
+_MISSING = object()
 
 #: A JSON integer of 20+ digits, which orjson would read as an (inexact) float.
 _BIG_INT = re.compile(rb"(?<![\w.])-?\d{20,}(?![\w.])")
@@ -38,6 +41,18 @@ def loads(content: bytes) -> Any:
         return json.loads(content)
     except (ValueError, RecursionError) as exc:
         raise orjson.JSONDecodeError(str(exc), content.decode("utf-8", "replace"), 0) from None
+
+
+def get_path(data: Any, path: str, default: Any = None) -> Any:
+    """``get_path(body, "paging.next.after")``: walk dicts by a dotted path."""
+    current = data
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return default
+        current = current.get(part, _MISSING)
+        if current is _MISSING:
+            return default
+    return current
 
 
 class RecordsMismatch(ValueError):
@@ -84,9 +99,7 @@ class ArrowRecords:
 
     def _python(self, content: bytes, arrow_error: Exception | None) -> Any:
         body = loads(content)
-        records: Any = body
-        for part in self.path:
-            records = records.get(part) if isinstance(records, dict) else None
+        records = get_path(body, ".".join(self.path))
         if not isinstance(records, list):
             return body  # the paginator names what is missing or of another kind
         try:
@@ -94,9 +107,7 @@ class ArrowRecords:
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
             detail = str(arrow_error or exc).splitlines()[0]
             raise RecordsMismatch(f"records at {'.'.join(self.path)!r} are not {self.record_type}: {detail}") from None
-        parent = body
-        for part in self.path[:-1]:
-            parent = parent[part]
+        parent = get_path(body, ".".join(self.path[:-1])) if len(self.path) > 1 else body
         parent[self.path[-1]] = array
         return body
 

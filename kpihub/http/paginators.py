@@ -24,7 +24,7 @@ import orjson
 import pyarrow as pa
 
 from kpihub.errors import MalformedResponseError, PaginationError
-from kpihub.http.body import ArrowRecords
+from kpihub.http.body import ArrowRecords, get_path
 from kpihub.http.requester import Requester
 
 __all__ = [
@@ -36,20 +36,7 @@ __all__ = [
     "get_path",
 ]
 
-_MISSING = object()
 log = logging.getLogger("kpihub.http")
-
-
-def get_path(data: Any, path: str, default: Any = None) -> Any:
-    """``get_path(body, "paging.next.after")``: walk dicts by a dotted path."""
-    current = data
-    for part in path.split("."):
-        if not isinstance(current, Mapping):
-            return default
-        current = current.get(part, _MISSING)
-        if current is _MISSING:
-            return default
-    return current
 
 
 class Paginator(ABC):

@@ -132,8 +132,7 @@ def time_type(measure: Measure, schemas: Mapping[str, pa.Schema] | None) -> pa.D
 
 
 def _measure_local_time(measure: Measure, timezone: str, schemas: Mapping[str, pa.Schema] | None) -> str:
-    schema = _schema(measure.table, schemas)
-    return _local_time(measure.time, schema.field(measure.time).type, timezone)
+    return _local_time(measure.time, time_type(measure, schemas), timezone)
 
 
 def _rows_in(
@@ -146,9 +145,9 @@ def _rows_in(
 ) -> str:
     """The condition for a measure's rows in ``[start, end)`` of local time (plus its filter).
 
-    Given its ``time_type`` (:func:`time_type`), a date column is compared with dates as it is: the same rows, and the
-    engines prune files and row groups by their statistics instead of casting every row (DuckDB
-    over 10M Parquet rows: 0.518 vs 0.555 s).
+    Given its ``time_type`` (:func:`time_type`), a date column is compared with dates as it is:
+    the same rows, and the engines prune files and row groups by their statistics instead of
+    casting every row (DuckDB over 10M Parquet rows: 0.518 vs 0.555 s).
     """
     bound, kind = local, "TIMESTAMP"
     if time_type is not None and pa.types.is_date(time_type):
