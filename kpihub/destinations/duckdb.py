@@ -59,6 +59,10 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 #: DuckDB caches table blocks up to 80 % of RAM by default; a sync's memory should
 #: stay flat however large the database grows, so the writer gets a bounded pool.
 DEFAULT_MEMORY_LIMIT = "128MB"
+#: What a writer keeps cached between commits. The pool keeps every block a commit wrote until it
+#: is full (2M contacts: 92 MB more than 200k); a sync does not read them again but for the next
+#: merge's key scan, which the operating system's page cache serves as well.
+RESIDENT_BETWEEN_COMMITS = "16MB"
 
 
 class DuckDBSession(DestinationSession):
@@ -66,6 +70,7 @@ class DuckDBSession(DestinationSession):
         self.uri = f"duckdb:///{path}"
         self.path = path
         self.read_only = read_only
+        self.memory_limit = memory_limit
         self._file_lock: FileLock | None = None
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +133,7 @@ class DuckDBSession(DestinationSession):
                 failpoint("duckdb.before_commit")
                 con.execute("COMMIT")
                 failpoint("duckdb.committed")
+                self._shrink_pool()
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -136,6 +142,17 @@ class DuckDBSession(DestinationSession):
                     con.unregister("__kpihub_new")
                 except sys.modules["duckdb"].Error:  # loaded: this session holds a connection
                     pass
+
+    def _shrink_pool(self) -> None:
+        """Evict what the commit left cached: lowering the limit makes DuckDB evict unpinned blocks
+        down to it (or refuse, changing nothing), and the limit goes back for the next commit."""
+        duckdb = sys.modules["duckdb"]
+        try:
+            self.con.execute(f"SET memory_limit = '{RESIDENT_BETWEEN_COMMITS}'")
+        except duckdb.Error:  # blocks still pinned: they stay, the next commit tries again
+            pass
+        finally:
+            self.con.execute(f"SET memory_limit = {_sql_string(self.memory_limit)}")
 
     def _apply(self, write: TableWrite) -> None:
         if write.staged_from is not None:
@@ -228,8 +245,7 @@ class DuckDBSession(DestinationSession):
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         if con is self.con:
             return
-        path = str(self.path).replace("'", "''")
-        con.execute(f"ATTACH '{path}' AS kpihub_data (READ_ONLY)")
+        con.execute(f"ATTACH {_sql_string(str(self.path))} AS kpihub_data (READ_ONLY)")
         for name in self.tables():
             con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM kpihub_data.{quote(name)}")
 
@@ -241,6 +257,10 @@ class DuckDBSession(DestinationSession):
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _duckdb_type(t: pa.DataType) -> str:
