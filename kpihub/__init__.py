@@ -14,12 +14,18 @@ whose module implements a hook from :mod:`kpihub.hookspecs`::
         register(MySource())
 
 Scripted syncs: ``kpihub.sync("kpihub.toml")`` or ``kpihub.Pipeline(...).sync()``.
+
+**The connector API** is what this module exports, with two toolkits beside it:
+:mod:`kpihub.http` (requests, auth, paginators, rate budgets) and :mod:`kpihub.testing`
+(fake API servers and the conformance suites). Plugins import from these three only;
+every other module of kpihub is internal and may change without notice.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from kpihub.concurrency import interleave
 from kpihub.config import Project, SourceSettings, load_project
 from kpihub.destinations.base import Destination, DestinationSession, TableWrite
 from kpihub.errors import (
@@ -39,17 +45,37 @@ from kpihub.errors import (
 )
 from kpihub.hookspecs import hookimpl, hookspec
 from kpihub.kpis.spec import KPI, Measure
-from kpihub.source import CheckResult, DemoSpec, Estimate, PlanContext, Requests, Source, Stream, StreamContext
+from kpihub.model import LIFECYCLE_STAGES, MONEY, CanonicalTable, ad_performance_batch, canonical_table
+from kpihub.normalize import DriftReport, coerce_array
+from kpihub.secrets import register_secret
+from kpihub.source import (
+    CheckResult,
+    DemoSpec,
+    Estimate,
+    Page,
+    PlanContext,
+    Requests,
+    SettingsT,
+    Source,
+    Stream,
+    StreamContext,
+    WriteMode,
+)
+from kpihub.state import decode_cursor
 from kpihub.sync import Pipeline, StreamResult, SyncResult, sync
 
 __all__ = [
     "KPI",
+    "LIFECYCLE_STAGES",
+    "MONEY",
+    "CanonicalTable",
     "CheckResult",
     "ConfigError",
     "DemoSpec",
     "Destination",
     "DestinationError",
     "DestinationSession",
+    "DriftReport",
     "Estimate",
     "HTTPError",
     "KPIError",
@@ -58,12 +84,14 @@ __all__ = [
     "Measure",
     "MixedCurrencyError",
     "NormalizationError",
+    "Page",
     "PaginationError",
     "PlanContext",
     "Pipeline",
     "PluginError",
     "Project",
     "Requests",
+    "SettingsT",
     "Source",
     "SourceError",
     "SourceSettings",
@@ -74,9 +102,16 @@ __all__ = [
     "SyncResult",
     "TableWrite",
     "UnknownNameError",
+    "WriteMode",
     "__version__",
+    "ad_performance_batch",
+    "canonical_table",
+    "coerce_array",
+    "decode_cursor",
     "hookimpl",
     "hookspec",
+    "interleave",
     "load_project",
+    "register_secret",
     "sync",
 ]

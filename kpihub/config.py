@@ -76,6 +76,8 @@ class SourceSettings(_EnvironmentFirst):
     timeout: float = Field(default=30.0, gt=0)
     #: Longest Retry-After (seconds) we are willing to sleep; longer fails the stream.
     max_retry_after: float = Field(default=300.0, ge=0)
+    #: Streams of this source read at once (``Source.parallel_streams`` may lower it).
+    max_parallel_streams: int = Field(default=2, ge=1, le=8)
 
     def secret_values(self) -> list[str]:
         return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]

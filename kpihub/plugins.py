@@ -156,8 +156,11 @@ class Registry:
         only: str | None,
     ) -> None:
         hook = getattr(self.pm.hook, hook_name)
-        # Call each implementation on its own so every registration is attributed.
-        for impl in hook.get_hookimpls():  # registration order: built-ins first, so they keep their names
+        impls = [i for i in hook.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        # Call each implementation on its own so every registration is attributed, through pluggy
+        # (a caller without the other plugins' implementations, wrappers kept) so that tracing
+        # and hookwrappers see every call.
+        for impl in impls:  # registration order: built-ins first, so they keep their names
             plugin_name = impl.plugin_name
             if only is not None and plugin_name != only:
                 continue
@@ -179,8 +182,9 @@ class Registry:
                 target[name] = obj
                 getattr(_info, kind).append(name)
 
+            others = [i.plugin for i in impls if i is not impl]
             try:
-                impl.function(register=register)
+                self.pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
             except PluginError as exc:
                 info.error = info.error or exc
             except Exception as exc:

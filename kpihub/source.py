@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 import pyarrow as pa
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kpihub.config import SourceSettings
     from kpihub.http.paginators import Paginator
     from kpihub.http.quota import Limit, Observation
-    from kpihub.http.requester import Requester
+    from kpihub.http.requester import Requester, RetryDecision
     from kpihub.normalize import DriftReport
     from kpihub.reconcile import Expectation
     from kpihub.testing.server import FakeAPIServer
@@ -37,6 +37,7 @@ __all__ = [
     "Page",
     "PlanContext",
     "Requests",
+    "SettingsT",
     "Source",
     "Stream",
     "StreamContext",
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 WriteMode = Literal["append", "replace", "merge"]
+#: A connector's settings class: ``Source[MySettings]``, ``Stream[MySettings]`` and
+#: ``StreamContext[MySettings]`` hand their settings on typed as ``MySettings``.
+SettingsT = TypeVar("SettingsT", bound="SourceSettings")
 #: One page from ``Stream.read``: raw JSON records, or batches already in the stream schema.
 Page: TypeAlias = Sequence[Mapping[str, Any]] | pa.RecordBatch
 
@@ -73,15 +77,19 @@ class DemoSpec:
     files: dict[str, str] = field(default_factory=dict)
 
 
-class StreamContext:
-    """Everything a stream's ``read`` may use: settings, HTTP, logging, options."""
+class StreamContext(Generic[SettingsT]):
+    """Everything a stream's ``read`` may use: settings, HTTP, logging, options.
+
+    ``ctx.settings`` is the source's settings instance, typed by the parameter:
+    ``def read(self, ctx: kpihub.StreamContext[MySettings], state)``.
+    """
 
     def __init__(
         self,
         *,
         source_id: str,
         stream: str,
-        settings: SourceSettings,
+        settings: SettingsT,
         http: Requester,
         full_refresh: bool = False,
         logger: logging.Logger | None = None,
@@ -214,7 +222,7 @@ class Estimate:
         return sum(r.count for r in self.requests)
 
 
-class PlanContext:
+class PlanContext(Generic[SettingsT]):
     """What :meth:`Stream.estimate` may use: the settings, the stream's committed state and the clock.
 
     There is no HTTP here: a plan sends no request. The helpers work out what the default
@@ -226,7 +234,7 @@ class PlanContext:
         *,
         source_id: str,
         stream: str,
-        settings: SourceSettings,
+        settings: SettingsT,
         state: Mapping[str, Any] | None,
         full_refresh: bool = False,
         now: dt.datetime | None = None,
@@ -286,7 +294,7 @@ class PlanContext:
         first, last = (dt.date.fromisoformat(d) for d in window)
         return records / ((last - first).days + 1)
 
-    def read_from(self, stream: Stream) -> tuple[Literal["full", "incremental"], Any]:
+    def read_from(self, stream: Stream[Any]) -> tuple[Literal["full", "incremental"], Any]:
         """Where the next read of a (non-report) stream starts: ``("incremental", cursor)``, else
         ``("full", start_date)`` (``None`` for a stream that always reads its whole table)."""
         cursor = self.cursor if stream.incremental else None
@@ -294,7 +302,7 @@ class PlanContext:
             return "incremental", cursor
         return "full", self.settings.start_date if stream.incremental else None
 
-    def expected_records(self, stream: Stream) -> tuple[int | None, str]:
+    def expected_records(self, stream: Stream[Any]) -> tuple[int | None, str]:
         """Records the next read should meet, and how that was worked out (``None``: not known offline).
 
         A stream read in full: as many as its last read. An incremental read: the last run's
@@ -347,8 +355,10 @@ def _as_time(value: Any) -> dt.datetime | None:
 
 
 @dataclass
-class Stream:
+class Stream(Generic[SettingsT]):
     """One table a source reads. Subclass it and implement :meth:`read`.
+
+    ``class Contacts(kpihub.Stream[MySettings])`` types ``ctx.settings`` in its methods.
 
     :param name: stream name; the raw table is ``<source_id>_<name>``.
     :param schema: Arrow schema of the raw table. A field's metadata may hold
@@ -393,18 +403,34 @@ class Stream:
     def incremental(self) -> bool:
         return self.cursor_field is not None
 
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[Page]:
-        """Yield pages of records newer than ``state["cursor"]`` (all when ``None``)."""
+    def read(self, ctx: StreamContext[SettingsT], state: Mapping[str, Any] | None) -> Iterator[Page]:
+        """Yield pages: lists of JSON records (dicts as the API sent them) or ``pyarrow.RecordBatch`` es.
+
+        ``state`` is what the last successful sync committed for this stream (``None`` on a first
+        sync and with ``--full-refresh``). For an incremental stream ``state["cursor"]`` is the
+        largest ``cursor_field`` value committed so far, JSON-encoded (an ISO 8601 string for a
+        time); :func:`kpihub.decode_cursor` gives it back as the field's Python type. Read records
+        with a cursor newer than it (the engine keeps the newest copy of a key, so re-reading the
+        cursor's own instant is safe and recommended); on a first sync start at
+        ``ctx.settings.start_date`` when it is set — the stream applies it, not the engine.
+        """
         raise NotImplementedError(f"stream {self.name!r} does not implement read()")
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
-        """Map a normalized batch to ``canonical_table``'s schema (column-wise)."""
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[SettingsT]) -> pa.RecordBatch:
+        """Map a normalized batch (the stream's ``schema``) to ``canonical_table``'s columns, column-wise.
+
+        Return a batch whose columns are columns of the canonical table (``kpihub.canonical_table(name)``
+        gives its schema and docs), values castable to their types. The engine fills ``source_id``
+        and ``_loaded_at`` itself; a column the table does not have, a required column left out or a
+        value that cannot be cast fails the chunk naming stream and column; optional columns left
+        out are null. Rows sharing the table's key are added up by each measure's additivity.
+        """
         raise NotImplementedError(f"stream {self.name!r} feeds {self.canonical_table!r} but has no to_canonical()")
 
     def on_drift(self, report: DriftReport) -> None:  # pragma: no cover - default is to log
         """Called when normalization saw new fields or coerced values; default logs them."""
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[SettingsT]) -> Estimate:
         """What the next sync of this stream reads and the requests it sends, for ``kpihub plan``.
 
         Called without HTTP: work it out from ``plan.settings`` and ``plan.state``. The default
@@ -422,40 +448,64 @@ class Stream:
         return Estimate(mode, since, None, (Requests(count),), records, at_least, basis)
 
 
-class Source:
+class Source(Generic[SettingsT]):
     """A source connector. Subclass, set the class attributes, implement the methods.
 
     ``name`` is the source type users configure; a project may configure the
     same type several times under different ids (``[sources.hubspot_eu]
-    type = "hubspot"``).
+    type = "hubspot"``). ``class MySource(kpihub.Source[MySettings])`` with
+    ``settings_class = MySettings`` types ``settings`` in every method.
+
+    Required: :meth:`streams` and :meth:`check`. Everything else is an optional hook with a
+    working default: :meth:`auth`, :meth:`headers`, :meth:`classify`, :attr:`observe_rate`,
+    :meth:`rate_limits`, :meth:`plan_limits`, :meth:`parallel_streams`, :meth:`demo`.
     """
 
     name: ClassVar[str]
     title: ClassVar[str] = ""
-    settings_class: ClassVar[type[SourceSettings]]
+    settings_class: type[SettingsT]
 
-    def streams(self, settings: SourceSettings) -> Sequence[Stream]:
+    def streams(self, settings: SettingsT) -> Sequence[Stream[SettingsT]]:
         """Return the streams this source offers with these settings."""
         raise NotImplementedError
 
-    def auth(self, settings: SourceSettings) -> httpx.Auth | None:
-        """Return the httpx auth for requests (default: none)."""
+    def auth(self, settings: SettingsT) -> httpx.Auth | None:
+        """Return the httpx auth for requests (default: none): ``kpihub.http.BearerAuth``,
+        ``OAuthRefreshToken``, or any ``httpx.Auth``. An API key sent in a header goes in
+        :meth:`headers` instead."""
         return None
 
-    def headers(self, settings: SourceSettings) -> dict[str, str]:
-        """Extra headers sent with every request."""
+    def headers(self, settings: SettingsT) -> dict[str, str]:
+        """Extra headers sent with every request: an API version (``LinkedIn-Version``), or an API
+        key the platform reads from a header (``{"X-Api-Key": settings.api_key.get_secret_value()}``;
+        secrets of the settings never reach a log or an error)."""
         return {}
+
+    def classify(self, response: httpx.Response) -> RetryDecision | None:
+        """Say how to treat a response the generic rules would get wrong (default: ``None``, they decide).
+
+        The generic rules retry 429 (honouring ``Retry-After``), 5xx and connection errors, and fail
+        other 4xx. Return a :class:`kpihub.http.RetryDecision` where the platform says more: a 400
+        whose body means "rate limited" (Meta's error codes 4/17/32), a 403 that is a quota (Google's
+        ``RESOURCE_EXHAUSTED``), a daily cap that will not come back within the run.
+        """
+        return None
+
+    def parallel_streams(self, settings: SettingsT) -> int:
+        """How many of this source's streams a sync reads at once (default: the
+        ``max_parallel_streams`` setting, 2). Return 1 where the API forbids concurrent requests."""
+        return settings.max_parallel_streams
 
     #: Reads a response's rate-limit headers back into the budget (HubSpot ``X-HubSpot-RateLimit-*``,
     #: GA4 ``propertyQuota``): ``observe_rate(response) -> list[Observation]``; None reads nothing.
     observe_rate: ClassVar[Callable[[httpx.Response], list[Observation]] | None] = None
 
-    def rate_limits(self, settings: SourceSettings) -> Sequence[Limit]:
+    def rate_limits(self, settings: SettingsT) -> Sequence[Limit]:
         """The platform's documented rate windows, spent proactively by every stream and account of
         the source together (:mod:`kpihub.http.quota`); default: none (429s are still honoured)."""
         return []
 
-    def plan_limits(self, settings: SourceSettings) -> Sequence[Limit]:
+    def plan_limits(self, settings: SettingsT) -> Sequence[Limit]:
         """The limits ``kpihub plan`` works out the time with: default :meth:`rate_limits`.
 
         Override it to give the sizes the budget only learns from responses at run time (HubSpot's
@@ -464,8 +514,13 @@ class Source:
         """
         return self.rate_limits(settings)
 
-    def check(self, settings: SourceSettings, http: Requester) -> CheckResult:
-        """Make one cheap authenticated request and say whether the connection works."""
+    def check(self, settings: SettingsT, http: Requester) -> CheckResult:
+        """Make one cheap authenticated request and say whether the connection works.
+
+        Return ``CheckResult(False, message)`` for a refused token or an unreachable API — catch
+        :class:`kpihub.HTTPError` (every failed request raises one, after the retries) — rather
+        than raising: ``kpihub check`` prints the message as one line.
+        """
         raise NotImplementedError
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:

@@ -186,7 +186,7 @@ class Pipeline:
             settings,
             auth=source.auth(settings),
             headers=source.headers(settings),
-            classify=getattr(source, "classify", None),
+            classify=source.classify,
             transport=self.transport,
             budget=self.budget(source, settings),
             **({"sleep": self.sleep} if self.sleep is not None else {}),
@@ -254,7 +254,7 @@ class Pipeline:
                         stop=stop,
                         source_name=source.name,
                     )
-                    workers = max(1, int(getattr(settings, "max_parallel_streams", 2)))
+                    workers = max(1, source.parallel_streams(settings))
                     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kpihub-{source_id}") as pool:
                         return list(pool.map(run, selected))
 

@@ -94,3 +94,19 @@ def test_each_plugin_installs_on_its_own_and_uninstalls(venv, distribution, sour
     sh(venv / "bin" / "python", "-m", "pip", "uninstall", "-q", "-y", distribution)
     assert source not in plugins(venv)
     assert "win_rate" in sh(venv / "bin" / "kpihub", "kpis", "--list")  # the core still works
+
+
+def test_a_scaffolded_source_installs_and_passes_its_tests_with_no_edits(venv, tmp_path):
+    # issue 15: `kpihub new source demo_thing`, then pip install and pytest, exactly as generated.
+    venv, _src = venv
+    sh(venv / "bin" / "kpihub", "new", "source", "demo_thing", "--dir", tmp_path)
+    dist = tmp_path / "kpihub-demo-thing"
+    pip = (venv / "bin" / "python", "-m", "pip")
+    sh(*pip, "install", "-q", "--no-deps", "--no-index", "--no-build-isolation", dist)
+    try:
+        assert "demo_thing" in plugins(venv)
+        out = sh(venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", dist)
+        assert " passed" in out and "failed" not in out and "error" not in out, out
+    finally:
+        sh(*pip, "uninstall", "-y", "-q", "kpihub-demo-thing")
+    assert "demo_thing" not in plugins(venv)

@@ -193,3 +193,42 @@ def test_a_plugin_kpi_registered_through_the_hook_computes_like_a_built_in(fake_
         reg.kpi("sql_share"), grain="month", start=jan, end=dt.date(2024, 2, 1)
     )
     assert series.values() == {jan: pytest.approx(1 / 3)}  # 1 SQL of 3 leads
+
+
+def test_trace_plugins_logs_every_hook_call(fake_dists, monkeypatch):
+    # docs/plugin_hooks.md: KPIHUB_TRACE_PLUGINS=1 with --debug logs every hook call (pluggy's tracing).
+    fake_dists.append(FakeDist("kpihub-toy", [("toy", "tests.plugins.toy")]))
+    monkeypatch.setenv("KPIHUB_TRACE_PLUGINS", "1")
+    reset_registry(None)
+    result = CliRunner().invoke(cli, ["--debug", "plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    calls = [line for line in result.stderr.splitlines() if "kpihub_register_" in line]
+    assert any("kpihub_register_sources" in c for c in calls), result.stderr
+    assert any("kpihub_register_destinations" in c for c in calls)
+    monkeypatch.delenv("KPIHUB_TRACE_PLUGINS")
+    reset_registry(None)
+    quiet = CliRunner().invoke(cli, ["--debug", "plugins", "--json"])
+    assert "kpihub_register_sources [hook]" not in quiet.stderr
+
+
+def test_a_hookwrapper_wraps_each_plugins_registration(fake_dists, plugin_modules):
+    # Hooks are called through pluggy, one plugin at a time, so a wrapper wraps each call and
+    # registrations stay attributed to the plugin that made them.
+    plugin_modules(
+        "watcher",
+        "import kpihub\n"
+        "calls = []\n"
+        "@kpihub.hookimpl(wrapper=True)\n"
+        "def kpihub_register_sources(register):\n"
+        "    calls.append('before')\n"
+        "    result = yield\n"
+        "    calls.append('after')\n"
+        "    return result\n",
+    )
+    fake_dists.append(FakeDist("kpihub-toy", [("toy", "tests.plugins.toy")]))
+    fake_dists.append(FakeDist("kpihub-watcher", [("watcher", "watcher")]))
+    reg = Registry()
+    implementations = [i for i in reg.pm.hook.kpihub_register_sources.get_hookimpls() if not i.wrapper]
+    assert len(implementations) >= 1
+    assert sys.modules["watcher"].calls == ["before", "after"] * len(implementations)
+    assert reg.plugins["toy"].sources == ["toy"] and reg.plugins["watcher"].sources == []

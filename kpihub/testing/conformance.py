@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 import pytest
@@ -59,11 +59,15 @@ def secret_fields(settings_class: type[SourceSettings]) -> list[str]:
     return [name for name, f in fields.items() if f.annotation in (SecretStr, SecretStr | None)]
 
 
-class SourceConformance:
+#: The plugin's fake server class: ``class TestThing(SourceConformance[FakeThing])`` types ``server``.
+ServerT = TypeVar("ServerT", bound=FakeAPIServer)
+
+
+class SourceConformance(Generic[ServerT]):
     """Base class of a plugin's conformance tests (see the module docstring)."""
 
     #: The source under test.
-    source: ClassVar[Source]
+    source: ClassVar[Source[Any]]
     #: The path (regex) of requests that may get an injected 429 (default: any).
     rate_limited_path: ClassVar[str | None] = None
     #: Share of requests that fail in :meth:`test_faults_leave_tables_and_state_unchanged`,
@@ -73,30 +77,30 @@ class SourceConformance:
 
     # -- what a plugin provides ------------------------------------------------------
 
-    def make_server(self) -> FakeAPIServer:
+    def make_server(self) -> ServerT:
         """A fake API server (not started) with seeded data."""
         raise NotImplementedError
 
-    def settings(self, server: FakeAPIServer) -> dict[str, Any]:
+    def settings(self, server: ServerT) -> dict[str, Any]:
         """Settings that work against ``server`` (``base_url`` and credentials)."""
         raise NotImplementedError
 
-    def bad_settings(self, server: FakeAPIServer) -> dict[str, Any]:
+    def bad_settings(self, server: ServerT) -> dict[str, Any]:
         """Settings the server rejects; default: every secret replaced by a canary."""
         good = self.settings(server)
         secrets = self._secret_fields()
         assert secrets, "the source has no SecretStr setting; override bad_settings()"
         return {**good, **dict.fromkeys(secrets, CANARY)}
 
-    def fault_settings(self, server: FakeAPIServer) -> dict[str, Any]:
+    def fault_settings(self, server: ServerT) -> dict[str, Any]:
         """Settings for the fault test; override to make the fake page more (smaller pages)."""
         return self.settings(server)
 
-    def change_data(self, server: FakeAPIServer) -> None:
+    def change_data(self, server: ServerT) -> None:
         """Change some records and add some on the server (for the incremental test)."""
         pytest.skip("the plugin does not say how to change its fake's data")
 
-    def live_changes(self, server: FakeAPIServer) -> Callable[[FakeRequest], Any] | None:
+    def live_changes(self, server: ServerT) -> Callable[[FakeRequest], Any] | None:
         """A function that changes the fake's data between page requests (modify, add, delete), as the
         platform's data changes while a sync pages through it; ``None`` when the API has no pages
         to change between. The suite passes it to :meth:`~kpihub.testing.server.FakeAPIServer.between_pages`.
@@ -106,7 +110,7 @@ class SourceConformance:
     # -- fixtures and helpers --------------------------------------------------------------
 
     @pytest.fixture
-    def server(self) -> Iterator[FakeAPIServer]:
+    def server(self) -> Iterator[ServerT]:
         with self.make_server() as server:
             yield server
 
@@ -145,7 +149,7 @@ class SourceConformance:
     def _secret_fields(self) -> list[str]:
         return secret_fields(self.source.settings_class)
 
-    def _streams(self, server: FakeAPIServer) -> list[Any]:
+    def _streams(self, server: ServerT) -> list[Any]:
         from kpihub.config import build_source_settings
 
         settings = build_source_settings(self.source.name, self.source.settings_class, self.settings(server))
@@ -153,7 +157,7 @@ class SourceConformance:
 
     # -- the suite ------------------------------------------------------------------------------
 
-    def test_declared_schema_is_what_read_yields(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_declared_schema_is_what_read_yields(self, server: ServerT, tmp_path: Path) -> None:
         result = self.sync(self.pipeline(tmp_path, self.settings(server)))
         drifted = {r.key: r.schema_drift for r in result.streams if r.schema_drift}
         assert not drifted, drifted
@@ -165,7 +169,7 @@ class SourceConformance:
                 want = pa.schema([pa.field(f.name, f.type) for f in stream.schema])
                 assert [(f.name, f.type) for f in got] == [(f.name, f.type) for f in want], stream.name
 
-    def test_primary_keys_are_unique_after_syncs(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_primary_keys_are_unique_after_syncs(self, server: ServerT, tmp_path: Path) -> None:
         p = self.pipeline(tmp_path, self.settings(server), dest="parquet")
         self.sync(p)
         self.sync(p)  # a second run re-reads its boundary; merge must not duplicate
@@ -177,7 +181,7 @@ class SourceConformance:
                 keys = table.group_by(list(stream.primary_key)).aggregate([])
                 assert keys.num_rows == table.num_rows, f"{stream.name}: duplicate primary keys"
 
-    def test_incremental_resync_reads_only_new_and_changed(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_incremental_resync_reads_only_new_and_changed(self, server: ServerT, tmp_path: Path) -> None:
         p = self.pipeline(tmp_path / "incremental", self.settings(server))
         first = {r.stream: r for r in self.sync(p).streams}
         before = self._tables(p, server)
@@ -202,12 +206,12 @@ class SourceConformance:
         changed = [name for name in after if after[name] != before.get(name)]
         assert changed, "change_data changed nothing the connector reads: make it change and add records"
 
-    def sync_fresh(self, where: Path, server: FakeAPIServer) -> Pipeline:
+    def sync_fresh(self, where: Path, server: ServerT) -> Pipeline:
         p = self.pipeline(where, self.settings(server))
         self.sync(p)
         return p
 
-    def assert_nothing_lost(self, p: Pipeline, fresh: Pipeline, server: FakeAPIServer, when: str) -> None:
+    def assert_nothing_lost(self, p: Pipeline, fresh: Pipeline, server: ServerT, when: str) -> None:
         """Every row of ``fresh`` (a full sync of the data as it is now) is in ``p``'s tables, same values.
 
         ``p`` may hold more: rows the platform deleted, which an incremental read does not see.
@@ -218,7 +222,7 @@ class SourceConformance:
             lost = [r for r in rows if repr(sorted(r.items())) not in have]
             assert not lost, f"{name}: {len(lost)} of {len(rows)} rows lost or stale {when}, e.g. {lost[0]}"
 
-    def _tables(self, p: Pipeline, server: FakeAPIServer) -> dict[str, list[dict[str, Any]]]:
+    def _tables(self, p: Pipeline, server: ServerT) -> dict[str, list[dict[str, Any]]]:
         """Every raw and canonical table the source writes, rows sorted, columns ``_*`` left out."""
         names = {f"{self.source.name}_{s.name}" for s in self._streams(server)}
         names |= {s.canonical_table for s in self._streams(server) if s.canonical_table}
@@ -231,7 +235,7 @@ class SourceConformance:
                 found[name] = sorted(table.to_pylist(), key=repr)
         return found
 
-    def test_canonical_output_is_the_models(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_canonical_output_is_the_models(self, server: ServerT, tmp_path: Path) -> None:
         from kpihub.model import canonical_table
 
         p = self.pipeline(tmp_path, self.settings(server))
@@ -251,7 +255,7 @@ class SourceConformance:
                     filled = [c for c in table.column_names if table[c].null_count < table.num_rows]
                     assert len(filled) > len(target.primary_key), f"{stream.name}: {target.name} holds keys only"
 
-    def test_live_data_during_a_sync_loses_nothing(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_live_data_during_a_sync_loses_nothing(self, server: ServerT, tmp_path: Path) -> None:
         """Data changing while a sync pages loses nothing, and the next incremental sync brings every change.
 
         After a sync with :meth:`live_changes` running between pages and one more (quiet) incremental
@@ -276,7 +280,7 @@ class SourceConformance:
         self.assert_nothing_lost(p, self.sync_fresh(tmp_path / "fresh", server), server, "after live changes")
         print(f"{self.source.name}: live changes ran {hook.runs} times over {hook.pages} pages; nothing lost")
 
-    def test_check_passes_and_fails_clearly(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_check_passes_and_fails_clearly(self, server: ServerT, tmp_path: Path) -> None:
         for settings, ok in ((self.settings(server), True), (self.bad_settings(server), False)):
             p = self.pipeline(tmp_path, settings)
             source, validated = p.resolve_source(self.source.name)
@@ -286,13 +290,13 @@ class SourceConformance:
             assert verdict.message and "\n" not in verdict.message
             assert CANARY not in verdict.message
 
-    def test_retry_after_is_honoured(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_retry_after_is_honoured(self, server: ServerT, tmp_path: Path) -> None:
         server.fail(status=429, headers={"Retry-After": "2"}, path=self.rate_limited_path, times=1)
         slept: list[float] = []
         self.sync(self.pipeline(tmp_path, self.settings(server), sleep=slept.append))
         assert 2.0 in slept
 
-    def test_faults_leave_tables_and_state_unchanged(self, server: FakeAPIServer, tmp_path: Path) -> None:
+    def test_faults_leave_tables_and_state_unchanged(self, server: ServerT, tmp_path: Path) -> None:
         with self.make_server() as clean_server:
             clean = self._tables_and_state(tmp_path / "clean", self.fault_settings(clean_server), clean_server)
         # A timeout holds the answer past the client's read timeout; waits are recorded, not slept.
@@ -311,7 +315,7 @@ class SourceConformance:
         print(f"{self.source.name}: {rounds} syncs, {fault.hits} of {fault.seen} requests failed: {fault.applied}")
 
     def _tables_and_state(
-        self, where: Path, settings: dict[str, Any], server: FakeAPIServer, sleep: Any = None
+        self, where: Path, settings: dict[str, Any], server: ServerT, sleep: Any = None
     ) -> dict[str, Any]:
         p = self.pipeline(where, settings, dest="parquet", sleep=sleep)
         self.sync(p)
@@ -324,7 +328,7 @@ class SourceConformance:
 
     def test_secrets_never_leak(
         self,
-        server: FakeAPIServer,
+        server: ServerT,
         tmp_path: Path,
         caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch,
