@@ -1,4 +1,4 @@
-"""``kpihub new source|kpi|destination NAME``: scaffold a plugin distribution that passes its tests."""
+"""``kpihub new source NAME``: scaffold a plugin distribution that passes its tests."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ import click
 
 from kpihub.scaffold import KINDS, scaffold
 
-NEXT_STEPS = {
-    "source": "edit src/{package}/fake.py to speak your API, then source.py",
-    "kpi": "edit src/{package}/kpis.py: your KPIs' definitions and their hand-checked fixture",
-    "destination": "edit src/{package}/destination.py: where the tables go",
-}
+NEXT_STEPS = {"source": "edit src/{package}/fake.py to speak your API, then source.py"}
 
 
 @click.command("new")

@@ -19,7 +19,8 @@ from kpihub.errors import ConfigError
 
 __all__ = ["KINDS", "Names", "scaffold"]
 
-KINDS = ("source", "kpi", "destination")
+#: The kinds with a template (a KPI pack and a destination are to come: issue 15).
+KINDS = ("source",)
 _NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 
