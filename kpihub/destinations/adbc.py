@@ -63,6 +63,7 @@ from kpihub.destinations.base import (
     masked_uri,
     quote,
     range_bounds,
+    sql_string,
     uri_path,
 )
 from kpihub.destinations.formats import iso_timestamps, json_to_nested, nested_to_json
@@ -181,7 +182,7 @@ def _lit(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, int | float):
         return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    return sql_string(str(value))
 
 
 def _schema_text(schema: pa.Schema) -> str:

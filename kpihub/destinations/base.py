@@ -341,6 +341,11 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def sql_string(value: str) -> str:
+    """A SQL string literal (standard quoting: a quote is doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def dedup_last(table: pa.Table, primary_key: Sequence[str]) -> pa.Table:
     """Keep the last row of each primary key, in the order read (a page may repeat a record)."""
     if not primary_key or table.num_rows < 2:

@@ -35,6 +35,7 @@ from kpihub.destinations.base import (
     is_staging,
     quote,
     range_bounds,
+    sql_string,
     uri_options,
     uri_path,
 )
@@ -152,7 +153,7 @@ class DuckDBSession(DestinationSession):
         except duckdb.Error:  # blocks still pinned: they stay, the next commit tries again
             pass
         finally:
-            self.con.execute(f"SET memory_limit = {_sql_string(self.memory_limit)}")
+            self.con.execute(f"SET memory_limit = {sql_string(self.memory_limit)}")
 
     def _apply(self, write: TableWrite) -> None:
         if write.staged_from is not None:
@@ -245,7 +246,7 @@ class DuckDBSession(DestinationSession):
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         if con is self.con:
             return
-        con.execute(f"ATTACH {_sql_string(str(self.path))} AS kpihub_data (READ_ONLY)")
+        con.execute(f"ATTACH {sql_string(str(self.path))} AS kpihub_data (READ_ONLY)")
         for name in self.tables():
             con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS SELECT * FROM kpihub_data.{quote(name)}")
 
@@ -257,10 +258,6 @@ class DuckDBSession(DestinationSession):
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _duckdb_type(t: pa.DataType) -> str:

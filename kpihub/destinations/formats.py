@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from kpihub.destinations.base import sql_string
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -133,7 +135,7 @@ def _write_jsonl(table: pa.Table, path: Path) -> None:
     con = _duckdb()
     try:
         con.register("t", table)
-        con.execute(f"COPY t TO '{_sql_path(path)}' (FORMAT json)")
+        con.execute(f"COPY t TO {sql_string(str(path))} (FORMAT json)")
     finally:
         con.close()
 
@@ -142,12 +144,12 @@ def _read_jsonl(path: Path, schema: pa.Schema | None) -> pa.Table:
     con = _duckdb()
     try:
         if schema is None:
-            relation = con.sql(f"SELECT * FROM read_json('{_sql_path(path)}', format = 'newline_delimited')")
+            relation = con.sql(f"SELECT * FROM read_json({sql_string(str(path))}, format = 'newline_delimited')")
             return relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
         # Read every value as JSON text, then type it from the recorded schema (exact decimals, UTC times).
         columns = ", ".join(f"'{f.name}': 'VARCHAR'" for f in schema)
         relation = con.sql(
-            f"SELECT * FROM read_json('{_sql_path(path)}', format = 'newline_delimited', columns = {{{columns}}})"
+            f"SELECT * FROM read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {{{columns}}})"
         )
         table = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
     finally:
@@ -171,10 +173,6 @@ def iso_timestamps(col: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.A
     text = pc.replace_substring(text, pattern=" ", replacement="T", max_replacements=1)
     parsed = pc.cast(text, pa.timestamp(target.unit))
     return pc.assume_timezone(parsed, "UTC").cast(target) if target.tz else parsed
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 FORMATS: dict[str, FileFormat] = {

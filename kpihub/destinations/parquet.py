@@ -71,6 +71,7 @@ from kpihub.destinations.base import (
     is_staging,
     quote,
     range_bounds,
+    sql_string,
     staged_table,
     uri_options,
     uri_path,
@@ -506,7 +507,7 @@ class ParquetSession(DestinationSession):
                 # Text and IPC formats, local or in an object store: typed by the recorded schema.
                 con.register(name, self.read_table(name))
             elif files:
-                listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+                listing = ", ".join(sql_string(str(f)) for f in files)
                 scan = f"SELECT * FROM read_parquet([{listing}], union_by_name=true)"
                 # A view re-reads every file footer at each query: fine for a few files, slow for the
                 # thousands a day-partitioned table has, which are read into DuckDB once instead.
