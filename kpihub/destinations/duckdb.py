@@ -134,7 +134,6 @@ class DuckDBSession(DestinationSession):
                 failpoint("duckdb.before_commit")
                 con.execute("COMMIT")
                 failpoint("duckdb.committed")
-                self._shrink_pool()
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -143,6 +142,7 @@ class DuckDBSession(DestinationSession):
                     con.unregister("__kpihub_new")
                 except sys.modules["duckdb"].Error:  # loaded: this session holds a connection
                     pass
+            self._shrink_pool()  # after the transaction: what it wrote is durable, whatever this does
 
     def _shrink_pool(self) -> None:
         """Evict what the commit left cached: lowering the limit makes DuckDB evict unpinned blocks
