@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kpihub.scaffold import KINDS, scaffold
+from kpihub.scaffold import KINDS, Names, scaffold
 
 NEXT_STEPS = {"source": "edit src/{package}/fake.py to speak your API, then source.py"}
 
@@ -31,6 +31,6 @@ def command(ctx: click.Context, kind: str, name: str, parent: Path) -> None:
     root, files = scaffold(kind, name, parent)
     console = ctx.obj["console"]
     console.print(f"Created {root} ({len(files)} files)", highlight=False, markup=False)
-    package = next(p.name for p in (root / "src").iterdir() if p.is_dir())
+    package = Names.parse(name).mapping["package"]
     console.print(f"  pip install -e '{root}[test]' && pytest {root}", highlight=False, markup=False)
     console.print(f"  then {NEXT_STEPS[kind].format(package=package)}", highlight=False, markup=False)
