@@ -8,9 +8,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kpihub import Pipeline
-from kpihub.config import Project, ProjectSettings
-from kpihub.plugins import Registry
+from kpihub import Pipeline, Project
+from kpihub.testing import ProjectSettings, Registry
 
 
 def pipeline(tmp_path, **files) -> Pipeline:
@@ -84,7 +83,7 @@ def test_missing_column_and_missing_file(tmp_path):
 
 
 def test_support_tickets_social_and_page_timings_feed_their_kpis(tmp_path):
-    from kpihub.kpis.engine import KPIEngine
+    from kpihub.testing import KPIEngine
 
     tickets = tmp_path / "tickets.csv"
     tickets.write_text(

@@ -14,8 +14,7 @@ from kpihub_ga4 import GA4Settings, GA4Source
 from kpihub_ga4.fake import FakeGA4
 from kpihub_ga4.source import Report, report_schema
 
-from kpihub.config import build_source_settings
-from kpihub.normalize import Normalizer
+from kpihub.testing import Normalizer, build_source_settings
 from kpihub.testing.conformance import SourceConformance
 
 FIXTURES = Path(__file__).parent / "fixtures"

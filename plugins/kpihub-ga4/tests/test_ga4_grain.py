@@ -9,10 +9,13 @@ Those rows share one ``web_traffic_daily`` key; they must add up, not overwrite 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from kpihub.testing import cli
 from kpihub_ga4.fake import FakeGA4
 
 from . import test_ga4
@@ -113,15 +116,17 @@ def test_thresholding_sampling_and_other_row_are_noted(tmp_path):
     assert "property 398765432: GA4 rolled some dimension combinations into an '(other)' row" in notes
 
 
-def test_the_scorecard_shows_gas_thresholding_note(tmp_path):
-    from kpihub.kpis.scorecard import stream_quality
-
+def test_the_scorecard_shows_gas_thresholding_note(tmp_path, monkeypatch):
     c = test_ga4.TestGA4Conformance()
     with FakeGA4(seed=6, start=dt.date(2026, 6, 1), end=dt.date(2026, 6, 3)) as server:
         server.report_metadata = {"subjectToThresholding": True}
-        p = c.pipeline(tmp_path, c.settings(server))
-        assert p.sync().ok
-        with p.open_destination(read_only=True) as session:
-            (q,) = stream_quality(session.all_state())
-    assert q.stream == "ga4.traffic_daily" and q.status == "ok" and q.tables == ("web_traffic_daily",)
-    assert "property 312345678: GA4 applied thresholding (rows with few users are withheld)" in q.notes
+        assert c.pipeline(tmp_path, c.settings(server)).sync().ok
+    # What an analyst sees: the scorecard's data-quality facts, in kpihub kpis --format json.
+    (tmp_path / "kpihub.toml").write_text('[project]\ndestination = "duckdb:///conformance.duckdb"\n')
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["kpis", "--kpi", "sessions", "--period", "2026-06", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    (q,) = row["data_quality"]
+    assert q["stream"] == "ga4.traffic_daily" and q["status"] == "ok" and q["tables"] == ["web_traffic_daily"]
+    assert "property 312345678: GA4 applied thresholding (rows with few users are withheld)" in q["notes"]

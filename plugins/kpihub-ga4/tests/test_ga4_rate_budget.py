@@ -8,7 +8,7 @@ from kpihub_ga4 import GA4Source
 from kpihub_ga4.fake import FakeGA4, GA4Quota
 from kpihub_ga4.source import observe_rate
 
-from kpihub.http.quota import SimulatedClock
+from kpihub.http import SimulatedClock
 from kpihub.testing.conformance import SourceConformance
 
 

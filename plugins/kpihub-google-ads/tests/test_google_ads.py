@@ -10,7 +10,7 @@ from kpihub_google_ads import GoogleAdsSettings, GoogleAdsSource
 from kpihub_google_ads.fake import FakeGoogleAds
 from kpihub_google_ads.source import retry_delay
 
-from kpihub.config import build_source_settings
+from kpihub.testing import build_source_settings
 from kpihub.testing.conformance import SourceConformance
 
 ACCOUNTS = ["123-456-7890", "2345678901", "3456789012"]
@@ -150,7 +150,7 @@ def test_fixture_stream_maps_micros_and_missing_metrics():
 
     from kpihub_google_ads.source import PERFORMANCE, CampaignPerformance
 
-    from kpihub.normalize import Normalizer
+    from kpihub.testing import Normalizer
 
     chunks = json.loads((Path(__file__).parent / "fixtures" / "search_stream.json").read_text())
     records = [r for chunk in chunks for r in chunk.get("results", [])]

@@ -13,10 +13,8 @@ from kpihub_google_ads import GoogleAdsSource
 from kpihub_google_ads.fake import FakeGoogleAds, GoogleAdsQuota
 from kpihub_google_ads.quota import classify, observe_rate
 
-from kpihub.cli import cli
-from kpihub.cli.main import EXIT_QUOTA
 from kpihub.http import SimulatedClock
-from kpihub.plugins import reset_registry
+from kpihub.testing import EXIT_QUOTA, cli, reset_registry
 from kpihub.testing.conformance import SourceConformance
 
 

@@ -13,11 +13,8 @@ from click.testing import CliRunner
 from kpihub_hubspot import HubSpotSettings, HubSpotSource, mapping
 from kpihub_hubspot.fake import EPOCH, FakeHubSpot, HubSpotData
 
-from kpihub import Pipeline
-from kpihub.cli import cli
-from kpihub.config import Project, ProjectSettings, build_source_settings
-from kpihub.normalize import Normalizer
-from kpihub.plugins import Registry, reset_registry
+from kpihub import Pipeline, Project
+from kpihub.testing import Normalizer, ProjectSettings, Registry, build_source_settings, cli, reset_registry
 from kpihub.testing.conformance import SourceConformance
 
 FIXTURES = Path(__file__).parent / "fixtures"

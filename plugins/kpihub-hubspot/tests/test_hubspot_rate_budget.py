@@ -8,12 +8,9 @@ import pytest
 from click.testing import CliRunner
 from kpihub_hubspot.fake import FakeHubSpot, HubSpotLimits
 
-from kpihub import Pipeline
-from kpihub.cli import cli
-from kpihub.cli.main import EXIT_QUOTA
-from kpihub.config import Project, ProjectSettings
-from kpihub.plugins import Registry, reset_registry
-from kpihub.http.quota import SimulatedClock as VirtualClock
+from kpihub import Pipeline, Project
+from kpihub.http import SimulatedClock as VirtualClock
+from kpihub.testing import EXIT_QUOTA, ProjectSettings, Registry, cli, reset_registry
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from kpihub_hubspot.fake import EPOCH, FakeHubSpot, HubSpotData
 
-from kpihub import Pipeline
-from kpihub.config import Project, ProjectSettings
-from kpihub.plugins import Registry
+from kpihub import Pipeline, Project
+from kpihub.testing import ProjectSettings, Registry
 
 CURSOR = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
 

@@ -90,7 +90,7 @@ def test_fixture_maps_urns_dates_and_long_costs():
 
     from kpihub_linkedin_ads.source import ANALYTICS, CampaignAnalytics, flatten
 
-    from kpihub.normalize import Normalizer
+    from kpihub.testing import Normalizer
 
     body = json.loads((Path(__file__).parent / "fixtures" / "ad_analytics.json").read_text())
     records = [flatten(e, "507123456", "EUR", {"447712782": "Awareness"}) for e in body["elements"]]

@@ -12,7 +12,7 @@ from kpihub_meta_ads import MetaAdsSettings, MetaAdsSource
 from kpihub_meta_ads.fake import FakeMetaAds
 from kpihub_meta_ads.source import regain_seconds, throttle
 
-from kpihub.config import build_source_settings
+from kpihub.testing import build_source_settings
 from kpihub.testing.conformance import SourceConformance
 
 
@@ -123,7 +123,7 @@ def test_fixture_page_maps_actions_to_conversions():
 
     from kpihub_meta_ads.source import INSIGHTS, Insights
 
-    from kpihub.normalize import Normalizer
+    from kpihub.testing import Normalizer
 
     page = json.loads((Path(__file__).parent / "fixtures" / "insights_page.json").read_text())
     info = {"currency": "EUR", "timezone_name": "Europe/Oslo"}

@@ -12,10 +12,8 @@ from kpihub_meta_ads import MetaAdsSource
 from kpihub_meta_ads.fake import FakeMetaAds, MetaLimits
 from kpihub_meta_ads.source import observe_rate
 
-from kpihub.cli import cli
-from kpihub.cli.main import EXIT_QUOTA
 from kpihub.http import SimulatedClock
-from kpihub.plugins import reset_registry
+from kpihub.testing import EXIT_QUOTA, cli, reset_registry
 from kpihub.testing.conformance import SourceConformance
 
 ACCOUNT = "101010101"

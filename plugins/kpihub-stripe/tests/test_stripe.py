@@ -14,7 +14,7 @@ from kpihub_stripe.currencies import exponent, to_major
 from kpihub_stripe.fake import FakeStripe
 from kpihub_stripe.source import CHARGES, StripeSettings, SubscriptionsStream
 
-from kpihub.normalize import Normalizer
+from kpihub.testing import Normalizer
 from kpihub.testing.conformance import SourceConformance
 
 FIXTURES = Path(__file__).parent / "fixtures"

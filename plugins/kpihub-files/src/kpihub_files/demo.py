@@ -12,7 +12,7 @@ import io
 import random
 from typing import Any
 
-from kpihub.testing.business import DEMO_BUSINESS
+from kpihub.testing import DEMO_BUSINESS
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:

@@ -22,15 +22,17 @@ from kpihub import (
     CheckResult,
     ConfigError,
     DemoSpec,
+    Estimate,
     NormalizationError,
+    PlanContext,
     Source,
     SourceSettings,
     Stream,
     StreamContext,
+    canonical_table,
+    coerce_array,
 )
-from kpihub.model import canonical_table
-from kpihub.normalize import coerce_array
-from kpihub.source import Estimate, PlanContext
+from kpihub.http import Requester
 
 #: Tables a file may feed.
 TABLES = (
@@ -63,10 +65,10 @@ def _columns(table: str) -> pa.Schema:
     return pa.schema([f for f in schema if f.name not in ("source_id", "_loaded_at")])
 
 
-class FileStream(Stream):
+class FileStream(Stream[FilesSettings]):
     """One file (CSV or Parquet) -> one canonical table, typed by the canonical schema."""
 
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
+    def read(self, ctx: StreamContext[FilesSettings], state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
         path = Path(str(getattr(ctx.settings, self.name))).expanduser()
         if not path.is_file():
             raise ConfigError(f"source {ctx.source_id!r}: {self.name} file {str(path)!r} does not exist")
@@ -111,10 +113,10 @@ class FileStream(Stream):
         reader = pacsv.open_csv(path, convert_options=options)
         yield from reader
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[FilesSettings]) -> pa.RecordBatch:
         return batch
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[FilesSettings]) -> Estimate:
         """No request: the whole file, its rows from a Parquet footer or the last read of a CSV."""
         path = Path(str(getattr(plan.settings, self.name))).expanduser()
         if path.suffix.lower() == ".parquet" and path.is_file():
@@ -133,22 +135,22 @@ def _first_bad(values: pa.Array, target: pa.DataType) -> int:
     return 0
 
 
-class FilesSource(Source):
+class FilesSource(Source[FilesSettings]):
     """CSV and Parquet files on disk."""
 
     name = "files"
     title = "Files (CSV, Parquet)"
     settings_class = FilesSettings
 
-    def streams(self, settings: SourceSettings) -> list[Stream]:
-        out: list[Stream] = []
+    def streams(self, settings: FilesSettings) -> list[Stream[FilesSettings]]:
+        out: list[Stream[FilesSettings]] = []
         for table in TABLES:
             if getattr(settings, table):
                 pk = tuple(k for k in canonical_table(table).primary_key if k != "source_id")
                 out.append(FileStream(table, _columns(table), primary_key=pk, canonical_table=table))
         return out
 
-    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
+    def check(self, settings: FilesSettings, http: Requester) -> CheckResult:
         missing = [
             str(getattr(settings, t))
             for t in TABLES

@@ -16,9 +16,8 @@ from typing import Any
 
 import httpx
 
-from kpihub import ConfigError
+from kpihub import ConfigError, register_secret
 from kpihub.http import RENEWALS_ON_401, OAuthError, TokenEndpointUnavailable
-from kpihub.secrets import register_secret
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
 

@@ -21,20 +21,32 @@ import orjson
 import pyarrow as pa
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
-from kpihub.concurrency import interleave
+from kpihub import (
+    MONEY,
+    CheckResult,
+    DemoSpec,
+    Estimate,
+    HTTPError,
+    PlanContext,
+    Requests,
+    Source,
+    SourceError,
+    SourceSettings,
+    Stream,
+    StreamContext,
+    interleave,
+)
 from kpihub.http import (
     Limit,
     OAuthRefreshToken,
     Observation,
     OffsetPaginator,
     Quota,
+    Requester,
     RetryDecision,
     positional_batch,
     positional_type,
 )
-from kpihub.model import MONEY
-from kpihub.source import Estimate, PlanContext, Requests
 
 #: A report row as the paginator reads it with Arrow (off the GIL): values stay strings until cast.
 ROW = positional_type(["dimensionValues", "metricValues"])
@@ -153,17 +165,17 @@ def report_schema(settings: GA4Settings) -> pa.Schema:
     return pa.schema(fields)
 
 
-class Report(Stream):
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
-        s: GA4Settings = ctx.settings  # type: ignore[assignment]
+class Report(Stream[GA4Settings]):
+    def read(self, ctx: StreamContext[GA4Settings], state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
+        s = ctx.settings
         since, today = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         jobs = [self._property(ctx, s, prop, since, today) for prop in s.property_ids]
         yield from interleave(jobs, max_workers=s.max_concurrency)
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[GA4Settings]) -> Estimate:
         """One report per property and ``page_size`` rows of the window (the last run's rows a day
         per property), each costing :data:`TOKENS_PER_REPORT` of the property's quotas."""
-        s: GA4Settings = plan.settings  # type: ignore[assignment]
+        s = plan.settings
         since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
         days = (until - since).days + 1
         per_day = plan.records_per_day()
@@ -182,7 +194,7 @@ class Report(Stream):
         return Estimate("window", since, until, requests, rows, at_least, basis)
 
     def _property(
-        self, ctx: StreamContext, s: GA4Settings, prop: str, since: dt.date, until: dt.date
+        self, ctx: StreamContext[GA4Settings], s: GA4Settings, prop: str, since: dt.date, until: dt.date
     ) -> Iterator[pa.RecordBatch]:
         body = {
             "dateRanges": [{"startDate": since.isoformat(), "endDate": until.isoformat()}],
@@ -202,7 +214,7 @@ class Report(Stream):
             if rows:
                 yield self._batch(ctx, prop, page, rows)
 
-    def _expect_totals(self, ctx: StreamContext, prop: str, page: Mapping[str, Any]) -> None:
+    def _expect_totals(self, ctx: StreamContext[GA4Settings], prop: str, page: Mapping[str, Any]) -> None:
         """The report's ``totals`` row, for the engine to reconcile the loaded rows with.
 
         Only metrics that add up over rows: a total of users counts each user once.
@@ -214,7 +226,9 @@ class Report(Stream):
             if header["name"] in ADDITIVE_METRICS and header["name"] in self.schema.names:
                 ctx.expect_total(header["name"], Decimal(value["value"]), where={"property_id": prop})
 
-    def _batch(self, ctx: StreamContext, prop: str, page: Mapping[str, Any], rows: list[Any]) -> pa.RecordBatch:
+    def _batch(
+        self, ctx: StreamContext[GA4Settings], prop: str, page: Mapping[str, Any], rows: list[Any]
+    ) -> pa.RecordBatch:
         """The page's rows as string columns by header; the engine casts them to the schema."""
         dims = [h["name"] for h in page.get("dimensionHeaders", [])]
         mets = page.get("metricHeaders", [])
@@ -243,7 +257,7 @@ class Report(Stream):
             batch = batch.append_column(name, pa.repeat(pa.scalar(value, pa.string()), n))
         return batch
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[GA4Settings]) -> pa.RecordBatch:
         n = batch.num_rows
         out: dict[str, pa.Array] = {
             "date": batch.column("date"),
@@ -259,7 +273,7 @@ class Report(Stream):
         return pa.RecordBatch.from_pydict(out)
 
 
-def _note_metadata(ctx: StreamContext, prop: str, meta: Mapping[str, Any]) -> None:
+def _note_metadata(ctx: StreamContext[GA4Settings], prop: str, meta: Mapping[str, Any]) -> None:
     """GA4's warnings about a report's numbers become notes in the sync summary and the scorecard."""
     if meta.get("subjectToThresholding"):
         ctx.note(f"property {prop}: GA4 applied thresholding (rows with few users are withheld)")
@@ -333,7 +347,7 @@ def observe_rate(response: httpx.Response) -> list[Observation]:
         return []
 
 
-class GA4Source(Source):
+class GA4Source(Source[GA4Settings]):
     """Google Analytics 4 (Data API v1beta)."""
 
     name = "ga4"
@@ -342,46 +356,48 @@ class GA4Source(Source):
     classify = staticmethod(classify)
     observe_rate = staticmethod(observe_rate)
 
-    def rate_limits(self, settings: SourceSettings) -> list[Limit]:
+    def rate_limits(self, settings: GA4Settings) -> list[Limit]:
         """Tokens per hour (rolling) and per day, per property; their sizes come from ``propertyQuota``."""
         return [
             Limit("tokens_hour", None, 3600.0, path=REPORT_PATH, title="GA4 tokens per hour of property"),
             Limit("tokens_day", None, 86_400.0, path=REPORT_PATH, title="GA4 tokens per day of property"),
         ]
 
-    def plan_limits(self, settings: SourceSettings) -> list[Limit]:
+    def plan_limits(self, settings: GA4Settings) -> list[Limit]:
         """The same windows at a standard property's documented sizes."""
         return [
             Limit("tokens_hour", TOKENS_PER_HOUR, 3600.0, path=REPORT_PATH, title="GA4 tokens per hour of property"),
             Limit("tokens_day", TOKENS_PER_DAY, 86_400.0, path=REPORT_PATH, title="GA4 tokens per day of property"),
         ]
 
-    def streams(self, settings: SourceSettings) -> list[Stream]:
-        s: GA4Settings = settings  # type: ignore[assignment]
+    def streams(self, settings: GA4Settings) -> list[Stream[GA4Settings]]:
         return [
             Report(
                 "traffic_daily",
-                report_schema(s),
-                primary_key=("property_id", *s.dimensions),
+                report_schema(settings),
+                primary_key=("property_id", *settings.dimensions),
                 cursor_field="date",
                 canonical_table="web_traffic_daily",
                 reconcile_by=("property_id",),
             )
         ]
 
-    def auth(self, settings: SourceSettings) -> httpx.Auth:
-        s: GA4Settings = settings  # type: ignore[assignment]
-        if s.credentials_file:
+    def auth(self, settings: GA4Settings) -> httpx.Auth:
+        if settings.credentials_file:
             from kpihub_ga4.service_account import ServiceAccountAuth
 
-            return ServiceAccountAuth(s.credentials_file)
-        assert s.client_id and s.client_secret and s.refresh_token  # the settings validator ensures it
+            return ServiceAccountAuth(settings.credentials_file)
+        # The settings validator ensures them.
+        assert settings.client_id and settings.client_secret and settings.refresh_token
         return OAuthRefreshToken(
-            s.token_url, client_id=s.client_id, client_secret=s.client_secret, refresh_token=s.refresh_token
+            settings.token_url,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            refresh_token=settings.refresh_token,
         )
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub.testing import DEMO_BUSINESS
         from kpihub_ga4.fake import FakeGA4
 
         b = DEMO_BUSINESS
@@ -405,23 +421,21 @@ class GA4Source(Source):
         }
         return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
 
-    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
-        s: GA4Settings = settings  # type: ignore[assignment]
+    def check(self, settings: GA4Settings, http: Requester) -> CheckResult:
         body = {
             "dateRanges": [{"startDate": "yesterday", "endDate": "yesterday"}],
             "metrics": [{"name": "sessions"}],
             "limit": "1",
         }
         try:
-            for prop in s.property_ids:
+            for prop in settings.property_ids:
                 http.json("POST", f"/v1beta/properties/{prop}:runReport", stream="check", json=body)
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         except SourceError as exc:
             return CheckResult(False, str(exc))
-        return CheckResult(
-            True, f"connected to {len(s.property_ids)} GA4 propert{'y' if len(s.property_ids) == 1 else 'ies'}"
-        )
+        n = len(settings.property_ids)
+        return CheckResult(True, f"connected to {n} GA4 propert{'y' if n == 1 else 'ies'}")
 
 
 #: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.

@@ -22,11 +22,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
-from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
-from kpihub.concurrency import interleave
-from kpihub.http import Limit, OAuthRefreshToken
-from kpihub.model import ad_performance_batch
-from kpihub.source import Estimate, PlanContext, Requests
+from kpihub import (
+    CheckResult,
+    DemoSpec,
+    Estimate,
+    HTTPError,
+    PlanContext,
+    Requests,
+    Source,
+    SourceSettings,
+    Stream,
+    StreamContext,
+    ad_performance_batch,
+    interleave,
+)
+from kpihub.http import Limit, OAuthRefreshToken, Requester
 from kpihub_google_ads import quota
 from kpihub_google_ads.quota import retry_delay
 
@@ -133,7 +143,7 @@ def _has_customer(row: Mapping[str, Any]) -> bool:
     return all(customer.get(k) for k in ("id", "currencyCode", "timeZone"))
 
 
-def _customer(ctx: StreamContext, url: str, cid: str) -> dict[str, Any]:
+def _customer(ctx: StreamContext[GoogleAdsSettings], url: str, cid: str) -> dict[str, Any]:
     """The account's id, currency and time zone, for rows that lack them.
 
     A row carries only what the query selected (developers.google.com/google-ads/api/docs/query/structure)
@@ -147,7 +157,7 @@ def _customer(ctx: StreamContext, url: str, cid: str) -> dict[str, Any]:
     return found
 
 
-def _expect_account_totals(ctx: StreamContext, url: str, cid: str, query: str) -> None:
+def _expect_account_totals(ctx: StreamContext[GoogleAdsSettings], url: str, cid: str, query: str) -> None:
     """The account report's impressions, clicks and cost (micros) over the days just read, for the
     engine to reconcile this account's campaign rows with (a metric at 0 is left out of the JSON)."""
     totals = dict.fromkeys(RECONCILED, 0)
@@ -160,9 +170,11 @@ def _expect_account_totals(ctx: StreamContext, url: str, cid: str, query: str) -
         ctx.expect_total(column, total, where={"customer_id": cid})
 
 
-class CampaignPerformance(Stream):
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
-        settings: GoogleAdsSettings = ctx.settings  # type: ignore[assignment]
+class CampaignPerformance(Stream[GoogleAdsSettings]):
+    def read(
+        self, ctx: StreamContext[GoogleAdsSettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        settings = ctx.settings
         start, today = ctx.report_window(state, lookback_days=settings.lookback_days, start_date=settings.start_date)
         days = {"start": start.isoformat(), "end": today.isoformat()}
         accounts = [self._account(ctx, settings, cid, days) for cid in settings.customer_ids]
@@ -170,7 +182,7 @@ class CampaignPerformance(Stream):
 
     @staticmethod
     def _account(
-        ctx: StreamContext, settings: GoogleAdsSettings, cid: str, days: Mapping[str, str]
+        ctx: StreamContext[GoogleAdsSettings], settings: GoogleAdsSettings, cid: str, days: Mapping[str, str]
     ) -> Iterator[list[Any]]:
         url = f"/{settings.api_version}/customers/{cid}/googleAds:searchStream"
         account: dict[str, Any] = {}
@@ -183,7 +195,7 @@ class CampaignPerformance(Stream):
             ]
         _expect_account_totals(ctx, url, cid, ACCOUNT_GAQL.format(**days))
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[GoogleAdsSettings]) -> pa.RecordBatch:
         micros = pc.cast(pc.fill_null(batch.column("cost_micros"), 0), pa.decimal128(20, 0))
         spend = pc.multiply(micros, pa.scalar(Decimal("0.000001"), pa.decimal128(7, 6)))  # micros -> money
         return ad_performance_batch(
@@ -201,10 +213,10 @@ class CampaignPerformance(Stream):
             currency=batch.column("currency_code"),
         )
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[GoogleAdsSettings]) -> Estimate:
         """Per account two searchStream requests, whatever the rows (a stream has no pages): the
         window's campaign rows and the account's totals."""
-        s: GoogleAdsSettings = plan.settings  # type: ignore[assignment]
+        s = plan.settings
         since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
         days, per_day = (until - since).days + 1, plan.records_per_day()
         rows = None if per_day is None else math.ceil(per_day * days)
@@ -214,14 +226,14 @@ class CampaignPerformance(Stream):
         return Estimate("window", since, until, requests, rows, False, basis)
 
 
-class GoogleAdsSource(Source):
+class GoogleAdsSource(Source[GoogleAdsSettings]):
     """Google Ads (OAuth refresh token + developer token)."""
 
     name = "google_ads"
     title = "Google Ads"
     settings_class = GoogleAdsSettings
 
-    def streams(self, settings: SourceSettings) -> list[Stream]:
+    def streams(self, settings: GoogleAdsSettings) -> list[Stream[GoogleAdsSettings]]:
         return [
             CampaignPerformance(
                 "campaign_performance",
@@ -233,28 +245,29 @@ class GoogleAdsSource(Source):
             )
         ]
 
-    def auth(self, settings: SourceSettings) -> httpx.Auth:
-        s: GoogleAdsSettings = settings  # type: ignore[assignment]
+    def auth(self, settings: GoogleAdsSettings) -> httpx.Auth:
         return OAuthRefreshToken(
-            s.token_url, client_id=s.client_id, client_secret=s.client_secret, refresh_token=s.refresh_token
+            settings.token_url,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            refresh_token=settings.refresh_token,
         )
 
-    def headers(self, settings: SourceSettings) -> dict[str, str]:
-        s: GoogleAdsSettings = settings  # type: ignore[assignment]
-        headers = {"developer-token": s.developer_token.get_secret_value()}
-        if s.login_customer_id:
-            headers["login-customer-id"] = s.login_customer_id
+    def headers(self, settings: GoogleAdsSettings) -> dict[str, str]:
+        headers = {"developer-token": settings.developer_token.get_secret_value()}
+        if settings.login_customer_id:
+            headers["login-customer-id"] = settings.login_customer_id
         return headers
 
     classify = staticmethod(quota.classify)
     observe_rate = staticmethod(quota.observe_rate)
 
-    def rate_limits(self, settings: SourceSettings) -> list[Limit]:
+    def rate_limits(self, settings: GoogleAdsSettings) -> list[Limit]:
         """Requests per minute per customer and developer token, operations per 24 hours (:mod:`.quota`)."""
-        return quota.rate_limits(settings.daily_operations)  # type: ignore[attr-defined]
+        return quota.rate_limits(settings.daily_operations)
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub.testing import DEMO_BUSINESS
         from kpihub_google_ads.fake import FakeGoogleAds
 
         b = DEMO_BUSINESS
@@ -277,18 +290,17 @@ class GoogleAdsSource(Source):
         }
         return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
 
-    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
-        s: GoogleAdsSettings = settings  # type: ignore[assignment]
+    def check(self, settings: GoogleAdsSettings, http: Requester) -> CheckResult:
         day = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
         try:
-            for cid in s.customer_ids:
-                url = f"/{s.api_version}/customers/{cid}/googleAds:searchStream"
+            for cid in settings.customer_ids:
+                url = f"/{settings.api_version}/customers/{cid}/googleAds:searchStream"
                 http.json("POST", url, stream="check", json={"query": GAQL.format(start=day, end=day)})
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         except Exception as exc:  # the token endpoint refused (OAuthError) or the like
             return CheckResult(False, str(exc).splitlines()[0])
-        return CheckResult(True, f"connected to {len(s.customer_ids)} Google Ads account(s)")
+        return CheckResult(True, f"connected to {len(settings.customer_ids)} Google Ads account(s)")
 
 
 #: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.

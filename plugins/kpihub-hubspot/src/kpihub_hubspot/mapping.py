@@ -29,8 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kpihub import ConfigError, NormalizationError
-from kpihub.model import LIFECYCLE_STAGES
+from kpihub import LIFECYCLE_STAGES, ConfigError, NormalizationError
 
 HUBSPOT_STAGES = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer")
 STANDARD_STAGES = {

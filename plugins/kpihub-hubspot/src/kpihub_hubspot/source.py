@@ -27,9 +27,29 @@ import orjson
 import pyarrow as pa
 from pydantic import Field, SecretStr
 
-from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
-from kpihub.http import BearerAuth, KeysetBound, KeysetPaginator, Limit, Observation, Quota, RetryDecision, get_path
-from kpihub.source import Estimate, PlanContext, Requests
+from kpihub import (
+    CheckResult,
+    DemoSpec,
+    Estimate,
+    HTTPError,
+    PlanContext,
+    Requests,
+    Source,
+    SourceSettings,
+    Stream,
+    StreamContext,
+)
+from kpihub.http import (
+    BearerAuth,
+    KeysetBound,
+    KeysetPaginator,
+    Limit,
+    Observation,
+    Quota,
+    Requester,
+    RetryDecision,
+    get_path,
+)
 from kpihub_hubspot import mapping
 
 TS = pa.timestamp("us", tz="UTC")
@@ -103,7 +123,6 @@ class HubSpotSettings(SourceSettings):
     burst_per_10s: int = Field(default=100, ge=1)
     #: Spend HubSpot's limits proactively (off only against a fake that enforces none).
     rate_budget: bool = True
-    max_parallel_streams: int = Field(default=2, ge=1, le=8)
     #: HubSpot's search index trails writes by seconds: read only records modified
     #: at least this long before the sync started, so none is skipped for good.
     search_lag_seconds: int = Field(default=60, ge=0)
@@ -131,13 +150,15 @@ def _schema(properties: Sequence[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-class SearchStream(Stream):
+class SearchStream(Stream[HubSpotSettings]):
     """An object type read incrementally through the CRM search API."""
 
     object_type: str = ""
 
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
-        settings: HubSpotSettings = ctx.settings  # type: ignore[assignment]
+    def read(
+        self, ctx: StreamContext[HubSpotSettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        settings = ctx.settings
         self.prepare(ctx)
         cursor = state.get("cursor") if state else None
         low = _ms(dt.datetime.fromisoformat(cursor)) if cursor else _start_ms(settings)
@@ -151,15 +172,15 @@ class SearchStream(Stream):
     def properties(self) -> list[str]:
         return [f.name for f in self.schema if (f.metadata or {}).get(b"path", b"").startswith(b"properties.")]
 
-    def prepare(self, ctx: StreamContext) -> None:
+    def prepare(self, ctx: StreamContext[HubSpotSettings]) -> None:
         """Fetch what the canonical mapping needs before the first page."""
 
     #: The requests :meth:`prepare` sends (for ``kpihub plan``).
     lookups: tuple[Requests, ...] = ()
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[HubSpotSettings]) -> Estimate:
         """One search per ``page_size`` records since the cursor (keyset pages), plus the lookups."""
-        settings: HubSpotSettings = plan.settings  # type: ignore[assignment]
+        settings = plan.settings
         mode, since = plan.read_from(self)
         records, basis = plan.expected_records(self)
         pages, at_least = plan.pages(records, settings.page_size)
@@ -168,7 +189,7 @@ class SearchStream(Stream):
 
 
 def search_window(
-    ctx: StreamContext,
+    ctx: StreamContext[HubSpotSettings],
     object_type: str,
     cursor_property: str,
     properties: list[str],
@@ -234,21 +255,20 @@ def _start_ms(settings: HubSpotSettings) -> int | None:
 class ContactsStream(SearchStream):
     object_type = "contacts"
 
-    def prepare(self, ctx: StreamContext) -> None:
-        settings: HubSpotSettings = ctx.settings  # type: ignore[assignment]
-        self.stage_map = mapping.stage_map(settings.lifecycle_stage_map)
+    def prepare(self, ctx: StreamContext[HubSpotSettings]) -> None:
+        self.stage_map = mapping.stage_map(ctx.settings.lifecycle_stage_map)
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
-        settings: HubSpotSettings = ctx.settings  # type: ignore[assignment]
-        return mapping.contacts(batch, self.stage_map, on_unknown=settings.on_unknown_lifecycle_stage, stream=self.name)
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[HubSpotSettings]) -> pa.RecordBatch:
+        on_unknown = ctx.settings.on_unknown_lifecycle_stage
+        return mapping.contacts(batch, self.stage_map, on_unknown=on_unknown, stream=self.name)
 
 
 class DealsStream(SearchStream):
     object_type = "deals"
     lookups = (Requests(1, "/account-info/v3/details"), Requests(1, "/crm/v3/pipelines/deals"))
 
-    def prepare(self, ctx: StreamContext) -> None:
-        settings: HubSpotSettings = ctx.settings  # type: ignore[assignment]
+    def prepare(self, ctx: StreamContext[HubSpotSettings]) -> None:
+        settings = ctx.settings
         account = account_details(ctx.http, ctx.stream)
         self.company_currency = (account or {}).get("companyCurrency") or settings.company_currency
         self.currency_unknown_because = ""
@@ -263,7 +283,7 @@ class DealsStream(SearchStream):
         pipelines = ctx.http.json("GET", "/crm/v3/pipelines/deals", stream=ctx.stream)
         self.stages = mapping.StageLookup.from_pipelines(pipelines.get("results") or [])
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[HubSpotSettings]) -> pa.RecordBatch:
         return mapping.deals(
             batch, self.stages, self.company_currency, stream=self.name, why_unknown=self.currency_unknown_because
         )
@@ -286,10 +306,12 @@ def account_details(http: Any, stream: str) -> dict[str, Any] | None:
         raise
 
 
-class PipelinesStream(Stream):
+class PipelinesStream(Stream[HubSpotSettings]):
     """Deal pipelines and their stages, one row per stage (small; replaced on every sync)."""
 
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
+    def read(
+        self, ctx: StreamContext[HubSpotSettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
         body = ctx.http.json("GET", "/crm/v3/pipelines/deals", stream=ctx.stream)
         rows = []
         for p in body.get("results") or []:
@@ -311,7 +333,7 @@ class PipelinesStream(Stream):
         ctx.report_total(len(rows))
         yield rows
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[HubSpotSettings]) -> Estimate:
         records, basis = plan.expected_records(self)
         return Estimate("full", None, None, (Requests(1, "/crm/v3/pipelines/deals"),), records, False, basis)
 
@@ -332,34 +354,33 @@ PIPELINES_SCHEMA = pa.schema(
 )
 
 
-class HubSpotSource(Source):
+class HubSpotSource(Source[HubSpotSettings]):
     """HubSpot CRM (private-app token)."""
 
     name = "hubspot"
     title = "HubSpot CRM"
     settings_class = HubSpotSettings
 
-    def streams(self, settings: SourceSettings) -> list[Stream]:
-        s: HubSpotSettings = settings  # type: ignore[assignment]
+    def streams(self, settings: HubSpotSettings) -> list[Stream[HubSpotSettings]]:
         # CRM v3 sends every property value as a string (top-level "archived" is a JSON bool).
         common: dict[str, Any] = {"primary_key": ("id",), "wire_strings": True, "sorted_by_cursor": True}
         return [
             ContactsStream(
                 "contacts",
-                _schema(_unique(CONTACT_PROPERTIES + s.contact_properties)),
+                _schema(_unique(CONTACT_PROPERTIES + settings.contact_properties)),
                 cursor_field="lastmodifieddate",
                 canonical_table="crm_contacts",
                 **common,
             ),
             CompaniesStream(
                 "companies",
-                _schema(_unique(COMPANY_PROPERTIES + s.company_properties)),
+                _schema(_unique(COMPANY_PROPERTIES + settings.company_properties)),
                 cursor_field="hs_lastmodifieddate",
                 **common,
             ),
             DealsStream(
                 "deals",
-                _schema(_unique(DEAL_PROPERTIES + s.deal_properties)),
+                _schema(_unique(DEAL_PROPERTIES + settings.deal_properties)),
                 cursor_field="hs_lastmodifieddate",
                 canonical_table="crm_deals",
                 **common,
@@ -367,18 +388,17 @@ class HubSpotSource(Source):
             PipelinesStream("deal_pipelines", PIPELINES_SCHEMA, primary_key=("pipeline_id", "stage_id")),
         ]
 
-    def auth(self, settings: SourceSettings) -> httpx.Auth:
-        return BearerAuth(settings.token)  # type: ignore[attr-defined]
+    def auth(self, settings: HubSpotSettings) -> httpx.Auth:
+        return BearerAuth(settings.token)
 
     # -- rate budget (developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines) -----
 
-    def rate_limits(self, settings: SourceSettings) -> list[Limit]:
-        s: HubSpotSettings = settings  # type: ignore[assignment]
-        return _limits(s, daily=None) if s.rate_budget else []
+    def rate_limits(self, settings: HubSpotSettings) -> list[Limit]:
+        return _limits(settings, daily=None) if settings.rate_budget else []
 
-    def plan_limits(self, settings: SourceSettings) -> list[Limit]:
+    def plan_limits(self, settings: HubSpotSettings) -> list[Limit]:
         """HubSpot's limits whether or not this run paces itself by them, with the daily cap's size."""
-        return _limits(settings, daily=DAILY_REQUESTS)  # type: ignore[arg-type]
+        return _limits(settings, daily=DAILY_REQUESTS)
 
     @staticmethod
     def observe_rate(response: httpx.Response) -> list[Observation]:
@@ -414,14 +434,14 @@ class HubSpotSource(Source):
             return RetryDecision(False, reason="quota", quota=daily_quota())
         return RetryDecision(True, None, "rate")
 
-    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
+    def check(self, settings: HubSpotSettings, http: Requester) -> CheckResult:
         try:
             account = account_details(http, "check")
             http.json("GET", "/crm/v3/objects/contacts", stream="check", params={"limit": 1})
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         if account is None:  # deals can still carry their own currency: connected, with a warning
-            configured = settings.company_currency  # type: ignore[attr-defined]
+            configured = settings.company_currency
             fallback = (
                 f"deals use their own deal_currency_code, else company_currency {configured}"
                 if configured
@@ -437,7 +457,7 @@ class HubSpotSource(Source):
         )
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub.testing import DEMO_BUSINESS
         from kpihub_hubspot.fake import DEMO_TARGETS, FakeHubSpot, HubSpotData
 
         data = HubSpotData(seed=seed, contacts=30_000 * scale, customer_email=DEMO_BUSINESS.customer_email)

@@ -21,11 +21,22 @@ import httpx
 import pyarrow as pa
 from pydantic import Field, SecretStr, field_validator
 
-from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceSettings, Stream, StreamContext
-from kpihub.concurrency import interleave
-from kpihub.http import BearerAuth, PageTokenPaginator
-from kpihub.model import MONEY, ad_performance_batch
-from kpihub.source import Estimate, PlanContext, Requests
+from kpihub import (
+    MONEY,
+    CheckResult,
+    DemoSpec,
+    Estimate,
+    HTTPError,
+    PlanContext,
+    Requests,
+    Source,
+    SourceSettings,
+    Stream,
+    StreamContext,
+    ad_performance_batch,
+    interleave,
+)
+from kpihub.http import BearerAuth, PageTokenPaginator, Requester
 
 FIELDS = (
     "dateRange,pivotValues,impressions,clicks,costInLocalCurrency,externalWebsiteConversions,"
@@ -110,7 +121,7 @@ def analytics_url(
     )
 
 
-def expect_account_totals(ctx: StreamContext, account: str, start: dt.date, end: dt.date) -> None:
+def expect_account_totals(ctx: StreamContext[LinkedInAdsSettings], account: str, start: dt.date, end: dt.date) -> None:
     """The account's analytics over the days read, for the engine to reconcile its rows with.
 
     No activity gives no element (every total 0); a count left out is 0, but a cost left out is
@@ -147,9 +158,11 @@ def flatten(element: Mapping[str, Any], account: str, currency: str | None, name
     }
 
 
-class CampaignAnalytics(Stream):
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
-        s: LinkedInAdsSettings = ctx.settings  # type: ignore[assignment]
+class CampaignAnalytics(Stream[LinkedInAdsSettings]):
+    def read(
+        self, ctx: StreamContext[LinkedInAdsSettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        s = ctx.settings
         since, today = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         accounts = [self._account(ctx, s, acct, since, today) for acct in s.account_ids]
         for rows in interleave(accounts, max_workers=s.max_concurrency):
@@ -157,10 +170,10 @@ class CampaignAnalytics(Stream):
             ctx.note(UNCOSTED, count=sum(r["cost_in_local_currency"] is None for r in rows))
             yield rows
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[LinkedInAdsSettings]) -> Estimate:
         """Per account: the account, its campaign pages (at least the campaigns with rows a day last
         time), one analytics request per ``window_days`` of the window, and the account's totals."""
-        s: LinkedInAdsSettings = plan.settings  # type: ignore[assignment]
+        s = plan.settings
         since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
         days = (until - since).days + 1
         per_day = plan.records_per_day()
@@ -180,7 +193,7 @@ class CampaignAnalytics(Stream):
 
     @staticmethod
     def _account(
-        ctx: StreamContext, s: LinkedInAdsSettings, acct: str, since: dt.date, until: dt.date
+        ctx: StreamContext[LinkedInAdsSettings], s: LinkedInAdsSettings, acct: str, since: dt.date, until: dt.date
     ) -> Iterator[list[dict[str, Any]]]:
         currency = ctx.http.json("GET", f"/rest/adAccounts/{acct}", stream=ctx.stream).get("currency")
         names: dict[str, str] = {}
@@ -199,7 +212,7 @@ class CampaignAnalytics(Stream):
             start = end + dt.timedelta(days=1)
         expect_account_totals(ctx, acct, since, until)
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[LinkedInAdsSettings]) -> pa.RecordBatch:
         return ad_performance_batch(
             platform="linkedin_ads",
             date=batch.column("date"),
@@ -217,14 +230,14 @@ class CampaignAnalytics(Stream):
         )
 
 
-class LinkedInAdsSource(Source):
+class LinkedInAdsSource(Source[LinkedInAdsSettings]):
     """LinkedIn Marketing API (ads reporting)."""
 
     name = "linkedin_ads"
     title = "LinkedIn Ads"
     settings_class = LinkedInAdsSettings
 
-    def streams(self, settings: SourceSettings) -> list[Stream]:
+    def streams(self, settings: LinkedInAdsSettings) -> list[Stream[LinkedInAdsSettings]]:
         return [
             CampaignAnalytics(
                 "campaign_analytics",
@@ -236,14 +249,14 @@ class LinkedInAdsSource(Source):
             )
         ]
 
-    def auth(self, settings: SourceSettings) -> httpx.Auth:
-        return BearerAuth(settings.access_token)  # type: ignore[attr-defined]
+    def auth(self, settings: LinkedInAdsSettings) -> httpx.Auth:
+        return BearerAuth(settings.access_token)
 
-    def headers(self, settings: SourceSettings) -> dict[str, str]:
-        return {"LinkedIn-Version": settings.api_version, "X-Restli-Protocol-Version": "2.0.0"}  # type: ignore[attr-defined]
+    def headers(self, settings: LinkedInAdsSettings) -> dict[str, str]:
+        return {"LinkedIn-Version": settings.api_version, "X-Restli-Protocol-Version": "2.0.0"}
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub.testing import DEMO_BUSINESS
         from kpihub_linkedin_ads.fake import FakeLinkedInAds
 
         b = DEMO_BUSINESS
@@ -262,10 +275,11 @@ class LinkedInAdsSource(Source):
         }
         return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
 
-    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
-        s: LinkedInAdsSettings = settings  # type: ignore[assignment]
+    def check(self, settings: LinkedInAdsSettings, http: Requester) -> CheckResult:
         try:
-            names = [http.json("GET", f"/rest/adAccounts/{a}", stream="check").get("name") for a in s.account_ids]
+            names = [
+                http.json("GET", f"/rest/adAccounts/{a}", stream="check").get("name") for a in settings.account_ids
+            ]
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(True, f"connected to {', '.join(map(str, names))}")

@@ -23,11 +23,23 @@ import orjson
 import pyarrow as pa
 from pydantic import Field, SecretStr, field_validator
 
-from kpihub import CheckResult, DemoSpec, HTTPError, Source, SourceError, SourceSettings, Stream, StreamContext
-from kpihub.concurrency import interleave
-from kpihub.http import BearerAuth, Limit, NextLinkPaginator, Observation, RetryDecision
-from kpihub.model import MONEY, ad_performance_batch
-from kpihub.source import Estimate, PlanContext, Requests
+from kpihub import (
+    MONEY,
+    CheckResult,
+    DemoSpec,
+    Estimate,
+    HTTPError,
+    PlanContext,
+    Requests,
+    Source,
+    SourceError,
+    SourceSettings,
+    Stream,
+    StreamContext,
+    ad_performance_batch,
+    interleave,
+)
+from kpihub.http import BearerAuth, Limit, NextLinkPaginator, Observation, Requester, RetryDecision
 
 FIELDS = "account_id,account_currency,campaign_id,campaign_name,impressions,clicks,spend,actions,action_values"
 #: The account-level totals the campaign rows are reconciled with (raw column = insights field).
@@ -195,15 +207,17 @@ def observe_rate(response: httpx.Response) -> list[Observation]:
     return out
 
 
-class Insights(Stream):
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
-        s: MetaAdsSettings = ctx.settings  # type: ignore[assignment]
+class Insights(Stream[MetaAdsSettings]):
+    def read(
+        self, ctx: StreamContext[MetaAdsSettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        s = ctx.settings
         since, today = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
         accounts = [self._account(ctx, s, acct, since, today) for acct in s.account_ids]
         yield from interleave(accounts, max_workers=s.max_concurrency)
 
     def _account(
-        self, ctx: StreamContext, s: MetaAdsSettings, acct: str, since: dt.date, until: dt.date
+        self, ctx: StreamContext[MetaAdsSettings], s: MetaAdsSettings, acct: str, since: dt.date, until: dt.date
     ) -> Iterator[list[dict[str, Any]]]:
         base = f"/{s.api_version}"
         info = ctx.http.json(
@@ -229,7 +243,9 @@ class Insights(Stream):
         self._expect_account_totals(ctx, f"{base}/act_{acct}/insights", acct, time_range, read)
 
     @staticmethod
-    def _expect_account_totals(ctx: StreamContext, url: str, acct: str, time_range: str, rows: int) -> None:
+    def _expect_account_totals(
+        ctx: StreamContext[MetaAdsSettings], url: str, acct: str, time_range: str, rows: int
+    ) -> None:
         """The ad account's own insights over the same days, for the engine to reconcile its rows with.
 
         ``level=account`` without ``time_increment`` is one row for the whole range (no delivery,
@@ -245,7 +261,7 @@ class Insights(Stream):
             ctx.expect_total(field, value, where={"account_id": acct}, tolerance=tolerance)
 
     @staticmethod
-    def _run_report(ctx: StreamContext, s: MetaAdsSettings, url: str, params: dict[str, str]) -> str:
+    def _run_report(ctx: StreamContext[MetaAdsSettings], s: MetaAdsSettings, url: str, params: dict[str, str]) -> str:
         run = ctx.http.json("POST", url, stream=ctx.stream, params=params)["report_run_id"]
         for _ in range(s.max_polls):
             status = ctx.http.json("GET", f"/{s.api_version}/{run}", stream=ctx.stream)
@@ -282,7 +298,7 @@ class Insights(Stream):
         out.setdefault("account_currency", info.get("currency"))
         return out
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[MetaAdsSettings]) -> pa.RecordBatch:
         return ad_performance_batch(
             platform="meta_ads",
             date=batch.column("date_start"),
@@ -298,10 +314,10 @@ class Insights(Stream):
             currency=batch.column("account_currency"),
         )
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[MetaAdsSettings]) -> Estimate:
         """Per account: the account, the insights pages of the window's rows and the account's totals;
         past ``async_after_days`` also the report run and at least one poll of it."""
-        s: MetaAdsSettings = plan.settings  # type: ignore[assignment]
+        s = plan.settings
         since, until = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
         days, per_day = (until - since).days + 1, plan.records_per_day()
         rows = None if per_day is None else math.ceil(per_day * days)
@@ -317,14 +333,14 @@ class Insights(Stream):
         return Estimate("window", since, until, tuple(requests), rows, at_least or run, basis)
 
 
-class MetaAdsSource(Source):
+class MetaAdsSource(Source[MetaAdsSettings]):
     """Meta (Facebook/Instagram) Ads via the Marketing API."""
 
     name = "meta_ads"
     title = "Meta Ads"
     settings_class = MetaAdsSettings
 
-    def streams(self, settings: SourceSettings) -> list[Stream]:
+    def streams(self, settings: MetaAdsSettings) -> list[Stream[MetaAdsSettings]]:
         return [
             Insights(
                 "campaign_insights",
@@ -336,19 +352,19 @@ class MetaAdsSource(Source):
             )
         ]
 
-    def auth(self, settings: SourceSettings) -> httpx.Auth:
+    def auth(self, settings: MetaAdsSettings) -> httpx.Auth:
         # A header, not ?access_token=: tokens stay out of URLs, logs and next links.
-        return BearerAuth(settings.access_token)  # type: ignore[attr-defined]
+        return BearerAuth(settings.access_token)
 
     classify = staticmethod(throttle)
     observe_rate = staticmethod(observe_rate)
 
-    def rate_limits(self, settings: SourceSettings) -> list[Limit]:
+    def rate_limits(self, settings: MetaAdsSettings) -> list[Limit]:
         """Each ad account's business use cases per hour and its score per 300 s (sizes learnt)."""
         return list(ACCOUNT_LIMITS)
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
-        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub.testing import DEMO_BUSINESS
         from kpihub_meta_ads.fake import FakeMetaAds
 
         b = DEMO_BUSINESS
@@ -368,12 +384,12 @@ class MetaAdsSource(Source):
         }
         return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
 
-    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
-        s: MetaAdsSettings = settings  # type: ignore[assignment]
+    def check(self, settings: MetaAdsSettings, http: Requester) -> CheckResult:
+        version = settings.api_version
         try:
             names = [
-                http.json("GET", f"/{s.api_version}/act_{a}", stream="check", params={"fields": "name"})["name"]
-                for a in s.account_ids
+                http.json("GET", f"/{version}/act_{a}", stream="check", params={"fields": "name"})["name"]
+                for a in settings.account_ids
             ]
         except HTTPError as exc:
             return CheckResult(False, str(exc))

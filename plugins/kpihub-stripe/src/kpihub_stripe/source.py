@@ -33,15 +33,17 @@ from pydantic import Field, SecretStr
 from kpihub import (
     CheckResult,
     DemoSpec,
+    Estimate,
     HTTPError,
     MalformedResponseError,
+    PlanContext,
+    Requests,
     Source,
     SourceSettings,
     Stream,
     StreamContext,
 )
-from kpihub.http import BearerAuth, CursorPaginator, RetryDecision
-from kpihub.source import Estimate, PlanContext, Requests
+from kpihub.http import BearerAuth, CursorPaginator, Requester, RetryDecision
 from kpihub_stripe import mapping
 from kpihub_stripe.currencies import exponent
 
@@ -247,11 +249,13 @@ def _unix(value: dt.datetime) -> int:
     return int(value.timestamp())
 
 
-class ListStream(Stream):
+class ListStream(Stream[StripeSettings]):
     """A Stripe list endpoint, incremental through ``created`` and the events (module docstring)."""
 
-    def read(self, ctx: StreamContext, state: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
-        settings: StripeSettings = ctx.settings  # type: ignore[assignment]
+    def read(
+        self, ctx: StreamContext[StripeSettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        settings = ctx.settings
         cursor = dt.datetime.fromisoformat(state["cursor"]) if state and state.get("cursor") else None
         changes: Changes | None = self.extra.get("changes")
         if cursor is not None and changes is not None and not self._events_reach(ctx, cursor):
@@ -281,10 +285,10 @@ class ListStream(Stream):
                 for r in self.prepare(records)
             ]
 
-    def estimate(self, plan: PlanContext) -> Estimate:
+    def estimate(self, plan: PlanContext[StripeSettings]) -> Estimate:
         """The list's pages; since a cursor also the events' reach check and their pages (the records
         expected are the changes since the cursor, counted once in each: an upper bound)."""
-        settings: StripeSettings = plan.settings  # type: ignore[assignment]
+        settings = plan.settings
         mode, since = plan.read_from(self)
         records, basis = plan.expected_records(self)
         if mode == "incremental" and plan.now - since > dt.timedelta(days=30):  # what read() finds out by asking
@@ -298,7 +302,7 @@ class ListStream(Stream):
         return Estimate(mode, since, None, tuple(requests), records, at_least, basis)
 
     @staticmethod
-    def _events_reach(ctx: StreamContext, cursor: dt.datetime) -> bool:
+    def _events_reach(ctx: StreamContext[StripeSettings], cursor: dt.datetime) -> bool:
         """Whether the events still reach back to ``cursor``: an event at or before it is still listed.
 
         Stripe lists "events, going back up to 30 days" (docs.stripe.com/api/events/list), oldest
@@ -306,13 +310,11 @@ class ListStream(Stream):
         Asked of Stripe rather than of this machine's clock. None listed (also: no event before the
         cursor at all) means a full read: safe, only slower.
         """
-        body = ctx.http.json(
-            "GET", "/v1/events", stream=ctx.stream, params={"limit": 1, "created[lte]": _unix(cursor)}
-        )
+        body = ctx.http.json("GET", "/v1/events", stream=ctx.stream, params={"limit": 1, "created[lte]": _unix(cursor)})
         return bool((body or {}).get("data"))
 
     def _changed(
-        self, ctx: StreamContext, changes: Changes, since: int, newest: list[int]
+        self, ctx: StreamContext[StripeSettings], changes: Changes, since: int, newest: list[int]
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of the objects created before ``since`` that events since then changed, each in its
         newest version; ``newest[0]`` follows the newest event time read.
@@ -323,7 +325,7 @@ class ListStream(Stream):
         read both shapes. Objects created since ``since`` are left to the list, which has them in their
         current state (and a deleted one, which the list no longer has, comes from here).
         """
-        settings: StripeSettings = ctx.settings  # type: ignore[assignment]
+        settings = ctx.settings
         params = {"limit": settings.page_size, "types[]": list(changes.types), "created[gte]": since}
         paginator = CursorPaginator("data", cursor_from=_last_id, param="starting_after")
         seen: set[str] = set()
@@ -373,12 +375,12 @@ class InvoicesStream(ListStream):
 
 
 class ChargesStream(ListStream):
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[StripeSettings]) -> pa.RecordBatch:
         return mapping.charges_to_orders(batch)
 
 
 class RefundsStream(ListStream):
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[StripeSettings]) -> pa.RecordBatch:
         return mapping.refunds_to_orders(batch)
 
 
@@ -403,18 +405,18 @@ class SubscriptionsStream(ListStream):
             out.append({**sub, "items": len(items), "mrr": str((mrr / scale).quantize(Decimal("0.000000001")))})
         return out
 
-    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext) -> pa.RecordBatch:
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[StripeSettings]) -> pa.RecordBatch:
         return mapping.subscriptions(batch)
 
 
-class StripeSource(Source):
+class StripeSource(Source[StripeSettings]):
     """Stripe billing (secret or restricted key)."""
 
     name = "stripe"
     title = "Stripe"
     settings_class = StripeSettings
 
-    def streams(self, settings: SourceSettings) -> list[Stream]:
+    def streams(self, settings: StripeSettings) -> list[Stream[StripeSettings]]:
         # Stripe objects carry dozens of fields; the streams keep the documented subset.
         keyed: dict[str, Any] = {"primary_key": ("id",), "cursor_field": "_changed_at", "on_new_field": "ignore"}
         return [
@@ -445,11 +447,11 @@ class StripeSource(Source):
             ),
         ]
 
-    def auth(self, settings: SourceSettings) -> httpx.Auth:
-        return BearerAuth(settings.api_key)  # type: ignore[attr-defined]
+    def auth(self, settings: StripeSettings) -> httpx.Auth:
+        return BearerAuth(settings.api_key)
 
-    def headers(self, settings: SourceSettings) -> dict[str, str]:
-        return {"Stripe-Version": settings.stripe_version}  # type: ignore[attr-defined]
+    def headers(self, settings: StripeSettings) -> dict[str, str]:
+        return {"Stripe-Version": settings.stripe_version}
 
     @staticmethod
     def classify(response: httpx.Response) -> RetryDecision | None:
@@ -459,7 +461,7 @@ class StripeSource(Source):
             return None
         return RetryDecision(should == "true")  # the requester adds Retry-After
 
-    def check(self, settings: SourceSettings, http: Any) -> CheckResult:
+    def check(self, settings: StripeSettings, http: Requester) -> CheckResult:
         try:
             http.json("GET", "/v1/customers", stream="check", params={"limit": 1})
         except HTTPError as exc:
@@ -467,7 +469,7 @@ class StripeSource(Source):
         return CheckResult(True, "connected to Stripe")
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
-        from kpihub.testing.business import DEMO_BUSINESS
+        from kpihub.testing import DEMO_BUSINESS
         from kpihub_stripe.fake import FakeStripe, StripeData
 
         data = StripeData(
