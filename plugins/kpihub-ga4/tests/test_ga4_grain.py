@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from kpihub.testing import cli
 from kpihub_ga4.fake import FakeGA4
+
+from kpihub.testing import cli
 
 from . import test_ga4
 
