@@ -51,6 +51,7 @@ from kpihub.secrets import register_secret
 from kpihub.source import (
     CheckResult,
     DemoSpec,
+    Diagnosis,
     Estimate,
     Page,
     PlanContext,
@@ -62,6 +63,7 @@ from kpihub.source import (
     WriteMode,
 )
 from kpihub.state import decode_cursor
+from kpihub.declarative import DeclarativeSource  # noqa: E402  (after kpihub.source: it builds on it)
 from kpihub.sync import Pipeline, StreamResult, SyncResult, sync
 
 __all__ = [
@@ -71,10 +73,12 @@ __all__ = [
     "CanonicalTable",
     "CheckResult",
     "ConfigError",
+    "DeclarativeSource",
     "DemoSpec",
     "Destination",
     "DestinationError",
     "DestinationSession",
+    "Diagnosis",
     "DriftReport",
     "Estimate",
     "HTTPError",

@@ -103,6 +103,9 @@ class ProjectSettings(_EnvironmentFirst):
     #: sources): their requests wait on the API, not on the CPU, so 8 overlap on 2 cores; each keeps
     #: its own rate budget, and the destination serializes commits.
     max_parallel_sources: int = Field(default=8, ge=1, le=32)
+    #: Declarative source files (globs, relative to the project file): each declares a source type
+    #: that ``[sources.<id>]`` tables can use, with no plugin to install (see docs/declarative.md).
+    connectors: list[str] = Field(default_factory=list)
     #: A record that cannot be stored as its table's types (a value that does not parse, a type the
     #: table cannot widen to, a null primary key): ``fail`` the stream naming stream, record key and
     #: field; ``quarantine`` it to the ``_rejected`` table with the reason and load the rest; or

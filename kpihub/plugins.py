@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import pluggy
 
 from kpihub import hookspecs
-from kpihub.config import PluginLoadSettings
+from kpihub.config import PluginLoadSettings, Project
 from kpihub.errors import PluginError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -203,6 +203,18 @@ class Registry:
 
     def source(self, name: str) -> Source:
         return self._lookup(self.sources, name, "source")
+
+    def project_source(self, project: Project, source_id: str) -> Source:
+        """The source ``[sources.<source_id>]`` uses: a declarative file the project lists in
+        ``[project] connectors`` (those win: the project's own), else a plugin's."""
+        kind = project.source_type(source_id)
+        if project.settings.connectors:
+            from kpihub.declarative import project_sources
+
+            declared = project_sources(project)
+            if kind in declared:
+                return declared[kind]
+        return self.source(kind)
 
     def kpi(self, kpi_id: str) -> KPI:
         return self._lookup(self.kpis, kpi_id, "KPI")

@@ -177,7 +177,7 @@ class Pipeline:
         if source_id not in self.project.sources:
             known = ", ".join(self.project.sources) or "none configured"
             raise UnknownNameError(f"source {source_id!r} is not configured in kpihub.toml (configured: {known})")
-        source = self.registry.source(self.project.source_type(source_id))
+        source = self.registry.project_source(self.project, source_id)
         return source, self.project.source_settings(source_id, source.settings_class)
 
     def requester(self, source_id: str, source: Source, settings: Any) -> Requester:

@@ -65,7 +65,7 @@ def stream_tables(proj: Project, reg: Registry) -> dict[str, list[str]]:
     tables: dict[str, list[str]] = {}
     for source_id in proj.sources:
         try:
-            source = reg.source(proj.source_type(source_id))
+            source = reg.project_source(proj, source_id)
             streams = source.streams(proj.source_settings(source_id, source.settings_class))
         except KpihubError:
             continue

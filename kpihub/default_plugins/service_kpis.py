@@ -8,6 +8,8 @@ from kpihub.hookspecs import hookimpl
 from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 T = "support_tickets"
+#: A ticket deleted at the help desk (Zendesk keeps it in its export as ``status: "deleted"``) never counts.
+LIVE = "COALESCE(status, '') <> 'deleted'"
 
 SERVICE_KPIS = (
     KPI(
@@ -17,7 +19,7 @@ SERVICE_KPIS = (
         unit="count",
         direction="lower",
         kind="simple",
-        measure=Measure(T, "count", "created_at"),
+        measure=Measure(T, "count", "created_at", filter=LIVE),
         stage="Nurture",
         reference=GUIDES,
     ),
@@ -29,8 +31,10 @@ SERVICE_KPIS = (
         unit="percent",
         direction="higher",
         kind="ratio",
-        numerator=Measure(T, "count", "resolved_at", filter="agent_replies <= 1 AND COALESCE(reopens, 0) = 0"),
-        denominator=Measure(T, "count", "resolved_at"),
+        numerator=Measure(
+            T, "count", "resolved_at", filter=f"agent_replies <= 1 AND COALESCE(reopens, 0) = 0 AND {LIVE}"
+        ),
+        denominator=Measure(T, "count", "resolved_at", filter=LIVE),
         stage="Nurture",
         reference=GUIDES,
     ),
@@ -47,9 +51,9 @@ SERVICE_KPIS = (
             "sum",
             "created_at",
             expr="DATE_DIFF('second', created_at, first_response_at) / 3600.0",
-            filter="first_response_at IS NOT NULL",
+            filter=f"first_response_at IS NOT NULL AND {LIVE}",
         ),
-        denominator=Measure(T, "count", "created_at", filter="first_response_at IS NOT NULL"),
+        denominator=Measure(T, "count", "created_at", filter=f"first_response_at IS NOT NULL AND {LIVE}"),
         stage="Nurture",
         reference=GUIDES,
     ),

@@ -7,14 +7,24 @@ bounded number of attempts and then raises :class:`~kpihub.errors.HTTPError`
 naming the source, stream and URL (secrets redacted).
 """
 
-from kpihub.http.auth import RENEWALS_ON_401, BearerAuth, OAuthError, OAuthRefreshToken, TokenEndpointUnavailable
+from kpihub.http.auth import (
+    RENEWALS_ON_401,
+    ApiKeyAuth,
+    BasicAuth,
+    BearerAuth,
+    OAuthError,
+    OAuthRefreshToken,
+    TokenEndpointUnavailable,
+)
 from kpihub.http.body import ArrowRecords, RecordsMismatch
 from kpihub.http.client import make_client
 from kpihub.http.keyset import KeysetBound, KeysetPaginator
 from kpihub.http.paginators import (
     CursorPaginator,
+    LinkHeaderPaginator,
     NextLinkPaginator,
     OffsetPaginator,
+    PageNumberPaginator,
     PageTokenPaginator,
     Paginator,
     get_path,
@@ -26,17 +36,21 @@ from kpihub.http.rows import positional_batch, positional_type
 
 __all__ = [
     "RENEWALS_ON_401",
+    "ApiKeyAuth",
     "ArrowRecords",
+    "BasicAuth",
     "BearerAuth",
     "CursorPaginator",
     "KeysetBound",
     "KeysetPaginator",
     "Limit",
+    "LinkHeaderPaginator",
     "NextLinkPaginator",
     "OAuthError",
     "OAuthRefreshToken",
     "Observation",
     "OffsetPaginator",
+    "PageNumberPaginator",
     "PageTokenPaginator",
     "Paginator",
     "Quota",

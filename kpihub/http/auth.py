@@ -134,3 +134,48 @@ class OAuthRefreshToken(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"OAuthRefreshToken(token_url={self.token_url!r}, client_id={self.client_id!r}, secrets=***)"
+
+
+def _reveal(value: SecretStr | str) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+class ApiKeyAuth(httpx.Auth):
+    """An API key in a header (``X-API-Key: <key>``) or a query parameter (``?api_key=<key>``).
+
+    The key is registered for redaction, so a URL carrying it is logged with ``***``.
+    """
+
+    def __init__(self, name: str, key: SecretStr | str, *, where: str = "header", prefix: str = "") -> None:
+        if where not in ("header", "query"):
+            raise ValueError(f"an API key goes in a header or the query, not {where!r}")
+        self.name, self.where = name, where
+        self._value = prefix + _reveal(key)
+        register_secret(_reveal(key))
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Set the header, or add the query parameter, on every request."""
+        if self.where == "header":
+            request.headers[self.name] = self._value
+        else:
+            request.url = request.url.copy_merge_params({self.name: self._value})
+        yield request
+
+    def __repr__(self) -> str:
+        return f"ApiKeyAuth(name={self.name!r}, where={self.where!r}, key=***)"
+
+
+class BasicAuth(httpx.BasicAuth):
+    """HTTP Basic auth (RFC 7617) whose password and header are registered for redaction
+    (Zendesk's ``{email}/token:{api_token}``, Delighted's API key as the user name)."""
+
+    def __init__(self, username: SecretStr | str, password: SecretStr | str = "") -> None:
+        super().__init__(_reveal(username), _reveal(password))
+        for secret in (_reveal(password), self._auth_header.split(" ", 1)[1]):
+            if secret:
+                register_secret(secret)
+        if isinstance(username, SecretStr):
+            register_secret(_reveal(username))
+
+    def __repr__(self) -> str:
+        return "BasicAuth(credentials=***)"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
+import httpx
 import orjson
 import pyarrow as pa
 
@@ -29,8 +30,10 @@ from kpihub.http.requester import Requester
 
 __all__ = [
     "CursorPaginator",
+    "LinkHeaderPaginator",
     "NextLinkPaginator",
     "OffsetPaginator",
+    "PageNumberPaginator",
     "PageTokenPaginator",
     "Paginator",
     "get_path",
@@ -45,11 +48,22 @@ class Paginator(ABC):
     #: How many times a page that leads back (see the module docstring) is asked for again.
     repeat_attempts: int = 3
 
+    #: The paginator reads the response headers (``Link``): pages are fetched with them.
+    reads_headers: bool = False
+
     def __init__(
-        self, records_path: str, *, total_path: str | None = None, record_type: pa.DataType | None = None
+        self,
+        records_path: str,
+        *,
+        total_path: str | None = None,
+        record_type: pa.DataType | None = None,
+        stop_path: str | None = None,
     ) -> None:
         self.records_path = records_path
         self.total_path = total_path
+        #: A body field that is true on the last page (Zendesk's ``end_of_stream``): paging ends there
+        #: even where the body still names a next page.
+        self.stop_path = stop_path
         #: Given, each page's records come as a ``pa.Array`` of this type, read by Arrow's JSON
         #: reader off the GIL (:class:`~kpihub.http.ArrowRecords`), instead of a list of dicts.
         self.record_type = record_type
@@ -105,7 +119,11 @@ class Paginator(ABC):
         where = f"{http.source_id}/{stream}"
 
         def fetch(req: tuple[str, dict[str, Any] | None, dict[str, Any] | None]) -> Any:
-            return http.json(method, req[0], stream=stream, params=req[1], json=req[2], decode=self._decode)
+            if self.reads_headers:
+                return http.json_and_headers(
+                    method, req[0], stream=stream, params=req[1], json=req[2], decode=self._decode
+                )
+            return None, http.json(method, req[0], stream=stream, params=req[1], json=req[2], decode=self._decode)
 
         with _Lookahead(fetch, self.lookahead) as ahead:
             yield from self._loop(ahead, request, where, url, stream, http.source_id, seen, on_total)
@@ -127,10 +145,10 @@ class Paginator(ABC):
         repeats = 0
         while request is not None:
             page_url, page_params, page_json = request
-            body = ahead.get(request)
+            headers, body = ahead.get(request)
             records = self.records(body, source=source_id, stream=stream, url=page_url)
             declared = get_path(body, self.total_path) if self.total_path is not None else None
-            token = self.next_token(body, records, count)
+            token = self.page_token(body, headers, records, count)
             if token is not None and token in seen:
                 problem = f"the API returned cursor {str(token)[:80]!r} twice (a pagination loop)"
             elif records and previous is not None and records == previous:
@@ -180,6 +198,14 @@ class Paginator(ABC):
         """The requests after ``request`` that are known before its answer arrives (at most
         ``lookahead - 1``); none by default: a cursor comes only with its page."""
         return []
+
+    def page_token(self, body: Any, headers: httpx.Headers | None, records: list[Any], count: int) -> Any:
+        """The next page's token from the page's body and headers: :meth:`next_token`, unless the
+        body's ``stop_path`` says this was the last page. ``headers`` is ``None`` unless
+        :attr:`reads_headers`."""
+        if self.stop_path is not None and get_path(body, self.stop_path) is True:
+            return None
+        return self.next_token(body, records, count)
 
     @abstractmethod
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:
@@ -258,8 +284,12 @@ class CursorPaginator(Paginator):
         where: Literal["query", "body"] = "query",
         total_path: str | None = None,
         record_type: pa.DataType | None = None,
+        stop_path: str | None = None,
+        drop_params: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(records_path, total_path=total_path, record_type=record_type)
+        super().__init__(records_path, total_path=total_path, record_type=record_type, stop_path=stop_path)
+        #: Parameters of the first request the cursor replaces (Zendesk's ``start_time``).
+        self.drop_params = drop_params
         if (cursor_path is None) == (cursor_from is None):
             raise ValueError("give exactly one of cursor_path or cursor_from")
         self.cursor_path = cursor_path
@@ -273,6 +303,9 @@ class CursorPaginator(Paginator):
         return get_path(body, self.cursor_path or "")
 
     def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        if self.drop_params:
+            params = {k: v for k, v in (params or {}).items() if k not in self.drop_params}
+            json = {k: v for k, v in json.items() if k not in self.drop_params} if json is not None else None
         return (url, *_put(self.where, self.param, token, params, json))
 
 
@@ -384,8 +417,9 @@ class NextLinkPaginator(Paginator):
         next_path: str = "paging.next",
         total_path: str | None = None,
         record_type: pa.DataType | None = None,
+        stop_path: str | None = None,
     ) -> None:
-        super().__init__(records_path, total_path=total_path, record_type=record_type)
+        super().__init__(records_path, total_path=total_path, record_type=record_type, stop_path=stop_path)
         self.next_path = next_path
 
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:
@@ -393,3 +427,75 @@ class NextLinkPaginator(Paginator):
 
     def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
         return (str(token), None, json)
+
+
+class LinkHeaderPaginator(NextLinkPaginator):
+    """The next page's URL in the ``Link`` response header (RFC 8288 ``<url>; rel="next"``:
+    GitHub, Shopify REST, Freshdesk, Zendesk's offset lists); no ``next`` link ends paging."""
+
+    reads_headers = True
+
+    def __init__(
+        self, records_path: str, *, rel: str = "next", total_path: str | None = None, stop_path: str | None = None
+    ) -> None:
+        super().__init__(records_path, next_path="", total_path=total_path, stop_path=stop_path)
+        self.rel = rel
+
+    def page_token(self, body: Any, headers: httpx.Headers | None, records: list[Any], count: int) -> Any:
+        """The ``rel="next"`` URL of the ``Link`` header (httpx parses it), or ``None``."""
+        if self.stop_path is not None and get_path(body, self.stop_path) is True:
+            return None
+        link = httpx.Response(200, headers=headers or {}).links.get(self.rel)
+        return link.get("url") if link else None
+
+
+class PageNumberPaginator(Paginator):
+    """``page=1, 2, ...`` with a page size: ends on a short or empty page, or at ``total_pages_path``.
+
+    Page and offset paging shift when records are added or deleted between requests (a deletion
+    moves a record onto a page already read: it is missed); prefer a cursor where the API has one.
+    """
+
+    def __init__(
+        self,
+        records_path: str,
+        *,
+        size: int,
+        page_param: str = "page",
+        size_param: str | None = "per_page",
+        start: int = 1,
+        where: Literal["query", "body"] = "query",
+        total_path: str | None = None,
+        total_pages_path: str | None = None,
+        stop_path: str | None = None,
+    ) -> None:
+        super().__init__(records_path, total_path=total_path, stop_path=stop_path)
+        self.size = size
+        self.page_param = page_param
+        self.size_param = size_param
+        self.start = start
+        self.where = where
+        self.total_pages_path = total_pages_path
+
+    def pages(self, http, method, url, *, stream=None, params=None, json=None, on_total=None):  # type: ignore[no-untyped-def]
+        """Pages from ``start``, the size sent with each (see :meth:`Paginator.pages`)."""
+        params, json = _copy(params), _copy(json)
+        if self.size_param:
+            params, json = _put(self.where, self.size_param, self.size, params, json)
+        params, json = _put(self.where, self.page_param, self.start, params, json)
+        yield from super().pages(http, method, url, stream=stream, params=params, json=json, on_total=on_total)
+
+    def next_token(self, body: Any, records: list[Any], count: int) -> Any:
+        """The next page number, or ``None`` after a short page or the declared last page."""
+        page = self.start + (count // self.size if self.size else 0)  # pages read before this one
+        if not records or len(records) < self.size:
+            return None
+        if self.total_pages_path is not None:
+            last = get_path(body, self.total_pages_path)
+            if last is not None and page - self.start + 1 >= int(last):
+                return None
+        return page + 1
+
+    def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        """The same request with ``page_param`` set to ``token``."""
+        return (url, *_put(self.where, self.page_param, token, params, json))

@@ -224,6 +224,23 @@ class Requester:
         )
         return data
 
+    def json_and_headers(
+        self,
+        method: str,
+        url: str,
+        *,
+        stream: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> tuple[httpx.Headers, Any]:
+        """Like :meth:`json`, with the response's headers: for APIs that page in a ``Link`` header."""
+        response, data = self._send(
+            method, url, stream=stream, params=params, json=json, headers=headers, parse=decode or loads
+        )
+        return response.headers, data
+
     def _send(
         self,
         method: str,
