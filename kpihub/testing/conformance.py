@@ -46,9 +46,10 @@ from kpihub.plugins import Registry
 from kpihub.source import Source
 from kpihub.state import decode_cursor
 from kpihub.sync import Pipeline, SyncResult
+from kpihub.testing.destination_conformance import DestinationConformance
 from kpihub.testing.server import FAULT_KINDS, FakeAPIServer, FakeRequest
 
-__all__ = ["SourceConformance", "secret_fields"]
+__all__ = ["DestinationConformance", "SourceConformance", "secret_fields"]
 
 CANARY = "kpihub-canary-7f3e91c2d4"
 
