@@ -11,7 +11,7 @@ grain and contract checks are the engine's, exactly as for a Python connector.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,7 @@ class DeclarativeStream(Stream[SourceSettings]):
                     params[spec.incremental.param] = value
                 else:
                     body = {**(body or {}), spec.incremental.param: value}
-        paginator = _paginator(spec.paginator, spec.records)
+        paginator = _paginator(spec.paginator, spec.records, ctx.settings)
         side: dict[str, Any] = {}
         for page, records in ctx.pages(
             paginator, spec.method, render(spec.path, ctx.settings), params=params, json=body
@@ -153,7 +153,7 @@ class DeclarativeStream(Stream[SourceSettings]):
     def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[SourceSettings]) -> pa.RecordBatch:
         """The ``[streams.<name>.canonical]`` expressions over the batch (:mod:`~kpihub.declarative.mapping`)."""
         assert self.mapping is not None
-        return self.mapping.apply(batch)
+        return self.mapping.apply(batch, ctx.settings)
 
     @property
     def _spec(self) -> s.StreamSpec:
@@ -240,8 +240,13 @@ def _check_placeholders(spec: s.SourceSpec, settings_class: type[SourceSettings]
     tables.append(("check", spec.check.model_dump(), False))
     tables.append(("rate_limits", [r.requests for r in spec.rate_limits], False))
     for name, stream in spec.streams.items():
+        full_page = getattr(stream.paginator, "full_page", None)
+        tables.append((f"streams.{name}.paginator.full_page", [full_page] if full_page is not None else [], False))
+    for name, stream in spec.streams.items():
         tables.append((f"streams.{name}", {"path": stream.path, "params": stream.params, "body": stream.body}, False))
         tables.append((f"streams.{name}.headers", stream.headers, True))
+        if stream.canonical is not None:
+            tables.append((f"streams.{name}.canonical.columns", stream.canonical.columns, False))
     for prefix, value, may_hold_secrets in tables:
         for key, text in strings_in(value):
             try:
@@ -274,11 +279,15 @@ def _auth(auth: Any, settings: SourceSettings) -> httpx.Auth | None:
     return None
 
 
-def _paginator(paging: Any, records: str) -> Paginator:
+def _paginator(paging: Any, records: str, settings: SourceSettings) -> Paginator:
     if isinstance(paging, s.CursorPaging):
+        cursor_from = None
+        if paging.last_record is not None or paging.full_page is not None:
+            cursor_from = _cursor_from(paging, settings)
         return CursorPaginator(
             records,
-            cursor_path=paging.cursor_path,
+            cursor_path=None if cursor_from else paging.cursor_path,
+            cursor_from=cursor_from,
             param=paging.param,
             where=paging.where,
             total_path=paging.total_path,
@@ -313,6 +322,20 @@ def _paginator(paging: Any, records: str) -> Paginator:
             records, next_path=paging.path, total_path=paging.total_path, stop_path=paging.stop_path
         )
     return _SinglePage(records)
+
+
+def _cursor_from(paging: s.CursorPaging, settings: SourceSettings) -> Callable[[Any, list[Any]], Any]:
+    full = int(render(str(paging.full_page), settings)) if paging.full_page is not None else None
+
+    def cursor(body: Any, records: list[Any]) -> Any:
+        if not records or (full is not None and len(records) < full):
+            return None
+        if paging.last_record is not None:
+            last = records[-1]
+            return last.get(paging.last_record) if isinstance(last, Mapping) else None
+        return get_path(body, paging.cursor_path or "")
+
+    return cursor
 
 
 class _SinglePage(Paginator):

@@ -80,13 +80,25 @@ class CursorPaging(_Strict):
     """A cursor in the body sent back as a parameter (``after_cursor`` → ``cursor``)."""
 
     type: Literal["cursor"]
-    cursor_path: str
+    #: Where the next cursor is in the body, or ``last_record``: a field of the page's last record
+    #: (Typeform's ``token``, Stripe's ``id``). Exactly one.
+    cursor_path: str | None = None
+    last_record: str | None = None
+    #: Records of a full page (a number or ``{setting}``): a shorter page is the last one.
+    full_page: int | str | None = None
     param: str
     where: Where = Field("query", alias="in")
     stop_path: str | None = None
     #: First-request parameters the cursor replaces (Zendesk's ``start_time``).
     drop_params: tuple[str, ...] = ()
     total_path: str | None = None
+
+
+    @model_validator(mode="after")
+    def _one_cursor(self) -> CursorPaging:
+        if (self.cursor_path is None) == (self.last_record is None):
+            raise ValueError("give cursor_path or last_record, not both or neither")
+        return self
 
 
 class OffsetPaging(_Strict):
@@ -276,7 +288,9 @@ _TAGS = {"none", "cursor", "offset", "page", "link_header", "next_url", "bearer"
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt key also leaves the right one missing: the misspelling is the error to show.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     # Discriminated unions add the variant's tag to the location (``paginator.cursor.param``): drop it.
     parts = [str(p) for p in err["loc"]]
     parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] in _UNIONS and p in _TAGS)]

@@ -16,13 +16,13 @@ from pydantic import SecretStr
 
 __all__ = ["placeholders", "render", "render_tree"]
 
-_FORMATTER = string.Formatter()
+FORMATTER = string.Formatter()
 
 
 def placeholders(text: str) -> list[str]:
     """The setting names ``text`` refers to; ``ValueError`` for a placeholder that is not a plain name."""
     names = []
-    for _literal, name, spec, conversion in _FORMATTER.parse(text):
+    for _literal, name, spec, conversion in FORMATTER.parse(text):
         if name is None:
             continue
         if not name.isidentifier() or spec or conversion:
@@ -53,7 +53,7 @@ def _text(value: Any) -> str:
 
 def render(text: str, settings: Any) -> str:
     """``text`` with each ``{name}`` replaced by the setting's value."""
-    return _FORMATTER.vformat(text, (), _Settings(settings))
+    return FORMATTER.vformat(text, (), _Settings(settings))
 
 
 def render_tree(value: Any, settings: Any) -> Any:
