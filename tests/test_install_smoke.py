@@ -66,6 +66,8 @@ PLUGINS = [
     ("kpihub-linkedin-ads", "linkedin_ads"),
     ("kpihub-ga4", "ga4"),
     ("kpihub-files", "files"),
+    ("kpihub-zendesk", "zendesk"),  # declarative: its TOML must ship in the wheel
+    ("kpihub-typeform", "typeform"),
 ]
 
 

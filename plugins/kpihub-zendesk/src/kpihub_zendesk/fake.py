@@ -8,7 +8,8 @@ ticket-management/incremental_exports/ and .../using-the-incremental-export-api)
   tickets in order of ``generated_timestamp`` (the time Zendesk last regenerated the ticket's
   export record) then id; ``per_page`` up to 1000. A ticket changed while a client pages gets a new
   ``generated_timestamp`` and comes again behind the cursor, never skipped. Changes of the last
-  minute are held back. Deleted tickets stay in the export with ``status: "deleted"`` unless
+  minute are held back. Deleted tickets stay in the export with ``status: "deleted"`` (the value
+  is from client libraries' enums, e.g. justeat/ZendeskApiClient ``TicketStatus.cs``) unless
   ``exclude_deleted=true``. ``include=metric_sets`` side-loads ``metric_sets`` (one per ticket,
   keyed by ``ticket_id``; its own ``id`` is the metric set's): ``replies``, ``reopens``,
   ``reply_time_in_minutes`` / ``first_resolution_time_in_minutes`` / ``full_resolution_time_in_minutes``
@@ -177,7 +178,8 @@ class FakeZendesk(FakeAPIServer):
             "end_of_stream": end,
         }
         if "metric_sets" in q.get("include", "").split(","):
-            body["metric_sets"] = [self.metrics[t["id"]] for t in page]
+            # Deleting a ticket deletes its metrics (singer-io/tap-zendesk#149): nothing side-loaded for it.
+            body["metric_sets"] = [self.metrics[t["id"]] for t in page if t["status"] != "deleted"]
         return self.json(body)
 
 
