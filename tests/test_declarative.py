@@ -252,9 +252,13 @@ def test_a_project_lists_a_declarative_file_and_syncs_it_with_no_python(tmp_path
             f'[sources.items]\nbase_url = "{server.url}"\n'
         )
         monkeypatch.setenv("KPIHUB_ITEMS_TOKEN", "sekret-token")
+        checked = CliRunner().invoke(cli, ["check"])
         result = CliRunner().invoke(cli, ["sync"])
+        planned = CliRunner().invoke(cli, ["plan"])
+    assert checked.exit_code == 0 and "connected" in checked.output, checked.output
     assert result.exit_code == 0, result.output
     assert "items.items" in result.output and "47" in result.output
+    assert planned.exit_code == 0 and "items.items" in planned.output, planned.output
 
 
 # -- bad files: one line naming the file, the stream and the key -------------------------------------
