@@ -80,6 +80,7 @@ class SourceSettings(_EnvironmentFirst):
     max_parallel_streams: int = Field(default=2, ge=1, le=8)
 
     def secret_values(self) -> list[str]:
+        """The plain values of every set ``SecretStr`` field, for redaction (never log them)."""
         return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
 
 
@@ -165,9 +166,14 @@ class Project:
 
     @property
     def root(self) -> Path:
+        """The directory relative paths resolve against: the project file's, else the working directory."""
         return self.path.parent if self.path else Path.cwd()
 
     def source_type(self, source_id: str) -> str:
+        """The plugin source a configured id uses: its ``type`` key, else the id itself.
+
+        ``[sources.hubspot_eu] type = "hubspot"`` configures a second HubSpot account.
+        """
         entry = self.sources.get(source_id, {})
         return str(entry.get("type") or source_id)
 

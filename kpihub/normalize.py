@@ -67,6 +67,11 @@ class DriftReport:
         return bool(self.new_fields or self.converted or self.nulled or self.quarantined or self.widened)
 
     def merge(self, other: DriftReport) -> None:
+        """Add ``other`` (a later batch's report) into this one.
+
+        New fields are kept once, in order; a field widened twice reads ``first -> last``;
+        the per-field counts of converted, nulled and quarantined values add up.
+        """
         self.new_fields.extend(f for f in other.new_fields if f not in self.new_fields)
         for name, change in other.widened.items():
             first = self.widened.get(name, change).split(" -> ")[0]
@@ -76,6 +81,7 @@ class DriftReport:
         self.quarantined.update(other.quarantined)
 
     def summary(self) -> str:
+        """The report as one line (``new fields added: ...; fields widened: ...``); ``""`` when nothing drifted."""
         parts = []
         if self.new_fields:
             parts.append(f"new fields added: {', '.join(self.new_fields)}")

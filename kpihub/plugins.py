@@ -199,9 +199,14 @@ class Registry:
 
     @property
     def errors(self) -> list[PluginError]:
+        """The :class:`~kpihub.PluginError` of every plugin that failed to load."""
         return [p.error for p in self.plugins.values() if p.error is not None]
 
     def source(self, name: str) -> Source:
+        """The source plugin registered as ``name``.
+
+        :raises UnknownNameError: no plugin registered it (a failed plugin's error is raised if it might have).
+        """
         return self._lookup(self.sources, name, "source")
 
     def project_source(self, project: Project, source_id: str) -> Source:
@@ -217,9 +222,17 @@ class Registry:
         return self.source(kind)
 
     def kpi(self, kpi_id: str) -> KPI:
+        """The KPI registered as ``kpi_id``.
+
+        :raises UnknownNameError: no plugin registered it (a failed plugin's error is raised if it might have).
+        """
         return self._lookup(self.kpis, kpi_id, "KPI")
 
     def destination_for(self, uri: str) -> Destination:
+        """The destination that handles ``uri``'s scheme (``adbc+snowflake://`` matches ``adbc``).
+
+        :raises UnknownNameError: no destination handles the scheme; the message lists the known ones.
+        """
         scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
         for dest in self.destinations.values():
             # ``adbc+snowflake://…``: a scheme family named by its part before the "+".

@@ -219,6 +219,7 @@ class Estimate:
 
     @property
     def request_count(self) -> int:
+        """The requests of every endpoint in :attr:`requests`, added up."""
         return sum(r.count for r in self.requests)
 
 
@@ -251,6 +252,7 @@ class PlanContext(Generic[SettingsT]):
 
     @property
     def today(self) -> dt.date:
+        """The plan's date (``now`` in UTC): the last day a report window reaches."""
         return self.now.date()
 
     @property
@@ -401,6 +403,7 @@ class Stream(Generic[SettingsT]):
 
     @property
     def incremental(self) -> bool:
+        """The stream syncs incrementally: it declares a ``cursor_field``."""
         return self.cursor_field is not None
 
     def read(self, ctx: StreamContext[SettingsT], state: Mapping[str, Any] | None) -> Iterator[Page]:

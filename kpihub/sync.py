@@ -93,10 +93,12 @@ class StreamResult:
 
     @property
     def key(self) -> str:
+        """``source_id.stream``: the stream's key in the state and in error messages."""
         return state_key(self.source_id, self.stream)
 
     @property
     def rate(self) -> float:
+        """Records written per second of the stream's sync (0 when it took no time)."""
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -108,6 +110,7 @@ class SyncResult:
 
     @property
     def ok(self) -> bool:
+        """Every stream ended ``ok`` (an ``incomplete``, ``mismatch``, ``quota`` or failed one is not)."""
         return all(r.status == "ok" for r in self.streams)
 
     @property
@@ -122,9 +125,15 @@ class SyncResult:
 
     @property
     def records(self) -> int:
+        """Records written by all streams together."""
         return sum(r.records for r in self.streams)
 
     def raise_for_errors(self) -> None:
+        """Raise :class:`~kpihub.SyncError` if any stream did not end ``ok``.
+
+        The message names how many failed and the first one's error; ``errors`` maps each
+        failed stream's key to its exception.
+        """
         failed = [r for r in self.streams if r.status != "ok"]
         if failed:
             first = failed[0]
@@ -167,13 +176,23 @@ class Pipeline:
     # -- helpers -----------------------------------------------------------------
 
     def open_destination(self, *, read_only: bool = False) -> DestinationSession:
+        """Open a session on the project's destination (the caller closes it: ``with ... as session``).
+
+        :param read_only: for reading tables and state only (the conformance suite and ``kpihub kpis`` read so).
+        """
         dest = self.registry.destination_for(self.destination_uri)
         return dest.open(self.destination_uri, root=self.project.root, read_only=read_only)
 
     def source_ids(self) -> list[str]:
+        """The ids of the sources configured in the project (``[sources.<id>]``), in file order."""
         return list(self.project.sources)
 
     def resolve_source(self, source_id: str) -> tuple[Source, Any]:
+        """The :class:`~kpihub.Source` plugin behind a configured source id, and its validated settings.
+
+        :raises UnknownNameError: ``source_id`` is not configured, or no plugin provides its type.
+        :raises ConfigError: the settings do not validate (missing secret, bad value).
+        """
         if source_id not in self.project.sources:
             known = ", ".join(self.project.sources) or "none configured"
             raise UnknownNameError(f"source {source_id!r} is not configured in kpihub.toml (configured: {known})")
@@ -181,6 +200,11 @@ class Pipeline:
         return source, self.project.source_settings(source_id, source.settings_class)
 
     def requester(self, source_id: str, source: Source, settings: Any) -> Requester:
+        """A :class:`~kpihub.http.Requester` for the source, as a sync builds it.
+
+        It carries the source's auth, headers, error classification and rate budget, and this
+        pipeline's injected transport and sleep (tests). Use it as a context manager.
+        """
         return Requester.from_settings(
             source_id,
             settings,

@@ -8,6 +8,7 @@ mean the generics over the settings class are not doing their job.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import kpihub
+import kpihub.hookspecs
 import kpihub.http
 import kpihub.testing
 import kpihub.testing.conformance
@@ -96,3 +98,76 @@ def _public_objects():
 def test_every_public_name_is_documented(qualname, obj):
     own = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
     assert (own or "").strip(), f"{qualname} has no docstring"
+
+
+def _own_members(cls: type):
+    """The public methods and properties ``cls`` itself defines (``vars``, not inherited)."""
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, property):
+            yield name, value.fget
+        elif isinstance(value, functools.cached_property):
+            yield name, value.func
+        elif inspect.isfunction(value):
+            yield name, value
+
+
+def _public_members():
+    seen = set()
+    for qualname, obj in _public_objects():
+        if inspect.isclass(obj) and obj not in seen:
+            seen.add(obj)
+            for name, fn in _own_members(obj):
+                yield f"{qualname}.{name}", fn
+
+
+@pytest.mark.parametrize("qualname,fn", list(_public_members()), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_public_method_and_property_is_documented(qualname, fn):
+    assert (fn.__doc__ or "").strip(), f"{qualname} has no docstring"
+
+
+def test_the_member_scan_sees_methods_properties_and_not_inherited_or_private_ones():
+    class Base:
+        def inherited(self): ...
+
+    class Thing(Base):
+        limit = 3
+
+        def method(self): ...
+
+        @property
+        def prop(self): ...
+
+        @functools.cached_property
+        def cached(self): ...
+
+        @classmethod
+        def build(cls): ...
+
+        @staticmethod
+        def helper(): ...
+
+        def _private(self): ...
+
+    assert [name for name, _ in _own_members(Thing)] == ["method", "prop", "cached", "build", "helper"]
+
+
+HOOKSPECS = {name: fn for name, fn in vars(kpihub.hookspecs).items() if name.startswith("kpihub_")}
+
+
+def test_the_hook_specs_are_found():
+    assert {"kpihub_register_sources", "kpihub_register_kpis", "kpihub_register_destinations"} <= set(HOOKSPECS)
+
+
+@pytest.mark.parametrize("name", sorted(HOOKSPECS))
+def test_every_hook_spec_is_documented(name):
+    # STYLE.md 2: the docstring is the contract, a :param: line per argument, :returns:, versionadded.
+    fn = HOOKSPECS[name]
+    doc = fn.__doc__ or ""
+    assert doc.strip(), f"{name} has no docstring"
+    for param in inspect.signature(fn).parameters:
+        assert f":param {param}:" in doc, f"{name}: {param} is undocumented"
+    assert ":returns:" in doc and ".. versionadded::" in doc, f"{name}: no :returns: or versionadded"

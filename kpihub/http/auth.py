@@ -38,6 +38,7 @@ class BearerAuth(httpx.Auth):
         self._header = f"Bearer {value}"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx's auth hook: set the ``Authorization: Bearer`` header on each request."""
         request.headers["Authorization"] = self._header
         yield request
 
@@ -117,6 +118,11 @@ class OAuthRefreshToken(httpx.Auth):
         self.fetches += 1
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx's auth hook: fetch an access token when there is none or it expired, then send.
+
+        A 401 renews the token and sends again, up to :data:`RENEWALS_ON_401` times; a 401 after
+        that is the platform's answer and is returned as it is.
+        """
         with self._lock:
             fresh = self._token is None or self._clock() >= self._expires
         if fresh:

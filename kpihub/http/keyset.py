@@ -97,6 +97,14 @@ class KeysetPaginator:
         stream: str | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[Any, list[Any]]]:
+        """Yield ``(body, records)`` per page from ``start`` until a query says there is no more.
+
+        Each query restarts from the last key read (``query(bound)`` builds it). Ties on one key
+        are read in id order; records met again at a boundary are dropped.
+
+        :param on_total: receives the first query's declared total (``total_path``).
+        :raises PaginationError: a page falls outside its query's bound, or empty pages keep saying there is more.
+        """
         bound, seen = start, set()  # ids read at bound.key (the boundary a GTE query reads again)
         first = True
         while True:

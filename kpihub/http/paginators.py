@@ -298,11 +298,13 @@ class CursorPaginator(Paginator):
         self.where = where
 
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:
+        """The next cursor: ``cursor_from(body, records)``, or the value at ``cursor_path``."""
         if self.cursor_from is not None:
             return self.cursor_from(body, records)
         return get_path(body, self.cursor_path or "")
 
     def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        """The same request with the cursor in ``param`` (query or body); ``drop_params`` removed."""
         if self.drop_params:
             params = {k: v for k, v in (params or {}).items() if k not in self.drop_params}
             json = {k: v for k, v in json.items() if k not in self.drop_params} if json is not None else None
@@ -348,11 +350,13 @@ class OffsetPaginator(Paginator):
         self.start = start
 
     def pages(self, http, method, url, *, stream=None, params=None, json=None, on_total=None):  # type: ignore[no-untyped-def]
+        """Like :meth:`Paginator.pages`, from offset ``start`` with ``limit`` records a page."""
         params, json = _put(self.where, self.limit_param, self.limit, _copy(params), _copy(json))
         params, json = _put(self.where, self.offset_param, self.start, params, json)
         yield from super().pages(http, method, url, stream=stream, params=params, json=json, on_total=on_total)
 
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:
+        """The next offset; ``None`` after an empty page, at the declared total, or after a short page."""
         if not records:
             return None
         offset = self.start + count + len(records)
@@ -365,9 +369,11 @@ class OffsetPaginator(Paginator):
         return offset
 
     def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        """The same request with the offset parameter set to ``token``."""
         return (url, *_put(self.where, self.offset_param, token, params, json))
 
     def predicted(self, request, total):  # type: ignore[no-untyped-def]
+        """The next ``lookahead - 1`` offsets below the declared ``total``; none without a total."""
         if total is None:  # without a declared total the end is not known: never ask past it
             return []
         url, params, json = request
@@ -403,6 +409,7 @@ class PageTokenPaginator(CursorPaginator):
         )
 
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:
+        """The next page token; ``None`` when it is missing or empty (Google sends ``""`` last)."""
         token = super().next_token(body, records, count)
         return token or None  # Google sends "" on the last page.
 
@@ -423,9 +430,11 @@ class NextLinkPaginator(Paginator):
         self.next_path = next_path
 
     def next_token(self, body: Any, records: list[Any], count: int) -> Any:
+        """The next-page URL at ``next_path``; ``None`` when it is missing or empty."""
         return get_path(body, self.next_path) or None
 
     def next_request(self, token, url, params, json):  # type: ignore[no-untyped-def]
+        """A request to the next-page URL as it is: its query already holds the parameters."""
         return (str(token), None, json)
 
 

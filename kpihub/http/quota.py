@@ -82,6 +82,7 @@ class Quota:
     resets: str = ""
 
     def when(self) -> str:
+        """When the quota comes back, for the message: ``resets``, ``resets at <UTC time>``, or unknown."""
         if self.resets:
             return self.resets
         if self.resets_at is not None:
@@ -399,6 +400,7 @@ class SimulatedClock:
         return self.t
 
     def sleep(self, seconds: float) -> None:
+        """Move the clock ``seconds`` past the time this thread last read (after in-flight requests end)."""
         with self._lock:
             self.slept.append(seconds)
             sent = set(self._in_flight)  # bounded in real time: a request that hangs holds no one for long
@@ -415,6 +417,7 @@ class SimulatedClock:
             return self._started
 
     def request_ended(self, request: int) -> None:
+        """A request from :meth:`request_started` got its answer: sleepers waiting on it may go on."""
         with self._lock:
             self._in_flight.discard(request)
             self._lock.notify_all()

@@ -177,6 +177,7 @@ class Requester:
         self._sleep(seconds)
 
     def close(self) -> None:
+        """Close the HTTP client and its connections (also on leaving ``with``)."""
         self.client.close()
 
     def __enter__(self) -> Requester:

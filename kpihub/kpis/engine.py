@@ -189,6 +189,7 @@ class KPIEngine:
         return self.currency is not None and FX_TABLE in self.tables()
 
     def tables(self) -> set[str]:
+        """The names of the tables the engine can query (DuckDB's, or the database destination's)."""
         return self.backend.table_names()
 
     def input_tables(self, kpi: KPI) -> list[str]:

@@ -215,6 +215,7 @@ class KPI:
 
     @property
     def tables(self) -> tuple[str, ...]:
+        """The canonical tables the KPI's measures read, each once, in the order first used."""
         return tuple(dict.fromkeys(m.table for m in self.measures.values()))
 
     @property

@@ -45,6 +45,7 @@ class DemoBusiness:
     )
 
     def campaigns_on(self, platform: str) -> list[Campaign]:
+        """The demo campaigns run on ``platform`` (``google_ads``, ``meta_ads``, ``linkedin_ads``)."""
         return [c for c in self.campaigns if c.platform == platform]
 
     @staticmethod

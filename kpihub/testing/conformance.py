@@ -116,6 +116,7 @@ class SourceConformance(Generic[ServerT]):
             yield server
 
     def registry(self) -> Registry:
+        """A registry of the built-ins and :attr:`source` alone (no entry points are loaded)."""
         registry = Registry(load_entrypoints=False)
         source = self.source
 
@@ -133,6 +134,11 @@ class SourceConformance(Generic[ServerT]):
     def pipeline(
         self, tmp_path: Path, settings: dict[str, Any], *, dest: str = "duckdb", sleep: Any = None
     ) -> Pipeline:
+        """A :class:`~kpihub.Pipeline` of :attr:`source` with ``settings`` into ``tmp_path``.
+
+        :param dest: ``duckdb`` (one DuckDB file) or ``parquet`` (a Parquet directory).
+        :param sleep: records the retry waits instead of sleeping.
+        """
         uri = f"duckdb:///{tmp_path}/conformance.duckdb" if dest == "duckdb" else f"parquet:///{tmp_path}/pq"
         project = Project(
             path=tmp_path / "kpihub.toml",
@@ -142,6 +148,7 @@ class SourceConformance(Generic[ServerT]):
         return Pipeline(project, registry=self.registry(), sleep=sleep)
 
     def sync(self, pipeline: Pipeline) -> SyncResult:
+        """Sync ``pipeline`` and fail the test, naming each stream and its error, unless every stream is ``ok``."""
         result = pipeline.sync()
         failed = [f"{r.key}: {r.error}" for r in result.streams if r.status != "ok"]
         assert not failed, failed
@@ -159,6 +166,7 @@ class SourceConformance(Generic[ServerT]):
     # -- the suite ------------------------------------------------------------------------------
 
     def test_declared_schema_is_what_read_yields(self, server: ServerT, tmp_path: Path) -> None:
+        """A sync adapts no schema (no drift), and each raw table has the stream's declared columns and types."""
         result = self.sync(self.pipeline(tmp_path, self.settings(server)))
         drifted = {r.key: r.schema_drift for r in result.streams if r.schema_drift}
         assert not drifted, drifted
@@ -171,6 +179,7 @@ class SourceConformance(Generic[ServerT]):
                 assert [(f.name, f.type) for f in got] == [(f.name, f.type) for f in want], stream.name
 
     def test_primary_keys_are_unique_after_syncs(self, server: ServerT, tmp_path: Path) -> None:
+        """Two syncs into Parquet leave no duplicate primary key: the re-read boundary merges, not appends."""
         p = self.pipeline(tmp_path, self.settings(server), dest="parquet")
         self.sync(p)
         self.sync(p)  # a second run re-reads its boundary; merge must not duplicate
@@ -183,6 +192,9 @@ class SourceConformance(Generic[ServerT]):
                 assert keys.num_rows == table.num_rows, f"{stream.name}: duplicate primary keys"
 
     def test_incremental_resync_reads_only_new_and_changed(self, server: ServerT, tmp_path: Path) -> None:
+        """After :meth:`change_data`, a re-sync reads fewer records than the first, its cursor does not go
+        back, and the tables equal a fresh full sync of the changed data (which really changed).
+        """
         p = self.pipeline(tmp_path / "incremental", self.settings(server))
         first = {r.stream: r for r in self.sync(p).streams}
         before = self._tables(p, server)
@@ -208,6 +220,7 @@ class SourceConformance(Generic[ServerT]):
         assert changed, "change_data changed nothing the connector reads: make it change and add records"
 
     def sync_fresh(self, where: Path, server: ServerT) -> Pipeline:
+        """A full sync of the server's current data into a new destination at ``where``."""
         p = self.pipeline(where, self.settings(server))
         self.sync(p)
         return p
@@ -237,6 +250,7 @@ class SourceConformance(Generic[ServerT]):
         return found
 
     def test_canonical_output_is_the_models(self, server: ServerT, tmp_path: Path) -> None:
+        """Each canonical table fed has rows, exactly the model's columns, unique keys, and more than keys filled."""
         from kpihub.model import canonical_table
 
         p = self.pipeline(tmp_path, self.settings(server))
@@ -282,6 +296,7 @@ class SourceConformance(Generic[ServerT]):
         print(f"{self.source.name}: live changes ran {hook.runs} times over {hook.pages} pages; nothing lost")
 
     def test_check_passes_and_fails_clearly(self, server: ServerT, tmp_path: Path) -> None:
+        """``check`` passes with :meth:`settings` and fails with :meth:`bad_settings`, in one line without a secret."""
         for settings, ok in ((self.settings(server), True), (self.bad_settings(server), False)):
             p = self.pipeline(tmp_path, settings)
             source, validated = p.resolve_source(self.source.name)
@@ -292,12 +307,16 @@ class SourceConformance(Generic[ServerT]):
             assert CANARY not in verdict.message
 
     def test_retry_after_is_honoured(self, server: ServerT, tmp_path: Path) -> None:
+        """A 429 with ``Retry-After: 2`` is waited out for 2 seconds and the sync still succeeds."""
         server.fail(status=429, headers={"Retry-After": "2"}, path=self.rate_limited_path, times=1)
         slept: list[float] = []
         self.sync(self.pipeline(tmp_path, self.settings(server), sleep=slept.append))
         assert 2.0 in slept
 
     def test_faults_leave_tables_and_state_unchanged(self, server: ServerT, tmp_path: Path) -> None:
+        """With :attr:`fault_rate` of the requests failing (every applicable fault kind), syncs write
+        exactly the tables and state of a sync without faults.
+        """
         with self.make_server() as clean_server:
             clean = self._tables_and_state(tmp_path / "clean", self.fault_settings(clean_server), clean_server)
         # A timeout holds the answer past the client's read timeout; waits are recorded, not slept.
@@ -334,6 +353,7 @@ class SourceConformance(Generic[ServerT]):
         caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
+        """Secrets (and a canary) never reach errors, debug logs, the settings' repr, state or files written."""
         # Raw records, as a library user with plain logging would see them (no redacting filter).
         monkeypatch.setattr(logging.getLogger("kpihub"), "propagate", True)
         caplog.set_level(logging.DEBUG, logger="kpihub")

@@ -108,9 +108,11 @@ class FakeRequest:
     raw_query: str = ""  # as sent, still percent-encoded
 
     def json(self) -> Any:
+        """The body parsed as JSON; ``None`` when there is no body."""
         return orjson.loads(self.body) if self.body else None
 
     def header(self, name: str, default: str | None = None) -> str | None:
+        """The header ``name`` (any case), or ``default``."""
         return self.headers.get(name.lower(), default)
 
 
@@ -159,6 +161,7 @@ class Fault:
     applied: dict[str, int] = field(default_factory=dict)
 
     def matches(self, request: FakeRequest) -> bool:
+        """The request is one this fault applies to: its ``method`` (if set) and its ``path`` regex."""
         if self.method and self.method.upper() != request.method:
             return False
         return not self.path or re.search(self.path, request.path) is not None
@@ -193,6 +196,7 @@ class Paging:
     opaque: bool = True
 
     def cursor_in(self, request: FakeRequest) -> str | None:
+        """The cursor ``request`` carries (``None``: the first page)."""
         if self.where == "query":
             return request.query.get(self.param) or None
         body = request.json()
@@ -233,9 +237,11 @@ class Paging:
         return None
 
     def can_alias(self) -> bool:
+        """The fake may hand out another cursor for the same position (``empty`` faults need it)."""
         return self.opaque and not self.offset and (self.next is not None or self.next_link is not None)
 
     def set_cursor_out(self, body: dict[str, Any], cursor: str, request: FakeRequest, base_url: str) -> None:
+        """Write ``cursor`` into a response ``body`` as the next page's, at ``next`` or in the ``next_link`` URL."""
         if self.next is not None:
             _put(body, self.next, cursor)
         elif self.next_link is not None:  # this same request, with the new cursor
@@ -273,9 +279,11 @@ class PageHook:
 
     @property
     def active(self) -> bool:
+        """The hook still runs: ``fn`` has not raised and ``times`` is not used up."""
         return self.error is None and (self.times is None or self.runs < self.times)
 
     def matches(self, request: FakeRequest) -> bool:
+        """The page's request counts for this hook: its ``method`` (if set) and its ``path`` regex."""
         if self.method and self.method.upper() != request.method:
             return False
         return not self.path or re.search(self.path, request.path) is not None
@@ -383,11 +391,16 @@ class FakeAPIServer:
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the running server (a random free port unless one was given).
+
+        :raises RuntimeError: the server is not started.
+        """
         if self._httpd is None:
             raise RuntimeError("server not started")
         return f"http://{self.host}:{self._httpd.server_address[1]}"
 
     def start(self) -> FakeAPIServer:
+        """Serve on a daemon thread and return ``self``; ``with server:`` starts and stops it."""
         httpd = _Server((self.host, self.port), _Handler)
         httpd.app = self
         self._httpd = httpd
@@ -398,6 +411,7 @@ class FakeAPIServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket (a stopped server can be started again)."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -452,6 +466,7 @@ class FakeAPIServer:
         return self.fail(kind="mixed", kinds=specs, rate=rate, path=path, method=method, delay=delay)
 
     def clear_faults(self) -> None:
+        """Remove every programmed :class:`Fault`; requests are answered normally again."""
         with self._lock:
             self.faults.clear()
             self._keep_pages = False
@@ -550,6 +565,7 @@ class FakeAPIServer:
         return hook
 
     def clear_page_hooks(self) -> None:
+        """Remove every :class:`PageHook` set by :meth:`between_pages`."""
         with self.data_lock:
             self.page_hooks.clear()
 
@@ -561,6 +577,7 @@ class FakeAPIServer:
 
     @staticmethod
     def json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> FakeResponse:
+        """A JSON :class:`FakeResponse` of ``data`` (orjson), with ``status`` and extra ``headers``."""
         return FakeResponse(status, orjson.dumps(data), {"Content-Type": "application/json", **(headers or {})})
 
     def error_body(self, status: int, message: str) -> Any:
@@ -572,6 +589,7 @@ class FakeAPIServer:
         return {}
 
     def not_found(self, request: FakeRequest) -> FakeResponse:
+        """The 404 answer to a request no route matches, in the fake's :meth:`error_body`."""
         return self.json(self.error_body(404, f"no route for {request.method} {request.path}"), 404)
 
     def authorize(self, request: FakeRequest) -> FakeResponse | None:
