@@ -47,9 +47,10 @@ from kpihub.source import Source
 from kpihub.state import decode_cursor
 from kpihub.sync import Pipeline, SyncResult
 from kpihub.testing.destination_conformance import DestinationConformance
+from kpihub.testing.kpi_conformance import KPIConformance
 from kpihub.testing.server import FAULT_KINDS, FakeAPIServer, FakeRequest
 
-__all__ = ["DestinationConformance", "SourceConformance", "secret_fields"]
+__all__ = ["DestinationConformance", "KPIConformance", "SourceConformance", "secret_fields"]
 
 CANARY = "kpihub-canary-7f3e91c2d4"
 
