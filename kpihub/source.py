@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckResult",
     "DemoSpec",
+    "Diagnosis",
     "Estimate",
     "Page",
     "PlanContext",
@@ -58,6 +59,22 @@ class CheckResult:
 
     ok: bool
     message: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One finding of ``kpihub doctor`` (:meth:`Source.diagnose`): a level and a one-line message.
+
+    :param level: ``ok``; ``warn`` (works today, but look at it: a version near its sunset);
+        ``error`` (something will fail: a sunset version, a missing scope). Any ``error`` makes
+        ``kpihub doctor`` exit non-zero.
+    :param message: one line, no secrets, saying what is wrong and where to change it.
+    :param subject: what it is about; a source's findings default to ``source '<id>'``.
+    """
+
+    level: Literal["ok", "warn", "error"]
+    message: str
+    subject: str = ""
 
 
 @dataclass
@@ -460,8 +477,8 @@ class Source(Generic[SettingsT]):
     ``settings_class = MySettings`` types ``settings`` in every method.
 
     Required: :meth:`streams` and :meth:`check`. Everything else is an optional hook with a
-    working default: :meth:`auth`, :meth:`headers`, :meth:`classify`, :attr:`observe_rate`,
-    :meth:`rate_limits`, :meth:`plan_limits`, :meth:`parallel_streams`, :meth:`demo`.
+    working default: :meth:`auth`, :meth:`headers`, :meth:`classify`, :meth:`observe_rate`,
+    :meth:`rate_limits`, :meth:`plan_limits`, :meth:`parallel_streams`, :meth:`diagnose`, :meth:`demo`.
     """
 
     name: ClassVar[str]
@@ -499,9 +516,15 @@ class Source(Generic[SettingsT]):
         ``max_parallel_streams`` setting, 2). Return 1 where the API forbids concurrent requests."""
         return settings.max_parallel_streams
 
-    #: Reads a response's rate-limit headers back into the budget (HubSpot ``X-HubSpot-RateLimit-*``,
-    #: GA4 ``propertyQuota``): ``observe_rate(response) -> list[Observation]``; None reads nothing.
-    observe_rate: ClassVar[Callable[[httpx.Response], list[Observation]] | None] = None
+    @staticmethod
+    def observe_rate(response: httpx.Response) -> list[Observation]:
+        """What a response says of the rate windows, read back into the budget (HubSpot's
+        ``X-HubSpot-RateLimit-*`` headers, GA4's ``propertyQuota``); default: nothing.
+
+        A static method (or a plain function assigned with ``staticmethod``): it is called for
+        every response of every stream of the source, from several threads.
+        """
+        return []
 
     def rate_limits(self, settings: SettingsT) -> Sequence[Limit]:
         """The platform's documented rate windows, spent proactively by every stream and account of
@@ -525,6 +548,18 @@ class Source(Generic[SettingsT]):
         than raising: ``kpihub check`` prints the message as one line.
         """
         raise NotImplementedError
+
+    def diagnose(self, settings: SettingsT, http: Requester | None) -> Sequence[Diagnosis]:
+        """Say what ``kpihub doctor`` should report about these (already valid) settings; default: nothing.
+
+        For what settings validation cannot see: an API version that is old or sunset, a token
+        missing a scope the streams need. Work offline from ``settings`` first; ``http`` (requests
+        to the configured ``base_url`` only, authenticated as a sync would be) is ``None`` under
+        ``kpihub doctor --offline``, so network checks are skipped then. Catch
+        :class:`kpihub.HTTPError` and return it as a finding, as :meth:`check` does; make only
+        cheap read requests the platform documents. Return one :class:`Diagnosis` per finding.
+        """
+        return ()
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
         """Optionally return a fake server with demo data for ``kpihub demo``."""
