@@ -29,7 +29,10 @@ EXIT_INTERRUPTED = 130
 #: for sqlglot, numpy or the CLV models).
 COMMANDS = {
     name: f"kpihub.cli.{name}"
-    for name in ("plugins", "init", "new", "sync", "plan", "check", "kpis", "cohorts", "clv", "demo", "state")
+    for name in (
+        *("plugins", "init", "new", "sync", "plan", "check", "kpis", "cohorts", "clv", "demo", "state"),
+        "doctor",
+    )
 }
 
 

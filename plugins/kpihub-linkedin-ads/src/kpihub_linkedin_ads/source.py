@@ -25,6 +25,7 @@ from kpihub import (
     MONEY,
     CheckResult,
     DemoSpec,
+    Diagnosis,
     Estimate,
     HTTPError,
     PlanContext,
@@ -254,6 +255,12 @@ class LinkedInAdsSource(Source[LinkedInAdsSettings]):
 
     def headers(self, settings: LinkedInAdsSettings) -> dict[str, str]:
         return {"LinkedIn-Version": settings.api_version, "X-Restli-Protocol-Version": "2.0.0"}
+
+    def diagnose(self, settings: LinkedInAdsSettings, http: Requester | None) -> list[Diagnosis]:
+        """Is ``api_version`` still supported: estimated offline from its date, then asked of LinkedIn."""
+        from kpihub_linkedin_ads.versions import diagnose
+
+        return [diagnose(settings.api_version, settings.account_ids[0], dt.date.today(), http)]
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec:
         from kpihub.testing import DEMO_BUSINESS

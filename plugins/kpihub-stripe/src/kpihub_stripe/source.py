@@ -33,6 +33,7 @@ from pydantic import Field, SecretStr
 from kpihub import (
     CheckResult,
     DemoSpec,
+    Diagnosis,
     Estimate,
     HTTPError,
     MalformedResponseError,
@@ -467,6 +468,12 @@ class StripeSource(Source[StripeSettings]):
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(True, "connected to Stripe")
+
+    def diagnose(self, settings: StripeSettings, http: Requester | None) -> list[Diagnosis]:
+        """Is ``stripe_version`` a real version of a release the streams read (and does Stripe accept it)?"""
+        from kpihub_stripe.versions import diagnose
+
+        return [diagnose(settings.stripe_version, dt.date.today(), http)]
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
         from kpihub.testing import DEMO_BUSINESS
