@@ -27,7 +27,17 @@ __version__ = "0.1.0"
 
 from kpihub.concurrency import interleave
 from kpihub.config import Project, SourceSettings, load_project
-from kpihub.destinations.base import Destination, DestinationSession, TableWrite
+from kpihub.destinations.base import (
+    Between,
+    Destination,
+    DestinationSession,
+    TableWrite,
+    check_write,
+    dedup_last,
+    evolve_schema,
+    is_staging,
+    uri_path,
+)
 from kpihub.errors import (
     ConfigError,
     DestinationError,
@@ -70,6 +80,7 @@ __all__ = [
     "KPI",
     "LIFECYCLE_STAGES",
     "MONEY",
+    "Between",
     "CanonicalTable",
     "CheckResult",
     "ConfigError",
@@ -110,12 +121,17 @@ __all__ = [
     "__version__",
     "ad_performance_batch",
     "canonical_table",
+    "check_write",
     "coerce_array",
     "decode_cursor",
+    "dedup_last",
+    "evolve_schema",
     "hookimpl",
     "hookspec",
     "interleave",
+    "is_staging",
     "load_project",
     "register_secret",
     "sync",
+    "uri_path",
 ]

@@ -1,4 +1,4 @@
-"""``kpihub new source NAME``: scaffold a plugin distribution that passes its tests."""
+"""``kpihub new source|kpi|destination NAME``: scaffold a plugin distribution that passes its tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import click
 
 from kpihub.scaffold import KINDS, Names, scaffold
 
-NEXT_STEPS = {"source": "edit src/{package}/fake.py to speak your API, then source.py"}
+NEXT_STEPS = {
+    "source": "edit src/{package}/fake.py to speak your API, then source.py",
+    "kpi": "edit src/{package}/kpis.py, then the fixture and the values worked out by hand in tests/",
+    "destination": "edit src/{package}/destination.py (and lines.py, the file format); the suite in tests/ stays",
+}
 
 
 @click.command("new")
@@ -24,7 +28,14 @@ NEXT_STEPS = {"source": "edit src/{package}/fake.py to speak your API, then sour
 )
 @click.pass_context
 def command(ctx: click.Context, kind: str, name: str, parent: Path) -> None:
-    """Scaffold a new plugin distribution: kpihub-NAME with its package, a fake or fixture, tests and a README.
+    """Scaffold a new plugin distribution kpihub-NAME: its pyproject.toml with the entry point, the
+    package, tests on kpihub's conformance suite for its kind, and a README.
+
+    \b
+    KIND is one of:
+      source       a REST source with one stream into a canonical table, and a fake API to test it on
+      kpi          a KPI pack with one ratio KPI and a fixture whose values were worked out by hand
+      destination  a JSON-lines directory destination, committing tables and state atomically
 
     It installs and passes its tests as generated: pip install -e './kpihub-NAME[test]' && pytest kpihub-NAME
     """

@@ -19,8 +19,8 @@ from kpihub.errors import ConfigError
 
 __all__ = ["KINDS", "Names", "scaffold"]
 
-#: The kinds with a template (a KPI pack and a destination are to come: issue 15).
-KINDS = ("source",)
+#: The kinds with a template: a source (with its fake API), a KPI pack, a destination.
+KINDS = ("source", "kpi", "destination")
 _NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 
