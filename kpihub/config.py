@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kpihub.errors import ConfigError
@@ -78,6 +78,18 @@ class SourceSettings(_EnvironmentFirst):
     max_retry_after: float = Field(default=300.0, ge=0)
     #: Streams of this source read at once (``Source.parallel_streams`` may lower it).
     max_parallel_streams: int = Field(default=2, ge=1, le=8)
+    #: The project file's directory (set by :meth:`Project.source_settings`); ``None``: the working directory.
+    _root: Path | None = PrivateAttr(default=None)
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path from the project file: ``~`` expanded, a relative one joined to the project file's directory.
+
+        Without a project file (settings built directly) a relative path stays relative to the
+        working directory. Sources that read local files (kpihub-files) call this, so a sync run
+        from cron in another directory reads the same files as one run next to ``kpihub.toml``.
+        """
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or self._root is None else self._root / p
 
     def secret_values(self) -> list[str]:
         """The plain values of every set ``SecretStr`` field, for redaction (never log them)."""
@@ -180,7 +192,7 @@ class Project:
     def source_settings(self, source_id: str, settings_class: type[S]) -> S:
         """Validate ``[sources.<source_id>]`` plus its environment variables."""
         values = {k: v for k, v in self.sources.get(source_id, {}).items() if k != "type"}
-        return build_source_settings(source_id, settings_class, values, where=self._where(source_id))
+        return build_source_settings(source_id, settings_class, values, where=self._where(source_id), root=self.root)
 
     def resolve(self, path: str) -> Path:
         """Resolve a path from the project file relative to the project directory."""
@@ -197,9 +209,17 @@ def env_prefix(source_id: str) -> str:
 
 
 def build_source_settings(
-    source_id: str, settings_class: type[S], values: Mapping[str, Any], *, where: str | None = None
+    source_id: str,
+    settings_class: type[S],
+    values: Mapping[str, Any],
+    *,
+    where: str | None = None,
+    root: Path | None = None,
 ) -> S:
-    """Instantiate ``settings_class`` from ``values`` and ``KPIHUB_<ID>_*``; one-line errors."""
+    """Instantiate ``settings_class`` from ``values`` and ``KPIHUB_<ID>_*``; one-line errors.
+
+    ``root`` is the directory :meth:`SourceSettings.resolve_path` resolves relative paths against.
+    """
     prefix = env_prefix(source_id)
     try:
         settings = settings_class(_env_prefix=prefix, **values)  # type: ignore[call-arg]
@@ -221,6 +241,7 @@ def build_source_settings(
         ) from None
     for secret in settings.secret_values():
         register_secret(secret)
+    settings._root = root
     return settings
 
 

@@ -125,3 +125,17 @@ def test_support_tickets_social_and_page_timings_feed_their_kpis(tmp_path):
         assert march("social_engagement_rate").values() == {dt.date(2024, 3, 1): 150 / 5000}
         assert march("social_followers").values() == {dt.date(2024, 3, 1): 1540}  # the month's last day
         assert march("avg_page_load_seconds").values() == {dt.date(2024, 3, 1): 1.2}  # 48 s / 40 loads
+
+
+def test_relative_paths_resolve_from_the_project_file_not_the_working_directory(tmp_path, monkeypatch):
+    project_dir, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project_dir / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    (project_dir / "data" / "costs.csv").write_text(
+        "period_start,period_end,category,amount,currency\n2024-01-01,2024-01-31,tools,99,EUR\n"
+    )
+    monkeypatch.chdir(elsewhere)  # cron runs from $HOME, not from the project
+    p = pipeline(project_dir, costs="data/costs.csv")
+    assert p.sync().ok, [r.error for r in p.sync().streams]
+    with p.open_destination(read_only=True) as s:
+        assert [r["amount"] for r in s.read_table("costs").to_pylist()] == [Decimal("99")]

@@ -48,7 +48,7 @@ BATCH_ROWS = 50_000
 
 
 class FilesSettings(SourceSettings):
-    """``[sources.files]``: a path per canonical table (relative to the working directory)."""
+    """``[sources.files]``: a path per canonical table (relative to the project file)."""
 
     base_url: str = Field(default="file://", description="unused: files are read from disk")
     survey_responses: str | None = None
@@ -69,7 +69,7 @@ class FileStream(Stream[FilesSettings]):
     """One file (CSV or Parquet) -> one canonical table, typed by the canonical schema."""
 
     def read(self, ctx: StreamContext[FilesSettings], state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
-        path = Path(str(getattr(ctx.settings, self.name))).expanduser()
+        path = ctx.settings.resolve_path(str(getattr(ctx.settings, self.name)))
         if not path.is_file():
             raise ConfigError(f"source {ctx.source_id!r}: {self.name} file {str(path)!r} does not exist")
         row = 0
@@ -118,7 +118,7 @@ class FileStream(Stream[FilesSettings]):
 
     def estimate(self, plan: PlanContext[FilesSettings]) -> Estimate:
         """No request: the whole file, its rows from a Parquet footer or the last read of a CSV."""
-        path = Path(str(getattr(plan.settings, self.name))).expanduser()
+        path = plan.settings.resolve_path(str(getattr(plan.settings, self.name)))
         if path.suffix.lower() == ".parquet" and path.is_file():
             rows = pq.ParquetFile(path).metadata.num_rows
             return Estimate("full", None, None, (), rows, False, f"{path.name}: {rows:,} rows (its footer)")
@@ -154,7 +154,7 @@ class FilesSource(Source[FilesSettings]):
         missing = [
             str(getattr(settings, t))
             for t in TABLES
-            if getattr(settings, t) and not Path(str(getattr(settings, t))).expanduser().is_file()
+            if getattr(settings, t) and not settings.resolve_path(str(getattr(settings, t))).is_file()
         ]
         if missing:
             return CheckResult(False, f"file {missing[0]!r} does not exist")
