@@ -54,7 +54,7 @@ def test_demo_with_all_six_sources(demo, monkeypatch):
     for kpi in (*kpis, "first_contact_resolution", "social_engagement_rate", "avg_page_load_seconds"):
         assert by[kpi]["period"] == "2026-Q2" and by[kpi]["actual"] is not None, kpi
     assert {by[k]["currency"] for k in ("cpc", "sales", "won_revenue")} == {"EUR"}
-    assert {r["status"] for r in rows} == {"on track", "at risk", "off track"}
+    assert {r["status"] for r in rows} == {"on track", "at risk", "off track", "not targeted"}
 
 
 def test_demo_data_through_cohorts_clv_breakdowns_and_sql(demo, monkeypatch):

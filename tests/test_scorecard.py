@@ -118,7 +118,11 @@ def test_scorecard_rows_values_and_formats(tmp_path):
     write_scorecard(rows, "csv", None, out)
     assert out.getvalue().splitlines()[0].startswith('"kpi","title","unit"')
     write_scorecard(rows, "parquet", tmp_path / "s.parquet", out)
-    assert pq.read_table(tmp_path / "s.parquet").num_rows == 2
+    assert pq.read_table(tmp_path / "s.parquet").num_rows == len(rows)
+    # The targeted rows first; then the KPIs with no target that have a value, "not targeted".
+    assert [r.kpi for r in rows[:2]] == ["win_rate", "won_revenue"]
+    rest = rows[2:]
+    assert rest and all(r.status == "not targeted" and r.actual is not None for r in rest)
 
 
 def test_scorecard_without_targets_scores_every_kpi_for_the_chosen_period():
@@ -174,7 +178,8 @@ def test_a_refused_kpi_is_a_row_and_the_others_are_still_scored():
     assert isinstance(card, Scorecard) and card.data_quality == []  # an engine without a destination: no state
     # One currency: the same scorecard is judged, nothing refused.
     card = build_scorecard(orders_engine(), kpis, targets=targets[:1], today=dt.date(2024, 6, 1))
-    (row,) = card
+    row, *rest = card
+    assert all(r.status == "not targeted" for r in rest)
     assert row.actual == 150.0 and row.status == "at risk" and card.refused == []
 
 

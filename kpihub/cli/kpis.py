@@ -19,7 +19,7 @@ from kpihub.errors import ConfigError, KpihubError
 from kpihub.kpis.catalog import catalog_markdown, catalog_rows
 from kpihub.kpis.compiler import DIALECTS, GrainError, compile_kpi, rfm_sql, transpile
 from kpihub.kpis.engine import ENGINES
-from kpihub.kpis.periods import GRAINS, Period
+from kpihub.kpis.periods import GRAINS, Period, periods_between
 from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import Scorecard, build_scorecard
 from kpihub.kpis.targets import load_targets
@@ -34,6 +34,7 @@ def compute_scorecard(
     *,
     targets_file: str | Path | None = None,
     period: Period | None = None,
+    periods: list[Period] | None = None,
     grain: str = "month",
     today: dt.date | None = None,
     only: list[str] | None = None,
@@ -49,6 +50,7 @@ def compute_scorecard(
             reg.kpis,
             targets=targets,
             period=period,
+            periods=periods,
             grain=grain,  # type: ignore[arg-type]
             today=today,
             only=only,
@@ -91,7 +93,12 @@ def render_data_quality(card: Scorecard, console: Console) -> None:
 
 @click.command("kpis")
 @click.option("--targets", "targets_file", type=click.Path(dir_okay=False), help="Targets file (TOML or CSV).")
-@click.option("--period", help="Period to score: 2026, 2026-Q2, 2026-06, 2026-W23 (default: last full --grain).")
+@click.option(
+    "--period", help="Period to score: 2026, 2026-Q2, 2026-06, 2026-W23 (default: the data's last complete --grain)."
+)
+@click.option("--from", "first", help="A series: every --grain period from this one (2024-01) ...")
+@click.option("--to", "last", help="... to this one (2024-12), both included.")
+@click.option("--all", "whole", is_flag=True, help="A series over the whole history of the data.")
 @click.option("--grain", type=click.Choice(GRAINS), default="month", show_default=True)
 @click.option("--kpi", "only", multiple=True, help="Only this KPI (repeatable).")
 @click.option(
@@ -120,6 +127,9 @@ def command(
     ctx: click.Context,
     targets_file: str | None,
     period: str | None,
+    first: str | None,
+    last: str | None,
+    whole: bool,
     grain: str,
     only: tuple[str, ...],
     fmt: str,
@@ -184,11 +194,13 @@ def command(
             )
             ctx.exit(EXIT_REFUSED)
         return
+    periods = _series_periods(proj, reg, first, last, whole, grain, period)
     rows = compute_scorecard(
         proj,
         reg,
         targets_file=targets_file,
         period=chosen,
+        periods=periods,
         grain=grain,
         today=today,
         only=list(only) or None,
@@ -199,6 +211,7 @@ def command(
         render_data_quality(rows, console)
     else:
         write_scorecard(rows, fmt, output, sys.stdout)
+    _warn_past_the_data(rows, ctx.obj["err"])
     if rows.refused:
         # The scorecard is out and complete but for these rows: say so, and exit non-zero for scripts.
         ids = ", ".join(r.kpi for r in rows.refused)
@@ -210,6 +223,48 @@ def command(
             soft_wrap=True,
         )
         ctx.exit(EXIT_REFUSED)
+
+
+def _series_periods(
+    proj: Project, reg: Registry, first: str | None, last: str | None, whole: bool, grain: str, period: str | None
+) -> list[Period] | None:
+    """The periods of ``--from``/``--to`` or ``--all`` (``None``: one period is scored)."""
+    if not (first or last or whole):
+        return None
+    if period:
+        raise ConfigError("give --period or a series (--from/--to, --all), not both")
+    if whole and (first or last):
+        raise ConfigError("give --all or --from/--to, not both")
+    try:
+        if whole:
+            with open_engine(proj, reg) as engine:
+                spans = engine.data_spans()
+            if not spans:
+                raise ConfigError("--all: there is no data yet (run kpihub sync)")
+            start = Period.containing(min(s[0] for s in spans.values()), grain)  # type: ignore[arg-type]
+            end = Period.containing(max(s[1] for s in spans.values()), grain)  # type: ignore[arg-type]
+            return periods_between(start, end, grain)  # type: ignore[arg-type]
+        if not (first and last):
+            raise ConfigError("a series needs both --from and --to (or --all)")
+        return periods_between(Period.parse(first), Period.parse(last), grain)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _warn_past_the_data(card: Scorecard, err: Console) -> None:
+    """One warning when rows have no value because the data ends before their period."""
+    past = [r for r in card if any(n.startswith(f"no data in {r.period}:") for n in r.notes)]
+    if not past or card.data_end is None:
+        return
+    periods = sorted({r.period for r in past})
+    shown = ", ".join(periods[:3]) + (f" and {len(periods) - 3} more" if len(periods) > 3 else "")
+    err.print(
+        f"Warning: {len(past)} row(s) have no data in {shown}: the data ends {card.data_end.isoformat()} "
+        "(see each row's notes; choose --period or --from/--to)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _list_catalog(reg: Registry, console: Console, fmt: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -197,6 +197,30 @@ class KPIEngine:
         today = dt.date.today()
         needed = leaves(kpi, grain="month", start=today, end=today + dt.timedelta(days=1), catalog=self.catalog)
         return list(dict.fromkeys(leaf.measure.table for leaf in needed))
+
+    def data_spans(self, tables: Iterable[str] | None = None) -> dict[str, tuple[dt.date, dt.date]]:
+        """The first and last day, in the reporting time zone, each canonical table has rows for (by
+        its time column); tables absent or empty are left out. One small aggregate query per table."""
+        from zoneinfo import ZoneInfo
+
+        from kpihub.model import CANONICAL_TABLES
+
+        present = self.tables()
+        zone = ZoneInfo(self.timezone)
+        spans: dict[str, tuple[dt.date, dt.date]] = {}
+        for name in sorted(set(tables) if tables is not None else set(CANONICAL_TABLES)):
+            column = CANONICAL_TABLES[name].time_column if name in CANONICAL_TABLES else None
+            if column is None or name not in present:
+                continue
+            row = self.backend.query(f'SELECT MIN("{column}") AS first, MAX("{column}") AS last FROM "{name}"')
+            first, last = (_local_day(row.column(i)[0].as_py(), zone) for i in (0, 1))
+            if first is not None and last is not None:
+                spans[name] = (first, last)
+        return spans
+
+    def data_ends(self, tables: Iterable[str] | None = None) -> dict[str, dt.date]:
+        """The last day each canonical table has rows for (see :meth:`data_spans`)."""
+        return {name: span[1] for name, span in self.data_spans(tables).items()}
 
     def missing_tables(self, kpi: KPI, present: set[str] | None = None) -> list[str]:
         """The tables ``kpi`` reads that are not in ``present`` (default: the tables there are now)."""
@@ -429,6 +453,14 @@ def _detached(exc: _E) -> _E:
         seen.__traceback__ = None
         seen = seen.__cause__ or seen.__context__
     return exc
+
+
+def _local_day(value: object, zone: Any) -> dt.date | None:
+    """A time column's value as a day in ``zone`` (a naive timestamp is UTC); ``None`` for none."""
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return aware.astimezone(zone).date()
+    return value if isinstance(value, dt.date) else None
 
 
 def _num(value: object) -> float | None:

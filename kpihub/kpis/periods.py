@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["GRAINS", "Grain", "Period", "period_starts"]
+__all__ = ["GRAINS", "MAX_PERIODS", "Grain", "Period", "period_starts", "periods_between"]
 
 Grain = Literal["day", "week", "month", "quarter", "year"]
 GRAINS: tuple[Grain, ...] = ("day", "week", "month", "quarter", "year")
@@ -127,3 +127,21 @@ def period_starts(start: dt.date, end: dt.date, grain: Grain) -> list[dt.date]:
         out.append(current)
         current = shift(current, grain, 1)
     return out
+
+
+#: The most periods one series call scores (ten years of days).
+MAX_PERIODS = 3_660
+
+
+def periods_between(first: Period, last: Period, grain: Grain) -> list[Period]:
+    """Every period of ``grain`` from the one ``first`` starts in to the one ``last`` ends in.
+
+    ``--from 2024-01 --to 2024-12 --grain month`` is twelve months; ``--from 2024-Q1 --to 2024-Q2
+    --grain week`` the ISO weeks those quarters touch. ``ValueError`` for an empty or huge range.
+    """
+    if last.end <= first.start:
+        raise ValueError(f"--to {last.label} ends before --from {first.label} starts")
+    starts = period_starts(first.start, last.end, grain)
+    if len(starts) > MAX_PERIODS:
+        raise ValueError(f"{len(starts):,} {grain}s from {first.label} to {last.label}: at most {MAX_PERIODS:,}")
+    return [Period(start, grain) for start in starts]

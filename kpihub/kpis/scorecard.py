@@ -56,6 +56,8 @@ __all__ = [
 REFUSED = "refused"
 #: The status of a row whose KPI is not defined at the period's grain (the note names the grain to ask for).
 NOT_APPLICABLE = "n/a"
+#: A KPI on a scorecard with targets that has none of its own.
+NOT_TARGETED = "not targeted"
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ class Scorecard(list[ScorecardRow]):
         super().__init__(rows)
         #: Every stream whose last sync was not ``ok``, whether or not a row reads what it feeds.
         self.data_quality: list[StreamQuality] = list(data_quality)
+        #: The last day any canonical table has data for (``None``: no data).
+        self.data_end: dt.date | None = None
 
     @property
     def refused(self) -> list[ScorecardRow]:
@@ -175,6 +179,7 @@ def build_scorecard(
     *,
     targets: Sequence[Target] = (),
     period: Period | None = None,
+    periods: Sequence[Period] | None = None,
     grain: Grain = "month",
     today: dt.date | None = None,
     only: Sequence[str] | None = None,
@@ -183,35 +188,98 @@ def build_scorecard(
 ) -> Scorecard:
     """One row per target (or per KPI when there are no targets), grouped by funnel stage.
 
-    A KPI refused for the data is a ``refused`` row (the others are still scored); an error that
-    is not a :class:`~kpihub.errors.KpihubError` is a bug and propagates. ``state`` is the sync
-    state (default: the engine's destination's), ``stream_tables`` maps ``<source_id>.<stream>``
-    to the canonical tables it feeds where its state entry does not say.
+    ``periods`` scores a series: every KPI in every period, each judged against the target set for
+    that period (or one with no period). Otherwise one period: ``period``, a target's own, or the
+    last complete period of the data (:func:`default_period`). With targets, the KPIs that have
+    none (all, or those in ``only``) follow as ``not targeted`` rows. A KPI refused for the data is
+    a ``refused`` row (the others are still scored); an error that is not a
+    :class:`~kpihub.errors.KpihubError` is a bug and propagates. ``state`` is the sync state
+    (default: the engine's destination's), ``stream_tables`` maps ``<source_id>.<stream>`` to the
+    canonical tables it feeds where its state entry does not say.
     """
     today = today or dt.date.today()
     engine = engine if engine.catalog else engine.with_catalog(kpis)
-    default_period = period or Period.containing(today, grain).previous()
-    jobs: list[tuple[KPI, Period, Target | None]] = []
-    if targets:
-        for t in targets:
-            if only and t.kpi not in only:
-                continue
-            jobs.append((kpis[t.kpi], period or t.period or default_period, t))
+    for kpi_id in only or ():
+        if kpi_id not in kpis:
+            raise KPIError(f"unknown KPI {kpi_id!r}")
+    ends = engine.data_ends()
+    fallback = period or default_period(ends, grain, today)
+    if periods is not None:
+        jobs = _series_jobs(kpis, targets, only, periods)
     else:
-        for kpi_id in only or sorted(kpis):
-            if kpi_id not in kpis:
-                raise KPIError(f"unknown KPI {kpi_id!r}")
-            jobs.append((kpis[kpi_id], default_period, None))
+        jobs = _period_jobs(kpis, targets, only, period, fallback)
     quality = stream_quality(engine.state() if state is None else state, stream_tables)
     present = engine.tables()  # once for the scorecard, not once per KPI
     answers = _series_of(engine, jobs, present)
     rows = []
     for kpi, p, t in jobs:
         row = _row(engine, kpi, p, t, today, present, answers)
+        if targets and t is None:
+            # Asked for by name, a KPI with no target is always shown; the rest of the catalogue
+            # only where it has a value, under "not targeted" (no wall of "no data" rows).
+            asked = bool(only) and kpi.id in (only or ())
+            if not asked and (row.status != "" or row.actual is None):
+                continue
+            if row.status == "":
+                row.status = NOT_TARGETED
         _mark(row, _input_tables(engine, kpi), quality)
+        _note_data_end(row, _input_tables(engine, kpi), ends, p)
         rows.append(row)
-    rows.sort(key=lambda r: (STAGE_ORDER.get(r.stage or "", 4), r.kpi, r.period))
-    return Scorecard(rows, quality)
+    rows.sort(key=lambda r: (r.status == NOT_TARGETED, STAGE_ORDER.get(r.stage or "", 4), r.kpi, r.period))
+    card = Scorecard(rows, quality)
+    card.data_end = max(ends.values()) if ends else None
+    return card
+
+
+def default_period(ends: Mapping[str, dt.date], grain: Grain, today: dt.date) -> Period:
+    """The last complete period of the data: the one before the period the day after the data's
+    last day falls in (``today``'s, when the data is current or there is none)."""
+    last = max(ends.values()) if ends else None
+    day = min(last + dt.timedelta(days=1), today) if last is not None else today
+    return Period.containing(day, grain).previous()
+
+
+def _period_jobs(
+    kpis: Mapping[str, KPI],
+    targets: Sequence[Target],
+    only: Sequence[str] | None,
+    period: Period | None,
+    fallback: Period,
+) -> list[tuple[KPI, Period, Target | None]]:
+    jobs: list[tuple[KPI, Period, Target | None]] = []
+    for t in targets:
+        if not only or t.kpi in only:
+            jobs.append((kpis[t.kpi], period or t.period or fallback, t))
+    targeted = {t.kpi for t in targets}
+    # The KPIs with no target are scored for the period the targets are (the latest of theirs).
+    theirs = max((t.period for t in targets if t.period is not None), default=None)
+    for kpi_id in only or (sorted(kpis) if not targets else sorted(set(kpis) - targeted)):
+        if kpi_id not in targeted:
+            jobs.append((kpis[kpi_id], period or theirs or fallback, None))
+    return jobs
+
+
+def _series_jobs(
+    kpis: Mapping[str, KPI], targets: Sequence[Target], only: Sequence[str] | None, periods: Sequence[Period]
+) -> list[tuple[KPI, Period, Target | None]]:
+    chosen = list(only) if only else sorted(kpis)
+    jobs: list[tuple[KPI, Period, Target | None]] = []
+    for kpi_id in chosen:
+        own = [t for t in targets if t.kpi == kpi_id]
+        for p in periods:
+            exact = [t for t in own if t.period == p] or [t for t in own if t.period is None]
+            jobs.append((kpis[kpi_id], p, exact[0] if exact else None))
+    return jobs
+
+
+def _note_data_end(row: ScorecardRow, tables: set[str], ends: Mapping[str, dt.date], period: Period) -> None:
+    """Say where the data ends when a row has no value because its tables stop before its period."""
+    if row.actual is not None or row.status in (REFUSED, NOT_APPLICABLE):
+        return
+    known = {t: ends[t] for t in tables if t in ends}
+    if known and max(known.values()) < period.start:
+        table, last = max(known.items(), key=lambda item: item[1])
+        row.notes.append(f"no data in {period.label}: {table} ends {last.isoformat()}")
 
 
 #: A job's series: (KPI object id, start, end) → the series or the error computing it raised.
