@@ -134,3 +134,17 @@ def test_bgnbd_input_checks():
     with pytest.raises(ValueError, match="0 ≤ recency ≤ T"):
         fit_bgnbd([1], [5.0], [3.0])
     assert BGNBD(0.243, 4.414, 0.793, 2.426, 0).p_alive([0], [0], [10])[0] == 1.0
+
+
+def test_the_fits_do_not_depend_on_the_order_of_the_customers():
+    # SQL returns the customers in any order: identical runs must give identical parameters, bit for bit.
+    rng = np.random.default_rng(3)
+    x = rng.poisson(2.0, 500).astype(float)
+    T = rng.uniform(20, 60, 500)
+    tx = np.where(x > 0, rng.uniform(0, 1, 500) * T, 0.0)
+    m = np.where(x > 0, rng.gamma(4.0, 12.0, 500), 0.0)
+    from kpihub.models.clv import fit_gamma_gamma
+
+    shuffled = rng.permutation(500)
+    assert fit_gamma_gamma(x, m) == fit_gamma_gamma(x[shuffled], m[shuffled])
+    assert fit_bgnbd(x, tx, T) == fit_bgnbd(x[shuffled], tx[shuffled], T[shuffled])

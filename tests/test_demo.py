@@ -66,6 +66,7 @@ def test_demo_data_through_cohorts_clv_breakdowns_and_sql(demo, monkeypatch):
     runs = {
         "cohorts": [*p, "cohorts", "--start", "2025-07", "--end", "2026-06", "--ages", "3", "--format", "json"],
         "clv": [*p, "clv", "--as-of", "2026-06-30", "--format", "csv", "-o", "clv.csv"],
+        "clv_json": [*p, "clv", "--format", "json", "-o", "clv.json"],
         "by": [*p, "kpis", "--by", "channel", "--kpi", "ctr", "--period", "2026-Q2", "--format", "json"],
         "sql": [*p, "kpis", "--show-sql", "--kpi", "clv", "--dialect", "postgres", "--period", "2026-Q2"],
     }
@@ -96,6 +97,14 @@ def test_demo_data_through_cohorts_clv_breakdowns_and_sql(demo, monkeypatch):
     assert customers[0].startswith('"customer","first_purchase","frequency","recency","T","monetary","p_alive"')
     buyers = con.execute(f"SELECT COUNT(DISTINCT customer_id) FROM orders WHERE {paid} AND ordered_at < '2026-07-01'")
     assert len(customers) - 1 == buyers.fetchone()[0]
+
+    # No --as-of: the fit is as of the last order's day, with both models' parameters in the JSON.
+    fitted = json.loads((tmp_path / "clv.json").read_text())
+    newest = con.execute("SELECT MAX(ordered_at) FROM orders").fetchone()[0].date()
+    assert fitted["as_of"] == newest.isoformat()
+    assert set(fitted["bgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood", "at_bound"}
+    assert set(fitted["gamma_gamma"]) == {"p", "q", "v", "log_likelihood", "at_bound"}
+    assert fitted["bgnbd"]["log_likelihood"] < 0 and len(fitted["customers"]) > 10
 
     by = {r["channel"]: r["value"] for r in json.loads(out["by"])}
     assert set(by) == {"google_ads", "meta_ads", "linkedin_ads"}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import asdict
+from pathlib import Path
 
 import click
 import pyarrow.compute as pc
@@ -10,12 +13,30 @@ import pyarrow.compute as pc
 from kpihub.cli._context import open_engine, project, registry
 from kpihub.cli.output import TABLE_FORMATS, write_table
 from kpihub.errors import ConfigError, KPIError
-from kpihub.models import fit_clv
+from kpihub.models import CLVFit, fit_clv
+
+
+def clv_document(fit: CLVFit) -> dict[str, object]:
+    """The fit as JSON: as-of day, both models' parameters and log-likelihoods (full precision), customers."""
+    return {
+        "as_of": fit.as_of.isoformat(),
+        "bgnbd": asdict(fit.bgnbd),
+        "gamma_gamma": asdict(fit.gamma_gamma),
+        "customers": fit.customers.to_pylist(),
+    }
+
+
+def write_json(document: object, output: str | None) -> None:
+    text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
 
 
 @click.command("clv")
 @click.option("--kpi", "kpi_id", default="clv", show_default=True, help="A model KPI (model = clv).")
-@click.option("--as-of", "as_of", help="Last day of the data to fit on (YYYY-MM-DD; default yesterday).")
+@click.option("--as-of", "as_of", help="Last day of the data to fit on (YYYY-MM-DD; default: the last order's day).")
 @click.option("--top", type=int, default=10, show_default=True, help="Customers to show in the terminal.")
 @click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write every customer to a file.")
@@ -27,13 +48,20 @@ def command(ctx: click.Context, kpi_id: str, as_of: str | None, top: int, fmt: s
     if kpi.kind != "model" or kpi.model != "clv":
         raise KPIError(f"KPI {kpi_id!r} is not a CLV model KPI")
     try:
-        day = dt.date.fromisoformat(as_of) if as_of else dt.date.today() - dt.timedelta(days=1)
+        day = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
         raise ConfigError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
     with open_engine(proj, reg) as engine:
+        if day is None:
+            # "As of today" on data that ended years ago fits nonsense: the data's own last day.
+            ends = engine.data_ends(engine.input_tables(kpi))
+            day = max(ends.values()) if ends else dt.date.today() - dt.timedelta(days=1)
         fit = fit_clv(engine, kpi, as_of=day)
     console = ctx.obj["console"]
     customers = fit.customers
+    if fmt == "json":
+        write_json(clv_document(fit), output)
+        return
     if fmt != "table":
         write_table(customers, fmt, output, console)
         return

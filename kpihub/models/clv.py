@@ -159,6 +159,10 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> GammaGamma:
     x, m = x[keep], m[keep]
     if len(x) == 0:
         raise ValueError("Gamma-Gamma needs customers with at least one repeat purchase")
+    # The same customers in another order (SQL rows come in any order) must fit the same parameters:
+    # a float sum depends on its order, and the optimizer's path on the sums.
+    order = np.lexsort((m, x))
+    x, m = x[order], m[order]
 
     def negative_ll(log_params: np.ndarray) -> float:
         p, q, v = np.exp(log_params)
