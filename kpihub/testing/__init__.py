@@ -4,6 +4,8 @@ Test a connector the way kpihub tests its own: a fake server on 127.0.0.1
 speaking the platform's real wire format, seeded data, programmable faults,
 data that changes between page requests (:meth:`FakeAPIServer.between_pages`),
 and :class:`kpihub.testing.conformance.SourceConformance` (a separate module: it needs pytest).
+A KPI pack is tested by :class:`kpihub.testing.conformance.KPIConformance` on a hand-checked
+fixture, a destination by :class:`kpihub.testing.conformance.DestinationConformance` (docs/conformance.md).
 
 The helpers below are what a plugin's own tests reach for beyond that: settings built the way
 a project builds them, a stream's pages normalized as a sync would, a registry of chosen
