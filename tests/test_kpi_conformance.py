@@ -205,7 +205,7 @@ class TestSurveyKPIs(KPIConformance):
     expected = {
         # Jan: promoters 10, 9 minus detractor 3, of 4 answers: (2 - 1) / 4 = 0.25; Feb: (1 - 1) / 2 = 0
         # (Q1: 1 / 6 = 0.1667, mean 0.125)
-        "nps": {"2024-01": 0.25, "2024-02": 0.0},
+        "nps": {"2024-01": 25.0, "2024-02": 0.0},
         # top two boxes (4-5 of 1-5): Jan 2 / 3; Feb 1 / 1 (Q1: 3 / 4 = 0.75, mean 0.8333)
         "csat": {"2024-01": 2 / 3, "2024-02": 1.0},
     }

@@ -451,7 +451,7 @@ def test_satisfaction_kpis_by_hand():
     con.register("_s", table)
     con.execute("CREATE TABLE survey_responses AS SELECT * FROM _s")
     e = KPIEngine(con)
-    assert monthly("nps", e) == [0.25, None, None]  # (2 promoters − 1 detractor) / 4 answers = NPS 25
+    assert monthly("nps", e) == [25.0, None, None]  # 100 × (2 promoters − 1 detractor) / 4 answers = NPS +25
     assert monthly("csat", e) == [0.5, None, None]  # 5 is top-two-box on 1–5, 3 is not
     # NKI: (8 − 1)/9 × 100 = 77.78 and 100 → mean 88.89
     assert monthly("nki", e) == [88.8889, None, None]

@@ -134,6 +134,7 @@ def test_scorecard_without_targets_scores_every_kpi_for_the_chosen_period():
 
 def test_format_value():
     assert format_value(0.2345, "percent") == "23.4 %"
+    assert format_value(23.6, "score") == "+23.6" and format_value(-4.0, "score") == "-4.0"  # NPS, never "%"
     assert format_value(12345.5, "currency", "EUR") == "12,345.50 EUR"
     assert format_value(31.25, "days") == "31.2 d"
     assert format_value(1204.0, "count") == "1,204"

@@ -17,16 +17,16 @@ SURVEY_KPIS = (
     KPI(
         id="nps",
         title="Net Promoter Score (NPS)",
-        description="Share of promoters (9–10) minus share of detractors (0–6) among NPS answers; "
-        "shown in percent points (25 % = NPS 25).",
-        unit="percent",
+        description="Share of promoters (9–10) minus share of detractors (0–6) among NPS answers, "
+        "as a score from −100 to +100 (not a percentage).",
+        unit="score",
         direction="higher",
         kind="ratio",
         numerator=Measure(
             S,
             "sum",
             "responded_at",
-            expr="CASE WHEN score >= 9 THEN 1 WHEN score <= 6 THEN -1 ELSE 0 END",
+            expr="CASE WHEN score >= 9 THEN 100 WHEN score <= 6 THEN -100 ELSE 0 END",
             filter="item = 'nps'",
         ),
         denominator=Measure(S, "count", "responded_at", filter="item = 'nps'"),

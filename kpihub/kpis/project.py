@@ -71,7 +71,7 @@ class _KPIModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str
     description: str = ""
-    unit: Literal["count", "ratio", "percent", "currency", "days", "hours", "months", "seconds"]
+    unit: Literal["count", "ratio", "percent", "score", "currency", "days", "hours", "months", "seconds"]
     direction: Literal["higher", "lower"]
     kind: Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"]
     stage: Literal["Reach", "Engage", "Act", "Nurture"] | None = None

@@ -45,7 +45,7 @@ __all__ = [
 Aggregation = Literal["count", "sum", "count_distinct", "count_before"]
 Additivity = Literal["additive", "distinct", "snapshot"]
 OverTime = Literal["sum", "first", "last", "average"]
-Unit = Literal["count", "ratio", "percent", "currency", "days", "hours", "months", "seconds"]
+Unit = Literal["count", "ratio", "percent", "score", "currency", "days", "hours", "months", "seconds"]
 Direction = Literal["higher", "lower"]
 Kind = Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"]
 Stage = Literal["Reach", "Engage", "Act", "Nurture"]
@@ -131,7 +131,8 @@ class KPI:
     """A KPI: what it is, which way is good, and how it is computed.
 
     :param id: unique id (``win_rate``); the name used in targets and the CLI.
-    :param unit: ``count``, ``ratio``, ``percent`` (a ratio shown ×100), ``currency``, ``days``.
+    :param unit: ``count``, ``ratio``, ``percent`` (a ratio shown ×100), ``score`` (a value on its own
+        scale, shown as it is: NPS from −100 to +100), ``currency``, ``days``, ``hours``, ``months``, ``seconds``.
     :param direction: ``higher`` or ``lower`` is better.
     :param kind: see the module docstring; ``simple`` and ``cumulative`` use ``measure`` (or, for
         a cumulative ratio, ``numerator``/``denominator``), ``ratio`` uses ``numerator`` /

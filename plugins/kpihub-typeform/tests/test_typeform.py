@@ -63,8 +63,8 @@ def test_nps_csat_and_nki_are_the_forms_answers_computed_by_hand(tmp_path: Path)
     assert {r["submitted_at"][:7] for r in server.responses.values()} == {"2026-02"}
     nps = _answers(server, "nps_q")
     promoters, detractors = sum(s >= 9 for s in nps), sum(s <= 6 for s in nps)
-    # A ratio (unit percent): 0.25 is NPS 25.
-    assert _month(p, "nps") == pytest.approx((promoters - detractors) / len(nps))
+    # A score from −100 to +100.
+    assert _month(p, "nps") == pytest.approx(100 * (promoters - detractors) / len(nps))
     csat = _answers(server, "csat_q")  # satisfied: the top two of the five stars
     assert _month(p, "csat") == pytest.approx(sum(s >= 4 for s in csat) / len(csat))
     nki = _answers(server, "nki_q")  # 1..10 scaled to 0..100, averaged
