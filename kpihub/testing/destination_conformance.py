@@ -19,18 +19,20 @@ the canonical model uses read back equal and of the same Arrow type; state entri
 with the data, survive a reopen and are read by a read-only session; a commit that fails changes
 neither tables nor state; a new nullable column is added (old rows read null), a widened type
 (int32 → int64 → decimal) keeps the old values, an incompatible one fails naming table, column and
-types; the tables are queryable by name in DuckDB after :meth:`~kpihub.DestinationSession.attach`
+types; a staged full refresh (``staged_from``) swaps its hidden staging table in with the state
+and drops it; the tables are queryable by name in DuckDB after :meth:`~kpihub.DestinationSession.attach`
 (the KPI engine reads them so); a second writer is refused while one is open
 (``exclusive_writer = False`` to opt out, for stores that cannot lock).
 
 The crash test (:meth:`DestinationConformance.test_a_commit_killed_at_any_step_leaves_the_old_or_the_new`)
-runs one commit (a merge, a replace and a new table, with state) in a child process and SIGKILLs it
-at each step it passes, as :mod:`kpihub.testing.crash` does for syncs: the destination's own
-failpoints (``kpihub.failpoints``) and, for a destination that marks none, every file-system
-step (``os.replace``, ``os.fsync``, ``open`` for writing, ...). After every kill, the next session
-sees the tables and state as they were before the commit, or as an uninterrupted commit leaves
-them — never a mix — and can commit again. The destination object is pickled into the child, so its
-class must be importable (defined in the plugin's package, not in the test file).
+runs one commit (a merge, a replace, a new table and a staged full refresh swapped in, with state)
+in a child process and SIGKILLs it at each step it passes, as :mod:`kpihub.testing.crash` does for
+syncs: the destination's own failpoints (``kpihub.failpoints``) and, for a destination that marks
+none, every file-system step (``os.replace``, ``os.fsync``, ``open`` for writing, ...). After every
+kill, the next session sees the tables and state as they were before the commit, or as an
+uninterrupted commit leaves them — never a mix — and can commit again. The destination object is
+pickled into the child, so its class must be importable (defined in the plugin's package, not in
+the test file).
 
 A destination whose URI needs a server overrides :meth:`DestinationConformance.uri` to make a
 database or schema of its own per call (or skip when the server is not configured) and
@@ -51,7 +53,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pytest
 
-from kpihub.destinations.base import Destination, DestinationSession, TableWrite
+from kpihub.destinations.base import Destination, DestinationSession, TableWrite, staging_name
 from kpihub.errors import DestinationError
 from kpihub.testing.crash import ForkLauncher, KillPoint, run_sync, trace_run
 
@@ -167,6 +169,23 @@ class DestinationConformance:
             s.commit([TableWrite("m", rows_table(("a", "1", 1), ("b", "1", 1), ("a", "1", 2)), "merge", PK)], {})
             assert _rows(s, "m") == [("a", "1", 2), ("b", "1", 1)]
             assert s.tables() == ["m"]
+
+    def test_a_staged_replace_swaps_the_stage_in_with_the_state(self, new_uri: Callable[[], str]) -> None:
+        """A full refresh writes its chunks to a hidden staging table; one commit swaps stage and last chunk
+        in with the state and drops the stage, so the next run stages from nothing."""
+        stage = staging_name("t", "src.t")
+        with self.open(new_uri()) as s:
+            s.commit([TableWrite("t", rows_table(("a", "1", 1)), "append")], {"src.t": {"cursor": "old"}})
+            s.commit([TableWrite(stage, rows_table(("a", "5", 5), ("a", "6", 6)), "replace", PK)], {})
+            s.commit([TableWrite(stage, rows_table(("a", "6", 7)), "merge", PK)], {})
+            assert s.tables() == ["t"] and _rows(s, "t") == [("a", "1", 1)]  # the stage is hidden, t unchanged
+            swap = TableWrite("t", rows_table(("a", "7", 7)), "replace", PK, staged_from=stage)
+            s.commit([swap], {"src.t": {"cursor": "new"}})
+            assert _rows(s, "t") == [("a", "5", 5), ("a", "6", 7), ("a", "7", 7)]
+            assert s.get_state("src.t") == {"cursor": "new"} and s.tables() == ["t"]
+            s.commit([TableWrite(stage, rows_table(("a", "9", 9)), "append", PK)], {})
+            s.commit([TableWrite("t", rows_table(), "replace", PK, staged_from=stage)], {})
+            assert _rows(s, "t") == [("a", "9", 9)]  # the stage of the swap before is gone
 
     def test_every_type_reads_back_equal(self, new_uri: Callable[[], str]) -> None:
         """Strings (quotes, newlines, non-ASCII), integers, floats, booleans, decimals, UTC timestamps
@@ -296,7 +315,7 @@ class DestinationConformance:
     def test_a_commit_killed_at_any_step_leaves_the_old_or_the_new(
         self, new_uri: Callable[[], str], tmp_path: Path
     ) -> None:
-        """SIGKILL one commit (merge + replace + a new table + state) at each step: the next session sees
+        """SIGKILL one commit (merge, replace, a new table, a staged swap, state) at each step: the next sees
         the tables and state from before it or those of the whole commit, never a mix, and writes on."""
         launcher = ForkLauncher("kpihub.testing._commit_child", preload=("kpihub.destinations",))
         writes, state = self._crash_commit()
@@ -323,6 +342,7 @@ class DestinationConformance:
             TableWrite("t", rows_table(("a", "2", 20), ("a", "4", 40)), "merge", PK),
             TableWrite("u", rows_table(("b", "9", 90)), "replace"),
             TableWrite("w", rows_table(("c", "1", 1)), "append"),
+            TableWrite("v", rows_table(("d", "3", 3)), "replace", PK, staged_from=staging_name("v", "src.v")),
         ]
         return writes, {"src.t": {"cursor": 2}, "src.w": {"cursor": "w1"}}
 
@@ -332,9 +352,12 @@ class DestinationConformance:
                 [
                     TableWrite("t", rows_table(("a", "1", 1), ("a", "2", 2)), "append"),
                     TableWrite("u", rows_table(("b", "1", 1)), "append"),
+                    TableWrite("v", rows_table(("d", "1", 1)), "append"),
                 ],
                 {"src.t": {"cursor": 1}},
             )
+            stage = rows_table(("d", "2", 2))  # a full refresh of v, staged: the killed commit swaps it in
+            s.commit([TableWrite(staging_name("v", "src.v"), stage, "replace", PK)], {})
         return uri
 
     def _job(self, where: Path, uri: str, writes: Sequence[TableWrite], state: Mapping[str, Any]) -> str:
