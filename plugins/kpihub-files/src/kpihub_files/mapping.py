@@ -64,7 +64,7 @@ class FileMapping(BaseModel):
             try:
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError):
-                raise PydanticCustomError("zone", "unknown time zone {zone!r}", {"zone": value}) from None
+                raise PydanticCustomError("zone", "unknown time zone {zone}", {"zone": repr(value)}) from None
         return value
 
     def source_of(self, column: str) -> str | None:
@@ -85,11 +85,11 @@ def check_columns(table: str, mapping: FileMapping) -> FileMapping:
             if name not in columns:
                 raise PydanticCustomError(
                     "column",
-                    "{key}: {name!r} is not a column of {table} (its columns: {columns})",
-                    {"key": key, "name": name, "table": table, "columns": ", ".join(columns)},
+                    "{key}: {name} is not a column of {table} (its columns: {columns})",
+                    {"key": key, "name": repr(name), "table": table, "columns": ", ".join(columns)},
                 )
     targets = list(mapping.rename.values())
     twice = sorted({c for c in targets if targets.count(c) > 1} | (set(targets) & set(mapping.constants)))
     if twice:
-        raise PydanticCustomError("column", "{name!r} is set twice (by rename or constants)", {"name": twice[0]})
+        raise PydanticCustomError("column", "{name} is set twice (by rename or constants)", {"name": repr(twice[0])})
     return mapping

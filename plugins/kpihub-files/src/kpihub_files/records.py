@@ -75,7 +75,7 @@ class FileRecords:
             values = batch.column(name)
             present = pc.is_valid(values)
             if pa.types.is_string(values.type):
-                present = pc.and_(present, pc.not_equal(pc.utf8_trim_whitespace(values), ""))
+                present = pc.and_(present, pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(values), ""), False))
             mask = present if mask is None else pc.and_(mask, present)
         assert mask is not None
         return None if pc.all(mask).as_py() else pc.indices_nonzero(mask)

@@ -3,8 +3,9 @@
 * every ``currency`` is upper case (ISO 4217);
 * daily tables: ``time_zone`` is the mapping's ``timezone`` when the file has no such column;
 * ``ad_performance_daily``: a campaign-level export has no ad group or ad, which the key holds as ``""``;
-* ``orders``: ``kind`` is ``charge`` unless given; ``net_amount`` is ``gross_amount − refunded_amount``
-  (no refund: 0) unless given;
+* ``orders``: ``kind`` is ``charge`` and ``status`` ``succeeded`` unless given; ``net_amount`` is
+  ``gross_amount − refunded_amount`` (no refund: 0) for a succeeded charge and 0 for any other
+  status (pending, voided: as the Stripe source does), unless given;
 * ``crm_contacts``: ``lifecycle_stage`` is read case- and space-insensitively (HubSpot's labels
   "Marketing Qualified Lead", its ids ``marketingqualifiedlead`` and ``mql`` are all ``mql``); any
   other stage is an error naming its row. ``became_<stage>_at`` means "reached at least this stage":
@@ -56,11 +57,17 @@ def derive(table: str, columns: dict[str, pa.Array], given: set[str], mapping: F
 
 
 def _orders(columns: dict[str, pa.Array], given: set[str], rows: int) -> None:
-    if "kind" not in given:
-        columns["kind"] = pa.repeat(pa.scalar("charge"), rows)
+    for column, default in (("kind", "charge"), ("status", "succeeded")):
+        if column not in given:
+            columns[column] = pa.repeat(pa.scalar(default), rows)
     if "net_amount" not in given and "gross_amount" in given:
-        refunded = pc.fill_null(columns["refunded_amount"], pa.scalar(0, MONEY))
-        columns["net_amount"] = pc.subtract(columns["gross_amount"], refunded).cast(MONEY)
+        # One digit less each side, so the difference still fits 38 digits (money never needs 28 before the point).
+        narrow = pa.decimal128(MONEY.precision - 1, MONEY.scale)
+        refunded = pc.fill_null(columns["refunded_amount"], pa.scalar(0, MONEY)).cast(narrow)
+        net = pc.subtract(columns["gross_amount"].cast(narrow), refunded).cast(MONEY)
+        # Like the Stripe source: a charge that did not succeed (pending, voided) brings in nothing.
+        succeeded = pc.fill_null(pc.equal(columns["status"], "succeeded"), False)
+        columns["net_amount"] = pc.if_else(succeeded, net, pa.scalar(0, MONEY))
 
 
 def _contacts(columns: dict[str, pa.Array], given: set[str]) -> None:
