@@ -87,15 +87,6 @@ def test_a_staged_replace_swaps_the_stage_and_data_in_with_the_state(open_dest):
             con.execute(f'SELECT count(*) FROM "{stage}"')
 
 
-def test_a_staged_replace_with_no_new_rows_in_the_last_chunk(open_dest):
-    stage = staging_name("t", "src.t")
-    with open_dest() as s:
-        s.commit([TableWrite("t", table([r("a", "1", 1)]), "append")], {})
-        s.commit([TableWrite(stage, table([r("a", "5", 5)]), "replace")], {})
-        s.commit([TableWrite("t", table([]), "replace", PK, staged_from=stage)], {"k": {"done": True}})
-        assert rows(s, "t") == [("a", "5", 5)] and s.get_state("k") == {"done": True}
-
-
 def test_a_scoped_staged_replace_keeps_other_sources_rows(open_dest):
     mine, theirs = staging_name("t", "a.t"), staging_name("t", "b.t")
     with open_dest() as s:

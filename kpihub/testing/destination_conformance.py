@@ -184,8 +184,9 @@ class DestinationConformance:
             assert _rows(s, "t") == [("a", "5", 5), ("a", "6", 7), ("a", "7", 7)]
             assert s.get_state("src.t") == {"cursor": "new"} and s.tables() == ["t"]
             s.commit([TableWrite(stage, rows_table(("a", "9", 9)), "append", PK)], {})
-            s.commit([TableWrite("t", rows_table(), "replace", PK, staged_from=stage)], {})
-            assert _rows(s, "t") == [("a", "9", 9)]  # the stage of the swap before is gone
+            s.commit([TableWrite("t", rows_table(), "replace", PK, staged_from=stage)], {"src.t": {"cursor": "2"}})
+            assert _rows(s, "t") == [("a", "9", 9)]  # the stage of the swap before is gone; no rows in the last chunk
+            assert s.get_state("src.t") == {"cursor": "2"}
 
     def test_every_type_reads_back_equal(self, new_uri: Callable[[], str]) -> None:
         """Strings (quotes, newlines, non-ASCII), integers, floats, booleans, decimals, UTC timestamps
