@@ -240,3 +240,23 @@ def test_a_healthy_project_is_all_ok_and_exits_0(site, tmp_path, toy_server):
         f"ok    destination: duckdb:///{tmp_path}/data.duckdb opens read-only",
     ]
     assert code == 0
+
+
+def test_hubspot_token_scopes(site, tmp_path):
+    from kpihub_hubspot.fake import FakeHubSpot
+
+    site.installed.add("kpihub-hubspot")
+    with FakeHubSpot(contacts=5) as server:
+        project(tmp_path, f'[sources.hubspot]\nbase_url = "{server.url}"\ntoken = "{server.token}"\n')
+        code, lines = doctor()
+        assert lines[2] == "ok    source 'hubspot': the token holds the scopes of every stream (portal 1234567)"
+        assert code == 0
+        server.scopes.remove("crm.objects.deals.read")
+        result = CliRunner().invoke(cli, ["doctor"])
+        assert server.token not in result.output
+        assert result.output.splitlines()[2] == (
+            "error source 'hubspot': the private app's token lacks crm.objects.deals.read (for deals, deal_pipelines): "
+            "add the scope to the app in HubSpot"
+        )
+        assert result.exit_code == 1
+        assert doctor("--offline") == (0, lines[:2] + lines[3:])  # no request offline: no scope finding

@@ -35,6 +35,8 @@ kpihub's shared API notes:
 * ``GET /crm/v3/pipelines/deals``: ``{results: [{id, label, displayOrder, archived,
   createdAt, updatedAt, stages: [{id, label, displayOrder, metadata: {isClosed:
   "false", probability: "0.2"}, …}]}]}`` (metadata values are strings).
+* ``POST /oauth/v2/private-apps/get/access-token-info`` with ``{tokenKey}``: ``{userId, hubId,
+  appId, scopes}`` (the private-apps overview page); ``scopes`` is :attr:`FakeHubSpot.scopes`.
 * ``GET /account-info/v3/details``: ``{portalId, timeZone, companyCurrency,
   additionalCurrencies, utcOffset, utcOffsetMilliseconds, uiDomain,
   dataHostingLocation, accountType}``.
@@ -563,6 +565,8 @@ class FakeHubSpot(FakeAPIServer):
         self.token = token
         self.time_zone = time_zone
         self.data = data or HubSpotData(seed=seed, contacts=contacts)
+        #: What the private app was granted, as ``access-token-info`` reports it.
+        self.scopes: list[str] = ["crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read"]
 
     # -- live data ---------------------------------------------------------------------
 
@@ -672,6 +676,14 @@ class FakeHubSpot(FakeAPIServer):
         return self.data.stores.get(name)
 
     # -- endpoints ---------------------------------------------------------------------
+
+    @route("POST", r"/oauth/v2/private-apps/get/access-token-info")
+    def access_token_info(self, request: FakeRequest) -> FakeResponse:
+        """A private-app token's portal, app and scopes (developers.hubspot.com/docs/apps/legacy-apps/
+        private-apps/overview: ``POST`` with ``{"tokenKey": …}`` in the body)."""
+        if (request.json() or {}).get("tokenKey") != self.token:
+            return self.json(self.error_body(401, "The access token provided is invalid"), 401)
+        return self.json({"userId": 4242, "hubId": 1234567, "appId": 987654, "scopes": list(self.scopes)})
 
     @route("GET", r"/account-info/v3/details")
     def account_details(self, request: FakeRequest) -> FakeResponse:

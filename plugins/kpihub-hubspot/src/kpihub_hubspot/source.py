@@ -30,6 +30,7 @@ from pydantic import Field, SecretStr
 from kpihub import (
     CheckResult,
     DemoSpec,
+    Diagnosis,
     Estimate,
     HTTPError,
     PlanContext,
@@ -390,6 +391,14 @@ class HubSpotSource(Source[HubSpotSettings]):
 
     def auth(self, settings: HubSpotSettings) -> httpx.Auth:
         return BearerAuth(settings.token)
+
+    def diagnose(self, settings: HubSpotSettings, http: Requester | None) -> list[Diagnosis]:
+        """Whether the private-app token holds each stream's read scope (asked of HubSpot; none offline)."""
+        from kpihub_hubspot.scopes import diagnose
+
+        streams = [s.name for s in self.streams(settings)]
+        finding = diagnose(settings.token.get_secret_value(), streams, http)
+        return [] if finding is None else [finding]
 
     # -- rate budget (developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines) -----
 
