@@ -6,6 +6,7 @@ seen through a .pth file); the plugin is a tiny distribution written here.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -111,3 +112,26 @@ def test_editable_install_and_pips_exit_code(venv, tmp_path):  # noqa: F811
     assert bad_option.returncode == 2 and "no such option: --no-such-pip-option" in bad_option.stderr
     usage = kpihub(env, "plugins", "install")
     assert usage.returncode == 2 and "name a distribution to install" in usage.stderr
+
+
+def test_plugins_lists_a_sources_streams_and_settings_in_process(monkeypatch):
+    # The same listing without a venv: types as a user reads them (rich must not eat "[str]").
+    from click.testing import CliRunner
+
+    from kpihub.cli import cli
+    from kpihub.describe import type_name
+    from kpihub.plugins import Registry, reset_registry
+    from tests.plugins import toy
+
+    reg = Registry(load_entrypoints=False)
+    reg.register_plugin(toy, "toy")
+    reset_registry(reg)
+    result = CliRunner().invoke(cli, ["plugins", "--format", "json"])
+    (details,) = {p["name"]: p for p in json.loads(result.output)}["toy"]["source_details"]
+    settings = {s["name"]: s for s in details["settings"]}
+    assert settings["token"]["secret"] and settings["token"]["env"] == "KPIHUB_TOY_TOKEN"
+    assert (settings["fail_after_pages"]["type"], settings["page_size"]["default"]) == ("int | None", 50)
+    assert [s["name"] for s in details["streams"]] == [s.name for s in toy.ToySource().streams(None)]
+    table = CliRunner().invoke(cli, ["plugins"]).output
+    assert "KPIHUB_TOY_FAIL_AFTER_PAGES" in table and "int | None" in table
+    assert type_name(list[str]) == "list[str]"
