@@ -64,6 +64,12 @@ def test_european_ad_export_with_decimal_comma_dates_and_constants(tmp_path):
     assert {(r["time_zone"], r["ad_group_id"], r["ad_id"], r["platform"]) for r in got} == {
         ("Europe/Stockholm", "", "", "linkedin_ads")
     }
+    with (tmp_path / "ads.csv").open("a") as fh:
+        fh.write("03.03.2024;c1;Vår;10;1;12,3,4\n")
+    assert pipeline(tmp_path, ad_performance_daily=ads).sync().streams[0].error == (
+        f"{tmp_path / 'ads.csv'}: row 4, column 'Kostnad' (spend): cannot read '12,3,4' as decimal128(38, 9) "
+        "with a decimal comma"
+    )
 
 
 def test_naive_times_in_the_export_zone_and_us_formats(tmp_path):

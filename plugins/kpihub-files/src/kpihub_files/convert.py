@@ -58,7 +58,8 @@ def describe(field: pa.Field, mapping: FileMapping) -> str:
     what = f"{'date' if pa.types.is_date(field.type) else 'time'} in format {fmt!r}" if fmt else str(field.type)
     if pa.types.is_timestamp(field.type) and mapping.timezone:
         what += f" ({mapping.timezone} unless it has an offset)"
-    if mapping.decimal_comma and not fmt and str(field.type) != "string":
+    numeric = pa.types.is_decimal(field.type) or pa.types.is_floating(field.type) or pa.types.is_integer(field.type)
+    if mapping.decimal_comma and numeric:
         what += " with a decimal comma"
     return what
 
