@@ -137,14 +137,18 @@ def test_web_traffic_and_deals_from_parquet_and_csv(tmp_path):
     ]
 
 
-def test_bad_value_after_a_quoted_line_break_names_its_line(tmp_path):
+@pytest.mark.parametrize("block", [8 << 20, 24])  # one batch; a batch per record or two
+def test_bad_value_after_a_quoted_line_break_names_its_line(tmp_path, monkeypatch, block):
+    import kpihub_files.reader
+
+    monkeypatch.setattr(kpihub_files.reader, "CSV_BLOCK_BYTES", block)
     (tmp_path / "o.csv").write_text(
-        'Name,Note,Total\n#1,"two\nlines",10.00\n#2,,abc\n'  # #2 starts on line 4
+        'Name,Note,Total\n#1,"two\nlines",10.00\n#0,"a\nb\nc",1\n#2,,abc\n'  # #2 starts on line 7
     )
     orders = {"path": "o.csv", "rename": {"Name": "order_id", "Note": "status", "Total": "gross_amount"}}
     error = pipeline(tmp_path, orders=orders).sync().streams[0].error
     assert (
-        error == f"{tmp_path / 'o.csv'}: row 4, column 'Total' (gross_amount): cannot read 'abc' as decimal128(38, 9)"
+        error == f"{tmp_path / 'o.csv'}: row 7, column 'Total' (gross_amount): cannot read 'abc' as decimal128(38, 9)"
     )
 
 
@@ -164,7 +168,11 @@ def test_bad_date_and_short_row_and_unknown_stage_name_the_row(tmp_path):
     assert error.startswith(f"{tmp_path / 's.csv'}: row 3, column 'stage' (lifecycle_stage): unknown lifecycle stage")
 
 
-def test_a_failing_file_keeps_the_previous_table(tmp_path):
+def test_a_failing_file_keeps_the_previous_table(tmp_path, monkeypatch):
+    import kpihub_files.reader
+
+    # Batches of a few rows and chunks of two: the bad row comes after chunks were already written.
+    monkeypatch.setattr(kpihub_files.reader, "CSV_BLOCK_BYTES", 40)
     good = "".join(f"o{i},{i}.00\n" for i in range(6))
     (tmp_path / "o.csv").write_text("order_id,gross_amount\n" + good)
     p = synced(pipeline(tmp_path, chunk_rows=2, orders="o.csv"))
