@@ -192,3 +192,12 @@ def test_mapping_mistakes_are_one_line_config_errors(tmp_path):
     (tmp_path / "o.csv").write_text("Name,Total\n#1,5\n")
     result = pipeline(tmp_path, orders={"path": "o.csv", "rename": {"Nme": "order_id"}}).sync()
     assert result.streams[0].error == f"{tmp_path / 'o.csv'}: column 'Nme' is missing (renamed to order_id)"
+
+
+def test_an_old_excel_export_in_cp1252_with_tabs(tmp_path):
+    (tmp_path / "t.csv").write_bytes("ticket\tkanal\n1\tTelefon Växel\n".encode("cp1252"))
+    tickets = {"path": "t.csv", "delimiter": "\t", "encoding": "cp1252"}
+    tickets["rename"] = {"ticket": "ticket_id", "kanal": "channel"}
+    assert [r["channel"] for r in rows(synced(pipeline(tmp_path, support_tickets=tickets)), "support_tickets")] == [
+        "Telefon Växel"
+    ]
