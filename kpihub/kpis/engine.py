@@ -207,13 +207,22 @@ class KPIEngine:
 
         present = self.tables()
         zone = ZoneInfo(self.timezone)
+        timed = [
+            (name, CANONICAL_TABLES[name].time_column)
+            for name in sorted(set(tables) if tables is not None else set(CANONICAL_TABLES))
+            if name in present and name in CANONICAL_TABLES and CANONICAL_TABLES[name].time_column
+        ]
+        if not timed:
+            return {}
+        # One query for every table (a scorecard pays one round trip, not one per table).
+        columns = ", ".join(
+            f'(SELECT MIN("{col}") FROM "{name}") AS f{i}, (SELECT MAX("{col}") FROM "{name}") AS l{i}'
+            for i, (name, col) in enumerate(timed)
+        )
+        row = self.backend.query(f"SELECT {columns}")
         spans: dict[str, tuple[dt.date, dt.date]] = {}
-        for name in sorted(set(tables) if tables is not None else set(CANONICAL_TABLES)):
-            column = CANONICAL_TABLES[name].time_column if name in CANONICAL_TABLES else None
-            if column is None or name not in present:
-                continue
-            row = self.backend.query(f'SELECT MIN("{column}") AS first, MAX("{column}") AS last FROM "{name}"')
-            first, last = (_local_day(row.column(i)[0].as_py(), zone) for i in (0, 1))
+        for i, (name, _col) in enumerate(timed):
+            first, last = (_local_day(row.column(f"{k}{i}")[0].as_py(), zone) for k in ("f", "l"))
             if first is not None and last is not None:
                 spans[name] = (first, last)
         return spans

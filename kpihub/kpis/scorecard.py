@@ -25,7 +25,7 @@ sync state), and each row whose input tables such a stream feeds is marked.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -202,8 +202,11 @@ def build_scorecard(
     for kpi_id in only or ():
         if kpi_id not in kpis:
             raise KPIError(f"unknown KPI {kpi_id!r}")
-    ends = engine.data_ends()
-    fallback = period or default_period(ends, grain, today)
+    ends = _DataEnds(engine)  # asked of the destination only where a row or the default period needs it
+
+    def fallback() -> Period:
+        return period or default_period(ends.get(), grain, today)
+
     if periods is not None:
         jobs = _series_jobs(kpis, targets, only, periods)
     else:
@@ -227,8 +230,25 @@ def build_scorecard(
         rows.append(row)
     rows.sort(key=lambda r: (r.status == NOT_TARGETED, STAGE_ORDER.get(r.stage or "", 4), r.kpi, r.period))
     card = Scorecard(rows, quality)
-    card.data_end = max(ends.values()) if ends else None
+    known = ends.known()
+    card.data_end = max(known.values()) if known else None
     return card
+
+
+class _DataEnds:
+    """The data's last day per table, queried once and only when asked for."""
+
+    def __init__(self, engine: KPIEngine) -> None:
+        self.engine = engine
+        self._ends: dict[str, dt.date] | None = None
+
+    def get(self) -> dict[str, dt.date]:
+        if self._ends is None:
+            self._ends = self.engine.data_ends()
+        return self._ends
+
+    def known(self) -> dict[str, dt.date]:
+        return self._ends or {}
 
 
 def default_period(ends: Mapping[str, dt.date], grain: Grain, today: dt.date) -> Period:
@@ -244,18 +264,18 @@ def _period_jobs(
     targets: Sequence[Target],
     only: Sequence[str] | None,
     period: Period | None,
-    fallback: Period,
+    fallback: Callable[[], Period],
 ) -> list[tuple[KPI, Period, Target | None]]:
     jobs: list[tuple[KPI, Period, Target | None]] = []
     for t in targets:
         if not only or t.kpi in only:
-            jobs.append((kpis[t.kpi], period or t.period or fallback, t))
+            jobs.append((kpis[t.kpi], period or t.period or fallback(), t))
     targeted = {t.kpi for t in targets}
     # The KPIs with no target are scored for the period the targets are (the latest of theirs).
     theirs = max((t.period for t in targets if t.period is not None), default=None)
     for kpi_id in only or (sorted(kpis) if not targets else sorted(set(kpis) - targeted)):
         if kpi_id not in targeted:
-            jobs.append((kpis[kpi_id], period or theirs or fallback, None))
+            jobs.append((kpis[kpi_id], period or theirs or fallback(), None))
     return jobs
 
 
@@ -272,10 +292,11 @@ def _series_jobs(
     return jobs
 
 
-def _note_data_end(row: ScorecardRow, tables: set[str], ends: Mapping[str, dt.date], period: Period) -> None:
+def _note_data_end(row: ScorecardRow, tables: set[str], data_ends: _DataEnds, period: Period) -> None:
     """Say where the data ends when a row has no value because its tables stop before its period."""
     if row.actual is not None or row.status in (REFUSED, NOT_APPLICABLE):
         return
+    ends = data_ends.get()
     known = {t: ends[t] for t in tables if t in ends}
     if known and max(known.values()) < period.start:
         table, last = max(known.items(), key=lambda item: item[1])
