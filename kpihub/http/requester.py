@@ -220,10 +220,9 @@ class Requester:
         :class:`~kpihub.http.RecordsMismatch` records of another type than declared
         (:class:`~kpihub.errors.MalformedResponseError`, not retried).
         """
-        _, data = self._send(
-            method, url, stream=stream, params=params, json=json, headers=headers, parse=decode or loads
-        )
-        return data
+        return self.json_and_headers(
+            method, url, stream=stream, params=params, json=json, headers=headers, decode=decode
+        )[1]
 
     def json_and_headers(
         self,
