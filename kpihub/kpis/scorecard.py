@@ -215,6 +215,7 @@ def build_scorecard(
     present = engine.tables()  # once for the scorecard, not once per KPI
     answers = _series_of(engine, jobs, present)
     rows = []
+    inputs: dict[str, set[str]] = {}
     for kpi, p, t in jobs:
         row = _row(engine, kpi, p, t, today, present, answers)
         if targets and t is None:
@@ -225,8 +226,10 @@ def build_scorecard(
                 continue
             if row.status == "":
                 row.status = NOT_TARGETED
-        _mark(row, _input_tables(engine, kpi), quality)
-        _note_data_end(row, _input_tables(engine, kpi), ends, p)
+        if kpi.id not in inputs:  # a series scores each KPI in many periods: its tables once
+            inputs[kpi.id] = _input_tables(engine, kpi)
+        _mark(row, inputs[kpi.id], quality)
+        _note_data_end(row, inputs[kpi.id], ends, p)
         rows.append(row)
     rows.sort(key=lambda r: (r.status == NOT_TARGETED, STAGE_ORDER.get(r.stage or "", 4), r.kpi, r.period))
     card = Scorecard(rows, quality)
