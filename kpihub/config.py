@@ -124,6 +124,22 @@ class ProjectSettings(_EnvironmentFirst):
     #: field; ``quarantine`` it to the ``_rejected`` table with the reason and load the rest; or
     #: ``null`` the value. Unset: what each stream declares (``fail`` unless a connector says otherwise).
     on_bad_record: Literal["fail", "quarantine", "null"] | None = None
+    #: Gross margin as a fraction (0.75 for 75 %): the share of revenue left after the cost of what was
+    #: sold. KPIs with a ``gross_margin`` parameter use it (CAC payback); unset, theirs (1: revenue payback).
+    gross_margin: float | None = None
+
+    @field_validator("gross_margin", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        # A bool would pass as 1.0, and 75 is a percentage: both refused, saying how to write it.
+        number = None if isinstance(value, bool) else _number(value)
+        if value is not None and (number is None or not 0 < number <= 1):
+            raise ValueError(f"must be a fraction above 0 and at most 1 (0.75 for a 75 % margin), not {value!r}")
+        return number
+
+    def kpi_parameters(self) -> dict[str, float]:
+        """The numbers KPIs' parameters of the same name take (those the project sets)."""
+        return {} if self.gross_margin is None else {"gross_margin": self.gross_margin}
 
     @field_validator("timezone")
     @classmethod
@@ -145,6 +161,14 @@ class ProjectSettings(_EnvironmentFirst):
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
             yield name, masked_uri(value) if name == "destination" else value
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float when it is a number or a numeral (from the environment), else None."""
+    try:
+        return float(value) if isinstance(value, int | float | str) else None
+    except ValueError:
+        return None
 
 
 class PluginLoadSettings(BaseSettings):
@@ -287,7 +311,7 @@ def load_project(path: str | Path | None = None, *, required: bool = False) -> P
     except ValidationError as exc:
         err = exc.errors()[0]
         field_name = ".".join(str(p) for p in err["loc"])
-        msg = "is not a known setting" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "is not a known setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         env_name = f"KPIHUB_{field_name.upper()}"
         if env_name in os.environ:  # the environment wins over the file: name where the value came from
             raise ConfigError(f"environment variable {env_name}: {msg}", field=field_name) from None

@@ -225,8 +225,8 @@ def test_clv_simple_and_cac_payback(engine):
     assert q1(engine, "cac") == [150.0, None, None]
     assert q1(engine, "cac_payback_months") == [1.0, None, None]  # 150 ÷ (150 per month)
     quarterly = engine.series(CATALOG["cac_payback_months"], grain="quarter", start=JAN, end=APR)
-    # Q1: CAC 370 / 2; ARPU 740 / 4 payers per quarter = 185 → 61.67 per month → 3 months.
-    assert quarterly.values() == {JAN: pytest.approx((370 / 2) / (740 / 4 / 3))}
+    # Q1: CAC 370 / 2 = 185; revenue 740 per customer-month (3 + 2 + 1 payers) = 123.33 → 1.5 months.
+    assert quarterly.values() == {JAN: pytest.approx((370 / 2) / (740 / 6))}
 
 
 def test_service_kpis(engine):
@@ -250,7 +250,7 @@ def test_derived_reference_errors():
         return KPI(kpi_id, "", "", "ratio", "higher", "derived", expr=expr, **kw)
 
     args = {"grain": "month", "start": JAN, "end": FEB}
-    with pytest.raises(KPIError, match="^KPI 'x': expression uses unknown KPI 'nope'$"):
+    with pytest.raises(KPIError, match=r"^KPI 'x': expression uses unknown KPI 'nope' \(a number\? declare it: parameters = \{ nope = \.\.\. \}\)$"):
         compile_kpi(derived("x", "sales / nope"), catalog=CATALOG, **args)
     with pytest.raises(KPIError, match="^KPI 'x': input 'ly' refers to unknown KPI 'salez'$"):
         compile_kpi(derived("x", "sales / ly", inputs={"ly": Input("salez", -1)}), catalog=CATALOG, **args)

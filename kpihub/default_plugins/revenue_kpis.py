@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kpihub.hookspecs import hookimpl
-from kpihub.kpis.spec import GUIDES, KPI, Input, Measure
+from kpihub.kpis.spec import GUIDES, KPI, Input, Measure, Parameter
 
 PAID_CHARGE = "kind = 'charge' AND status = 'succeeded'"
 MARKETING = "category IN ('marketing', 'advertising')"
@@ -71,6 +71,22 @@ REVENUE_KPIS = (
         kind="ratio",
         numerator=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
         denominator=Measure("orders", "count_distinct", "ordered_at", expr="customer_id", filter=PAID_CHARGE),
+        stage="Nurture",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="monthly_arpu",
+        title="Monthly ARPU (revenue per customer-month)",
+        description="Σ net revenue ÷ customer-months: Σ over the period's months of the customers with a "
+        "succeeded charge in that month. A month's value is its ARPU; a quarter's is the revenue of an average "
+        "paying customer-month in it, whatever the month customers joined in.",
+        unit="currency",
+        direction="higher",
+        kind="ratio",
+        numerator=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
+        denominator=Measure(
+            "orders", "count_distinct", "ordered_at", expr="customer_id", filter=PAID_CHARGE, per="month"
+        ),
         stage="Nurture",
         reference=GUIDES,
     ),
@@ -271,11 +287,14 @@ REVENUE_KPIS = (
     KPI(
         id="cac_payback_months",
         title="CAC payback (months)",
-        description="CAC ÷ monthly ARPU: months of a customer's revenue that pay back what acquiring them cost.",
+        description="CAC ÷ (monthly ARPU × gross margin): months of a customer's gross profit that pay back "
+        "what acquiring them cost. The margin is [project] gross_margin; unset, 1 (revenue payback, said in a "
+        "note). Monthly ARPU is per customer-month, so a quarter's payback is what its months imply.",
         unit="months",
         direction="lower",
         kind="derived",
-        expr="cac / (arpu / months_in_period)",
+        expr="cac / (monthly_arpu * gross_margin)",
+        parameters={"gross_margin": Parameter(1.0, "gross margin not set: revenue payback")},
         stage="Act",
         reference=GUIDES,
     ),

@@ -44,8 +44,14 @@ _PLAIN = ("sum", "count", "count_distinct")
 
 
 def _plain(measure: Measure, fx_currency: str | None) -> bool:
-    """A measure that adds rows up within each period on its own (no stock, snapshot or FX join)."""
-    return measure.agg in _PLAIN and measure.over_time == "sum" and not _converts(measure, fx_currency)
+    """A measure that adds rows up within each period on its own (no stock, snapshot or FX join, and no
+    distinct count ``per`` month, which counts pairs in a query of its own rather than one aggregate)."""
+    return (
+        measure.agg in _PLAIN
+        and measure.over_time == "sum"
+        and measure.per is None
+        and not _converts(measure, fx_currency)
+    )
 
 
 def batchable(kpi: KPI, fx_currency: str | None = None) -> bool:

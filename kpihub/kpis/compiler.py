@@ -28,7 +28,7 @@ from sqlglot.tokens import Tokenizer
 
 from kpihub.errors import KPIError
 from kpihub.kpis.periods import GRAINS, Grain, period_starts, shift, truncate
-from kpihub.kpis.spec import KPI, Input, Measure, Window
+from kpihub.kpis.spec import DERIVED_VARIABLES, KPI, Input, Measure, Window
 from kpihub.model import CANONICAL_TABLES
 
 __all__ = ["GrainError", "cohort_sql", "compile_kpi", "currency_check_sql", "leaves", "measure_columns"]
@@ -184,10 +184,14 @@ def _measure_sql(
             f"KPI {kpi.id!r} adds up {measure.expr or 'rows'} of {measure.table} that do not add up beyond a "
             f"{limit}; ask for grain {limit!r}, not {grain!r}"
         )
+    if measure.per is not None:
+        _check_per(kpi, measure, measure.per, grain)
     local = _measure_local_time(measure, timezone, schemas)
     dim = dimension_sql(kpi, measure, by, schemas) if by else None
     d_col = f", {dim} AS dim" if dim else ""
     d_grp = ", 2" if dim else ""
+    if measure.per is not None:
+        return _per_sql(measure, local, grain, start, end, d_col, schemas)
     if measure.agg == "count_before":
         # A stock, not a flow: for each spine period, the rows placed before it began.
         cond = [f"{_q(measure.time)} IS NOT NULL", f"{local} < CAST(spine.period AS TIMESTAMP)"]
@@ -237,6 +241,40 @@ def _measure_sql(
         f"SELECT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period{d_col}, {agg} AS value "
         f"FROM {source} WHERE {where} GROUP BY 1{d_grp}"
     )
+
+
+def _check_per(kpi: KPI, measure: Measure, per: Grain, grain: Grain) -> None:
+    """A count of distinct pairs ``per`` period adds up to ``grain`` periods made of whole ``per`` periods only."""
+    what = f"KPI {kpi.id!r} counts distinct {measure.expr} per {per} of {measure.table}"
+    if GRAINS.index(grain) < GRAINS.index(per):
+        raise GrainError(f"{what}: ask for grain {per!r} or coarser, not {grain!r}")
+    if per != grain and per != "day" and "week" in (per, grain):
+        raise GrainError(f"{what}, and {per}s do not tile a {grain}: ask for grain {per!r}")
+
+
+def _per_sql(
+    measure: Measure,
+    local: str,
+    grain: Grain,
+    start: dt.date,
+    end: dt.date,
+    d_col: str,
+    schemas: Mapping[str, pa.Schema] | None,
+) -> str:
+    """``period[, dim], value``: the distinct (``expr``, ``per`` period) pairs of each period (customer-months).
+
+    The pairs first, then counted: portable SQL (``COUNT(DISTINCT a, b)`` is not), and grouped by the
+    period, each ``per`` period's distinct entities are counted once and added up over the period.
+    """
+    assert measure.per is not None and measure.expr
+    where = _rows_in(measure, local, start, end, f"({measure.expr}) IS NOT NULL", time_type=time_type(measure, schemas))
+    pairs = (
+        f"SELECT DISTINCT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period{d_col}, "
+        f"CAST(DATE_TRUNC('{measure.per}', {local}) AS DATE) AS part, {measure.expr} AS entity "
+        f"FROM {_q(measure.table)} WHERE {where}"
+    )
+    d = ", dim" if d_col else ""
+    return f"SELECT period{d}, COUNT(*) AS value FROM ({pairs}) AS pairs GROUP BY 1{', 2' if d_col else ''}"
 
 
 def _adds_up_to(measure: Measure, schemas: Mapping[str, pa.Schema] | None) -> str | None:
@@ -291,6 +329,8 @@ def _converts(measure: Measure, fx_currency: str | None) -> bool:
 
 
 def _agg(kpi: KPI, measure: Measure, fx_currency: str | None) -> str:
+    if measure.per is not None:  # pairs, not one aggregate over the period's rows: see _per_sql
+        raise KPIError(f"KPI {kpi.id!r}: a distinct count per {measure.per} cannot be used here")
     if measure.agg == "count":
         return "COUNT(*)"
     if _converts(measure, fx_currency):
@@ -478,6 +518,8 @@ def _shares_scan(a: Measure, b: Measure, fx_currency: str | None) -> bool:
         and a.agg in plain
         and b.agg in plain
         and a.over_time == b.over_time == "sum"
+        and a.per is None
+        and b.per is None
         and not _converts(a, fx_currency)
         and not _converts(b, fx_currency)
     )
@@ -581,6 +623,8 @@ def _cumulative_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
     for role, measure in kpi.measures.items():
         if measure.agg == "count_before" or measure.over_time != "sum":
             raise KPIError(f"KPI {kpi.id!r}: a cumulative KPI adds up flows; its {role} is a snapshot")
+        if measure.per is not None:
+            raise KPIError(f"KPI {kpi.id!r}: a cumulative KPI cannot count distinct pairs per {measure.per}")
         measure_columns(kpi, role, measure, ctx.schemas)
         local = _measure_local_time(measure, ctx.timezone, ctx.schemas)
         cond = [f"{_q(measure.time)} IS NOT NULL", f"{local} < CAST(spine.hi AS TIMESTAMP)"]
@@ -599,8 +643,8 @@ def _cumulative_sql(kpi: KPI, starts: list[dt.date], ctx: _Context) -> str:
 # -- derived ------------------------------------------------------------------------------------
 
 _PER_YEAR = {"day": 365, "week": 52, "month": 12, "quarter": 4, "year": 1}
-#: Names a derived expression may use besides its inputs (per period, from the spine).
-VARIABLES = ("periods_per_year", "days_in_period", "months_in_period")
+#: Names a derived expression may use besides its inputs and parameters (per period, from the spine).
+VARIABLES = DERIVED_VARIABLES
 
 
 def _input_start(period: dt.date, grain: Grain, inp: Input, kpi: KPI) -> dt.date:
@@ -634,13 +678,14 @@ def _derived_inputs(kpi: KPI, ctx_catalog: Catalog, stack: tuple[str, ...]) -> t
         name = column.name
         if column.table:
             raise KPIError(f"KPI {kpi.id!r}: expression names {column.sql()!r}; refer to KPIs by id only")
-        if name in VARIABLES:
+        if name in VARIABLES or name in kpi.parameters:
             continue
         inputs[name] = kpi.inputs.get(name) or Input(name)
     for alias, inp in inputs.items():
         if inp.kpi not in ctx_catalog:
             what = f"input {alias!r} refers to" if alias != inp.kpi else "expression uses"
-            raise KPIError(f"KPI {kpi.id!r}: {what} unknown KPI {inp.kpi!r}")
+            hint = f" (a number? declare it: parameters = {{ {alias} = ... }})" if alias == inp.kpi else ""
+            raise KPIError(f"KPI {kpi.id!r}: {what} unknown KPI {inp.kpi!r}{hint}")
     return tree, inputs
 
 
@@ -704,6 +749,8 @@ def _derived_sql(kpi: KPI, starts: list[dt.date], ctx: _Context, stack: tuple[st
                 return exp.column("days_in_period")
             if node.name == "months_in_period":
                 return exp.Literal.number(12 / _PER_YEAR[ctx.grain] if ctx.grain != "week" else 7 * 12 / 365)
+            if node.name in kpi.parameters:
+                return exp.Literal.number(repr(kpi.parameters[node.name].current))
             return exp.column("value", table=f"i_{aliases.index(node.name)}")
         return node
 

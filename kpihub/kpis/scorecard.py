@@ -386,6 +386,8 @@ def _scored_row(
     row.previous = values.get(period.previous().start)
     row.currency = series.currency
     row.change = _relative_change(row.actual, row.previous)
+    if row.actual is not None:
+        row.notes.extend(kpi.notes)  # a default that shapes the value (revenue payback: no gross margin set)
     if isinstance(last_year, KPIError):  # e.g. too little history a year back to fit a model: only the trend is lost
         row.notes.append(f"no value for {period.same_last_year().label}: {_one_line(last_year)}")
     else:

@@ -9,7 +9,8 @@ Kinds (after dbt MetricFlow):
   denominator gives null;
 * ``derived`` — an SQL expression over other KPIs' values, each optionally
   offset in time (:class:`Input`: the previous period, the same period last
-  year); a division by zero gives null;
+  year), and named numbers the project sets (:class:`Parameter`: a gross
+  margin); a division by zero gives null;
 * ``cumulative`` — a simple or ratio KPI over a trailing ``window`` ("3
   months", "28 days") or from the start of the ``to_date`` period (month-,
   quarter-, year-to-date) up to the end of each period; with neither, since
@@ -38,6 +39,7 @@ __all__ = [
     "Input",
     "Kind",
     "Measure",
+    "Parameter",
     "Unit",
     "Window",
 ]
@@ -51,6 +53,8 @@ Kind = Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort
 Stage = Literal["Reach", "Engage", "Act", "Nurture"]
 #: The reference of KPIs defined as in the marketing KPI handbooks this project grew from.
 GUIDES = "Nordic KPI guides"
+#: Names a derived expression may use that kpihub sets per period (see kpihub.kpis.compiler).
+DERIVED_VARIABLES = ("periods_per_year", "days_in_period", "months_in_period")
 KINDS: tuple[str, ...] = ("simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model")
 
 
@@ -101,6 +105,10 @@ class Measure:
     :param filter: SQL condition rows must meet.
     :param currency: column holding the ISO currency of ``expr`` when it is money;
         the engine refuses to add amounts in different currencies.
+    :param per: ``count_distinct`` only: count distinct (``expr``, ``per`` period of the row's local time)
+        pairs — with ``per="month"``, each month's distinct customers added up over the months of a longer
+        period (customer-months). Such a count adds up over periods made of whole ``per`` periods, and is
+        refused at a finer grain.
     """
 
     table: str
@@ -117,13 +125,45 @@ class Measure:
     #: How a snapshot adds up over time: daily totals are taken and the period's value is the
     #: ``first``, ``last`` or ``average`` day (followers, MRR); ``sum`` (default) adds rows up.
     over_time: OverTime = "sum"
+    per: Grain | None = None
+
+    def __post_init__(self) -> None:
+        if self.per is None:
+            return
+        if self.per not in GRAINS:
+            raise ValueError(f"measure of {self.table}: per {self.per!r} is not a grain ({', '.join(GRAINS)})")
+        if self.agg != "count_distinct" or not self.expr:
+            raise ValueError(f"measure of {self.table}: per is for count_distinct measures with an expr")
+        if self.max_grain is not None or self.over_time != "sum":
+            raise ValueError(f"measure of {self.table}: per and max_grain / over_time do not go together")
 
     @property
     def additivity(self) -> Additivity:
-        """How the measure adds up over time: counts and sums add, distinct counts and snapshots do not."""
+        """How the measure adds up over time: counts and sums add, distinct counts and snapshots do not
+        (a distinct count ``per`` month adds up over months: it is the sum of the months' counts)."""
         if self.max_grain is not None or self.agg == "count_before" or self.over_time != "sum":
             return "snapshot"
-        return "distinct" if self.agg == "count_distinct" else "additive"
+        return "distinct" if self.agg == "count_distinct" and self.per is None else "additive"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A number a ``derived`` KPI's expression uses by name (``gross_margin``), which the project can set.
+
+    :param default: the value while the project does not set it.
+    :param unset_note: said next to the KPI's value while the default is used (the scorecard's note),
+        when the default is a choice the reader should know about ("gross margin not set: revenue payback").
+    :param value: the project's value (:func:`kpihub.kpis.project.apply_parameters`); None: not set.
+    """
+
+    default: float
+    unset_note: str = ""
+    value: float | None = None
+
+    @property
+    def current(self) -> float:
+        """The number the expression uses: the project's value, else the default."""
+        return self.default if self.value is None else self.value
 
 
 @dataclass(frozen=True)
@@ -144,6 +184,8 @@ class KPI:
     :param stage: funnel stage (Reach, Engage, Act, Nurture) for grouping.
     :param filter: SQL condition applied to every measure (all of them must have its columns).
     :param reference: where the definition comes from (a guide, a standard, a paper).
+    :param parameters: ``derived`` only: name → :class:`Parameter` (or a number, its default) of the
+        numbers ``expr`` uses besides other KPIs.
     """
 
     id: str
@@ -168,6 +210,7 @@ class KPI:
     model: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     reference: str = ""
+    parameters: Mapping[str, Parameter] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def need(ok: object, what: str) -> None:
@@ -198,6 +241,25 @@ class KPI:
             raise ValueError(f"KPI {self.id!r}: cohort age must be 0 or more")
         inputs = {k: (v if isinstance(v, Input) else Input(**v)) for k, v in dict(self.inputs).items()}
         object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "parameters", self._checked_parameters())
+
+    def _checked_parameters(self) -> dict[str, Parameter]:
+        params = {k: v if isinstance(v, Parameter) else Parameter(float(v)) for k, v in dict(self.parameters).items()}
+        if params and self.kind != "derived":
+            raise ValueError(f"KPI {self.id!r}: parameters are for derived KPIs, not {self.kind}")
+        for name in params:
+            if not name.isidentifier():
+                raise ValueError(f"KPI {self.id!r}: parameter {name!r} is not a name")
+            if name in DERIVED_VARIABLES:
+                raise ValueError(f"KPI {self.id!r}: parameter {name!r} is a variable kpihub sets per period")
+            if name in self.inputs:
+                raise ValueError(f"KPI {self.id!r}: {name!r} is both an input and a parameter")
+        return params
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What a reader of the KPI's value should know: the notes of parameters left at their default."""
+        return tuple(p.unset_note for p in self.parameters.values() if p.value is None and p.unset_note)
 
     @property
     def measures(self) -> dict[str, Measure]:
