@@ -130,6 +130,21 @@ def test_too_few_repeat_buyers_is_a_one_line_error(cdnow):
         fit_clv(cdnow, CATALOG["clv"], as_of=dt.date(1997, 1, 1))
 
 
+def test_a_series_leaves_periods_before_enough_repeat_buyers_empty(cdnow):
+    # A report's history reaches back before the first repeat purchases: those months have no value,
+    # the later ones still do (one early month must not take the whole series down).
+    s = cdnow.series(CATALOG["clv"], grain="month", start=dt.date(1996, 12, 1), end=dt.date(1997, 4, 1))
+    rows = s.table.to_pylist()
+    assert [r["period"] for r in rows] == [dt.date(1996, 12, 1), *(dt.date(1997, m, 1) for m in (1, 2, 3))]
+    assert rows[0]["value"] is rows[0]["numerator"] is rows[0]["denominator"] is None
+    assert all(r["value"] is not None and r["value"] > 0 for r in rows[2:])
+
+
+def test_a_series_with_no_period_to_fit_is_the_fits_error(cdnow):
+    with pytest.raises(KPIError, match=r"^KPI 'clv': .* up to 1996-12-31"):
+        cdnow.series(CATALOG["clv"], grain="month", start=dt.date(1996, 11, 1), end=dt.date(1997, 1, 1))
+
+
 def test_bgnbd_input_checks():
     with pytest.raises(ValueError, match="0 ≤ recency ≤ T"):
         fit_bgnbd([1], [5.0], [3.0])

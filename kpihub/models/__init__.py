@@ -96,13 +96,23 @@ def model_series(
 
     if kpi.model not in MODELS:
         raise KPIError(f"KPI {kpi.id!r}: unknown model {kpi.model!r} (models: {', '.join(MODELS)})")
-    rows = []
+    rows: list[dict] = []
+    error: KPIError | None = None
     for period in period_starts(start, end, grain):
         last_day = shift(period, grain, 1) - dt.timedelta(days=1)
-        table = fit_clv(engine, kpi, as_of=last_day).customers
+        try:
+            table = fit_clv(engine, kpi, as_of=last_day).customers
+        except KPIError as exc:
+            # Too little history by then (a report's series reaching back before the repeat buyers):
+            # that period has no value; the others still do. With none fitted, the fit's error is the answer.
+            error = exc
+            rows.append({"period": period, "numerator": None, "denominator": None, "value": None})
+            continue
         total = float(pc.sum(table["clv"]).as_py() or 0.0)
         count = len(table)
         rows.append({"period": period, "numerator": total, "denominator": float(count), "value": total / count})
+    if error is not None and all(r["value"] is None for r in rows):
+        raise error
     schema = pa.schema(
         [("period", pa.date32()), ("numerator", pa.float64()), ("denominator", pa.float64()), ("value", pa.float64())]
     )
