@@ -84,6 +84,15 @@ def test_show_sql_in_another_dialect(project):
     assert result.output.startswith("-- win_rate (postgres)") and "AT TIME ZONE 'UTC'" in result.output
 
 
+
+def test_show_sql_of_all_kpis_comments_one_not_at_that_grain_and_refuses_it_by_name(project):
+    listing = run("kpis", "--show-sql", "--grain", "day", "--period", "2024-01-15")
+    assert listing.exit_code == 0, listing.output
+    assert "-- monthly_arpu (duckdb): not at grain day: " in listing.output
+    assert "-- win_rate (duckdb)\n" in listing.output
+    alone = run("kpis", "--show-sql", "--kpi", "monthly_arpu", "--period", "2024-01-15")
+    assert alone.exit_code == 1 and alone.output.startswith("Error: KPI 'monthly_arpu'")
+
 def test_kpis_on_missing_data_says_so(project):
     run("sync")
     result = run("kpis", "--period", "2024-01", "--format", "json")

@@ -22,6 +22,7 @@ from kpihub.kpis.engine import ENGINES
 from kpihub.kpis.periods import GRAINS, Period, periods_between
 from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import Scorecard, build_scorecard
+from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
 from kpihub.report.scorecard import FORMATS, format_value, render_scorecard, write_scorecard
@@ -158,28 +159,7 @@ def command(
         return
     if show_sql:
         p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
-        for kpi_id in only or sorted(reg.kpis):
-            kpi = reg.kpi(kpi_id)
-            if kpi.kind == "model":
-                # The model is fitted in Python on this per-customer summary.
-                sql = transpile(
-                    rfm_sql(kpi, as_of=p.end - dt.timedelta(days=1), timezone=proj.settings.timezone),
-                    dialect,
-                    pretty=True,
-                )
-            else:
-                sql = compile_kpi(
-                    kpi,
-                    grain=p.grain,
-                    start=p.previous().start,
-                    end=p.end,
-                    timezone=proj.settings.timezone,
-                    dialect=dialect,
-                    pretty=True,
-                    catalog=reg.kpis,
-                    by=by,
-                )
-            click.echo(f"-- {kpi_id} ({dialect})\n{sql};\n")
+        _show_sql(proj, reg, p, list(only), dialect, by)
         return
     if by:
         p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
@@ -223,6 +203,42 @@ def command(
             soft_wrap=True,
         )
         ctx.exit(EXIT_REFUSED)
+
+
+def _show_sql(proj: Project, reg: Registry, p: Period, only: list[str], dialect: str, by: str | None) -> None:
+    """Print each KPI's SQL for period ``p``; a KPI not computable at that grain is a
+    comment when listing all, an error when asked for by name."""
+    for kpi_id in only or sorted(reg.kpis):
+        kpi = reg.kpi(kpi_id)
+        try:
+            sql = _kpi_sql_text(proj, reg, kpi, p, dialect, by)
+        except GrainError as exc:
+            if only:
+                raise
+            click.echo(f"-- {kpi_id} ({dialect}): not at grain {p.grain}: {exc}\n")
+            continue
+        click.echo(f"-- {kpi_id} ({dialect})\n{sql};\n")
+
+
+def _kpi_sql_text(proj: Project, reg: Registry, kpi: KPI, p: Period, dialect: str, by: str | None) -> str:
+    if kpi.kind == "model":
+        # The model is fitted in Python on this per-customer summary.
+        return transpile(
+            rfm_sql(kpi, as_of=p.end - dt.timedelta(days=1), timezone=proj.settings.timezone),
+            dialect,
+            pretty=True,
+        )
+    return compile_kpi(
+        kpi,
+        grain=p.grain,
+        start=p.previous().start,
+        end=p.end,
+        timezone=proj.settings.timezone,
+        dialect=dialect,
+        pretty=True,
+        catalog=reg.kpis,
+        by=by,
+    )
 
 
 def _series_periods(
