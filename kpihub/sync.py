@@ -93,8 +93,9 @@ class StreamResult:
 
     @property
     def key(self) -> str:
-        """``source_id.stream``: the stream's key in the state and in error messages."""
-        return state_key(self.source_id, self.stream)
+        """``source_id.stream``: the stream's key in the state and in error messages (``source_id``
+        alone for a source that could not start)."""
+        return state_key(self.source_id, self.stream) if self.stream else self.source_id
 
     @property
     def rate(self) -> float:
@@ -249,18 +250,25 @@ class Pipeline:
         start. A stream that replaces its whole table keeps the previous table rather than
         commit part of a new one, unless it already committed a first chunk (its message
         then says the table holds only what this sync read).
+
+        A configured source that cannot start (a missing secret, a bad setting, its plugin not
+        installed) does not stop the others: its result has ``stream = ""``, ``status = "failed"``
+        and the error; when no source can start, that error is raised.
         """
         use_system_pool()  # kpihub/memory.py: mimalloc's per-thread pages cost a sync ~50 MB
-        source_ids = list(sources or self.source_ids())
+        source_ids = list(dict.fromkeys(sources or self.source_ids()))
         if not source_ids:
             raise ConfigError("no sources configured: add a [sources.<id>] table to kpihub.toml")
-        plan = []
-        for source_id in source_ids:  # validate everything before touching the destination
-            source, settings = self.resolve_source(source_id)
-            plan.append((source_id, source, settings, select_streams(source_id, source.streams(settings), streams)))
+        plan, cannot_start = self._plan(source_ids, streams)
+        if not plan and cannot_start:  # nothing can run: the error itself, as before
+            raise _first_or_all([r.exception for r in cannot_start.values()])
         results: list[StreamResult] = []
         loaded_at = dt.datetime.now(dt.timezone.utc)
         with self.open_destination() as session:
+            for failed in cannot_start.values():
+                if progress:
+                    progress.stream_started(failed.key)
+                    progress.stream_finished(failed)
 
             def run_source(item: tuple[str, Source, Any, list[Stream]]) -> list[StreamResult]:
                 source_id, source, settings, selected = item
@@ -286,9 +294,44 @@ class Pipeline:
             # each with its own connection pool and request budget; the destination serializes commits.
             limit = max(1, self.project.settings.max_parallel_sources)
             with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="kpihub-source") as pool:
-                for source_results in pool.map(run_source, plan):
-                    results.extend(source_results)
+                ran = dict(zip([item[0] for item in plan], pool.map(run_source, plan), strict=True))
+        for source_id in source_ids:  # in the project's order, a source that could not start in its place
+            results.extend([cannot_start[source_id]] if source_id in cannot_start else ran.get(source_id, []))
         return SyncResult(results)
+
+    def _plan(
+        self, source_ids: Sequence[str], streams: Sequence[str] | None
+    ) -> tuple[list[tuple[str, Source, Any, list[Stream]]], dict[str, StreamResult]]:
+        """What each source will sync, and a failed result for each configured source that cannot start
+        (a missing secret, a plugin not installed): one such source does not stop the others."""
+        for source_id in source_ids:  # a name that is not configured is a typo: stop before anything
+            if source_id not in self.project.sources:
+                self.resolve_source(source_id)
+        plan, cannot_start = [], {}
+        for source_id in source_ids:  # validate everything before touching the destination
+            if not _names_source(source_id, streams):
+                continue
+            try:
+                source, settings = self.resolve_source(source_id)
+                available = source.streams(settings)
+            except KpihubError as exc:
+                log.debug("source %s cannot start", source_id, exc_info=True)
+                cannot_start[source_id] = StreamResult(source_id, "", "failed", error=redact(exc), exception=exc)
+                continue
+            plan.append((source_id, source, settings, select_streams(source_id, available, streams)))
+        return plan, cannot_start
+
+
+def _names_source(source_id: str, wanted: Sequence[str] | None) -> bool:
+    """Whether ``--streams`` may pick a stream of ``source_id`` (every source when it names only streams)."""
+    return not wanted or any(item.rpartition(".")[0] in ("", source_id) for item in wanted)
+
+
+def _first_or_all(errors: Sequence[BaseException | None]) -> KpihubError:
+    found = [e for e in errors if isinstance(e, KpihubError)]
+    if len(found) == 1:
+        return found[0]
+    return ConfigError("no source can start: " + "; ".join(redact(e) for e in found))
 
 
 def select_streams(source_id: str, available: Sequence[Stream], wanted: Sequence[str] | None) -> list[Stream]:

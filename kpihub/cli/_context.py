@@ -1,4 +1,4 @@
-"""What commands share: the loaded project and plugin registry."""
+"""What commands share: the loaded project, the plugin registry and the event sink."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kpihub.cli.main import warn_plugin_errors
+from kpihub.cli.events import EventSink
+from kpihub.cli.main import sink_of, warn_plugin_errors
 from kpihub.config import Project, load_project
 from kpihub.plugins import Registry, get_registry
 
@@ -25,9 +26,14 @@ def project(ctx: click.Context, *, required: bool = False) -> Project:
 def registry(ctx: click.Context, *, warn: bool = True) -> Registry:
     reg = get_registry()
     if warn and not ctx.obj.get("warned"):
-        warn_plugin_errors(reg, ctx.obj["err"])
+        warn_plugin_errors(reg, events(ctx))
         ctx.obj["warned"] = True
     return reg
+
+
+def events(ctx: click.Context) -> EventSink:
+    """Where the command reports progress, warnings and errors (:mod:`kpihub.cli.events`)."""
+    return sink_of(ctx)
 
 
 @contextmanager

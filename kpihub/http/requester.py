@@ -327,6 +327,21 @@ class Requester:
         def before_sleep(state: RetryCallState) -> None:
             with self._lock:
                 self.retries += 1
+            wait = state.next_action.sleep if state.next_action else 0.0
+            # A transport error after an HTTP error leaves the older response in ``last``: only an HTTP
+            # reason (this attempt's) has a status code.
+            response = last.get("response") if str(last.get("why", "")).startswith("HTTP ") else None
+            # The CLI's JSON log reads these fields (kpihub/cli/events.py).
+            event = {
+                "event": "retry",
+                "source": self.source_id,
+                "stream": stream,
+                "attempt": state.attempt_number,
+                "max_retries": self.max_attempts - 1,
+                "wait": round(wait, 3),
+                "status_code": response.status_code if isinstance(response, httpx.Response) else None,
+                "reason": redact(last.get("why", "")),
+            }
             log.info(
                 "%s: %s %s: %s; retry %d/%d in %.1fs",
                 where,
@@ -335,7 +350,8 @@ class Requester:
                 redact(last.get("why", "")),
                 state.attempt_number,
                 self.max_attempts - 1,
-                state.next_action.sleep if state.next_action else 0.0,
+                wait,
+                extra={"kpihub_event": event},
             )
 
         retrying = Retrying(
