@@ -256,3 +256,16 @@ def test_help_lists_the_exit_codes():
     for code, meaning in [("0", "ok"), ("1", "error"), ("3", "stopped"), ("4", "refused"), ("5", "quota")]:
         assert re.search(rf"^\s+{code}\s+.*{meaning}", result.stdout, re.M), (code, result.stdout)
     assert re.search(r"^\s+130\s+interrupted", result.stdout, re.M) and "incomplete" in result.stdout
+
+
+def test_the_engine_reports_a_source_that_cannot_start_and_syncs_the_others(tmp_path, toy_server, toy_registry):
+    from kpihub.sync import Pipeline
+    from tests.conftest import make_project
+
+    project = make_project(
+        tmp_path,
+        {"toy": {"base_url": toy_server.url, "token": toy_server.token}, "toy2": {"type": "toy", "base_url": "x"}},
+    )
+    result = Pipeline(project, registry=toy_registry).sync()
+    assert [(r.key, r.status, r.records) for r in result.streams] == [("toy.items", "ok", 250), ("toy2", "failed", 0)]
+    assert "setting 'token' is required" in (result.streams[1].error or "") and not result.ok
