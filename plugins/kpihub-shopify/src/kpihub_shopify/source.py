@@ -1,0 +1,293 @@
+"""The Shopify connector: orders, refunds, customers and the shop, from the Admin GraphQL API.
+
+Every stream but ``shop`` walks a connection sorted by ``UPDATED_AT`` and filtered with
+``updated_at:>='<cursor − overlap>'`` (:func:`kpihub_shopify.graphql.walk`). An order edited while
+the walk runs moves to its end and is read twice: the newer copy wins, by ``id``. Because of
+that, and because Shopify does not document the order as a guarantee, the cursor is committed
+only when a stream's walk has ended (``sorted_by_cursor`` is off), and each sync re-reads
+``overlap_seconds`` before it. Deleted orders leave no trace in the API (``deletionEvents`` covers
+products and collections only): a ``--full-refresh`` replaces the tables with what exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+import pyarrow as pa
+from pydantic import Field, SecretStr, model_validator
+
+from kpihub import (
+    CheckResult,
+    DemoSpec,
+    Diagnosis,
+    HTTPError,
+    Source,
+    SourceError,
+    SourceSettings,
+    Stream,
+    StreamContext,
+    decode_cursor,
+)
+from kpihub.http import Limit, Observation, Requester
+from kpihub_shopify import mapping, queries
+from kpihub_shopify.graphql import POINTS, GraphQL, dedupe, observe_cost, walk
+
+TS = pa.timestamp("us", tz="UTC")
+MONEY = pa.decimal128(38, 9)
+
+
+class ShopifySettings(SourceSettings):
+    """``[sources.shopify]``: the shop and an Admin API access token (``shpat_…``)."""
+
+    #: ``my-store`` or ``my-store.myshopify.com``; gives ``base_url`` unless that is set.
+    shop: str | None = None
+    base_url: str = ""
+    #: A custom app's Admin API access token with ``read_orders`` and ``read_customers``
+    #: (``read_all_orders`` for orders older than 60 days); best as KPIHUB_SHOPIFY_ACCESS_TOKEN.
+    access_token: SecretStr
+    #: The Admin API version in the URL (quarterly releases, each supported for a year).
+    api_version: str = Field(default="2026-10", pattern=r"^(\d{4}-(01|04|07|10)|unstable)$")
+    #: Nodes per page. A query may cost at most 1,000 points (shopify.dev …/graphql-admin/rate-limits);
+    #: orders cost about 6 a node, so 100 a page stays well under it.
+    page_size: int = Field(default=100, ge=1, le=250)
+    #: Each incremental sync re-reads this much before its cursor (Shopify's search index lags writes).
+    overlap_seconds: int = Field(default=300, ge=0)
+    #: A walk restarts from the newest updatedAt after this many nodes (Shopify stops paging at 25,000).
+    restart_after: int = Field(default=20_000, ge=1, le=25_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_url_from_shop(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("base_url"):
+            shop = str(data.get("shop") or "").strip().removeprefix("https://").rstrip("/")
+            if not shop:
+                raise ValueError("set shop (my-store.myshopify.com) or base_url")
+            host = shop if "." in shop else f"{shop}.myshopify.com"
+            data = {**data, "base_url": f"https://{host}"}
+        return data
+
+
+def _ts(name: str, path: str) -> pa.Field:
+    return pa.field(name, TS, metadata={"path": path})
+
+
+def _money(name: str, path: str) -> pa.Field:
+    # Shopify's Decimal scalar is a string ("199.00"): read as a decimal, never through a float.
+    return pa.field(name, MONEY, metadata={"path": path, "wire": "string"})
+
+
+ORDERS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # a GID: gid://shopify/Order/4507
+        pa.field("name", pa.string()),  # "#1001"
+        _ts("created_at", "createdAt"),
+        _ts("processed_at", "processedAt"),
+        _ts("updated_at", "updatedAt"),
+        _ts("cancelled_at", "cancelledAt"),
+        pa.field("cancel_reason", pa.string(), metadata={"path": "cancelReason"}),
+        pa.field("financial_status", pa.string(), metadata={"path": "displayFinancialStatus"}),
+        pa.field("customer_id", pa.string(), metadata={"path": "customer.id"}),
+        _money("total_price", "totalPriceSet.shopMoney.amount"),
+        _money("total_received", "totalReceivedSet.shopMoney.amount"),
+        _money("total_refunded", "totalRefundedSet.shopMoney.amount"),
+        pa.field("currency", pa.string(), metadata={"path": "totalPriceSet.shopMoney.currencyCode"}),
+    ]
+)
+REFUNDS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("order_id", pa.string()),
+        pa.field("customer_id", pa.string()),
+        _ts("created_at", "createdAt"),
+        _ts("updated_at", "updatedAt"),
+        _money("amount", "totalRefundedSet.shopMoney.amount"),
+        pa.field("currency", pa.string(), metadata={"path": "totalRefundedSet.shopMoney.currencyCode"}),
+        _ts("order_updated_at", "orderUpdatedAt"),  # the cursor: refunds are found through their order
+    ]
+)
+CUSTOMERS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("email", pa.string(), metadata={"path": "defaultEmailAddress.emailAddress"}),
+        _ts("created_at", "createdAt"),
+        _ts("updated_at", "updatedAt"),
+        pa.field("number_of_orders", pa.int64(), metadata={"path": "numberOfOrders", "wire": "string"}),
+        _money("amount_spent", "amountSpent.amount"),
+        pa.field("currency", pa.string(), metadata={"path": "amountSpent.currencyCode"}),
+    ]
+)
+SHOP = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("myshopify_domain", pa.string(), metadata={"path": "myshopifyDomain"}),
+        pa.field("currency", pa.string(), metadata={"path": "currencyCode"}),
+        pa.field("iana_timezone", pa.string(), metadata={"path": "ianaTimezone"}),
+    ]
+)
+
+
+def _since(settings: ShopifySettings, state: Mapping[str, Any] | None) -> str | None:
+    """Where the walk starts: the cursor less the overlap; a first sync at ``start_date`` (UTC)."""
+    cursor = decode_cursor(state) if state else None
+    if isinstance(cursor, dt.datetime):
+        start = cursor - dt.timedelta(seconds=settings.overlap_seconds)
+    elif settings.start_date is not None:
+        start = dt.datetime.combine(settings.start_date, dt.time(), dt.timezone.utc)
+    else:
+        return None
+    return start.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class ConnectionStream(Stream[ShopifySettings]):
+    """A connection sorted by ``UPDATED_AT``, read incrementally (module docstring)."""
+
+    def read(
+        self, ctx: StreamContext[ShopifySettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        s = ctx.settings
+        gql = GraphQL(ctx.http, s.api_version, self.name, s.max_attempts)
+        pages = walk(gql, self.extra["query"], first=s.page_size, since=_since(s, state), restart_after=s.restart_after)
+        for nodes in dedupe(pages):
+            records = self.records(ctx, nodes)
+            if records:
+                yield records
+
+    def records(self, ctx: StreamContext[ShopifySettings], nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return nodes
+
+
+def _live(ctx: StreamContext[ShopifySettings], nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes without test orders (``test: true``: placed with a test gateway, no money moved)."""
+    live = [n for n in nodes if n.get("test") is not True]
+    ctx.note("test orders (test: true) skipped", len(nodes) - len(live))
+    return live
+
+
+class OrdersStream(ConnectionStream):
+    def records(self, ctx: StreamContext[ShopifySettings], nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return _live(ctx, nodes)
+
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[ShopifySettings]) -> pa.RecordBatch:
+        return mapping.orders_to_orders(batch)
+
+
+class RefundsStream(ConnectionStream):
+    """Each refund of each order the walk meets: one row per refund, cursor its order's ``updatedAt``."""
+
+    def records(self, ctx: StreamContext[ShopifySettings], nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for order in _live(ctx, nodes):
+            customer = (order.get("customer") or {}).get("id")
+            for refund in order.get("refunds") or []:
+                if not refund.get("createdAt"):
+                    ctx.note("refunds without createdAt dated by their updatedAt")
+                    refund = {**refund, "createdAt": refund.get("updatedAt")}
+                out.append(
+                    {**refund, "order_id": order["id"], "customer_id": customer, "orderUpdatedAt": order["updatedAt"]}
+                )
+        return out
+
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[ShopifySettings]) -> pa.RecordBatch:
+        return mapping.refunds_to_orders(batch)
+
+
+class ShopStream(Stream[ShopifySettings]):
+    """The shop's own record: its currency and the IANA time zone its days are cut in."""
+
+    def read(
+        self, ctx: StreamContext[ShopifySettings], state: Mapping[str, Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        shop = GraphQL(ctx.http, ctx.settings.api_version, self.name, ctx.settings.max_attempts).execute(
+            queries.SHOP, {}
+        )
+        if not isinstance(shop.get("shop"), dict):
+            raise SourceError(
+                f"{ctx.source_id}/{self.name}: Shopify's answer has no shop", source=ctx.source_id, stream=self.name
+            )
+        yield [shop["shop"]]
+
+
+class ShopifySource(Source[ShopifySettings]):
+    """Shopify (Admin GraphQL API, a custom app's access token)."""
+
+    name = "shopify"
+    title = "Shopify"
+    settings_class = ShopifySettings
+
+    def streams(self, settings: ShopifySettings) -> list[Stream[ShopifySettings]]:
+        keyed: dict[str, Any] = {"primary_key": ("id",), "on_new_field": "ignore", "page_size": settings.page_size}
+        return [
+            OrdersStream(
+                "orders",
+                ORDERS,
+                cursor_field="updated_at",
+                canonical_table="orders",
+                canonical_scope={"kind": "charge"},
+                extra={"query": queries.ORDERS},
+                **keyed,
+            ),
+            RefundsStream(
+                "refunds",
+                REFUNDS,
+                cursor_field="order_updated_at",
+                canonical_table="orders",
+                canonical_scope={"kind": "refund"},
+                extra={"query": queries.REFUNDS},
+                **keyed,
+            ),
+            ConnectionStream(
+                "customers", CUSTOMERS, cursor_field="updated_at", extra={"query": queries.CUSTOMERS}, **keyed
+            ),
+            ShopStream("shop", SHOP, primary_key=("id",), on_new_field="ignore"),
+        ]
+
+    def headers(self, settings: ShopifySettings) -> dict[str, str]:
+        # shopify.dev/api/admin/getting-started: "Include the access token as a X-Shopify-Access-Token header".
+        return {"X-Shopify-Access-Token": settings.access_token.get_secret_value()}
+
+    def rate_limits(self, settings: ShopifySettings) -> list[Limit]:
+        # The size is learnt from the first answer's throttleStatus (it depends on the shop's plan).
+        return [Limit(POINTS, None, 20.0, title="Shopify query cost points")]
+
+    @staticmethod
+    def observe_rate(response: httpx.Response) -> list[Observation]:
+        return observe_cost(response)
+
+    def check(self, settings: ShopifySettings, http: Requester) -> CheckResult:
+        try:
+            data = GraphQL(http, settings.api_version, "check", settings.max_attempts).execute(queries.SHOP, {})
+        except (HTTPError, SourceError) as exc:
+            return CheckResult(False, str(exc))
+        shop = data.get("shop") or {}
+        return CheckResult(
+            True,
+            f"connected to Shopify shop {shop.get('name')!r} ({shop.get('currencyCode')}, {shop.get('ianaTimezone')})",
+        )
+
+    def diagnose(self, settings: ShopifySettings, http: Requester | None) -> list[Diagnosis]:
+        """The shop's time zone: KPI periods are cut in ``[project] timezone``, which should be it."""
+        if http is None:
+            return []
+        try:
+            shop = GraphQL(http, settings.api_version, "doctor", settings.max_attempts).execute(queries.SHOP, {})[
+                "shop"
+            ]
+        except (HTTPError, SourceError) as exc:
+            return [Diagnosis("error", str(exc))]
+        return [
+            Diagnosis(
+                "ok",
+                f"shop {shop.get('name')!r} sells in {shop.get('currencyCode')} and keeps its days in "
+                f'{shop.get("ianaTimezone")}: set [project] timezone = "{shop.get("ianaTimezone")}" '
+                "so KPI days are the shop's",
+            )
+        ]
+
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
+        # The demo's orders come from Stripe; a second orders source would change its reference
+        # numbers (tests/test_demo.py). kpihub_shopify.demo.spec() is ready for when it is wanted.
+        return None
