@@ -44,3 +44,28 @@ def test_clv_histogram_counts_every_customer_and_keeps_the_tail_in_the_last_bar(
     assert dist.bins[0][0] == 0.0 and dist.bins[-1][1] < 10_000  # the axis stops at the 99th percentile
     assert dist.bins[-1][2] >= 2  # the outlier is counted in the open last bar
     assert abs(dist.mean - sum(values) / 101) < 1e-9
+
+
+def test_history_is_a_gap_before_the_first_and_after_the_last_row_never_a_zero():
+    import duckdb
+
+    from kpihub.default_plugins.crm_kpis import CRM_KPIS
+    from kpihub.kpis.engine import KPIEngine
+    from kpihub.kpis.periods import Period
+    from kpihub.kpis.scorecard import build_scorecard
+    from kpihub.report.data import gather_report
+    from tests.kpi_data import load, ts
+
+    con = duckdb.connect()
+    created = ["2024-01-05", "2024-01-20", "2024-02-10", "2024-02-28", "2024-04-02"]
+    load(con, "crm_contacts", [{"contact_id": f"c{i}", "created_at": ts(d), "became_lead_at": ts(d)}
+                               for i, d in enumerate(created)])  # fmt: skip
+    kpis = {k.id: k for k in CRM_KPIS}
+    eng = KPIEngine(con, timezone="UTC").with_catalog(kpis)
+    card = build_scorecard(eng, kpis, period=Period.parse("2024-04"), only=["leads"], today=dt.date(2024, 6, 1))
+    (leads,) = gather_report(eng, kpis, card, history=6).kpis
+    # Contacts exist from Jan 5 2024: the months before have no rows at all, so their sum over no
+    # rows is not a count of zero leads; March has contacts before and after it: no lead is a 0.
+    assert [(p.label, p.value) for p in leads.history] == [
+        ("2023-11", None), ("2023-12", None), ("2024-01", 2.0), ("2024-02", 2.0), ("2024-03", 0.0), ("2024-04", 1.0),
+    ]  # fmt: skip

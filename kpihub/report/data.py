@@ -181,17 +181,31 @@ def _histories(engine: KPIEngine, reports: Sequence[KPIReport], n: int, present:
             continue
         first = period.previous(n - 1)
         asks.setdefault(period.grain, []).append((report, period, SeriesRequest(report.kpi, first.start, period.end)))
+    spans = engine.data_spans(present) if asks else {}
     for grain, jobs in asks.items():
         answers = engine.series_batch([ask for _, _, ask in jobs], grain=grain, tables=present)
         for (report, _, _), series in zip(jobs, answers, strict=True):
             if isinstance(series, KpihubError):
                 report.note = redact(first_line(series))
             else:
-                report.history = _points(series, grain)
+                covered = _covered(spans, engine.input_tables(report.kpi))
+                report.history = _points(series, grain, covered)
 
 
-def _points(series: KPISeries, grain: Grain) -> list[Point]:
-    return [Point(start, Period(start, grain).label, _float(v)) for start, v in sorted(series.values().items())]
+def _covered(spans: Mapping[str, tuple[dt.date, dt.date]], tables: Sequence[str]) -> tuple[dt.date, dt.date] | None:
+    """The days some input table of a KPI has rows for (None: not known, e.g. tables with no time column)."""
+    known = [spans[t] for t in tables if t in spans]
+    return (min(f for f, _ in known), max(last for _, last in known)) if known else None
+
+
+def _points(series: KPISeries, grain: Grain, covered: tuple[dt.date, dt.date] | None = None) -> list[Point]:
+    """The series as points; a period no input table has a row in is a gap, never a 0 (a sum over no rows)."""
+    points = []
+    for start, value in sorted(series.values().items()):
+        period = Period(start, grain)
+        outside = covered is not None and (period.end <= covered[0] or period.start > covered[1])
+        points.append(Point(start, period.label, None if outside else _float(value)))
+    return points
 
 
 def _float(value: Any) -> float | None:

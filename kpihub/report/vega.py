@@ -29,13 +29,14 @@ def javascript_bundle() -> str:
     """The bundle (vega-embed with Vega and Vega-Lite, every dependency inlined), from the cache when there."""
     import vl_convert as vlc
 
-    versions = f"{vlc.__version__}-vl{vlc.get_vegalite_versions()[-1]}-embed{vlc.get_vega_embed_version()}"
+    # vl_convert's stubs lack __version__ and type snippet as required; both work at run time.
+    versions = f"{vlc.__version__}-vl{vlc.get_vegalite_versions()[-1]}-embed{vlc.get_vega_embed_version()}"  # type: ignore[attr-defined]
     path = cache_dir() / f"vega-bundle-{versions}.js"
     try:
         return path.read_text(encoding="utf-8")
     except OSError:
         pass
-    text = vlc.javascript_bundle()
+    text = vlc.javascript_bundle()  # type: ignore[call-arg]
     try:  # written whole or not at all: a half-written bundle would break every later report
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
