@@ -49,6 +49,13 @@ def _table(
     return CanonicalTable(name, schema, ("source_id", *pk), grain, time_column)
 
 
+def _vitals_fields(metric: str, p75_type: pa.DataType, unit: str) -> list[pa.Field]:
+    """A Core Web Vital's p75 and its good / needs-improvement / poor shares of page loads (snapshots:
+    a 28-day window's values, which no sum or mean over windows reproduces)."""
+    shares = [pa.field(f"{metric}_{bin_}_share", pa.float64(), metadata=SNAPSHOT) for bin_ in ("good", "ni", "poor")]
+    return [pa.field(f"p75_{metric}{unit}", p75_type, metadata=SNAPSHOT), *shares]
+
+
 #: Lifecycle stages in funnel order; ``became_<stage>_at`` means "reached at least this stage".
 LIFECYCLE_STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist", "other")
 
@@ -260,6 +267,22 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
                 pa.field("load_time_ms_total", pa.float64(), metadata=ADDITIVE),
             ],
             "date",
+        ),
+        _table(
+            "page_experience",
+            "collection period × target (origin or URL) × form factor",
+            ("target_type", "target", "form_factor", "period_end"),
+            [
+                pa.field("period_start", pa.date32()),
+                pa.field("period_end", pa.date32(), nullable=False),
+                pa.field("target_type", pa.string(), nullable=False),
+                pa.field("target", pa.string(), nullable=False),
+                pa.field("form_factor", pa.string(), nullable=False),
+                *_vitals_fields("lcp", pa.int64(), "_ms"),
+                *_vitals_fields("inp", pa.int64(), "_ms"),
+                *_vitals_fields("cls", pa.decimal128(12, 4), ""),
+            ],
+            "period_end",
         ),
         _table(
             "fx_rates_daily",
