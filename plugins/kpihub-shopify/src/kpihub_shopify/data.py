@@ -102,11 +102,17 @@ class ShopifyData:
         return self.now
 
     def new_order(
-        self, *, status: str = "PAID", customer: str | None = None, total: Decimal | None = None, seeding: bool = False
+        self,
+        *,
+        status: str = "PAID",
+        customer: str | None = None,
+        guest: bool = False,
+        total: Decimal | None = None,
+        seeding: bool = False,
     ) -> dict[str, Any]:
         """An order placed now; ``TEST`` makes a paid test order. While ``seeding`` the history, some
         paid ones are refunded (or cancelled) days later."""
-        if customer is None and self.customers and self.rng.random() > 0.1:  # one in ten is a guest
+        if customer is None and not guest and self.customers and self.rng.random() > 0.1:  # one in ten is a guest
             customer = self.rng.choice(sorted(self.customers))
         total = total if total is not None else Decimal(self.rng.randrange(9_900, 250_000)) / 100
         gid = self._gid("Order")

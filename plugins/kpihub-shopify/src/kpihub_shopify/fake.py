@@ -151,6 +151,9 @@ class FakeShopify(FakeAPIServer):
         self.token = f"shpat_{seed:04d}fake{self.rng.getrandbits(64):016x}"
         self.bucket = Bucket(*bucket, clock)
         self.scopes = set(scopes)
+        #: Queries answered THROTTLED, and the points the others actually cost (for tests).
+        self.throttled = 0
+        self.spent = 0
 
     # -- errors ----------------------------------------------------------------------
 
@@ -183,11 +186,13 @@ class FakeShopify(FakeAPIServer):
             ext = {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": MAX_QUERY_COST, "documentation": DOCS}
             return self.json({"errors": [{"message": message, "extensions": ext}]})
         if not self.bucket.take(requested):
+            self.throttled += 1
             error = {"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": DOCS}}
             return self.json({"errors": [error], "extensions": self._cost(requested, None)})
         data, errors, sizes = self._execute(selections)
         actual = cost(selections, sizes)
         self.bucket.refund(requested - actual)
+        self.spent += actual
         answer: dict[str, Any] = {"data": data}
         if errors:
             answer = {"errors": errors, **answer}
