@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kpihub_shopify import ShopifySource, mapping
 from kpihub_shopify.data import ShopifyData
-from kpihub_shopify.fake import FakeShopify
+from kpihub_shopify.fake import INVALID_TOKEN, FakeShopify
 from kpihub_shopify.graphql import describe_errors, observe_cost, throttle_wait
 from kpihub_shopify.source import ORDERS, ShopifySettings
 
@@ -349,3 +349,54 @@ def test_kpis_from_a_hand_made_shop(tmp_path):
     assert got["refund_rate"][april] == pytest.approx((100 + 800) / (650 + 800))
     # Repeat purchase: of March's new buyers (anna, bo), bo bought again in April (anna's was voided).
     assert retention[march] == pytest.approx(0.5)
+
+
+# -- the fake itself --------------------------------------------------------------------------
+
+
+def test_the_fake_pages_prices_and_projects_like_shopify():
+    import httpx
+
+    with FakeShopify(seed=6, orders=30, customers=5, bucket=ROOMY) as server:
+        http = httpx.Client(base_url=server.url, headers={"X-Shopify-Access-Token": server.token})
+
+        def ask(query: str, **variables) -> dict:
+            return http.post("/admin/api/2026-10/graphql.json", json={"query": query, "variables": variables}).json()
+
+        q = "query($after: String) { orders(first: 7, after: $after, sortKey: UPDATED_AT) { edges { cursor node { id updatedAt totalPriceSet { shopMoney { amount } } } } pageInfo { hasNextPage endCursor } } }"  # noqa: E501
+        seen, after = [], None
+        while True:
+            body = ask(q, after=after)
+            page = body["data"]["orders"]
+            seen += [e["node"] for e in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+            assert after == page["edges"][-1]["cursor"]
+        # Edges of 7: 2 + 7 × (edge 1 + node 1 + totalPriceSet 1 + shopMoney 1) + pageInfo 1.
+        assert body["extensions"]["cost"]["requestedQueryCost"] == 2 + 7 * 4 + 1
+        assert body["extensions"]["cost"]["actualQueryCost"] <= body["extensions"]["cost"]["requestedQueryCost"]
+        assert set(seen[0]) == {"id", "updatedAt", "totalPriceSet"} and set(seen[0]["totalPriceSet"]) == {"shopMoney"}
+        stamps = [(n["updatedAt"], int(n["id"].rsplit("/", 1)[-1])) for n in seen]
+        assert stamps == sorted(stamps) and len(seen) == len(server.data.orders)
+        newest = ask("{ orders(first: 3, sortKey: UPDATED_AT, reverse: true) { nodes { updatedAt } } }")
+        assert [n["updatedAt"] for n in newest["data"]["orders"]["nodes"]] == sorted(s for s, _ in stamps)[::-1][:3]
+        since = stamps[20][0]
+        recent = ask(f"{{ orders(first: 50, query: \"updated_at:>='{since}'\") {{ nodes {{ id }} }} }}")
+        assert len(recent["data"]["orders"]["nodes"]) == sum(s >= since for s, _ in stamps)
+        server.scopes.discard("read_orders")
+        denied = ask("{ orders(first: 1) { nodes { id } } }")
+        server.bucket.restore, server.bucket._available = 0.0, 0.0  # spent, and not refilling
+        throttled = ask("{ shop { name } }")
+        bad = http.post(
+            "/admin/api/2026-10/graphql.json",
+            json={"query": "{ shop { name } }"},
+            headers={"X-Shopify-Access-Token": "x"},
+        )
+        http.close()
+    (error,) = denied["errors"]
+    assert error["extensions"]["code"] == "ACCESS_DENIED" and denied["data"] == {"orders": None}
+    assert error["message"] == "Access denied for orders field. Required access: `read_orders` access scope."
+    assert throttled["errors"][0]["extensions"]["code"] == "THROTTLED"
+    assert throttled["extensions"]["cost"]["actualQueryCost"] is None
+    assert bad.status_code == 401 and bad.json() == {"errors": INVALID_TOKEN}
