@@ -115,6 +115,7 @@ def measure_columns(kpi: KPI, role: str, measure: Measure, schemas: Mapping[str,
         used.append(("currency column", measure.currency))
     if measure.until:
         used.append(("until column", measure.until))
+    used += [("entity column", c) for c in measure.entity]
     for what, column in used:
         if column not in names:
             raise KPIError(f"KPI {kpi.id!r}: {role} {what} uses unknown column {column!r} of table {measure.table!r}")
@@ -218,6 +219,8 @@ def _measure_sql(
     source = _q(measure.table)
     if _converts(measure, fx_currency):
         source += " " + _fx_join(measure.currency or "", local)
+    if measure.entity:
+        return _entity_snapshot_sql(measure, agg, local, where, source, grain, dim)
     if measure.over_time != "sum":
         # A snapshot: one total per day, then the period's first, last or average day.
         daily = (
@@ -240,6 +243,26 @@ def _measure_sql(
     return (
         f"SELECT CAST(DATE_TRUNC('{grain}', {local}) AS DATE) AS period{d_col}, {agg} AS value "
         f"FROM {source} WHERE {where} GROUP BY 1{d_grp}"
+    )
+
+
+def _entity_snapshot_sql(
+    measure: Measure, agg: str, local: str, where: str, source: str, grain: Grain, dim: str | None
+) -> str:
+    """``period[, dim], value``: ``agg`` over each entity's first or last row of the period (its latest
+    snapshot: a page's 28-day window), so overlapping snapshots are never added up over the period."""
+    period = f"CAST(DATE_TRUNC('{grain}', {local}) AS DATE)"
+    order = "ASC" if measure.over_time == "first" else "DESC"
+    partition = ", ".join([period, *(_q(c) for c in measure.entity)])
+    d_col = f", {dim} AS kpihub_dim" if dim else ""
+    ranked = (
+        f"SELECT {period} AS kpihub_period{d_col}, *, ROW_NUMBER() OVER (PARTITION BY {partition} "
+        f"ORDER BY {_q(measure.time)} {order}) AS kpihub_rn FROM {source} WHERE {where}"
+    )
+    d_out, d_grp = (", kpihub_dim AS dim", ", kpihub_dim") if dim else ("", "")
+    return (
+        f"SELECT kpihub_period AS period{d_out}, {agg} AS value FROM ({ranked}) AS latest "
+        f"WHERE kpihub_rn = 1 GROUP BY kpihub_period{d_grp}"
     )
 
 
@@ -341,6 +364,8 @@ def _agg(kpi: KPI, measure: Measure, fx_currency: str | None) -> str:
         return f"SUM({measure.expr})"
     if measure.agg == "count_distinct":
         return f"COUNT(DISTINCT {measure.expr})"
+    if measure.agg in ("max", "min"):
+        return f"{measure.agg.upper()}({measure.expr})"
     raise KPIError(f"KPI {kpi.id!r}: aggregation {measure.agg!r} cannot be used here")
 
 

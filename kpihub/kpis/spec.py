@@ -44,10 +44,10 @@ __all__ = [
     "Window",
 ]
 
-Aggregation = Literal["count", "sum", "count_distinct", "count_before"]
+Aggregation = Literal["count", "sum", "count_distinct", "count_before", "max", "min"]
 Additivity = Literal["additive", "distinct", "snapshot"]
 OverTime = Literal["sum", "first", "last", "average"]
-Unit = Literal["count", "ratio", "percent", "score", "currency", "days", "hours", "months", "seconds"]
+Unit = Literal["count", "ratio", "percent", "score", "currency", "days", "hours", "months", "seconds", "milliseconds"]
 Direction = Literal["higher", "lower"]
 Kind = Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"]
 Stage = Literal["Reach", "Engage", "Act", "Nurture"]
@@ -97,9 +97,10 @@ class Measure:
     """An aggregate of one canonical table, placed in time by ``time``.
 
     :param table: canonical table name (``crm_contacts`` …).
-    :param agg: ``count`` (rows), ``sum`` (of ``expr``), ``count_distinct`` (of ``expr``), or
+    :param agg: ``count`` (rows), ``sum`` (of ``expr``), ``count_distinct`` (of ``expr``),
         ``count_before``: the running total of rows placed before each period starts (a stock, e.g.
-        customers at the start of the month).
+        customers at the start of the month), or ``max`` / ``min`` (of ``expr``: the slowest page's
+        p75 of each one's latest snapshot, with ``entity``).
     :param time: column that puts a row into a period (timestamp or date).
     :param expr: SQL expression over the table's columns (``sum``/``count_distinct``).
     :param filter: SQL condition rows must meet.
@@ -109,6 +110,11 @@ class Measure:
         pairs — with ``per="month"``, each month's distinct customers added up over the months of a longer
         period (customer-months). Such a count adds up over periods made of whole ``per`` periods, and is
         refused at a finer grain.
+    :param entity: with ``over_time`` ``first`` or ``last``: the columns naming what a row is a snapshot
+        of (a page and device, an account). Each entity's first or last row in the period (by ``time``)
+        is taken — rows that ``filter`` keeps — and ``agg`` goes over those rows: the period's value is
+        each entity's latest snapshot, never a sum over the period's days. With the time column the
+        entity columns should identify a row (the table's key), or the latest row of a tie is arbitrary.
     """
 
     table: str
@@ -126,8 +132,14 @@ class Measure:
     #: ``first``, ``last`` or ``average`` day (followers, MRR); ``sum`` (default) adds rows up.
     over_time: OverTime = "sum"
     per: Grain | None = None
+    entity: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "entity", tuple(self.entity))
+        if self.agg in ("max", "min") and not self.expr:
+            raise ValueError(f"measure of {self.table}: {self.agg} needs an expr")
+        if self.entity and (self.over_time not in ("first", "last") or self.agg == "count_before"):
+            raise ValueError(f"measure of {self.table}: entity is for over_time 'first' or 'last' snapshots of rows")
         if self.per is None:
             return
         if self.per not in GRAINS:
@@ -141,7 +153,7 @@ class Measure:
     def additivity(self) -> Additivity:
         """How the measure adds up over time: counts and sums add, distinct counts and snapshots do not
         (a distinct count ``per`` month adds up over months: it is the sum of the months' counts)."""
-        if self.max_grain is not None or self.agg == "count_before" or self.over_time != "sum":
+        if self.max_grain is not None or self.agg in ("count_before", "max", "min") or self.over_time != "sum":
             return "snapshot"
         return "distinct" if self.agg == "count_distinct" and self.per is None else "additive"
 
@@ -172,7 +184,8 @@ class KPI:
 
     :param id: unique id (``win_rate``); the name used in targets and the CLI.
     :param unit: ``count``, ``ratio``, ``percent`` (a ratio shown ×100), ``score`` (a value on its own
-        scale, shown as it is: NPS from −100 to +100), ``currency``, ``days``, ``hours``, ``months``, ``seconds``.
+        scale, shown as it is: NPS from −100 to +100), ``currency``, ``days``, ``hours``, ``months``, ``seconds``,
+        ``milliseconds`` (web vitals, as the Chrome UX Report gives them).
     :param direction: ``higher`` or ``lower`` is better.
     :param kind: see the module docstring; ``simple`` and ``cumulative`` use ``measure`` (or, for
         a cumulative ratio, ``numerator``/``denominator``), ``ratio`` uses ``numerator`` /
@@ -291,6 +304,8 @@ class KPI:
         """How the KPI's value over a period relates to its sub-periods' (shown in the catalogue)."""
         if self.kind == "simple":
             return self.measures["value"].additivity
+        if self.kind == "ratio" and any(m.entity for m in self.measures.values()):
+            return "ratio of each entity's latest snapshot in the period (never summed over it)"
         if self.kind in ("ratio", "conversion"):
             return "ratio of additive parts (re-aggregated, never averaged)"
         if self.kind == "cumulative":
