@@ -289,5 +289,6 @@ class ShopifySource(Source[ShopifySettings]):
 
     def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
         # The demo's orders come from Stripe; a second orders source would change its reference
-        # numbers (tests/test_demo.py). kpihub_shopify.demo.spec() is ready for when it is wanted.
+        # numbers (tests/test_demo.py). FakeShopify over a ShopifyData in DEMO_BUSINESS's currency,
+        # zone and customer emails is what to return when the demo should include a shop.
         return None
