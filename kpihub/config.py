@@ -127,6 +127,18 @@ class ProjectSettings(_EnvironmentFirst):
     #: Gross margin as a fraction (0.75 for 75 %): the share of revenue left after the cost of what was
     #: sold. KPIs with a ``gross_margin`` parameter use it (CAC payback); unset, theirs (1: revenue payback).
     gross_margin: float | None = None
+    #: VAT rate as a fraction (0.25 for 25 %) in the prices of orders whose source reports no tax amount
+    #: (``orders.tax_amount`` null): KPIs with a ``vat_rate`` parameter take it out of them (ROAS ex VAT).
+    vat_rate: float | None = None
+
+    @field_validator("vat_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        # 25 is a percentage, a bool would pass as 1.0: refused, saying how to write it.
+        number = None if isinstance(value, bool) else _number(value)
+        if value is not None and (number is None or not 0 <= number < 1):
+            raise ValueError(f"must be a fraction from 0 up to 1 (0.25 for 25 % VAT), not {value!r}")
+        return number
 
     @field_validator("gross_margin", mode="before")
     @classmethod
@@ -139,7 +151,8 @@ class ProjectSettings(_EnvironmentFirst):
 
     def kpi_parameters(self) -> dict[str, float]:
         """The numbers KPIs' parameters of the same name take (those the project sets)."""
-        return {} if self.gross_margin is None else {"gross_margin": self.gross_margin}
+        given = {"gross_margin": self.gross_margin, "vat_rate": self.vat_rate}
+        return {name: value for name, value in given.items() if value is not None}
 
     @field_validator("timezone")
     @classmethod

@@ -39,6 +39,8 @@ DEFAULT_PLUGINS: Final = (
     "kpihub.default_plugins.web_kpis",
     "kpihub.default_plugins.survey_kpis",
     "kpihub.default_plugins.service_kpis",
+    "kpihub.default_plugins.customer_kpis",
+    "kpihub.default_plugins.landing_page_kpis",
 )
 
 ENTRY_POINT_GROUP: Final = "kpihub"

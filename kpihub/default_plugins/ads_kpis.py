@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kpihub.default_plugins.revenue_kpis import EX_VAT, VAT_RATE
 from kpihub.hookspecs import hookimpl
 from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 T = "ad_performance_daily"
+#: Costs an agency bills on top of the media spend (the costs table; files).
+AGENCY = "category = 'agency'"
 
 
 def _sum(column: str, money: bool = False) -> Measure:
@@ -146,6 +149,32 @@ ADS_KPIS = (
         denominator=_sum("spend", True),
         stage="Act",
         reference=GUIDES + "; the platforms' metric definitions (Google Ads, Meta, LinkedIn)",
+    ),
+    KPI(
+        id="agency_fees",
+        title="Agency fees",
+        description="Σ costs of category agency in the period (agency management fees, commissions, production; "
+        "costs table).",
+        unit="currency",
+        direction="lower",
+        kind="simple",
+        measure=Measure("costs", "sum", "period_start", expr="amount", filter=AGENCY, currency="currency"),
+        stage="Reach",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="roas_net",
+        title="ROAS incl. agency fees, ex VAT",
+        description="Sales excluding VAT ÷ (ad spend the platforms report + agency fees), each summed over the "
+        "period before the division. Not the advertising costs of the costs table: the platforms report that "
+        "spend, and it would count twice. VAT not reported by the source is taken out at [project] vat_rate.",
+        unit="ratio",
+        direction="higher",
+        kind="derived",
+        expr=f"({EX_VAT}) / (ad_spend + agency_fees)",
+        parameters={"vat_rate": VAT_RATE},
+        stage="Act",
+        reference=GUIDES + " (ROAS with an agency, for a business that sells online)",
     ),
 )
 

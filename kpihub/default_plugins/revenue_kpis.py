@@ -15,6 +15,11 @@ from kpihub.kpis.spec import GUIDES, KPI, Input, Measure, Parameter
 PAID_CHARGE = "kind = 'charge' AND status = 'succeeded'"
 MARKETING = "category IN ('marketing', 'advertising')"
 ACQUISITION = "category IN ('marketing', 'sales', 'advertising')"
+#: Net revenue without VAT: what the sources report as tax taken out, and where they report none, the
+#: tax a ``vat_rate`` price holds (rate / (1 + rate) of it). See docs/kpis.md, "VAT and ROAS net".
+EX_VAT = "sales - tax_collected - sales_tax_not_reported * vat_rate / (1 + vat_rate)"
+#: Unset, 0: amounts without a tax amount are taken as they are, which the scorecard says.
+VAT_RATE = Parameter(0.0, "vat_rate not set: sales whose source reports no tax amount keep their VAT")
 
 REVENUE_KPIS = (
     KPI(
@@ -25,6 +30,46 @@ REVENUE_KPIS = (
         direction="higher",
         kind="simple",
         measure=Measure("orders", "sum", "ordered_at", expr="net_amount", currency="currency"),
+        stage="Act",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="tax_collected",
+        title="Tax collected (VAT, sales tax)",
+        description="Σ tax amount of orders in the period, as their sources report it (charges minus refunds); "
+        "orders whose source reports none add nothing.",
+        unit="currency",
+        direction="higher",
+        kind="simple",
+        measure=Measure("orders", "sum", "ordered_at", expr="tax_amount", currency="currency"),
+        stage="Act",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="sales_tax_not_reported",
+        title="Sales without a reported tax amount",
+        description="Σ net amount of the period's orders whose source reports no tax amount: VAT may be in it "
+        "([project] vat_rate takes it out in sales_ex_vat and roas_net).",
+        unit="currency",
+        direction="lower",
+        kind="simple",
+        measure=Measure(
+            "orders", "sum", "ordered_at", expr="net_amount", filter="tax_amount IS NULL", currency="currency"
+        ),
+        stage="Act",
+        reference=GUIDES,
+    ),
+    KPI(
+        id="sales_ex_vat",
+        title="Sales excluding VAT",
+        description="Net revenue without VAT: sales − the tax the sources report − the VAT in sales without a "
+        "reported tax amount at [project] vat_rate (price × rate ÷ (1 + rate)); unset, those count as they are "
+        "(said in a note).",
+        unit="currency",
+        direction="higher",
+        kind="derived",
+        expr=EX_VAT,
+        parameters={"vat_rate": VAT_RATE},
         stage="Act",
         reference=GUIDES,
     ),

@@ -328,6 +328,7 @@ DIMENSIONS: dict[str, dict[str, str]] = {
         "crm_contacts": "original_source",
         "social_daily": "platform",
         "support_tickets": "channel",
+        "landing_pages_daily": "channel_group",
     },
     "campaign": {"ad_performance_daily": "campaign_name", "web_traffic_daily": "campaign"},
     "pipeline": {"crm_deals": "pipeline"},
