@@ -385,3 +385,114 @@ def test_a_kpi_not_defined_at_the_grain_is_not_applicable_not_refused():
     assert card.refused == []  # asking a day-only KPI for a month is the question, not the data
     (day,) = build_scorecard(engine(), kpis, period=Period.parse("2024-02-11"), only=["daily_closes"])
     assert day.actual == 1.0 and day.status == ""  # d3 closed on 11 February
+
+
+# -- what people read: KPIs without data folded into one line, notes said once, markdown ---------------
+
+
+def _folded(rows: list[dict]) -> set[str]:
+    """From the JSON rows: the KPIs with no value anywhere and no target (what the table folds)."""
+    blank: dict[str, bool] = {}
+    for r in rows:
+        empty = r["actual"] is None and r["previous"] is None and r["last_year"] is None and r["target"] is None
+        blank[r["kpi"]] = blank.get(r["kpi"], True) and empty and r["status"] in ("", "no data")
+    return {k for k, b in blank.items() if b}
+
+
+def test_table_folds_kpis_without_data_into_one_line_and_json_keeps_every_row(tmp_path, monkeypatch):
+    crm_project(tmp_path, monkeypatch)  # crm_contacts and crm_deals only: most of the catalogue has no table
+    rows = json.loads(kpis_cli("--format", "json").stdout)
+    folded = _folded(rows)
+    titles = {r["kpi"]: r["title"] for r in rows}
+    assert {"sales", "ctr", "nps"} <= folded and "win_rate" not in folded and len(rows) > 40
+    noted = [r for r in rows if r["kpi"] in folded and r["notes"]]
+    missing = sorted({r["notes"].removeprefix("table ").removesuffix(" not synced") for r in noted})
+    silent = len(folded) - len({r["kpi"] for r in noted})
+    assert "orders" in missing and "crm_deals" not in missing and silent > 0
+    table = kpis_cli()
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    summary = [line for line in lines if "have no data" in line]
+    assert summary == [
+        f"• {len(folded)} KPIs have no data: tables {', '.join(missing)} not synced; "
+        f"{silent} with no rows in the period — kpihub kpis --all-rows lists them, --kpi ID shows one"
+    ]
+    assert not any("not synced" in line for line in lines if line not in summary)  # no note per KPI
+    shown = [line for line in lines if "2024-02" in line]
+    assert not any(f" {titles[k]} " in line for k in folded for line in shown)
+    assert any(" Win rate " in line for line in shown)
+    every = kpis_cli("--all-rows").stdout
+    assert "Sales (net revenue)" in every and "• Sales (net revenue): table orders not synced" not in every
+    assert "• table orders not synced: " in every  # said once for all the KPIs over orders
+    assert "no data" in next(line for line in kpis_cli("--kpi", "sales").stdout.splitlines() if "Sales (net" in line)
+
+
+def test_markdown_scorecard_grouped_by_stage_with_status_as_text_and_notes_after(tmp_path, monkeypatch):
+    crm_project(tmp_path, monkeypatch)
+    (tmp_path / "targets.toml").write_text(
+        '[[target]]\nkpi = "win_rate"\nperiod = "2024-02"\nbaseline = 50\ntarget = 60\n'
+        '[[target]]\nkpi = "leads"\nperiod = "2024-02"\nbaseline = 10\ntarget = 20\n'
+        '[[target]]\nkpi = "sales"\nperiod = "2024-02"\ntarget = 5000\n'  # no orders table: kept, "no data"
+    )
+    rows = {r["kpi"]: r for r in json.loads(kpis_cli("--targets", "targets.toml", "--format", "json").stdout)}
+    result = kpis_cli("--targets", "targets.toml", "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    md = result.stdout
+    header = "| KPI | Period | Actual | Prev. | Δ prev. | Δ last yr | Baseline | Target | Attain. | Status |"
+    assert md.startswith("## KPI scorecard\n\n### Act\n\n" + header + "\n| --- | --- | ---: |")
+    win = next(line for line in md.splitlines() if line.startswith("| Win rate |"))
+    assert win.startswith("| Win rate | 2024-02 | 66.7 % |") and win.endswith(f"| {rows['win_rate']['status']} |")
+    assert rows["win_rate"]["status"] in ("on track", "at risk", "off track")
+    assert (rows["sales"]["status"], rows["sales"]["target"]) == ("no data", 5000)  # its target, no data yet
+    assert "| Leads | 2024-02 |" in md and "\n### Act — not targeted\n" in md
+    assert md.index("### Act\n") < md.index("### Act — not targeted") < md.index("**Notes**")
+    notes = md[md.index("**Notes**") :].splitlines()
+    assert notes[2] == "- Sales (net revenue): table orders not synced" and md.endswith("\n")
+    assert "| Sales (net revenue) | 2024-02 | — |" in md and "| 5,000.00 | — | no data |" in md
+    # Every line of a table has the header's 11 pipes: no cell breaks its row.
+    assert all(line.count("|") - line.count("\\|") == 11 for line in md.splitlines() if line.startswith("|"))
+    written = kpis_cli("--targets", "targets.toml", "--format", "markdown", "-o", "card.md")
+    assert written.exit_code == 0 and (tmp_path / "card.md").read_text().startswith("## KPI scorecard\n")
+
+
+def test_markdown_series_has_a_row_per_period(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kpihub.cli import cli
+
+    crm_project(tmp_path, monkeypatch)
+    args = ["kpis", "--from", "2024-01", "--to", "2024-02", "--as-of", "2024-06-01", "--kpi", "win_rate"]
+    result = CliRunner().invoke(cli, [*args, "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    periods = [line.split(" | ")[1] for line in result.stdout.splitlines() if line.startswith("| Win rate |")]
+    assert periods == ["2024-01", "2024-02"]
+    whole = CliRunner().invoke(cli, ["kpis", "--all", "--as-of", "2024-06-01", "--format", "markdown"])
+    assert whole.exit_code == 0, whole.output
+    assert "| Win rate | 2024-01 |" in whole.stdout and "KPIs have no data: tables " in whole.stdout
+
+
+def test_notes_shared_by_rows_are_said_once_and_cells_cannot_break_a_markdown_row():
+    from kpihub.kpis.scorecard import ScorecardRow
+    from kpihub.report.scorecard import no_data_line, note_lines, scorecard_markdown, without_data
+
+    def row(kpi: str, actual: float | None, *notes: str, period: str = "2024-02") -> ScorecardRow:
+        return ScorecardRow(kpi, kpi.upper(), "count", "Act", period, actual, notes=list(notes))
+
+    rows = [
+        row("a", 1, "period in progress (50% elapsed)"),
+        row("b", 2, "period in progress (50% elapsed)", "b | odd *note*"),
+        row("c", None, "table x not synced"),
+        row("d", None, "table y not synced"),
+        row("e", None, "table x not synced"),
+        row("f", None),  # a series: no value in one period, one in the other: kept
+        row("f", 3, period="2024-03"),
+    ]
+    assert [r.kpi for r in without_data(rows)] == ["c", "d", "e"]
+    assert note_lines(rows[:2]) == ["period in progress (50% elapsed): A, B (2 KPIs)", "B: b | odd *note*"]
+    assert no_data_line(without_data(rows)) == (
+        "3 KPIs have no data: tables x, y not synced — kpihub kpis --all-rows lists them, --kpi ID shows one"
+    )
+    assert no_data_line([row("c", None, "table x not synced")]).startswith("1 KPI has no data: table x not synced")
+    md = scorecard_markdown(rows)
+    assert "- B: b \\| odd \\*note\\*" in md and "| C |" not in md and "| F | 2024-02 | — |" in md
+    assert "| C | 2024-02 | — |" in scorecard_markdown(rows, all_rows=True)

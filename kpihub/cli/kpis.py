@@ -25,7 +25,7 @@ from kpihub.kpis.scorecard import Scorecard, build_scorecard
 from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
-from kpihub.report.scorecard import FORMATS, format_value, render_scorecard, write_scorecard
+from kpihub.report.scorecard import FORMATS, data_quality_lines, format_value, render_scorecard, write_scorecard
 from kpihub.secrets import first_line, redact
 
 
@@ -80,16 +80,12 @@ def stream_tables(proj: Project, reg: Registry) -> dict[str, list[str]]:
 
 def render_data_quality(card: Scorecard, console: Console) -> None:
     """The data-quality line: each stream whose last sync was not ok, its notes, the KPIs it feeds."""
-    if not card.data_quality:
+    lines = data_quality_lines(card)
+    if not lines:
         return
     console.print("[bold]Data quality[/bold] (streams whose last sync was not ok)", soft_wrap=True)
-    for q in card.data_quality:
-        if q.tables:
-            titles = ", ".join(dict.fromkeys(r.title for r in card.affected(q))) or "no KPI on this scorecard"
-            feeds = f"feeds {', '.join(q.tables)}: {titles}"
-        else:
-            feeds = "feeds an unknown table"
-        console.print(f"• {q.describe()} ({feeds})", markup=False, highlight=False, soft_wrap=True)
+    for line in lines:
+        console.print(f"• {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command("kpis")
@@ -105,10 +101,15 @@ def render_data_quality(card: Scorecard, console: Console) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice((*FORMATS, "markdown")),
+    type=click.Choice(FORMATS),
     default="table",
     show_default=True,
-    help="Scorecard: table, json, csv, parquet. --list: table, json, csv, markdown.",
+    help="Scorecard: table, markdown, json, csv, parquet. --list: table, json, csv, markdown.",
+)
+@click.option(
+    "--all-rows",
+    is_flag=True,
+    help="Table and markdown: show the KPIs without data as rows too (JSON, CSV, Parquet always have every row).",
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
 @click.option("--as-of", "as_of", help="Judge the period as of this date (YYYY-MM-DD; default today).")
@@ -141,6 +142,7 @@ def command(
     dialect: str,
     engine: str,
     by: str | None,
+    all_rows: bool,
 ) -> None:
     """Score KPIs against their targets (default), list them, or show their SQL."""
     proj = project(ctx)
@@ -186,11 +188,13 @@ def command(
         only=list(only) or None,
         engine=engine,
     )
+    # KPIs asked for by name are shown whatever their data.
+    every = all_rows or bool(only)
     if fmt == "table":
-        render_scorecard(rows, console)
+        render_scorecard(rows, console, all_rows=every)
         render_data_quality(rows, console)
     else:
-        write_scorecard(rows, fmt, output, sys.stdout)
+        write_scorecard(rows, fmt, output, sys.stdout, all_rows=every)
     _warn_past_the_data(rows, ctx.obj["err"])
     if rows.refused:
         # The scorecard is out and complete but for these rows: say so, and exit non-zero for scripts.

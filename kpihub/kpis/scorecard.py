@@ -373,6 +373,8 @@ def _scored_row(
     if missing:
         row.status = "no data"
         row.notes.append(f"table {missing[0]} not synced")
+        if target is not None:  # the row still shows what was aimed for
+            row.baseline, row.target = target.baseline, target.target
         return row
     (start, end), (ly_start, ly_end) = _ranges(period)
     series, last_year = answers[(id(kpi), start, end)], answers[(id(kpi), ly_start, ly_end)]
