@@ -78,11 +78,42 @@ def test_init_writes_a_template_once(tmp_path, monkeypatch):
     assert run("init", "--force").exit_code == 0
 
 
+def test_init_project_reads_its_targets_file(tmp_path, monkeypatch):
+    from kpihub.config import load_project
+    from kpihub.destinations.base import TableWrite
+    from kpihub.destinations.duckdb import DuckDBDestination
+    from tests.test_kpis import crm_tables
+
+    reset_registry(None)
+    monkeypatch.chdir(tmp_path)
+    assert run("init", "proj").exit_code == 0
+    root = tmp_path / "proj"
+    assert load_project(root / "kpihub.toml").settings.targets == "targets.toml"  # live, not commented out
+    contacts, deals = crm_tables()
+    with DuckDBDestination().open("duckdb:///kpihub.duckdb", root=root) as session:
+        session.commit([TableWrite("crm_contacts", contacts, "replace"), TableWrite("crm_deals", deals, "replace")], {})
+    args = ("-p", "proj/kpihub.toml", "kpis", "--period", "2024-02", "--as-of", "2024-06-01", "--format", "json")
+    untouched = run(*args)  # the written file, every example commented out: no target, no error
+    assert untouched.exit_code == 0, untouched.output
+    assert {r["status"] for r in json.loads(untouched.output)} <= {"", "no data", "n/a", "refused"}
+    # The user uncomments the example (from a directory other than the project's: the path is the project's).
+    targets = root / "targets.toml"
+    lines = targets.read_text().splitlines()
+    start = lines.index("# [[target]]")
+    edited = lines[:start] + [line.removeprefix("# ") for line in lines[start:]]
+    targets.write_text("\n".join(edited).replace("2026-Q3", "2024-02") + "\n")
+    rows = {r["kpi"]: r for r in json.loads(run(*args).output)}
+    mqls = rows["mqls"]
+    assert (mqls["actual"], mqls["baseline"], mqls["target"], mqls["status"]) == (2, 480, 550, "off track")
+    assert rows["win_rate"]["status"] == "not targeted"
+    table = run(*args[:-2])
+    assert "off track" in next(line for line in table.output.splitlines() if "Marketing-qualified leads" in line)
+
+
 def test_show_sql_in_another_dialect(project):
     result = run("kpis", "--show-sql", "--dialect", "postgres", "--kpi", "win_rate", "--period", "2024-Q1")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("-- win_rate (postgres)") and "AT TIME ZONE 'UTC'" in result.output
-
 
 
 def test_show_sql_of_all_kpis_comments_one_not_at_that_grain_and_refuses_it_by_name(project):
@@ -92,6 +123,7 @@ def test_show_sql_of_all_kpis_comments_one_not_at_that_grain_and_refuses_it_by_n
     assert "-- win_rate (duckdb)\n" in listing.output
     alone = run("kpis", "--show-sql", "--kpi", "monthly_arpu", "--period", "2024-01-15")
     assert alone.exit_code == 1 and alone.output.startswith("Error: KPI 'monthly_arpu'")
+
 
 def test_kpis_on_missing_data_says_so(project):
     run("sync")

@@ -1,4 +1,4 @@
-"""``kpihub init``: write a commented kpihub.toml."""
+"""``kpihub init``: write a commented kpihub.toml and the targets.toml it reads."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ destination = "duckdb:///kpihub.duckdb"
 # KPI periods (days, weeks, months) are cut in this time zone.
 timezone = "UTC"
 
-# Targets for the scorecard (TOML with [[target]] tables, or CSV).
-# targets = "targets.toml"
+# Targets for the scorecard (TOML with [[target]] tables, or CSV), relative
+# to this file. Add yours to targets.toml; without any, every KPI is scored
+# with no target.
+targets = "targets.toml"
 
 # One table per configured source; the table name is the source id.
 # `type` defaults to the id, so two HubSpot portals could be
@@ -34,8 +36,10 @@ timezone = "UTC"
 """
 
 TARGETS_TEMPLATE = """\
-# KPI targets: a baseline (where you start), a target and a period each.
-# Periods: 2026, 2026-Q3, 2026-07, 2026-W27, 2026-07-01. Percent KPIs in percent.
+# KPI targets, read by `kpihub kpis` (kpihub.toml: targets = "targets.toml").
+# Each: a KPI id (kpihub kpis --list), a period, a target and, optionally, the
+# baseline you start from. Periods: 2026, 2026-Q3, 2026-07, 2026-W27,
+# 2026-07-01. Percent KPIs in percent. Uncomment and edit:
 #
 # [[target]]
 # kpi = "mqls"
