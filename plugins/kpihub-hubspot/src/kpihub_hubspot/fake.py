@@ -37,6 +37,11 @@ kpihub's shared API notes:
   "false", probability: "0.2"}, …}]}]}`` (metadata values are strings).
 * ``POST /oauth/v2/private-apps/get/access-token-info`` with ``{tokenKey}``: ``{userId, hubId,
   appId, scopes}`` (the private-apps overview page); ``scopes`` is :attr:`FakeHubSpot.scopes`.
+* feedback submissions (``/crm/v3/objects/feedback_submissions``, list and search as above; read-only,
+  scope ``crm.objects.feedback_submissions.read``: HubSpot's OpenAPI spec in
+  HubSpot/HubSpot-public-api-spec-collection ``PublicApiSpecs/CRM/Feedback Submissions``): properties as
+  HubSpot's example submission has them (``hs_survey_type`` NPS / CSAT / CES / CUSTOM, ``hs_value`` on
+  the survey's scale, ``hs_response_group``), plus ``hs_submission_timestamp`` and ``hs_contact_id``.
 * ``GET /account-info/v3/details``: ``{portalId, timeZone, companyCurrency,
   additionalCurrencies, utcOffset, utcOffsetMilliseconds, uiDomain,
   dataHostingLocation, accountType}``.
@@ -132,6 +137,7 @@ class HubSpotLimits:
             "X-HubSpot-RateLimit-Remaining": str(max(0, self.burst - len(self._burst))),
         }
 
+
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_END = dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc)
@@ -139,12 +145,19 @@ DAY_MS = 86_400_000
 SEARCH_CAP = 10_000  # results per search query
 MAX_FILTER_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 
-CURSOR_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
+CURSOR_PROPERTY = {
+    "contacts": "lastmodifieddate",
+    "companies": "hs_lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+    "feedback_submissions": "hs_lastmodifieddate",
+}
 DATE_PROPERTIES = {
     "createdate",
     "lastmodifieddate",
     "hs_lastmodifieddate",
     "closedate",
+    "hs_createdate",
+    "hs_submission_timestamp",
     "hs_lifecyclestage_subscriber_date",
     "hs_lifecyclestage_lead_date",
     "hs_lifecyclestage_marketingqualifiedlead_date",
@@ -165,7 +178,12 @@ DEFAULT_PROPERTIES = {
         "hs_object_id",
         "pipeline",
     ],
+    # The object's default properties (developers.hubspot.com/docs/api/crm/feedback-submissions).
+    "feedback_submissions": ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
 }
+#: Survey type -> (scale, detractor top, passive top): HubSpot's sentiment groups
+#: (knowledge.hubspot.com/customer-feedback/feedback-submission-properties).
+SURVEYS = {"NPS": ((0, 10), 6, 8), "CSAT": ((0, 2), 0, 1), "CES": ((1, 7), 3, 5)}
 STAGES = ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer"]
 SOURCES = [
     "ORGANIC_SEARCH",
@@ -335,13 +353,17 @@ class HubSpotData:
         end: dt.datetime = DEFAULT_END,
         currency: str = "EUR",
         customer_email: Callable[[int], str] | None = None,
+        feedback: int = 0,
     ) -> None:
+        """``feedback``: feedback survey submissions, from their own random stream (the CRM data of a
+        seed stays what it was without them)."""
         self.rng = random.Random(seed)
         self.start_ms, self.end_ms = to_ms(start), to_ms(end)
         self.clock_ms = self.end_ms
         self.currency = currency
-        self.stores = {name: ObjectStore(name) for name in ("contacts", "companies", "deals")}
-        self._next_id = {"contacts": 101, "companies": 5_000_001, "deals": 9_000_000_001}
+        self.stores = {name: ObjectStore(name) for name in (*CURSOR_PROPERTY,)}
+        self._next_id = {"contacts": 101, "companies": 5_000_001, "deals": 9_000_000_001, "feedback_submissions": 512}
+        self._feedback_rng = random.Random(seed * 7919 + 17)
         n_companies = max(1, contacts // 5)
         for _ in range(n_companies):
             self._company()
@@ -356,6 +378,9 @@ class HubSpotData:
             )
             for i, record in enumerate(customers):
                 record.props["email"] = customer_email(i)
+        span = self.end_ms - self.start_ms
+        for _ in range(feedback):  # more answers later, as there are more contacts later
+            self._feedback(self.start_ms + int(span * math.sqrt(self._feedback_rng.random())))
         for store in self.stores.values():
             store.reindex()
 
@@ -491,6 +516,8 @@ class HubSpotData:
                     record.props[f"hs_lifecyclestage_{nxt}_date"] = now
             elif kind == "deals":
                 record.props["amount"] = "1234.50"
+            elif kind == "feedback_submissions":
+                record.props["hs_content"] = f"Edited {rid}"
             else:
                 record.props["name"] = f"Renamed {rid}"
         store.reindex()
@@ -510,13 +537,55 @@ class HubSpotData:
             record.updated = record.props[store.cursor_property] = now
         for _ in range(add):
             before = {name: set(s.records) for name, s in self.stores.items()}
-            {"contacts": self._contact, "companies": self._company, "deals": self._new_deal}[kind]()
+            add_one = {"contacts": self._contact, "companies": self._company, "deals": self._new_deal}
+            add_one.get(kind, lambda: self._feedback(self.clock_ms))()
             for name, s in self.stores.items():  # a contact may bring a deal: all created now, modified now
                 for rid in sorted(set(s.records) - before[name]):
                     new, now = s.records[rid], self.tick()
-                    new.created = new.updated = new.props["createdate"] = new.props[s.cursor_property] = now
+                    created = "hs_createdate" if name == "feedback_submissions" else "createdate"
+                    new.created = new.updated = new.props[created] = new.props[s.cursor_property] = now
         for s in self.stores.values():
             s.reindex()
+
+    def _feedback(self, submitted: int) -> None:
+        """One submission to a standard survey (or, one in ten, a custom one) by a known contact.
+
+        Shaped as HubSpot's example submission: ``hs_value`` a string on the survey's scale,
+        ``hs_response_group`` its sentiment, ``hs_survey_id``/``name``/``channel`` and ``hs_content``.
+        """
+        rng = self._feedback_rng
+        rid = self._next_id["feedback_submissions"]
+        self._next_id["feedback_submissions"] += rng.randint(1, 4)
+        kind = "CUSTOM" if rng.random() < 0.1 else rng.choice(list(SURVEYS))
+        (low, high), detractor, passive = SURVEYS.get(kind, ((1, 5), 2, 3))
+        value = rng.randint(low, high)
+        group = "DETRACTOR" if value <= detractor else "PASSIVE" if value <= passive else "PROMOTER"
+        survey = {"NPS": 3, "CSAT": 5, "CES": 8, "CUSTOM": 13}[kind]
+        contacts = self.stores["contacts"].records
+        created = submitted + rng.randint(1_000, 60_000)  # the record is written just after the answer
+        props = {
+            "hs_survey_id": str(survey),
+            "hs_survey_name": f"{kind.title()} survey",
+            "hs_survey_type": kind,
+            "hs_survey_channel": rng.choice(["EMAIL", "WEB", "LINK"]),
+            "hs_value": str(value),
+            "hs_response_group": group,
+            "hs_content": rng.choice([None, "Great product!", "Support was slow", "Fine"]),
+            "hs_contact_id": str(rng.choice(sorted(contacts))) if contacts else None,
+            "hs_submission_timestamp": submitted,
+            "hs_createdate": created,
+            "hs_lastmodifieddate": created,
+        }
+        self.stores["feedback_submissions"].add(Record(rid, props, created, created))
+
+    def new_feedback(self, n: int) -> list[int]:
+        """``n`` submissions answered now (a later cursor than everything before); their ids."""
+        store = self.stores["feedback_submissions"]
+        before = set(store.records)
+        for _ in range(n):
+            self._feedback(self.tick(60))
+        store.reindex()
+        return sorted(set(store.records) - before)
 
     def _new_deal(self) -> None:
         self._deal(self.clock_ms, None)
@@ -566,7 +635,12 @@ class FakeHubSpot(FakeAPIServer):
         self.time_zone = time_zone
         self.data = data or HubSpotData(seed=seed, contacts=contacts)
         #: What the private app was granted, as ``access-token-info`` reports it.
-        self.scopes: list[str] = ["crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read"]
+        self.scopes: list[str] = [
+            "crm.objects.contacts.read",
+            "crm.objects.companies.read",
+            "crm.objects.deals.read",
+            "crm.objects.feedback_submissions.read",
+        ]
 
     # -- live data ---------------------------------------------------------------------
 
@@ -732,7 +806,7 @@ class FakeHubSpot(FakeAPIServer):
             )
         return self.json({"results": results}, headers=self._rate_headers())
 
-    @route("GET", r"/crm/v3/objects/(?P<object>contacts|companies|deals)")
+    @route("GET", r"/crm/v3/objects/(?P<object>contacts|companies|deals|feedback_submissions)")
     def list_objects(self, request: FakeRequest) -> FakeResponse:
         store = self._store(request)
         limit = int(request.query.get("limit", "10"))
@@ -750,7 +824,7 @@ class FakeHubSpot(FakeAPIServer):
             body["paging"] = {"next": {"after": nxt, "link": link}}
         return self.json(body, headers=self._rate_headers())
 
-    @route("POST", r"/crm/v3/objects/(?P<object>contacts|companies|deals)/search")
+    @route("POST", r"/crm/v3/objects/(?P<object>contacts|companies|deals|feedback_submissions)/search")
     def search(self, request: FakeRequest) -> FakeResponse:
         store = self._store(request)
         body = request.json() or {}

@@ -24,6 +24,8 @@ STREAM_SCOPES = {
     "companies": "crm.objects.companies.read",
     "deals": "crm.objects.deals.read",
     "deal_pipelines": "crm.objects.deals.read",
+    # HubSpot's OpenAPI spec for the object (PublicApiSpecs/CRM/Feedback Submissions/…/v3).
+    "feedback_submissions": "crm.objects.feedback_submissions.read",
 }
 
 

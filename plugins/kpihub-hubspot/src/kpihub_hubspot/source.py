@@ -51,7 +51,7 @@ from kpihub.http import (
     RetryDecision,
     get_path,
 )
-from kpihub_hubspot import mapping
+from kpihub_hubspot import feedback, mapping
 
 TS = pa.timestamp("us", tz="UTC")
 #: Requests a day on Free and Starter (the tier ``burst_per_10s`` assumes too); Professional and
@@ -104,6 +104,8 @@ TYPES: dict[str, pa.DataType] = {
     "numberofemployees": pa.int64(),
     "hs_is_closed": pa.bool_(),
     "hs_is_closed_won": pa.bool_(),
+    "hs_createdate": TS,
+    "hs_submission_timestamp": TS,
     **{f"hs_lifecyclestage_{s}_date": TS for s in mapping.HUBSPOT_STAGES},
 }
 
@@ -138,6 +140,13 @@ class HubSpotSettings(SourceSettings):
     contact_properties: list[str] = Field(default_factory=list)
     company_properties: list[str] = Field(default_factory=list)
     deal_properties: list[str] = Field(default_factory=list)
+    #: Read feedback survey submissions into ``survey_responses`` (Service Hub Professional or
+    #: Enterprise, scope crm.objects.feedback_submissions.read): off unless asked for, so a portal
+    #: without them still syncs.
+    feedback_submissions: bool = False
+    #: ``hs_survey_type`` (or ``<type>:<hs_survey_id>``, which wins) -> canonical item and its scale.
+    feedback_items: dict[str, feedback.FeedbackItem] = Field(default_factory=lambda: dict(feedback.DEFAULT_ITEMS))
+    feedback_properties: list[str] = Field(default_factory=list)
 
 
 def _schema(properties: Sequence[str]) -> pa.Schema:
@@ -365,7 +374,7 @@ class HubSpotSource(Source[HubSpotSettings]):
     def streams(self, settings: HubSpotSettings) -> list[Stream[HubSpotSettings]]:
         # CRM v3 sends every property value as a string (top-level "archived" is a JSON bool).
         common: dict[str, Any] = {"primary_key": ("id",), "wire_strings": True, "sorted_by_cursor": True}
-        return [
+        streams: list[Stream[HubSpotSettings]] = [
             ContactsStream(
                 "contacts",
                 _schema(_unique(CONTACT_PROPERTIES + settings.contact_properties)),
@@ -388,6 +397,17 @@ class HubSpotSource(Source[HubSpotSettings]):
             ),
             PipelinesStream("deal_pipelines", PIPELINES_SCHEMA, primary_key=("pipeline_id", "stage_id")),
         ]
+        if settings.feedback_submissions:
+            streams.append(
+                FeedbackStream(
+                    "feedback_submissions",
+                    _schema(_unique(feedback.FEEDBACK_PROPERTIES + settings.feedback_properties)),
+                    cursor_field="hs_lastmodifieddate",
+                    canonical_table="survey_responses",
+                    **common,
+                )
+            )
+        return streams
 
     def auth(self, settings: HubSpotSettings) -> httpx.Auth:
         return BearerAuth(settings.token)
@@ -480,6 +500,18 @@ class HubSpotSource(Source[HubSpotSettings]):
 
 class CompaniesStream(SearchStream):
     object_type = "companies"
+
+
+class FeedbackStream(SearchStream):
+    """Feedback survey submissions, one ``survey_responses`` row each (see :mod:`kpihub_hubspot.feedback`)."""
+
+    object_type = "feedback_submissions"
+
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[HubSpotSettings]) -> pa.RecordBatch:
+        items = {key.upper(): item for key, item in ctx.settings.feedback_items.items()}
+        rows, unmapped = feedback.survey_responses(batch, items, stream=self.name)
+        ctx.note(feedback.UNMAPPED, count=unmapped)
+        return rows
 
 
 def _limits(s: HubSpotSettings, *, daily: float | None) -> list[Limit]:
