@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: Final = (
     "kpihub.default_plugins.revenue_kpis",
     "kpihub.default_plugins.ads_kpis",
     "kpihub.default_plugins.web_kpis",
+    "kpihub.default_plugins.web_vitals_kpis",
     "kpihub.default_plugins.survey_kpis",
     "kpihub.default_plugins.service_kpis",
     "kpihub.default_plugins.customer_kpis",

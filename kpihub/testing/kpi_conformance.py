@@ -31,7 +31,8 @@ every period (a ``None`` expects a null: an empty denominator); the same on Post
 ``KPIHUB_TEST_POSTGRES_URI`` names a server (skipped, saying so, otherwise); and a ratio of
 additive parts over a coarser period (``month`` → ``quarter``) is Σnumerator ÷ Σdenominator of its
 periods — the fixture must tell that from the mean of the periods' values, so give its periods
-different denominators.
+different denominators; and a snapshot KPI (``over_time = "last"``: followers, a page's p75) over a
+coarser period is its last period's value, not their sum or mean.
 
 Values in the fixture's rows are what the canonical schema's types take, or ISO text for dates and
 timestamps (``"2024-01-03"``, ``"2024-01-03T10:00:00Z"``) and numbers for decimals; ``source_id``
@@ -311,6 +312,48 @@ class KPIConformance:
         assert told_apart, (
             f"{kpi_id}: the fixture cannot tell Σnumerator ÷ Σdenominator from the mean of the {self.grain}s' "
             f"values: give two {self.grain}s of one {coarse} different denominators"
+        )
+
+    def test_a_snapshot_over_a_coarser_period_is_its_latest_period(
+        self, catalog: Mapping[str, KPI], duckdb_engine: Any
+    ) -> None:
+        """Each snapshot KPI under test (every measure ``over_time`` ``last``, or every one ``first``) over a
+        coarser period is its last (first) period's value with data — never their sum or mean, which the
+        fixture must tell apart from it. For per-entity snapshots (``entity``) give every entity of a coarser
+        period a row in its last (first) period with data, so that this holds. (One test for all of them, not
+        one per KPI: most KPIs are not snapshots, and a skip per KPI would only be noise.)"""
+        coarse = self.coarser_grain or COARSER.get(self.grain)
+        for kpi in self.kpis_under_test(self.registry()):
+            sides = {m.over_time for m in kpi.measures.values()}
+            if kpi.kind not in ("simple", "ratio") or len(sides) != 1 or sides & {"sum", "average"}:
+                continue
+            assert coarse is not None and GRAINS.index(coarse) > GRAINS.index(self.grain), (
+                f"{kpi.id}: no grain coarser than {self.grain!r} is made of whole {self.grain}s: set coarser_grain"
+            )
+            self._assert_latest_over(catalog[kpi.id], coarse, "last" if sides == {"last"} else "first", duckdb_engine)
+
+    def _assert_latest_over(self, kpi: KPI, coarse: Grain, side: str, engine: Any) -> None:
+        want = self.periods(kpi.id)
+        start, end = truncate(min(want), coarse), shift(truncate(max(want), coarse), coarse, 1)
+        fine = engine_rows(engine, kpi, self.grain, start, end)
+        told_apart = False
+        for period, num, den, value in engine_rows(engine, kpi, coarse, start, end):
+            parts = [r for r in fine if truncate(r[0], coarse) == period and r[3] is not None]
+            if not parts:
+                assert value is None, f"{kpi.id} {period}: {value} from periods without a value"
+                continue
+            edge = parts[-1] if side == "last" else parts[0]
+            parts_agree = _close(num, edge[1], self.tolerance) and _close(den, edge[2], self.tolerance)
+            assert _close(value, edge[3], self.tolerance) and parts_agree, (
+                f"{kpi.id} {period}: ({num}, {den}, {value}) is not its {side} {self.grain}'s {edge[1:]} ({edge[0]})"
+            )
+            values = [r[3] for r in parts]
+            told_apart |= len(values) > 1 and not any(
+                _close(value, v, 1e-6) for v in (sum(values), sum(values) / len(values))
+            )
+        assert told_apart, (
+            f"{kpi.id}: the fixture cannot tell the {side} {self.grain}'s snapshot from the sum or the mean of "
+            f"the {self.grain}s' values: give a {coarse} two {self.grain}s with different values"
         )
 
 
