@@ -18,6 +18,11 @@ the APIs-guru OpenAPI copy of RunReportRequest/Response, kpihub's shared API not
   typed by ``metricHeaders[].type``; ``date`` is ``YYYYMMDD`` in the property's
   time zone; rows are not ordered by date unless asked; an empty report has
   neither ``rows`` nor ``rowCount``.
+* Two reports: traffic (``date``, ``sessionSource``, ``sessionMedium``, ``sessionCampaignName``) and
+  landing pages (``date``, ``landingPage``, ``sessionDefaultChannelGroup``), the latter the traffic's
+  sessions and engaged sessions cut by the page they started on and their default channel group
+  (developers.google.com/analytics/devguides/reporting/data/v1/api-schema), so both add up to the
+  same sessions a day. A dimension neither knows is a 400 ``INVALID_ARGUMENT``, as GA4 answers.
 * Errors ``{error: {code, message, status}}``: 401 ``UNAUTHENTICATED``, 403
   ``PERMISSION_DENIED`` ("User does not have sufficient permissions for this
   property."), 429 ``RESOURCE_EXHAUSTED`` ("Exhausted property tokens per hour
@@ -60,6 +65,18 @@ TYPES = {
     "totalRevenue": "TYPE_CURRENCY",
     "engagementRate": "TYPE_FLOAT",
     "userEngagementDuration": "TYPE_SECONDS",
+}
+#: The landing pages of the fake site, with the share of a channel's sessions that start on each.
+LANDING_PAGES = (("/", 5), ("/pricing", 3), ("/blog/kpi-guide", 2))
+#: GA4's default channel group of a session's medium (the rules' main cases; the fake's channels only).
+CHANNEL_GROUPS = {
+    "organic": "Organic Search",
+    "cpc": "Paid Search",
+    "paid_social": "Paid Social",
+    "social": "Organic Social",
+    "email": "Email",
+    "referral": "Referral",
+    "display": "Display",
 }
 CHANNELS = [
     ("google", "organic", "(organic)"),
@@ -173,6 +190,8 @@ class FakeGA4(FakeAPIServer):
                 day += dt.timedelta(days=1)
             rng.shuffle(rows)  # GA4 does not order rows by date unless asked
             self.rows[prop] = rows
+        #: The landing-page report's rows, derived from the traffic's (restate() revises only the traffic).
+        self.landing_rows = {prop: landing_rows(rows) for prop, rows in self.rows.items()}
 
     # -- changes (incremental tests) --------------------------------------------------
 
@@ -309,6 +328,14 @@ class FakeGA4(FakeAPIServer):
         self.issued.add(token)
         return self.json({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
+    def _report_rows(self, prop: str, dims: list[str]) -> list[dict[str, Any]] | str:
+        """The rows of the report whose dimensions ``dims`` are (traffic first), or the first unknown one."""
+        for rows in (self.rows[prop], self.landing_rows.get(prop, [])):
+            if not rows or all(d in rows[0] for d in dims):
+                return rows
+        known = {k for rows in (self.rows[prop], self.landing_rows.get(prop, [])) for r in rows[:1] for k in r}
+        return next((d for d in dims if d not in known), dims[0])
+
     @route("POST", r"/v1beta/properties/(?P<prop>\d+):runReport")
     def run_report(self, request: FakeRequest) -> FakeResponse:
         auth = request.header("authorization") or ""
@@ -337,6 +364,14 @@ class FakeGA4(FakeAPIServer):
         (window,) = body.get("dateRanges") or [{}]
         dims = [d["name"] for d in body.get("dimensions", [])]
         mets = [m["name"] for m in body.get("metrics", [])]
+        data = self._report_rows(prop, dims)
+        if isinstance(data, str):
+            return self.json(
+                self.error_body(
+                    400, f"Field {data} is not a valid dimension. For a list of valid dimensions and metrics, see …"
+                ),
+                400,
+            )
         unknown = [m for m in mets if m not in TYPES]
         if unknown:
             return self.json(
@@ -348,7 +383,7 @@ class FakeGA4(FakeAPIServer):
         limit, offset = int(body.get("limit", 10000)), int(body.get("offset", 0))
         low = window["startDate"].replace("-", "")
         high = window["endDate"].replace("-", "")
-        rows = [r for r in self.rows[prop] if low <= r["date"] <= high]
+        rows = [r for r in data if low <= r["date"] <= high]
         currency, zone = self.properties[prop]
         cost = 1 + len(rows[offset : offset + limit]) // 500
         if self.quota is not None:
@@ -393,3 +428,39 @@ class FakeGA4(FakeAPIServer):
                 "tokensPerProjectPerHour": {"consumed": spent, "remaining": 13988},
             }
         return self.json(out)
+
+
+def landing_rows(traffic: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The landing-page report of ``traffic`` rows: each row's sessions split over :data:`LANDING_PAGES`
+    by their shares, its engaged sessions more on the home page than on the others (so the pages'
+    bounce rates differ), then added up per day, page and channel group."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    total_share = sum(share for _, share in LANDING_PAGES)
+    for r in traffic:
+        group = CHANNEL_GROUPS.get(r["sessionMedium"], "Direct" if r["sessionSource"] == "(direct)" else "Unassigned")
+        sessions = [r["sessions"] * share // total_share for _, share in LANDING_PAGES]
+        sessions[0] += r["sessions"] - sum(sessions)
+        engaged, left = [], r["engagedSessions"]
+        for part, keep in zip(sessions, (0.7, 0.5, 1.0), strict=True):
+            engaged.append(min(part, int(left * keep)))
+            left -= engaged[-1]
+        for i, part in enumerate(sessions):  # what is left goes where there are sessions to hold it
+            more = min(left, part - engaged[i])
+            engaged[i] += more
+            left -= more
+        for (page, _), part, eng in zip(LANDING_PAGES, sessions, engaged, strict=True):
+            if part == 0:
+                continue  # keepEmptyRows=false
+            row = out.setdefault(
+                (r["date"], page, group),
+                {
+                    "date": r["date"],
+                    "landingPage": page,
+                    "sessionDefaultChannelGroup": group,
+                    "sessions": 0,
+                    "engagedSessions": 0,
+                },
+            )
+            row["sessions"] += part
+            row["engagedSessions"] += eng
+    return list(out.values())

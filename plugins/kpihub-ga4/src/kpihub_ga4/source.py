@@ -94,6 +94,18 @@ KNOWN = {
     "userEngagementDuration": "TYPE_SECONDS",
     "averageSessionDuration": "TYPE_SECONDS",
 }
+#: Sessions by the page they started on and their default channel group (``landing_pages_daily``): the
+#: Data API's ``landingPage`` ("the page path associated with the first pageview in a session", no query
+#: string) and ``sessionDefaultChannelGroup`` (Direct, Organic Search, Paid Social, Email …); bounce rate
+#: is (sessions − engagedSessions) ÷ sessions (developers.google.com/analytics/devguides/reporting/data/v1/api-schema).
+LANDING_DIMENSIONS = ["date", "landingPage", "sessionDefaultChannelGroup"]
+LANDING_METRICS = ["sessions", "engagedSessions"]
+LANDING_CANONICAL = {
+    "landingPage": "landing_page",
+    "sessionDefaultChannelGroup": "channel_group",
+    "sessions": "sessions",
+    "engagedSessions": "engaged_sessions",
+}
 CANONICAL = {
     "sessionSource": "source",
     "sessionMedium": "medium",
@@ -123,6 +135,9 @@ class GA4Settings(SourceSettings):
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     #: GA4 data settles for a few days; every sync reads these days again.
     lookback_days: int = Field(default=3, ge=0, le=60)
+    #: Also read sessions by landing page × channel group (stream ``landing_pages_daily``): one more report
+    #: per property and window.
+    landing_pages: bool = True
     page_size: int = Field(default=100_000, ge=1, le=250_000)
     max_concurrency: int = Field(default=4, ge=1, le=10)
 
@@ -157,15 +172,28 @@ def arrow_type(header_type: str) -> pa.DataType:
 
 
 def report_schema(settings: GA4Settings) -> pa.Schema:
+    """The raw table of the traffic report: the settings' dimensions and metrics."""
+    return schema_of(settings.dimensions, settings.metrics)
+
+
+def schema_of(dimensions: list[str], metrics: list[str]) -> pa.Schema:
     fields = [pa.field("property_id", pa.string(), nullable=False)]
-    for d in settings.dimensions:
+    for d in dimensions:
         fields.append(pa.field(d, pa.date32() if d == "date" else pa.string(), nullable=False))
-    fields += [pa.field(m, arrow_type(KNOWN.get(m, "TYPE_FLOAT"))) for m in settings.metrics]
+    fields += [pa.field(m, arrow_type(KNOWN.get(m, "TYPE_FLOAT"))) for m in metrics]
     fields += [pa.field("time_zone", pa.string()), pa.field("currency", pa.string())]
     return pa.schema(fields)
 
 
 class Report(Stream[GA4Settings]):
+    """The traffic report: the settings' dimensions and metrics, into ``web_traffic_daily``."""
+
+    def dimensions(self, settings: GA4Settings) -> list[str]:
+        return settings.dimensions
+
+    def metrics(self, settings: GA4Settings) -> list[str]:
+        return settings.metrics
+
     def read(self, ctx: StreamContext[GA4Settings], state: Mapping[str, Any] | None) -> Iterator[pa.RecordBatch]:
         s = ctx.settings
         since, today = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
@@ -198,8 +226,8 @@ class Report(Stream[GA4Settings]):
     ) -> Iterator[pa.RecordBatch]:
         body = {
             "dateRanges": [{"startDate": since.isoformat(), "endDate": until.isoformat()}],
-            "dimensions": [{"name": d} for d in s.dimensions],
-            "metrics": [{"name": m} for m in s.metrics],
+            "dimensions": [{"name": d} for d in self.dimensions(s)],
+            "metrics": [{"name": m} for m in self.metrics(s)],
             "keepEmptyRows": False,
             "metricAggregations": ["TOTAL"],
             "returnPropertyQuota": True,
@@ -270,6 +298,21 @@ class Report(Stream[GA4Settings]):
                 out[target] = batch.column(name)
         for key in ("source", "medium", "campaign"):
             out.setdefault(key, pa.repeat(pa.scalar("(not set)"), n))
+        return pa.RecordBatch.from_pydict(out)
+
+
+class LandingPages(Report):
+    """Sessions by landing page × default channel group, into ``landing_pages_daily``."""
+
+    def dimensions(self, settings: GA4Settings) -> list[str]:
+        return LANDING_DIMENSIONS
+
+    def metrics(self, settings: GA4Settings) -> list[str]:
+        return LANDING_METRICS
+
+    def to_canonical(self, batch: pa.RecordBatch, ctx: StreamContext[GA4Settings]) -> pa.RecordBatch:
+        out = {name: batch.column(name) for name in ("date", "time_zone", "property_id")}
+        out |= {target: batch.column(name) for name, target in LANDING_CANONICAL.items()}
         return pa.RecordBatch.from_pydict(out)
 
 
@@ -371,7 +414,7 @@ class GA4Source(Source[GA4Settings]):
         ]
 
     def streams(self, settings: GA4Settings) -> list[Stream[GA4Settings]]:
-        return [
+        streams: list[Stream[GA4Settings]] = [
             Report(
                 "traffic_daily",
                 report_schema(settings),
@@ -381,6 +424,18 @@ class GA4Source(Source[GA4Settings]):
                 reconcile_by=("property_id",),
             )
         ]
+        if settings.landing_pages:
+            streams.append(
+                LandingPages(
+                    "landing_pages_daily",
+                    schema_of(LANDING_DIMENSIONS, LANDING_METRICS),
+                    primary_key=("property_id", *LANDING_DIMENSIONS),
+                    cursor_field="date",
+                    canonical_table="landing_pages_daily",
+                    reconcile_by=("property_id",),
+                )
+            )
+        return streams
 
     def auth(self, settings: GA4Settings) -> httpx.Auth:
         if settings.credentials_file:
