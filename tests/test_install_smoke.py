@@ -73,6 +73,7 @@ PLUGINS = [
     ("kpihub-files", "files"),
     ("kpihub-zendesk", "zendesk"),  # declarative: its TOML must ship in the wheel
     ("kpihub-typeform", "typeform"),
+    ("kpihub-shopify", "shopify"),
 ]
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from kpihub.cli._context import registry
-from kpihub.cli.kpis import compute_scorecard
 from kpihub.cli.progress import RichProgress, summary_table
+from kpihub.cli.report import write_report
 from kpihub.config import Project, ProjectSettings
 from kpihub.errors import ConfigError
 from kpihub.report.scorecard import render_scorecard
@@ -119,10 +119,12 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int, destinati
             server.stop()
     console.print(summary_table(result.streams))
     result.raise_for_errors()
-    rows = compute_scorecard(project, reg, today=dt.date.today())
+    report = root.resolve() / "report.html"
+    rows = write_report(project, reg, report, today=dt.date.today(), title="KPI report (demo business)").scorecard
     render_scorecard(rows, console, title="KPI scorecard (demo business, targets from targets.toml)")
     console.print(
         f"\nSynced {result.records:,} records and scored {len(rows)} KPIs in {time.monotonic() - started:.1f}s. "
+        f"Report with charts: [bold]{report}[/bold]\n"
         f"Explore: [bold]kpihub -p {root}/kpihub.toml kpis --format json[/bold]"
         + (f" or open {root}/kpihub.duckdb in DuckDB." if destination.startswith("duckdb:") else ".")
     )

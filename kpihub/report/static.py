@@ -1,0 +1,136 @@
+"""The report as one static image or document (PNG, SVG, PDF), drawn by vl-convert with no browser.
+
+:func:`report_spec` composes one Vega-Lite spec: the header facts as its title, the scorecard as a
+table of text marks (status as colour and text), every KPI's chart (three to a row), the cohort heat
+map and the CLV distribution: the page's content, without its interactivity.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kpihub.report import charts
+from kpihub.report.data import KPIReport, ReportData
+from kpihub.report.html import EMPTY, STAGES, STATUS
+from kpihub.report.scorecard import format_value
+
+__all__ = ["STATIC_FORMATS", "export_static", "report_spec"]
+
+STATIC_FORMATS = ("png", "svg", "pdf")
+#: Status colours of the scorecard image (the page's CSS ones).
+_STATUS_COLOURS = {"good": "#007a5a", "warn": "#8a5a00", "bad": "#b34700", "plain": "#5b6470", "none": "#5b6470"}
+_PER_ROW = 3
+
+
+def _bare(spec: dict[str, Any]) -> dict[str, Any]:
+    """A chart's spec as a part of a composition (``$schema`` and ``config`` belong to the top)."""
+    return {k: v for k, v in spec.items() if k not in ("$schema", "config")}
+
+
+def _stage_order(report: KPIReport) -> int:
+    stage = report.row.stage or "Other"
+    return STAGES.index(stage) if stage in STAGES else len(STAGES)
+
+
+def _scorecard_spec(reports: list[KPIReport]) -> dict[str, Any]:
+    rows = []
+    for i, r in enumerate(sorted(reports, key=_stage_order)):
+        cls, icon = STATUS.get(r.row.status, ("none", "–"))
+        rows.append(
+            {
+                "i": i,
+                "stage": r.row.stage or "Other",
+                "kpi": r.row.title,
+                "actual": format_value(r.row.actual, r.row.unit, r.row.currency),
+                "target": format_value(r.row.target, r.row.unit, r.row.currency),
+                "status": f"{icon} {r.row.status}".strip(),
+                "colour": _STATUS_COLOURS[cls],
+            }
+        )
+    columns = [("stage", 0, "left"), ("kpi", 80, "left"), ("actual", 470, "right"), ("target", 600, "right")]
+    layers: list[dict[str, Any]] = [
+        {
+            "mark": {"type": "text", "align": align, "x": x, "fontWeight": "bold" if field == "stage" else "normal"},
+            "encoding": {"y": {"field": "i", "type": "ordinal", "axis": None}, "text": {"field": field}},
+        }
+        for field, x, align in columns
+    ]
+    layers.append(
+        {
+            "mark": {"type": "text", "align": "left", "x": 630},
+            "encoding": {
+                "y": {"field": "i", "type": "ordinal", "axis": None},
+                "text": {"field": "status"},
+                "color": {"field": "colour", "type": "nominal", "scale": None},
+            },
+        }
+    )
+    return {
+        "title": {"text": "Scorecard", "anchor": "start"},
+        "data": {"values": rows},
+        "width": 760,
+        "height": 18 * max(len(rows), 1),
+        "layer": layers,
+    }
+
+
+def _kpi_grid(reports: list[KPIReport]) -> list[dict[str, Any]]:
+    cells = []
+    for r in sorted(reports, key=_stage_order):
+        if not r.history:
+            continue
+        spec = _bare(charts.kpi_chart(r, width=230, height=120))
+        actual = format_value(r.row.actual, r.row.unit, r.row.currency)
+        subtitle = f"{actual} · {r.row.period} · {r.row.status}"
+        spec["title"] = {"text": r.row.title, "subtitle": subtitle, "anchor": "start"}
+        cells.append(spec)
+    return [{"hconcat": cells[i : i + _PER_ROW]} for i in range(0, len(cells), _PER_ROW)]
+
+
+def report_spec(data: ReportData, *, title: str = "KPI report") -> dict[str, Any]:
+    """The whole report as one Vega-Lite spec (scorecard, KPI charts, cohorts, CLV)."""
+    shown = [r for r in data.kpis if r.row.status not in EMPTY]
+    facts = [f"Period {', '.join(data.periods) or '—'}", f"currency {data.currency or 'not set'}"]
+    facts.append(f"time zone {data.timezone}")
+    if data.scorecard.data_end:
+        facts.append(f"data through {data.scorecard.data_end.isoformat()}")
+    facts.append(f"generated {data.generated_at:%Y-%m-%d %H:%M} UTC")
+    subtitle = [" · ".join(facts)]
+    if data.scorecard.data_quality:
+        subtitle.append(f"{len(data.scorecard.data_quality)} stream(s) did not end the last sync ok")
+    empty = len(data.kpis) - len(shown)
+    if empty:
+        subtitle.append(f"{empty} KPI(s) without data are left out")
+    parts: list[dict[str, Any]] = [_scorecard_spec(shown), *_kpi_grid(shown)]
+    if data.cohorts:
+        cohorts = _bare(charts.cohort_chart(data.cohorts, width=600))
+        parts.append(cohorts | {"title": {"text": data.cohort_title or "Cohort retention", "anchor": "start"}})
+    if data.clv is not None:
+        clv = _bare(charts.clv_chart(data.clv, width=600))
+        parts.append(clv | {"title": {"text": "Customer lifetime value", "anchor": "start"}})
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": {"text": title, "subtitle": subtitle, "anchor": "start", "fontSize": 20},
+        "vconcat": parts,
+        "spacing": 28,
+        "config": {"view": {"stroke": None}, "font": "sans-serif"},
+    }
+
+
+def export_static(data: ReportData, path: Path, fmt: str, *, title: str = "KPI report") -> None:
+    """Write the report to ``path`` as ``fmt`` (png, svg or pdf), whole or not at all."""
+    import vl_convert as vlc
+
+    spec = report_spec(data, title=title)
+    if fmt == "svg":
+        body: bytes = vlc.vegalite_to_svg(spec).encode("utf-8")
+    elif fmt == "png":
+        body = vlc.vegalite_to_png(spec, scale=1.5)
+    elif fmt == "pdf":
+        body = vlc.vegalite_to_pdf(spec)
+    else:
+        raise ValueError(f"unknown static format {fmt!r} (known: {', '.join(STATIC_FORMATS)})")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(body)
+    partial.replace(path)
