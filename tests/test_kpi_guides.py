@@ -47,6 +47,7 @@ repeat net 500 of 1105 (505 + 410 + 190); activated B C F of 7 first buyers (3/7
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -277,3 +278,37 @@ def test_landing_page_bounce_rate_by_channel_and_by_landing_page():
     assert by_channel == {(JAN, "Organic Search"): 0.4, (JAN, "Paid Search"): 35 / 100}
     by_page = e.series(kpi, grain="quarter", start=JAN, end=APR, by="landing_page").breakdown("landing_page")
     assert by_page == {(JAN, "/"): pytest.approx(95 / 350), (JAN, "/blog"): 0.9, (JAN, "/pricing"): 0.6}
+
+
+def test_the_catalogue_names_the_sources_that_feed_each_kpi():
+    pytest.importorskip("kpihub_ga4")
+    import kpihub_files
+    import kpihub_ga4
+    import kpihub_stripe
+
+    from kpihub.kpis.catalog import catalog_rows
+
+    reg = Registry(load_entrypoints=False)
+    for plugin in (kpihub_ga4, kpihub_stripe, kpihub_files):
+        reg.register_plugin(plugin, plugin.__name__)
+    rows = {r["kpi"]: r for r in catalog_rows(reg.kpis.values(), reg.sources)}
+    assert rows["landing_page_bounce_rate"]["fed_by"] == "ga4"  # the files source has no landing_pages_daily
+    assert rows["sales"]["fed_by"] == rows["repeat_purchase_rate"]["fed_by"] == "stripe, files"
+    # A derived KPI: the tables of its inputs, each with its sources.
+    assert rows["roas_net"]["fed_by"] == "ad_performance_daily: files; costs: files; orders: stripe, files"
+    assert rows["cac"]["fed_by"] == "costs: files; crm_contacts: files"
+    assert "fed_by" not in catalog_rows(reg.kpis.values())[0]  # without sources, as docs/kpis.md shows it
+
+
+def test_kpis_list_shows_the_fed_by_column(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kpihub.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    listed = CliRunner().invoke(cli, ["kpis", "--list", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {r["kpi"]: r for r in json.loads(listed.stdout)}  # stdout: a broken plugin warns on stderr
+    assert all("fed_by" in r for r in rows.values())
+    table = CliRunner().invoke(cli, ["kpis", "--list"], terminal_width=400)
+    assert table.exit_code == 0 and "Fed by" in table.output

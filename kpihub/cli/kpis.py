@@ -289,21 +289,22 @@ def _warn_past_the_data(card: Scorecard, err: Console) -> None:
 
 def _list_catalog(reg: Registry, console: Console, fmt: str) -> None:
     """The catalogue grouped by funnel stage (Reach, Engage, Act, Nurture, then unstaged)."""
-    rows = catalog_rows(reg.kpis.values())
+    rows = catalog_rows(reg.kpis.values(), reg.sources)  # fed_by: the installed sources writing its tables
     if fmt in ("json", "csv"):
         write_table(pa.Table.from_pylist(rows), fmt, None, console)
     elif fmt == "markdown":
         click.echo(catalog_markdown(reg.kpis.values()), nl=False)
     elif fmt == "table":
         table = Table(header_style="bold")
-        for col in ("KPI", "Title", "Unit", "Better", "Kind", "Computed from"):
+        for col in ("KPI", "Title", "Unit", "Better", "Kind", "Computed from", "Fed by"):
             table.add_column(col)
         for i, row in enumerate(rows):
             if i == 0 or row["stage"] != rows[i - 1]["stage"]:
                 if i:
                     table.add_section()
-                table.add_row(f"[bold]{row['stage'] or 'Other'}[/]", "", "", "", "", "")
-            table.add_row(row["kpi"], row["title"], row["unit"], row["direction"], row["kind"], row["computed_from"])
+                table.add_row(f"[bold]{row['stage'] or 'Other'}[/]", "", "", "", "", "", "")
+            cells = (row["kpi"], row["title"], row["unit"], row["direction"], row["kind"], row["computed_from"])
+            table.add_row(*cells, row["fed_by"])
         console.print(table)
     else:
         raise ConfigError(f"--list writes table, json, csv or markdown, not {fmt}")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from kpihub.errors import KpihubError
 from kpihub.kpis.spec import KPI
 
-__all__ = ["STAGE_ORDER", "catalog_markdown", "catalog_rows", "computed_from"]
+if TYPE_CHECKING:
+    from kpihub.source import Source
+
+__all__ = ["STAGE_ORDER", "catalog_markdown", "catalog_rows", "computed_from", "fed_by", "table_feeds"]
 
 STAGE_ORDER = {"Reach": 0, "Engage": 1, "Act": 2, "Nurture": 3}
 
@@ -24,10 +29,58 @@ def computed_from(kpi: KPI) -> str:
     return ", ".join(kpi.tables)
 
 
-def catalog_rows(kpis: Iterable[KPI]) -> list[dict[str, Any]]:
-    """One dict per KPI, by funnel stage (Reach, Engage, Act, Nurture, unstaged) then id."""
+def table_feeds(sources: Mapping[str, Source[Any]]) -> dict[str, list[str]]:
+    """Canonical table → the sources that can write it: those whose streams (asked with default settings, as
+    ``kpihub plugins`` lists them) feed it, then those whose streams come from their settings (the files
+    source) and whose settings name the table. Sources in name order within each group."""
+    from kpihub.describe import describe_source
+    from kpihub.model import CANONICAL_TABLES
+
+    declared: dict[str, list[str]] = {}
+    configured: dict[str, list[str]] = {}
+    for name in sorted(sources):
+        described = describe_source(sources[name])
+        tables = [s["canonical_table"] for s in described["streams"] if s["canonical_table"]]
+        if described["streams_from_settings"]:
+            fields = sources[name].settings_class.model_fields
+            tables, into = [t for t in CANONICAL_TABLES if t in fields], configured
+        else:
+            into = declared
+        for table in dict.fromkeys(tables):
+            into.setdefault(table, []).append(name)
+    return {
+        t: declared.get(t, []) + configured.get(t, []) for t in CANONICAL_TABLES if t in declared or t in configured
+    }
+
+
+def tables_read(kpi: KPI, catalog: Mapping[str, KPI]) -> tuple[str, ...]:
+    """The canonical tables a KPI reads, through a derived KPI's inputs too, each once."""
+    from kpihub.kpis.compiler import leaves
+
+    try:
+        found = leaves(kpi, grain="month", start=dt.date(2000, 1, 1), end=dt.date(2000, 2, 1), catalog=catalog)
+    except KpihubError:  # an input that does not resolve: the KPI's own measures, as far as they go
+        return kpi.tables
+    return tuple(dict.fromkeys(leaf.measure.table for leaf in found))
+
+
+def fed_by(kpi: KPI, catalog: Mapping[str, KPI], feeds: Mapping[str, list[str]]) -> str:
+    """Which sources feed a KPI: ``stripe, shopify`` for one table, ``costs: files; crm_contacts: hubspot`` for
+    several; a table no installed source writes is ``none installed``."""
+    tables = tables_read(kpi, catalog)
+    named = [(t, ", ".join(feeds.get(t, [])) or "none installed") for t in tables]
+    if len(named) == 1:
+        return named[0][1]
+    return "; ".join(f"{t}: {who}" for t, who in named)
+
+
+def catalog_rows(kpis: Iterable[KPI], sources: Mapping[str, Source[Any]] | None = None) -> list[dict[str, Any]]:
+    """One dict per KPI, by funnel stage (Reach, Engage, Act, Nurture, unstaged) then id; with ``sources``
+    (the registry's), ``fed_by`` says which of them feed it (:func:`fed_by`)."""
     ordered = sorted(kpis, key=lambda k: (STAGE_ORDER.get(k.stage or "", 4), k.id))
-    return [
+    catalog = {k.id: k for k in ordered}
+    feeds = table_feeds(sources) if sources is not None else None
+    rows = [
         {
             "stage": k.stage,
             "kpi": k.id,
@@ -40,8 +93,10 @@ def catalog_rows(kpis: Iterable[KPI]) -> list[dict[str, Any]]:
             "computed_from": computed_from(k),
             "reference": k.reference,
         }
+        | ({} if feeds is None else {"fed_by": fed_by(k, catalog, feeds)})
         for k in ordered
     ]
+    return rows
 
 
 def catalog_markdown(kpis: Iterable[KPI]) -> str:
