@@ -60,7 +60,7 @@ class CruxSettings(SourceSettings):
     #: Single pages (``https://www.example.com/pricing``).
     urls: list[str] = Field(default_factory=list)
     #: ``ALL`` (every device together: CrUX's record without a form factor) or devices, not both.
-    form_factors: list[FormFactor] = Field(default_factory=lambda: ["ALL"])
+    form_factors: list[FormFactor] = Field(default_factory=lambda: list[FormFactor](["ALL"]))
     #: Weekly windows of the History API to read on a first sync (0: the daily record only).
     history_weeks: int = Field(default=DEFAULT_WEEKS, ge=0, le=MAX_WEEKS)
     queries_per_minute: float = Field(default=QUERIES_PER_MINUTE, gt=0)
