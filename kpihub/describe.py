@@ -1,4 +1,5 @@
-"""What a source offers, without a project: its streams and every setting (for ``kpihub plugins``).
+"""What a source offers, without a project: its streams and every setting (for ``kpihub plugins`` and
+``kpihub streams``).
 
 Streams are asked of the source with its settings' defaults (``model_construct``: nothing
 validated, nothing read from the environment); a source whose streams come from its settings
@@ -18,9 +19,9 @@ from pydantic.fields import FieldInfo
 from kpihub.config import env_prefix
 
 if TYPE_CHECKING:
-    from kpihub.source import Source
+    from kpihub.source import Source, Stream
 
-__all__ = ["SettingInfo", "StreamInfo", "describe_source"]
+__all__ = ["SettingInfo", "StreamInfo", "describe_source", "stream_info"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,30 @@ class SettingInfo:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """One stream: its table, key, cursor and the canonical table it feeds."""
+    """One stream: its table, key, cursor, the canonical table it feeds and how a sync reads and writes it."""
 
     name: str
     primary_key: tuple[str, ...]
     cursor_field: str | None
     canonical_table: str | None
+    #: ``incremental`` (from the committed cursor; the first sync, or one after a reset, reads all) or
+    #: ``full`` (everything, every sync).
+    sync_mode: str = "full"
+    #: What a sync does to the table: ``replace`` (a full stream), ``merge`` on the primary key or ``append``.
+    write_mode: str = "replace"
+
+
+def stream_info(stream: Stream[Any]) -> StreamInfo:
+    """What :class:`StreamInfo` says of ``stream``, as the sync engine reads it."""
+    incremental = stream.incremental
+    return StreamInfo(
+        stream.name,
+        tuple(stream.primary_key),
+        stream.cursor_field,
+        stream.canonical_table,
+        sync_mode="incremental" if incremental else "full",
+        write_mode=stream.write_mode if incremental else "replace",
+    )
 
 
 def describe_source(source: Source[Any]) -> dict[str, Any]:
@@ -79,7 +98,7 @@ def _streams(source: Source[Any]) -> list[StreamInfo]:
         streams = source.streams(source.settings_class.model_construct())
     except Exception:  # streams that need real settings (a required field read): listed when configured
         return []
-    return [StreamInfo(s.name, tuple(s.primary_key), s.cursor_field, s.canonical_table) for s in streams]
+    return [stream_info(s) for s in streams]
 
 
 def type_name(annotation: Any) -> str:

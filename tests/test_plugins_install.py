@@ -72,7 +72,14 @@ def test_install_lists_streams_and_settings_then_uninstall(venv, tmp_path):  # n
     assert (found["distribution"], found["version"], found["sources"]) == ("kpihub-tinything", "0.3.0", ["tinything"])
     (details,) = found["source_details"]
     assert details["streams"] == [
-        {"name": "widgets", "primary_key": ["id"], "cursor_field": None, "canonical_table": None}
+        {
+            "name": "widgets",
+            "primary_key": ["id"],
+            "cursor_field": None,
+            "canonical_table": None,
+            "sync_mode": "full",
+            "write_mode": "replace",
+        }
     ]
     settings = {s["name"]: s for s in details["settings"]}
     assert settings["api_key"] == {

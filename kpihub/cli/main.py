@@ -51,7 +51,7 @@ COMMANDS = {
     name: f"kpihub.cli.{name}"
     for name in (
         *("plugins", "init", "new", "sync", "plan", "check", "kpis", "cohorts", "clv", "demo", "state"),
-        *("doctor", "report"),
+        *("doctor", "report", "streams"),
     )
 }
 
