@@ -212,3 +212,18 @@ def test_cli_reports_a_cycle_in_one_line(tmp_path, monkeypatch):
         "Error: kpihub.toml: [kpis.big_deal_share]: KPI 'big_deal_share': derived KPIs refer to each other in a "
         "cycle (big_deal_share -> big_deal_share)"
     )
+
+
+def test_a_project_kpi_may_be_a_snapshot_per_entity_in_milliseconds(tmp_path):
+    text = """
+[kpis.lcp_worst]
+title = "Worst p75 LCP"
+unit = "milliseconds"
+direction = "lower"
+kind = "simple"
+stage = "Engage"
+measure = { table = "page_experience", agg = "max", time = "period_end", expr = "p75_lcp_ms", over_time = "last", entity = ["target", "form_factor"] }
+"""  # noqa: E501
+    (kpi,) = project_kpis(project(tmp_path, text))
+    assert kpi.unit == "milliseconds"
+    assert kpi.measure.agg == "max" and kpi.measure.entity == ("target", "form_factor")

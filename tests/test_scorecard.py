@@ -138,6 +138,7 @@ def test_format_value():
     assert format_value(12345.5, "currency", "EUR") == "12,345.50 EUR"
     assert format_value(31.25, "days") == "31.2 d"
     assert format_value(1204.0, "count") == "1,204"
+    assert format_value(2576.6, "milliseconds") == "2,577 ms"  # p75 LCP
     assert format_value(None, "count") == "—"
 
 

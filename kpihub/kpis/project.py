@@ -56,7 +56,7 @@ from kpihub.config import Project
 from kpihub.errors import ConfigError, KPIError
 from kpihub.kpis.compiler import GrainError, compile_kpi, rfm_sql
 from kpihub.kpis.periods import GRAINS
-from kpihub.kpis.spec import KINDS, KPI, Input, Measure, Parameter
+from kpihub.kpis.spec import KINDS, KPI, Aggregation, Input, Kind, Measure, Parameter, Unit
 
 __all__ = ["apply_parameters", "project_kpis", "register_project_kpis"]
 
@@ -64,7 +64,7 @@ __all__ = ["apply_parameters", "project_kpis", "register_project_kpis"]
 class _MeasureModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: str
-    agg: Literal["count", "sum", "count_distinct", "count_before"]
+    agg: Aggregation  # the spec's own literals: a new aggregation or unit is accepted here too
     time: str
     expr: str | None = None
     filter: str | None = None
@@ -73,6 +73,7 @@ class _MeasureModel(BaseModel):
     until: str | None = None
     over_time: Literal["sum", "first", "last", "average"] = "sum"
     per: Literal["day", "week", "month", "quarter", "year"] | None = None
+    entity: tuple[str, ...] = ()
 
 
 class _InputModel(BaseModel):
@@ -86,9 +87,9 @@ class _KPIModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str
     description: str = ""
-    unit: Literal["count", "ratio", "percent", "score", "currency", "days", "hours", "months", "seconds"]
+    unit: Unit
     direction: Literal["higher", "lower"]
-    kind: Literal["simple", "ratio", "derived", "cumulative", "conversion", "cohort", "model"]
+    kind: Kind
     stage: Literal["Reach", "Engage", "Act", "Nurture"] | None = None
     reference: str = ""
     filter: str | None = None

@@ -31,12 +31,14 @@ LINE, BASELINE, TARGET = OKABE_ITO[5], OKABE_ITO[2], OKABE_ITO[6]
 
 def axis_format(unit: str) -> str:
     """A compact d3 format for an axis of ``unit``: ``40%``, ``12k``, ``1.5``."""
-    return {"percent": ".0%", "ratio": ".2f", "score": "+.0f"}.get(unit, ".1f" if unit in _DURATIONS else ",.3~s")
+    return {"percent": ".0%", "ratio": ".2f", "score": "+.0f", "milliseconds": ",.0f"}.get(
+        unit, ".1f" if unit in _DURATIONS else ",.3~s"
+    )
 
 
 def tooltip_format(unit: str) -> str:
     """The d3 format of one value of ``unit`` in a tooltip: as exact as the scorecard's."""
-    return {"percent": ".1%", "currency": ",.2f", "ratio": ".2f", "score": "+.1f"}.get(
+    return {"percent": ".1%", "currency": ",.2f", "ratio": ".2f", "score": "+.1f", "milliseconds": ",.0f"}.get(
         unit, ".1f" if unit in _DURATIONS else ",.2~f"
     )
 
@@ -48,7 +50,7 @@ def unit_title(unit: str, currency: str | None) -> str:
     """The y-axis title: the currency, ``%``, ``days`` …"""
     if unit == "currency":
         return currency or "amount"
-    return {"percent": "%", "score": "score (−100 … +100)", "count": "count"}.get(unit, unit)
+    return {"percent": "%", "score": "score (−100 … +100)", "count": "count", "milliseconds": "ms"}.get(unit, unit)
 
 
 def kpi_chart(report: KPIReport, *, width: int | str = "container", height: int = 180) -> dict[str, Any]:

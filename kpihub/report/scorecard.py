@@ -55,6 +55,8 @@ def format_value(value: float | None, unit: str, currency: str | None = None) ->
         return f"{value:.1f} {dict(days='d', hours='h', months='mo', seconds='s')[unit]}"
     if unit == "ratio":
         return f"{value:.2f}"
+    if unit == "milliseconds":  # p75 LCP / INP: whole milliseconds
+        return f"{value:,.0f} ms"
     if unit == "score":  # NPS: −100 … +100, never a percentage
         return f"{value:+.1f}" if value else "0.0"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
