@@ -201,8 +201,10 @@ def test_demo_plan_before_any_sync_reads_everything_from_start_date_and_sends_no
     assert all(keys | {"quota", "budget_seconds", "runs", "basis"} == set(r) for r in rows.values())
     today = dt.datetime.now(UTC).date().isoformat()
     for source in ("ga4", "google_ads", "meta_ads", "linkedin_ads"):  # report streams: start_date -> today
-        (row,) = [r for (s, name), r in rows.items() if s == source and name is not None]
-        assert (row["mode"], row["since"], row["until"]) == ("window", "2025-01-01", today), source
+        found = [r for (s, name), r in rows.items() if s == source and name is not None]  # ga4: two reports
+        assert found, source
+        for row in found:
+            assert (row["mode"], row["since"], row["until"]) == ("window", "2025-01-01", today), source
     contacts = rows[("hubspot", "contacts")]
     assert (contacts["mode"], contacts["since"], contacts["records"]) == ("full", None, None)
     assert contacts["requests_at_least"] and {q["limit"] for q in contacts["quota"]} == {"search", "daily"}
@@ -235,13 +237,15 @@ def test_demo_plan_after_a_sync_reads_from_the_cursors_and_the_restatement_windo
     today = dt.datetime.now(UTC).date()
     lookback = {"ga4": 3, "google_ads": 14, "meta_ads": 28, "linkedin_ads": 7}
     for source, days in lookback.items():
-        (key,) = [k for k in state if k.startswith(f"{source}.")]
-        row = rows[tuple(key.split("."))]
-        since = dt.date.fromisoformat(state[key]["cursor"]) - dt.timedelta(days=days)
-        assert (row["mode"], row["since"], row["until"]) == ("window", since.isoformat(), today.isoformat()), key
-        first, last = (dt.date.fromisoformat(d) for d in state[key]["window"])
-        per_day = state[key]["records"] / ((last - first).days + 1)
-        assert row["records"] == math.ceil(per_day * ((today - since).days + 1)), key
+        keys = [k for k in state if k.startswith(f"{source}.")]  # ga4: traffic and landing-page reports
+        assert keys, source
+        for key in keys:
+            row = rows[tuple(key.split("."))]
+            since = dt.date.fromisoformat(state[key]["cursor"]) - dt.timedelta(days=days)
+            assert (row["mode"], row["since"], row["until"]) == ("window", since.isoformat(), today.isoformat()), key
+            first, last = (dt.date.fromisoformat(d) for d in state[key]["window"])
+            per_day = state[key]["records"] / ((last - first).days + 1)
+            assert row["records"] == math.ceil(per_day * ((today - since).days + 1)), key
     contacts = rows[("hubspot", "contacts")]
     assert contacts["mode"] == "incremental" and contacts["since"] == state["hubspot.contacts"]["cursor"]
     assert rows[("hubspot", "deal_pipelines")]["records"] == state["hubspot.deal_pipelines"]["records"]
