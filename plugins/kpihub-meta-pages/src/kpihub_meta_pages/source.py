@@ -261,8 +261,14 @@ class InstagramDaily(_Insights):
         s = ctx.settings
         first, last = self.window(ctx, state)
         metrics = self.metrics(s)
-        accounts = [self._account(ctx, ig, metrics, first, last) for ig in s.instagram_account_ids]
-        yield from interleave(accounts, max_workers=s.max_concurrency)
+        # One request per day: each account's days are read as a few ranges side by side.
+        size = max(1, math.ceil(((last - first).days + 1) / s.max_concurrency))
+        ranges = [
+            self._account(ctx, ig, metrics, since, until)
+            for ig in s.instagram_account_ids
+            for since, until in _days(first, last, size)
+        ]
+        yield from interleave(ranges, max_workers=s.max_concurrency)
 
     def _account(
         self, ctx: StreamContext[MetaPagesSettings], ig: str, metrics: dict[str, str], first: dt.date, last: dt.date
