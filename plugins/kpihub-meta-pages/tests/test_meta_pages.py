@@ -314,3 +314,21 @@ def test_social_kpis_by_hand_from_the_fakes_data(tmp_path):
     last = dt.date(2026, 3, 31)
     followers = sum(server.facebook[page][last]["page_follows"] for page in (PAGE_A, PAGE_B))
     assert _month(p, "social_followers", start) == followers
+
+
+def test_plan_counts_one_request_per_90_page_days_and_per_instagram_day():
+    from kpihub import PlanContext
+    from kpihub.testing import build_source_settings
+
+    settings = build_source_settings(
+        "meta_pages",
+        MetaPagesSource.settings_class,
+        {"access_token": "t", "page_ids": [PAGE_A, PAGE_B], "instagram_account_ids": [IG], "start_date": "2026-06-01"},
+    )
+    now = dt.datetime(2026, 12, 4, 12, tzinfo=dt.timezone.utc)
+    fb, ig = MetaPagesSource().streams(settings)
+    days = (now.date() - dt.date(2026, 6, 1)).days + 1  # 187
+    page_plan = fb.estimate(PlanContext(source_id="meta_pages", stream=fb.name, settings=settings, state=None, now=now))
+    assert page_plan.request_count == 2 * 3 and page_plan.records == 2 * days  # 90 + 90 + 7 days per Page
+    ig_plan = ig.estimate(PlanContext(source_id="meta_pages", stream=ig.name, settings=settings, state=None, now=now))
+    assert ig_plan.request_count == days and ig_plan.mode == "window"
