@@ -31,6 +31,11 @@ def sh(*args: str | Path, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
+#: Build output, caches and scratch: not the checkout (.mypy_cache alone is tens of MB on a developer's tree).
+NOT_COPIED = (".git", ".venv", "build", "*.egg-info", "__pycache__", "kpihub-demo", ".pytest_cache")
+NOT_COPIED += (".mypy_cache", ".ruff_cache", ".hypothesis", "tmp")
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("smoke")
@@ -38,9 +43,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copytree(
         REPO,
         src,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "*.egg-info", "__pycache__", "kpihub-demo", ".pytest_cache"
-        ),
+        ignore=shutil.ignore_patterns(*NOT_COPIED),
     )
     env = root / "venv"
     sh(sys.executable, "-m", "venv", env)
@@ -74,6 +77,8 @@ PLUGINS = [
     ("kpihub-zendesk", "zendesk"),  # declarative: its TOML must ship in the wheel
     ("kpihub-typeform", "typeform"),
     ("kpihub-shopify", "shopify"),
+    ("kpihub-crux", "crux"),
+    ("kpihub-linkedin-pages", "linkedin_pages"),
 ]
 
 
