@@ -321,6 +321,9 @@ def route(method: str, pattern: str) -> Callable[[Callable[..., FakeResponse]], 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, each keep-alive
+    # response then waits ~40 ms for the client's delayed ACK (44 ms vs 2.8 ms per request).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
