@@ -79,6 +79,7 @@ PLUGINS = [
     ("kpihub-shopify", "shopify"),
     ("kpihub-crux", "crux"),
     ("kpihub-linkedin-pages", "linkedin_pages"),
+    ("kpihub-meta-pages", "meta_pages"),
 ]
 
 

@@ -91,9 +91,11 @@ def demo_files(*, seed: int = 7, scale: int = 1) -> dict[str, str]:
             )
 
     social = []
-    followers = {"facebook": 12000, "instagram": 8000, "linkedin": 3000}
+    # LinkedIn only: the demo's Facebook Page and Instagram account come from kpihub-meta-pages'
+    # fake API (rows for them here too would count the same platforms twice).
+    followers = {"linkedin": 3000}
     for d in days:
-        for platform, base in (("facebook", 4000), ("instagram", 6000), ("linkedin", 1500)):
+        for platform, base in (("linkedin", 1500),):
             impressions = int(base * scale * rng.uniform(0.6, 1.4))
             engagements = int(impressions * rng.uniform(0.02, 0.06))
             followers[platform] += rng.randint(-5, 25) * scale
