@@ -174,7 +174,9 @@ def test_a_refused_kpi_is_a_row_and_the_others_are_still_scored():
     (reason,) = by["sales"].notes
     assert "KPI 'sales' would add amounts in 2 currencies (EUR, JPY)" in reason and "configure FX rates" in reason
     assert by["orders"].actual == 2.0 and by["orders"].status == "on track"  # ch4 and ch9, whatever the currency
-    assert [r.kpi for r in card.refused] == ["sales"] and by["sales"].refused and not by["orders"].refused
+    # Every KPI adding money in both currencies is refused: the targeted one and the others.
+    assert "sales" in [r.kpi for r in card.refused] and by["sales"].refused and not by["orders"].refused
+    assert all("2 currencies" in r.notes[0] for r in card.refused)
     from kpihub.kpis import Scorecard
 
     assert isinstance(card, Scorecard) and card.data_quality == []  # an engine without a destination: no state
@@ -184,6 +186,20 @@ def test_a_refused_kpi_is_a_row_and_the_others_are_still_scored():
     assert all(r.status == "not targeted" for r in rest)
     assert row.actual == 150.0 and row.status == "at risk" and card.refused == []
 
+
+
+def test_with_targets_a_refused_kpi_without_a_target_is_still_a_refused_row():
+    from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
+    from tests.test_kpis import ORDERS, orders_engine
+
+    rows = ORDERS + [("ch9", "charge", "2024-02-15", "succeeded", "5000", "0", "5000", "JPY", "cus_c")]
+    kpis = {k.id: k for k in REVENUE_KPIS}
+    targets = [Target("orders", Period.parse("2024-02"), 1.0, 2.0, "higher")]
+    card = build_scorecard(orders_engine(rows), kpis, targets=targets, today=dt.date(2024, 6, 1))
+    by = {r.kpi: r for r in card}
+    # "sales" has no target; it must not vanish from the scorecard because it was refused.
+    assert by["sales"].status == "refused" and "2 currencies" in by["sales"].notes[0]
+    assert "sales" in [r.kpi for r in card.refused]
 
 def test_a_bug_while_computing_a_kpi_is_not_a_refusal(monkeypatch):
     from kpihub.kpis.engine import DuckDBBackend

@@ -220,9 +220,10 @@ def build_scorecard(
         row = _row(engine, kpi, p, t, today, present, answers)
         if targets and t is None:
             # Asked for by name, a KPI with no target is always shown; the rest of the catalogue
-            # only where it has a value, under "not targeted" (no wall of "no data" rows).
+            # only where it has a value, under "not targeted" (no wall of "no data" rows). A refused
+            # KPI is always shown: the data ruled it out, and that must not pass silently.
             asked = bool(only) and kpi.id in (only or ())
-            if not asked and (row.status != "" or row.actual is None):
+            if not asked and row.status != REFUSED and (row.status != "" or row.actual is None):
                 continue
             if row.status == "":
                 row.status = NOT_TARGETED
