@@ -23,7 +23,7 @@ from kpihub.kpis.periods import GRAINS, Period, periods_between
 from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import Scorecard, build_scorecard
 from kpihub.kpis.spec import KPI
-from kpihub.kpis.targets import load_targets
+from kpihub.kpis.targets import Target, load_targets
 from kpihub.plugins import Registry
 from kpihub.report.scorecard import FORMATS, data_quality_lines, format_value, render_scorecard, write_scorecard
 from kpihub.secrets import first_line, redact
@@ -43,8 +43,7 @@ def compute_scorecard(
     engine: str = "duckdb",
 ) -> Scorecard:
     """Open the project's destination read-only and build its scorecard (on ``engine``)."""
-    file = targets_file or proj.settings.targets
-    targets = load_targets(proj.resolve(str(file)) if file else "", reg.kpis) if file else []
+    targets = project_targets(proj, reg, targets_file)
     with open_engine(proj, reg, destination, engine) as kpi_engine:
         return build_scorecard(
             kpi_engine,
@@ -57,6 +56,12 @@ def compute_scorecard(
             only=only,
             stream_tables=stream_tables(proj, reg),
         )
+
+
+def project_targets(proj: Project, reg: Registry, targets_file: str | Path | None = None) -> list[Target]:
+    """The targets of ``targets_file`` or the project's ``targets`` setting (none when neither is set)."""
+    file = targets_file or proj.settings.targets
+    return load_targets(proj.resolve(str(file)), reg.kpis) if file else []
 
 
 def stream_tables(proj: Project, reg: Registry) -> dict[str, list[str]]:

@@ -8,13 +8,12 @@ from pathlib import Path
 import click
 
 from kpihub.cli._context import open_engine, project, registry
-from kpihub.cli.kpis import stream_tables
+from kpihub.cli.kpis import project_targets, stream_tables
 from kpihub.cli.main import EXIT_REFUSED
 from kpihub.config import Project
 from kpihub.errors import ConfigError
 from kpihub.kpis.periods import GRAINS, Period
 from kpihub.kpis.scorecard import build_scorecard
-from kpihub.kpis.targets import load_targets
 from kpihub.plugins import Registry
 from kpihub.report.data import ReportData, gather_report
 from kpihub.report.static import STATIC_FORMATS, export_static
@@ -36,8 +35,7 @@ def write_report(
     title: str = "KPI report",
 ) -> ReportData:
     """Build the scorecard and what the report shows around it, and write it to ``out`` as ``fmt``."""
-    file = targets_file or proj.settings.targets
-    targets = load_targets(proj.resolve(str(file)), reg.kpis) if file else []
+    targets = project_targets(proj, reg, targets_file)
     with open_engine(proj, reg) as engine:
         card = build_scorecard(
             engine,
