@@ -426,6 +426,11 @@ SURVEYS = [
     ("r6", "csat", "2024-01-08", 3, 1, 5),
     ("r7", "nki", "2024-01-09", 8, 1, 10),
     ("r8", "nki", "2024-01-10", 10, 1, 10),
+    # HubSpot's CSAT is 0-2 (unsatisfied, neutral, satisfied): only the top box is satisfied.
+    ("h1", "csat", "2024-02-01", 2, 0, 2),
+    ("h2", "csat", "2024-02-02", 1, 0, 2),
+    ("h3", "csat", "2024-02-03", 1, 0, 2),
+    ("h4", "csat", "2024-02-04", 0, 0, 2),
 ]
 
 
@@ -452,7 +457,7 @@ def test_satisfaction_kpis_by_hand():
     con.execute("CREATE TABLE survey_responses AS SELECT * FROM _s")
     e = KPIEngine(con)
     assert monthly("nps", e) == [25.0, None, None]  # 100 × (2 promoters − 1 detractor) / 4 answers = NPS +25
-    assert monthly("csat", e) == [0.5, None, None]  # 5 is top-two-box on 1–5, 3 is not
+    assert monthly("csat", e) == [0.5, 0.25, None]  # 5 is top-two-box on 1–5, 3 is not; 2 of 0–2, not 1
     # NKI: (8 − 1)/9 × 100 = 77.78 and 100 → mean 88.89
     assert monthly("nki", e) == [88.8889, None, None]
 

@@ -12,6 +12,8 @@ from kpihub.hookspecs import hookimpl
 from kpihub.kpis.spec import GUIDES, KPI, Measure
 
 S = "survey_responses"
+#: How many top boxes count as satisfied, less one: two on scales of 5+ points, one on shorter ones.
+TOP_BOXES = "CASE WHEN scale_max - scale_min >= 4 THEN 1 ELSE 0 END"
 
 SURVEY_KPIS = (
     KPI(
@@ -36,11 +38,14 @@ SURVEY_KPIS = (
     KPI(
         id="csat",
         title="Customer satisfaction (CSAT)",
-        description="Share of CSAT answers in the top two boxes of their scale (4–5 of 1–5).",
+        description=(
+            "Share of CSAT answers in the top two boxes of their scale (4–5 of 1–5); on a scale of three"
+            " or four points only the top box (2 of HubSpot's 0–2: its neutral 1 is not satisfied)."
+        ),
         unit="percent",
         direction="higher",
         kind="ratio",
-        numerator=Measure(S, "count", "responded_at", filter="item = 'csat' AND score >= scale_max - 1"),
+        numerator=Measure(S, "count", "responded_at", filter="item = 'csat' AND score >= scale_max - " + TOP_BOXES),
         denominator=Measure(S, "count", "responded_at", filter="item = 'csat'"),
         stage="Nurture",
         reference=GUIDES + "; top-two-box CSAT",
