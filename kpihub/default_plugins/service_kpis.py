@@ -73,11 +73,21 @@ SERVICE_KPIS = (
     KPI(
         id="social_followers",
         title="Social followers",
-        description="Followers on the period's last day (a snapshot: never summed over days).",
+        description=(
+            "Followers of each account on its last day in the period, summed over accounts (a snapshot: never"
+            " summed over days; an account whose data lags a day still counts)."
+        ),
         unit="count",
         direction="higher",
         kind="simple",
-        measure=Measure("social_daily", "sum", "date", expr="followers", over_time="last"),
+        measure=Measure(
+            "social_daily",
+            "sum",
+            "date",
+            expr="followers",
+            over_time="last",
+            entity=("source_id", "platform", "account_id"),
+        ),
         stage="Reach",
         reference=GUIDES,
     ),
