@@ -187,7 +187,6 @@ def test_a_refused_kpi_is_a_row_and_the_others_are_still_scored():
     assert row.actual == 150.0 and row.status == "at risk" and [r.kpi for r in card.refused] == ["clv"]
 
 
-
 def test_with_targets_a_refused_kpi_without_a_target_is_still_a_refused_row():
     from kpihub.default_plugins.revenue_kpis import REVENUE_KPIS
     from tests.test_kpis import ORDERS, orders_engine
@@ -200,6 +199,7 @@ def test_with_targets_a_refused_kpi_without_a_target_is_still_a_refused_row():
     # "sales" has no target; it must not vanish from the scorecard because it was refused.
     assert by["sales"].status == "refused" and "2 currencies" in by["sales"].notes[0]
     assert "sales" in [r.kpi for r in card.refused]
+
 
 def test_a_bug_while_computing_a_kpi_is_not_a_refusal(monkeypatch):
     from kpihub.kpis.engine import DuckDBBackend
@@ -513,3 +513,29 @@ def test_notes_shared_by_rows_are_said_once_and_cells_cannot_break_a_markdown_ro
     md = scorecard_markdown(rows)
     assert "- B: b \\| odd \\*note\\*" in md and "| C |" not in md and "| F | 2024-02 | — |" in md
     assert "| C | 2024-02 | — |" in scorecard_markdown(rows, all_rows=True)
+
+
+def test_a_score_changes_by_points_not_by_a_percentage():
+    import duckdb
+
+    from kpihub.default_plugins.survey_kpis import SURVEY_KPIS
+    from kpihub.kpis.engine import KPIEngine
+    from kpihub.report.scorecard import format_change
+    from tests.kpi_data import load, ts
+
+    answers = [("2024-01-05", 10), ("2024-01-06", 9), ("2024-01-07", 7), ("2024-01-08", 3), ("2024-02-05", 10)]
+    answers += [("2024-02-06", 2), ("2023-02-06", 2)]  # Feb 2023: one detractor, NPS -100
+    con = duckdb.connect()
+    rows = [
+        {"response_id": f"r{i}", "item": "nps", "responded_at": ts(d), "score": s, "scale_min": 0, "scale_max": 10}
+        for i, (d, s) in enumerate(answers)
+    ]
+    load(con, "survey_responses", rows)
+    kpis = {k.id: k for k in SURVEY_KPIS}
+    feb = Period.parse("2024-02")
+    card = build_scorecard(KPIEngine(con), kpis, period=feb, only=["nps"], today=dt.date(2024, 6, 1))
+    (row,) = card
+    # NPS +25 in January, 0 in February: down 25 points (not "-100 %"); a year before -100: up 100 points.
+    assert (row.actual, row.previous, row.change) == (0.0, 25.0, -25.0)
+    assert row.change_yoy == 100.0
+    assert format_change(row.change, row.unit) == "-25.0 pts" and format_change(0.136, "currency") == "+13.6 %"

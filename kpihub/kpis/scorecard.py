@@ -11,7 +11,9 @@ Status rule (documented in docs/kpis.md):
 * Without a baseline: **on track** when the target is met, **at risk** within
   10 % of it (attainment ≥ 0.9), else **off track**.
 * ``attainment`` is actual ÷ target (target ÷ actual when lower is better).
-* ``change`` is the relative change against the previous period.
+* ``change`` is the relative change against the previous period (``change_yoy``: against the
+  same period a year before); for a score (NPS, −100 … +100) it is the difference in points,
+  since a relative change of a value that can be zero or negative means nothing.
 
 A KPI the data makes impossible to compute (money in two currencies without FX
 rates, a missing FX rate, too few customers to fit a model) is a row with
@@ -388,14 +390,14 @@ def _scored_row(
     row.actual = values.get(period.start)
     row.previous = values.get(period.previous().start)
     row.currency = series.currency
-    row.change = _relative_change(row.actual, row.previous)
+    row.change = _change(row.actual, row.previous, kpi.unit)
     if row.actual is not None:
         row.notes.extend(kpi.notes)  # a default that shapes the value (revenue payback: no gross margin set)
     if isinstance(last_year, KPIError):  # e.g. too little history a year back to fit a model: only the trend is lost
         row.notes.append(f"no value for {period.same_last_year().label}: {_one_line(last_year)}")
     else:
         row.last_year = last_year.values().get(ly_start)
-    row.change_yoy = _relative_change(row.actual, row.last_year)
+    row.change_yoy = _change(row.actual, row.last_year, kpi.unit)
     if period.elapsed(today) < 1:
         row.notes.append(f"period in progress ({period.elapsed(today):.0%} elapsed)")
     if target is None:
@@ -476,6 +478,13 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, An
         name = f"{prefix}{k}"
         out.extend(_flatten(v, name + ".") if isinstance(v, Mapping) else [(name, v)])
     return out
+
+
+def _change(value: float | None, before: float | None, unit: str) -> float | None:
+    """The relative change, or for a score the difference in points."""
+    if unit == "score":
+        return None if value is None or before is None else value - before
+    return _relative_change(value, before)
 
 
 def _relative_change(value: float | None, before: float | None) -> float | None:

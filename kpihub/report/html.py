@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from kpihub.kpis.scorecard import NOT_TARGETED, ScorecardRow
 from kpihub.report import charts
 from kpihub.report.data import KPIReport, ReportData, SourceFreshness
-from kpihub.report.scorecard import format_value
+from kpihub.report.scorecard import format_change, format_value
 
 __all__ = ["STAGES", "render_html", "sparkline_svg"]
 
@@ -141,7 +141,7 @@ def trend(row: ScorecardRow, direction: str) -> _Trend:
     better = (row.change > 0) == (direction == "higher")
     cls = "flat" if row.change == 0 else "good" if better else "bad"
     title = f"{row.change * 100:+.1f} % on the previous period ({format_value(row.previous, row.unit, row.currency)})"
-    return _Trend(arrow, f"{row.change * 100:+.1f} %", cls, title)
+    return _Trend(arrow, format_change(row.change, row.unit), cls, title)
 
 
 def sparkline_svg(values: Sequence[float | None], *, width: int = 96, height: int = 24, label: str = "") -> str:

@@ -62,6 +62,13 @@ def format_value(value: float | None, unit: str, currency: str | None = None) ->
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
+def format_change(change: float | None, unit: str) -> str:
+    """A row's change for people: ``+13.6 %``, or for a score ``-25.0 pts`` (see ScorecardRow.change)."""
+    if change is None:
+        return "—"
+    return f"{change:+.1f} pts" if unit == "score" else f"{change * 100:+.1f} %"
+
+
 def _pct(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "—"
@@ -74,8 +81,8 @@ def _cells(row: ScorecardRow) -> list[str]:
         row.period,
         format_value(row.actual, row.unit, row.currency),
         format_value(row.previous, row.unit, row.currency),
-        _pct(row.change, signed=True),
-        _pct(row.change_yoy, signed=True),
+        format_change(row.change, row.unit),
+        format_change(row.change_yoy, row.unit),
         format_value(row.baseline, row.unit, row.currency),
         format_value(row.target, row.unit, row.currency),
         _pct(row.attainment),
