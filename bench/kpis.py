@@ -19,7 +19,7 @@ Then ``--rounds`` interleaved rounds; each contender is a separate process:
   denominator is 0), ``(not set)`` for a null campaign name — with no currency check;
   ``sql-duckdb-per-kpi`` / ``sql-parquet-per-kpi``: one such query per KPI;
 * ``card-kpihub``: the demo's whole scorecard (``compute_scorecard``, as ``kpihub kpis`` does: its
-  30 targets' KPIs, and the catalogue's other KPIs with values, "not targeted", which it computes
+  32 targets' KPIs, and the catalogue's other KPIs with values, "not targeted", which it computes
   too but which the comparison leaves out);
 * ``card-sql``: one hand-written query per KPI of it (:data:`CARD_SQL`) returning the period's
   actual, the previous period's and last year's.
@@ -401,6 +401,33 @@ _card(
 _card(
     "avg_page_load_seconds",
     _sums("page_performance_daily", "date", {"n": "load_time_ms_total / 1000.0", "d": "page_loads"}),
+    _ratio("n", "d"),
+)
+
+
+
+def _latest_windows(exprs: dict[str, str]) -> str:
+    """Core Web Vitals by hand: each CrUX target's (origin/URL x device) latest window ending in each
+    of :data:`PERIODS`, then ``exprs`` aggregated over the targets; one ``<name>_<period>`` row."""
+    target = "source_id, target_type, target, form_factor"
+    parts = []
+    for p, (a, b) in PERIODS.items():
+        cols = ", ".join(f"{agg} AS {name}_{p}" for name, agg in exprs.items())
+        parts.append(
+            f"(SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {target} ORDER BY period_end DESC) AS k"
+            f" FROM page_experience WHERE period_end >= DATE '{a}' AND period_end < DATE '{b}') WHERE k = 1) AS {p}"
+        )
+    return f"SELECT * FROM {', '.join(parts)}"
+
+
+_PASSES = "p75_lcp_ms <= 2500 AND p75_cls <= 0.1 AND (p75_inp_ms IS NULL OR p75_inp_ms <= 200)"
+_card("lcp_p75", _latest_windows({"v": "MAX(p75_lcp_ms)"}), lambda r, p: r[f"v_{p}"])
+_card(
+    "core_web_vitals_pass_rate",
+    _latest_windows(
+        {"n": f"SUM(CASE WHEN {_PASSES} THEN 1 ELSE 0 END)",
+         "d": "SUM(CASE WHEN p75_lcp_ms IS NOT NULL AND p75_cls IS NOT NULL THEN 1 ELSE 0 END)"}
+    ),  # fmt: skip
     _ratio("n", "d"),
 )
 

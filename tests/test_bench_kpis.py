@@ -24,7 +24,7 @@ def test_the_kpi_benchmark_runs_and_kpihub_equals_the_hand_written_sql(tmp_path)
     # One row per month and campaign seen: 20,000 rows over 731 days reach the first 28 campaigns.
     for name in ("kpihub-duckdb", "sql-duckdb", "sql-duckdb-per-kpi", "kpihub-parquet", "sql-parquet"):
         assert rows[name] == str(24 * math.ceil(20_000 / 731)), (name, done.stdout)
-    assert rows["card-kpihub"] == rows["card-sql"] == "30"  # every KPI of the demo's scorecard, by hand too
+    assert rows["card-kpihub"] == rows["card-sql"] == "32"  # every KPI of the demo's scorecard, by hand too
 
 
 def _ads_engine(rows: int = 3_000):
@@ -52,10 +52,13 @@ def test_series_many_equals_series_kpi_by_kpi():
     from kpihub.default_plugins.ads_kpis import ADS_KPIS
 
     engine, _ = _ads_engine()
+    # The ad-performance KPIs (roas_net and agency_fees also read costs and orders, not built here).
+    kpis = [k for k in ADS_KPIS if not engine.missing_tables(k)]
+    assert len(kpis) >= 10
     start, end = dt.date(2024, 1, 1), dt.date(2024, 7, 1)
     for by in (None, "campaign", "platform"):
-        many = engine.series_many(ADS_KPIS, grain="month", start=start, end=end, by=by)
-        for kpi in ADS_KPIS:
+        many = engine.series_many(kpis, grain="month", start=start, end=end, by=by)
+        for kpi in kpis:
             alone = engine.series(kpi, grain="month", start=start, end=end, by=by)
             assert many[kpi.id].table.equals(alone.table), (kpi.id, by)  # values, types, order
             assert many[kpi.id].currency == alone.currency
