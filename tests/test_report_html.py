@@ -123,3 +123,19 @@ def test_trend_arrow_and_whether_it_is_good(change, direction, arrow, cls):
     row = dataclasses.replace(reports[0].row, change=change)
     got = trend(row, direction)
     assert (got.arrow, got.cls) == (arrow, cls) and got.text == f"{change * 100:+.1f} %"
+
+
+def test_the_banner_tells_a_failed_sync_from_an_ok_one_with_notes_on_the_data():
+    from kpihub.kpis.scorecard import Scorecard, StreamQuality
+    from kpihub.report.html import quality_warnings
+
+    ok_with_notes = StreamQuality("ga4.traffic_daily", "ok", ("thresholding applied",))
+    incomplete = StreamQuality("hubspot.deals", "incomplete", ("3 of 10 records",))
+    assert quality_warnings(Scorecard([], [ok_with_notes])) == [
+        "1 stream synced ok with notes on the data: see Data quality"
+    ]
+    assert quality_warnings(Scorecard([], [incomplete, ok_with_notes, incomplete])) == [
+        "2 streams did not end the last sync ok: see Data quality",
+        "1 stream synced ok with notes on the data: see Data quality",
+    ]
+    assert quality_warnings(Scorecard([], [])) == []

@@ -95,8 +95,7 @@ def _local(stamp: dt.datetime | None, timezone: str) -> str:
 
 def _header(data: ReportData) -> dict[str, Any]:
     card = data.scorecard
-    bad = len(card.data_quality)  # the Data quality list names them; the banner makes them hard to miss
-    warnings = [f"{bad} stream{'s' if bad > 1 else ''} did not end the last sync ok: see Data quality"] if bad else []
+    warnings = quality_warnings(card)
     return {
         "periods": ", ".join(data.periods) or "—",
         "currency": data.currency,
@@ -108,6 +107,17 @@ def _header(data: ReportData) -> dict[str, Any]:
         "quality": [_quality_line(q, card) for q in card.data_quality],
         "history": max((len(r.history) for r in data.kpis), default=0) or "",
     }
+
+
+def quality_warnings(card: Any) -> list[str]:
+    """The banner's lines: streams whose last sync was not ok, and ok ones whose connector noted
+    something about the data (GA4 thresholding, days with no insights); the list below names them."""
+    bad = sum(q.status != "ok" for q in card.data_quality)
+    noted = len(card.data_quality) - bad
+    out = [f"{bad} stream{'s' if bad > 1 else ''} did not end the last sync ok: see Data quality"] if bad else []
+    if noted:
+        out.append(f"{noted} stream{'s' if noted > 1 else ''} synced ok with notes on the data: see Data quality")
+    return out
 
 
 def _freshness_row(f: SourceFreshness, timezone: str) -> dict[str, Any]:

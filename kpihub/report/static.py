@@ -12,7 +12,7 @@ from typing import Any
 
 from kpihub.report import charts
 from kpihub.report.data import KPIReport, ReportData
-from kpihub.report.html import EMPTY, STAGES, STATUS
+from kpihub.report.html import EMPTY, STAGES, STATUS, quality_warnings
 from kpihub.report.scorecard import format_value
 
 __all__ = ["STATIC_FORMATS", "export_static", "report_spec"]
@@ -97,8 +97,7 @@ def report_spec(data: ReportData, *, title: str = "KPI report") -> dict[str, Any
         facts.append(f"data through {data.scorecard.data_end.isoformat()}")
     facts.append(f"generated {data.generated_at:%Y-%m-%d %H:%M} UTC")
     subtitle = [" · ".join(facts)]
-    if data.scorecard.data_quality:
-        subtitle.append(f"{len(data.scorecard.data_quality)} stream(s) did not end the last sync ok")
+    subtitle += quality_warnings(data.scorecard)
     empty = len(data.kpis) - len(shown)
     if empty:
         subtitle.append(f"{empty} KPI(s) without data are left out")
