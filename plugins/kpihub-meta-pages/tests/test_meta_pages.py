@@ -332,3 +332,18 @@ def test_plan_counts_one_request_per_90_page_days_and_per_instagram_day():
     assert page_plan.request_count == 2 * 3 and page_plan.records == 2 * days  # 90 + 90 + 7 days per Page
     ig_plan = ig.estimate(PlanContext(source_id="meta_pages", stream=ig.name, settings=settings, state=None, now=now))
     assert ig_plan.request_count == days and ig_plan.mode == "window"
+
+
+def test_both_streams_are_described_for_kpihub_plugins_and_the_catalogues_fed_by():
+    from click.testing import CliRunner
+
+    from kpihub.testing import cli
+
+    # With no settings (as `kpihub plugins` and `kpis --list` ask), both streams and their table show.
+    source = MetaPagesSource()
+    names = [s.name for s in source.streams(source.settings_class.model_construct())]
+    assert names == ["facebook_daily", "instagram_daily"]
+    listing = CliRunner().invoke(cli, ["kpis", "--list", "--format", "json"])
+    assert listing.exit_code == 0, listing.output
+    (followers,) = [k for k in json.loads(listing.output) if k["kpi"] == "social_followers"]
+    assert "meta_pages" in followers["fed_by"].split(", ")

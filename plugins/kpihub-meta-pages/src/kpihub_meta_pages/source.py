@@ -338,7 +338,10 @@ class MetaPagesSource(Source[MetaPagesSettings]):
     def streams(self, settings: MetaPagesSettings) -> list[Stream[MetaPagesSettings]]:
         out: list[Stream[MetaPagesSettings]] = []
         common: dict[str, Any] = {"cursor_field": "date", "canonical_table": "social_daily"}
-        if settings.page_ids:
+        # Settings name at least one kind of account (validated); settings naming neither are the
+        # unvalidated defaults `kpihub plugins` and the catalogue's "fed by" describe: both streams.
+        neither = not settings.page_ids and not settings.instagram_account_ids
+        if settings.page_ids or neither:
             out.append(
                 FacebookDaily(
                     "facebook_daily",
@@ -348,7 +351,7 @@ class MetaPagesSource(Source[MetaPagesSettings]):
                     **common,
                 )
             )
-        if settings.instagram_account_ids:
+        if settings.instagram_account_ids or neither:
             out.append(
                 InstagramDaily(
                     "instagram_daily",
