@@ -18,7 +18,7 @@ from kpihub.config import Project
 from kpihub.errors import ConfigError, KpihubError
 from kpihub.kpis.catalog import catalog_markdown, catalog_rows
 from kpihub.kpis.compiler import DIALECTS, GrainError, compile_kpi, rfm_sql, transpile
-from kpihub.kpis.engine import ENGINES
+from kpihub.kpis.engine import ENGINES, KPIEngine
 from kpihub.kpis.periods import GRAINS, Period, periods_between
 from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import Scorecard, build_scorecard
@@ -43,19 +43,52 @@ def compute_scorecard(
     engine: str = "duckdb",
 ) -> Scorecard:
     """Open the project's destination read-only and build its scorecard (on ``engine``)."""
-    targets = project_targets(proj, reg, targets_file)
     with open_engine(proj, reg, destination, engine) as kpi_engine:
-        return build_scorecard(
-            kpi_engine,
-            reg.kpis,
-            targets=targets,
-            period=period,
-            periods=periods,
-            grain=grain,  # type: ignore[arg-type]
-            today=today,
-            only=only,
-            stream_tables=stream_tables(proj, reg),
-        )
+        return project_scorecard(
+            proj, reg, kpi_engine, targets_file=targets_file, period=period, periods=periods, grain=grain,
+            today=today, only=only,
+        )  # fmt: skip
+
+
+def project_scorecard(
+    proj: Project,
+    reg: Registry,
+    kpi_engine: KPIEngine,
+    *,
+    targets_file: str | Path | None = None,
+    period: Period | None = None,
+    periods: list[Period] | None = None,
+    grain: str = "month",
+    today: dt.date | None = None,
+    only: list[str] | None = None,
+) -> Scorecard:
+    """The project's scorecard on an open ``kpi_engine``: its targets, its streams' tables."""
+    return build_scorecard(
+        kpi_engine,
+        reg.kpis,
+        targets=project_targets(proj, reg, targets_file),
+        period=period,
+        periods=periods,
+        grain=grain,  # type: ignore[arg-type]
+        today=today,
+        only=only,
+        stream_tables=stream_tables(proj, reg),
+    )
+
+
+def exit_if_refused(ctx: click.Context, card: Scorecard) -> None:
+    """The scorecard is out and complete but for its refused rows: say so, and exit non-zero for scripts."""
+    if not card.refused:
+        return
+    ids = ", ".join(r.kpi for r in card.refused)
+    n = len(card.refused)
+    ctx.obj["err"].print(
+        f"Warning: {n} KPI{'s' if n > 1 else ''} refused: {ids} (the reason is in each row's notes)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    ctx.exit(EXIT_REFUSED)
 
 
 def project_targets(proj: Project, reg: Registry, targets_file: str | Path | None = None) -> list[Target]:
@@ -201,17 +234,7 @@ def command(
     else:
         write_scorecard(rows, fmt, output, sys.stdout, all_rows=every)
     _warn_past_the_data(rows, ctx.obj["err"])
-    if rows.refused:
-        # The scorecard is out and complete but for these rows: say so, and exit non-zero for scripts.
-        ids = ", ".join(r.kpi for r in rows.refused)
-        n = len(rows.refused)
-        ctx.obj["err"].print(
-            f"Warning: {n} KPI{'s' if n > 1 else ''} refused: {ids} (the reason is in each row's notes)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        ctx.exit(EXIT_REFUSED)
+    exit_if_refused(ctx, rows)
 
 
 def _show_sql(proj: Project, reg: Registry, p: Period, only: list[str], dialect: str, by: str | None) -> None:

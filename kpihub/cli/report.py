@@ -8,15 +8,13 @@ from pathlib import Path
 import click
 
 from kpihub.cli._context import open_engine, project, registry
-from kpihub.cli.kpis import project_targets, stream_tables
-from kpihub.cli.main import EXIT_REFUSED
+from kpihub.cli.kpis import exit_if_refused, project_scorecard
 from kpihub.config import Project
 from kpihub.errors import ConfigError
 from kpihub.kpis.periods import GRAINS, Period
-from kpihub.kpis.scorecard import build_scorecard
 from kpihub.plugins import Registry
 from kpihub.report.data import ReportData, gather_report
-from kpihub.report.static import STATIC_FORMATS, export_static
+from kpihub.report.static import STATIC_FORMATS, static_bytes
 
 FORMATS = ("html", *STATIC_FORMATS)
 
@@ -35,27 +33,19 @@ def write_report(
     title: str = "KPI report",
 ) -> ReportData:
     """Build the scorecard and what the report shows around it, and write it to ``out`` as ``fmt``."""
-    targets = project_targets(proj, reg, targets_file)
     with open_engine(proj, reg) as engine:
-        card = build_scorecard(
-            engine,
-            reg.kpis,
-            targets=targets,
-            period=period,
-            grain=grain,  # type: ignore[arg-type]
-            today=today,
-            only=only,
-            stream_tables=stream_tables(proj, reg),
-        )
+        card = project_scorecard(proj, reg, engine, targets_file=targets_file, period=period, grain=grain,
+                                 today=today, only=only)  # fmt: skip
         data = gather_report(engine, reg.kpis, card)
     if fmt == "html":
         from kpihub.report.html import render_html
 
-        partial = out.with_name(out.name + ".partial")
-        partial.write_text(render_html(data, title=title), encoding="utf-8")
-        partial.replace(out)  # a cron job's reader never sees half a page
+        body = render_html(data, title=title).encode("utf-8")
     else:
-        export_static(data, out, fmt, title=title)
+        body = static_bytes(data, fmt, title=title)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_bytes(body)
+    partial.replace(out)  # a cron job's reader never sees half a file
     return data
 
 
@@ -101,12 +91,4 @@ def command(
         only=list(only) or None, title=title,
     )  # fmt: skip
     click.echo(f"Wrote {path} ({len(data.kpis)} KPIs, {', '.join(data.periods) or 'no period'})")
-    refused = data.scorecard.refused
-    if refused:
-        ctx.obj["err"].print(
-            f"Warning: {len(refused)} KPI(s) refused: " + "; ".join(f"{r.kpi}: {'; '.join(r.notes)}" for r in refused),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        ctx.exit(EXIT_REFUSED)
+    exit_if_refused(ctx, data.scorecard)

@@ -19,15 +19,16 @@ from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kpihub.kpis.scorecard import NOT_TARGETED, ScorecardRow
+from kpihub.kpis.catalog import STAGE_ORDER
+from kpihub.kpis.scorecard import NOT_TARGETED, Scorecard, ScorecardRow
 from kpihub.report import charts
 from kpihub.report.data import KPIReport, ReportData, SourceFreshness
-from kpihub.report.scorecard import format_change, format_value
+from kpihub.report.scorecard import data_quality_lines, format_change, format_value
 
-__all__ = ["STAGES", "render_html", "sparkline_svg"]
+__all__ = ["STAGES", "by_stage", "quality_warnings", "render_html", "sparkline_svg", "trend"]
 
-#: The funnel stages in the order the guides walk them; KPIs of other stages follow.
-STAGES = ("Reach", "Engage", "Act", "Nurture")
+#: The funnel stages in the order the guides walk them (the catalogue's); KPIs of other stages follow.
+STAGES = tuple(STAGE_ORDER)
 #: Status → (CSS class, a sign that reads without colour).
 STATUS = {
     "on track": ("good", "✓"),
@@ -104,12 +105,12 @@ def _header(data: ReportData) -> dict[str, Any]:
         "data_end": card.data_end.isoformat() if card.data_end else None,
         "warnings": warnings,
         "freshness": [_freshness_row(f, data.timezone) for f in data.freshness],
-        "quality": [_quality_line(q, card) for q in card.data_quality],
+        "quality": data_quality_lines(card),
         "history": max((len(r.history) for r in data.kpis), default=0) or "",
     }
 
 
-def quality_warnings(card: Any) -> list[str]:
+def quality_warnings(card: Scorecard) -> list[str]:
     """The banner's lines: streams whose last sync was not ok, and ok ones whose connector noted
     something about the data (GA4 thresholding, days with no insights); the list below names them."""
     bad = sum(q.status != "ok" for q in card.data_quality)
@@ -128,11 +129,6 @@ def _freshness_row(f: SourceFreshness, timezone: str) -> dict[str, Any]:
         "through": (f.data_through or "—")[:10],
         "not_ok": f.not_ok,
     }
-
-
-def _quality_line(quality: Any, card: Any) -> str:
-    titles = ", ".join(dict.fromkeys(r.title for r in card.affected(quality)))
-    return f"{quality.describe()}" + (f" (feeds: {titles})" if titles else "")
 
 
 @dataclass(frozen=True)
@@ -215,7 +211,7 @@ def _row_view(report: KPIReport) -> dict[str, Any]:
     }
 
 
-def _by_stage(items: Sequence[KPIReport]) -> list[tuple[str, list[KPIReport]]]:
+def by_stage(items: Sequence[KPIReport]) -> list[tuple[str, list[KPIReport]]]:
     groups: dict[str, list[KPIReport]] = {}
     for item in items:
         groups.setdefault(item.row.stage or "Other", []).append(item)
@@ -230,7 +226,7 @@ def _scorecard(data: ReportData) -> dict[str, Any]:
     for r in empty:
         reasons.setdefault(r.row.notes[0] if r.row.notes else r.row.status, []).append(r.row.title)
     return {
-        "stages": [{"name": s, "rows": [_row_view(r) for r in rows]} for s, rows in _by_stage(shown)],
+        "stages": [{"name": s, "rows": [_row_view(r) for r in rows]} for s, rows in by_stage(shown)],
         "empty": empty,
         "empty_reasons": sorted(reasons.items(), key=lambda kv: -len(kv[1])),
         "multi_period": len(data.periods) > 1,
@@ -239,7 +235,7 @@ def _scorecard(data: ReportData) -> dict[str, Any]:
 
 def _chart_cards(data: ReportData, specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     stages = []
-    for stage, reports in _by_stage(data.kpis):
+    for stage, reports in by_stage(data.kpis):
         cards = []
         for report in reports:
             view = _row_view(report)

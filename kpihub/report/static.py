@@ -7,15 +7,14 @@ map and the CLV distribution: the page's content, without its interactivity.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kpihub.report import charts
 from kpihub.report.data import KPIReport, ReportData
-from kpihub.report.html import EMPTY, STAGES, STATUS, quality_warnings
+from kpihub.report.html import EMPTY, STATUS, by_stage, quality_warnings
 from kpihub.report.scorecard import format_value
 
-__all__ = ["STATIC_FORMATS", "export_static", "report_spec"]
+__all__ = ["STATIC_FORMATS", "report_spec", "static_bytes"]
 
 STATIC_FORMATS = ("png", "svg", "pdf")
 #: Status colours of the scorecard image (the page's CSS ones).
@@ -28,14 +27,13 @@ def _bare(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("$schema", "config")}
 
 
-def _stage_order(report: KPIReport) -> int:
-    stage = report.row.stage or "Other"
-    return STAGES.index(stage) if stage in STAGES else len(STAGES)
+def _in_stage_order(reports: list[KPIReport]) -> list[KPIReport]:
+    return [r for _, rows in by_stage(reports) for r in rows]
 
 
 def _scorecard_spec(reports: list[KPIReport]) -> dict[str, Any]:
     rows = []
-    for i, r in enumerate(sorted(reports, key=_stage_order)):
+    for i, r in enumerate(_in_stage_order(reports)):
         cls, icon = STATUS.get(r.row.status, ("none", "–"))
         rows.append(
             {
@@ -77,7 +75,7 @@ def _scorecard_spec(reports: list[KPIReport]) -> dict[str, Any]:
 
 def _kpi_grid(reports: list[KPIReport]) -> list[dict[str, Any]]:
     cells = []
-    for r in sorted(reports, key=_stage_order):
+    for r in _in_stage_order(reports):
         if not r.history:
             continue
         spec = _bare(charts.kpi_chart(r, width=230, height=120))
@@ -117,19 +115,15 @@ def report_spec(data: ReportData, *, title: str = "KPI report") -> dict[str, Any
     }
 
 
-def export_static(data: ReportData, path: Path, fmt: str, *, title: str = "KPI report") -> None:
-    """Write the report to ``path`` as ``fmt`` (png, svg or pdf), whole or not at all."""
+def static_bytes(data: ReportData, fmt: str, *, title: str = "KPI report") -> bytes:
+    """The report as a ``fmt`` (png, svg or pdf) file's bytes."""
     import vl_convert as vlc
 
     spec = report_spec(data, title=title)
     if fmt == "svg":
-        body: bytes = vlc.vegalite_to_svg(spec).encode("utf-8")
-    elif fmt == "png":
-        body = vlc.vegalite_to_png(spec, scale=1.5)
-    elif fmt == "pdf":
-        body = vlc.vegalite_to_pdf(spec)
-    else:
-        raise ValueError(f"unknown static format {fmt!r} (known: {', '.join(STATIC_FORMATS)})")
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(body)
-    partial.replace(path)
+        return vlc.vegalite_to_svg(spec).encode("utf-8")
+    if fmt == "png":
+        return vlc.vegalite_to_png(spec, scale=1.5)
+    if fmt == "pdf":
+        return vlc.vegalite_to_pdf(spec)
+    raise ValueError(f"unknown static format {fmt!r} (known: {', '.join(STATIC_FORMATS)})")
