@@ -139,3 +139,10 @@ def test_the_banner_tells_a_failed_sync_from_an_ok_one_with_notes_on_the_data():
         "1 stream synced ok with notes on the data: see Data quality",
     ]
     assert quality_warnings(Scorecard([], [])) == []
+
+
+def test_a_score_trend_reads_in_points_in_its_tooltip_too():
+    _, reports = _page()
+    row = dataclasses.replace(reports[0].row, unit="score", change=-25.0, previous=25.0)
+    got = trend(row, "higher")
+    assert (got.text, got.cls) == ("-25.0 pts", "bad") and got.title.startswith("-25.0 pts on the previous period")

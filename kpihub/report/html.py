@@ -146,8 +146,9 @@ def trend(row: ScorecardRow, direction: str) -> _Trend:
     arrow = "▲" if row.change > 0 else "▼" if row.change < 0 else "▶"
     better = (row.change > 0) == (direction == "higher")
     cls = "flat" if row.change == 0 else "good" if better else "bad"
-    title = f"{row.change * 100:+.1f} % on the previous period ({format_value(row.previous, row.unit, row.currency)})"
-    return _Trend(arrow, format_change(row.change, row.unit), cls, title)
+    change = format_change(row.change, row.unit)
+    title = f"{change} on the previous period ({format_value(row.previous, row.unit, row.currency)})"
+    return _Trend(arrow, change, cls, title)
 
 
 def sparkline_svg(values: Sequence[float | None], *, width: int = 96, height: int = 24, label: str = "") -> str:
