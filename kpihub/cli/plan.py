@@ -110,10 +110,10 @@ def display_rows(plan: Plan) -> list[dict[str, str]]:
 def _window(row: Mapping[str, Any]) -> str:
     if row["since"] is None:
         return "all" if row["mode"] == "full" else "—"
-    return f"{_seconds(row['since'])} → {row['until'] or 'now'}"
+    return f"{cursor_text(row['since'])} → {row['until'] or 'now'}"
 
 
-def _seconds(value: str) -> str:
+def cursor_text(value: str) -> str:
     """A timestamp cursor to the second (enough to read); anything else as it is."""
     try:
         when = dt.datetime.fromisoformat(value)

@@ -17,8 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kpihub.cli._context import project, registry
-from kpihub.cli.plan import _seconds as cursor_text
-from kpihub.cli.plan import read_state
+from kpihub.cli.plan import cursor_text, read_state
 from kpihub.config import Project
 from kpihub.describe import StreamInfo, describe_source, stream_info
 from kpihub.errors import KpihubError, UnknownNameError
