@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -43,30 +44,30 @@ def compute_scorecard(
     engine: str = "duckdb",
 ) -> Scorecard:
     """Open the project's destination read-only and build its scorecard (on ``engine``)."""
+    targets = project_targets(proj, reg, targets_file)  # a bad targets file is said before the destination
     with open_engine(proj, reg, destination, engine) as kpi_engine:
         return project_scorecard(
-            proj, reg, kpi_engine, targets_file=targets_file, period=period, periods=periods, grain=grain,
-            today=today, only=only,
-        )  # fmt: skip
+            proj, reg, kpi_engine, targets, period=period, periods=periods, grain=grain, today=today, only=only
+        )
 
 
 def project_scorecard(
     proj: Project,
     reg: Registry,
     kpi_engine: KPIEngine,
+    targets: Sequence[Target],
     *,
-    targets_file: str | Path | None = None,
     period: Period | None = None,
     periods: list[Period] | None = None,
     grain: str = "month",
     today: dt.date | None = None,
     only: list[str] | None = None,
 ) -> Scorecard:
-    """The project's scorecard on an open ``kpi_engine``: its targets, its streams' tables."""
+    """The project's scorecard on an open ``kpi_engine`` against ``targets`` (:func:`project_targets`)."""
     return build_scorecard(
         kpi_engine,
         reg.kpis,
-        targets=project_targets(proj, reg, targets_file),
+        targets=targets,
         period=period,
         periods=periods,
         grain=grain,  # type: ignore[arg-type]

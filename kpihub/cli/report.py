@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from kpihub.cli._context import open_engine, project, registry
-from kpihub.cli.kpis import exit_if_refused, project_scorecard
+from kpihub.cli.kpis import exit_if_refused, project_scorecard, project_targets
 from kpihub.config import Project
 from kpihub.errors import ConfigError
 from kpihub.kpis.periods import GRAINS, Period
@@ -33,9 +33,9 @@ def write_report(
     title: str = "KPI report",
 ) -> ReportData:
     """Build the scorecard and what the report shows around it, and write it to ``out`` as ``fmt``."""
+    targets = project_targets(proj, reg, targets_file)  # a bad targets file is said before the destination
     with open_engine(proj, reg) as engine:
-        card = project_scorecard(proj, reg, engine, targets_file=targets_file, period=period, grain=grain,
-                                 today=today, only=only)  # fmt: skip
+        card = project_scorecard(proj, reg, engine, targets, period=period, grain=grain, today=today, only=only)
         data = gather_report(engine, reg.kpis, card)
     if fmt == "html":
         from kpihub.report.html import render_html
