@@ -311,3 +311,20 @@ def test_settings_of_a_declarative_source_are_validated_like_a_python_sources(tm
     settings = build_source_settings("items", source.settings_class, {"base_url": "http://x", "token": "tok-123"})
     assert settings.user == "me@example.com" and "tok-123" not in repr(settings)
     assert isinstance(settings.start_date, dt.date | type(None))
+
+
+def demo_for_items(*, seed: int, scale: int) -> kpihub.DemoSpec:
+    """The ``[source] demo`` function the test below names (this module is importable by pytest)."""
+    return kpihub.DemoSpec(server=None, settings={"token": f"seed-{seed}-scale-{scale}"})
+
+
+def test_a_declarative_source_offers_the_demo_its_file_names(tmp_path):
+    plain = kpihub.DeclarativeSource.from_file(write_spec(tmp_path, spec_text()))
+    assert plain.demo() is None
+    text = spec_text().replace('title = "Items"', f'title = "Items"\ndemo = "{__name__}:demo_for_items"', 1)
+    spec = kpihub.DeclarativeSource.from_file(write_spec(tmp_path, text)).demo(seed=3, scale=2)
+    assert spec is not None and spec.settings == {"token": "seed-3-scale-2"}
+    missing = text.replace(":demo_for_items", ":no_such_function")
+    with pytest.raises(ConfigError, match=r"items\.toml: source\.demo: cannot load .*no_such_function"):
+        kpihub.DeclarativeSource.from_file(write_spec(tmp_path, missing)).demo()
+    assert "source.demo: string should match pattern" in load_error(tmp_path, text.replace(":demo_for_items", ""))

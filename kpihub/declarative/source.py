@@ -11,6 +11,7 @@ grain and contract checks are the engine's, exactly as for a Python connector.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from kpihub.http import (
 )
 from kpihub.http.body import get_path
 from kpihub.model import canonical_table
-from kpihub.source import CheckResult, Page, Source, Stream, StreamContext
+from kpihub.source import CheckResult, DemoSpec, Page, Source, Stream, StreamContext
 from kpihub.state import decode_cursor
 
 __all__ = ["DeclarativeSource", "DeclarativeStream"]
@@ -117,6 +118,18 @@ class DeclarativeSource(Source[SourceSettings]):
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(True, "connected")
+
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
+        """``[source] demo``'s function called with ``seed`` and ``scale``; ``None`` without one."""
+        ref = self.spec.source.demo
+        if ref is None:
+            return None
+        module_name, _, attr = ref.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{self.where}: source.demo: cannot load {ref!r}: {exc}") from None
+        return factory(seed=seed, scale=scale)  # type: ignore[no-any-return]
 
 
 @dataclass

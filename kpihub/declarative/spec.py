@@ -255,6 +255,9 @@ class SourceInfo(_Strict):
     description: str = ""
     base_url: str | None = None
     docs: str = ""
+    #: ``package.module:function`` returning the :class:`~kpihub.DemoSpec` for ``kpihub demo``
+    #: (called with ``seed`` and ``scale``): a fake server is code, so it lives in the package.
+    demo: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class SourceSpec(_Strict):
