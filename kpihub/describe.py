@@ -21,7 +21,7 @@ from kpihub.config import env_prefix
 if TYPE_CHECKING:
     from kpihub.source import Source, Stream
 
-__all__ = ["SettingInfo", "StreamInfo", "describe_source", "stream_info"]
+__all__ = ["SettingInfo", "StreamInfo", "describe_source", "opt_in_streams", "stream_info"]
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,26 @@ def settings_of(source: Source[Any]) -> list[SettingInfo]:
     ]
 
 
-def _streams(source: Source[Any]) -> list[StreamInfo]:
+def _streams(source: Source[Any], **settings: Any) -> list[StreamInfo]:
     try:
-        streams = source.streams(source.settings_class.model_construct())
+        streams = source.streams(source.settings_class.model_construct(**settings))
     except Exception:  # streams that need real settings (a required field read): listed when configured
         return []
     return [stream_info(s) for s in streams]
+
+
+def opt_in_streams(source: Source[Any]) -> list[StreamInfo]:
+    """Streams a source adds when its boolean settings that default to off are on (HubSpot's
+    ``feedback_submissions = true``): what it *can* feed beyond what it feeds by default."""
+    switches = {
+        name: True
+        for name, field in source.settings_class.model_fields.items()
+        if field.annotation is bool and field.get_default() is False
+    }
+    if not switches:
+        return []
+    default = {s.name for s in _streams(source)}
+    return [s for s in _streams(source, **switches) if s.name not in default]
 
 
 def type_name(annotation: Any) -> str:

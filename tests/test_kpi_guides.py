@@ -312,3 +312,17 @@ def test_kpis_list_shows_the_fed_by_column(tmp_path, monkeypatch):
     assert all("fed_by" in r for r in rows.values())
     table = CliRunner().invoke(cli, ["kpis", "--list"], terminal_width=400)
     assert table.exit_code == 0 and "Fed by" in table.output
+
+
+def test_a_stream_a_setting_switches_on_is_named_as_opt_in():
+    pytest.importorskip("kpihub_hubspot")
+    import kpihub_hubspot
+
+    from kpihub.kpis.catalog import catalog_rows
+
+    reg = Registry(load_entrypoints=False)
+    reg.register_plugin(kpihub_hubspot, "kpihub_hubspot")
+    rows = {r["kpi"]: r for r in catalog_rows(reg.kpis.values(), reg.sources)}
+    # feedback_submissions = true adds the survey stream (off by default: it needs a Service Hub scope).
+    assert rows["nps"]["fed_by"] == rows["csat"]["fed_by"] == "hubspot (opt-in)"
+    assert rows["leads"]["fed_by"] == "hubspot"  # a default stream is not marked

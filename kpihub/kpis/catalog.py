@@ -32,8 +32,9 @@ def computed_from(kpi: KPI) -> str:
 def table_feeds(sources: Mapping[str, Source[Any]]) -> dict[str, list[str]]:
     """Canonical table → the sources that can write it: those whose streams (asked with default settings, as
     ``kpihub plugins`` lists them) feed it, then those whose streams come from their settings (the files
-    source) and whose settings name the table. Sources in name order within each group."""
-    from kpihub.describe import describe_source
+    source) and whose settings name the table. Sources in name order within each group; a source that feeds
+    a table only through a stream it adds when a setting is switched on is ``hubspot (opt-in)``."""
+    from kpihub.describe import describe_source, opt_in_streams
     from kpihub.model import CANONICAL_TABLES
 
     declared: dict[str, list[str]] = {}
@@ -48,6 +49,9 @@ def table_feeds(sources: Mapping[str, Source[Any]]) -> dict[str, list[str]]:
             into = declared
         for table in dict.fromkeys(tables):
             into.setdefault(table, []).append(name)
+        for table in dict.fromkeys(s.canonical_table for s in opt_in_streams(sources[name]) if s.canonical_table):
+            if table not in tables:
+                declared.setdefault(table, []).append(f"{name} (opt-in)")
     return {
         t: declared.get(t, []) + configured.get(t, []) for t in CANONICAL_TABLES if t in declared or t in configured
     }
