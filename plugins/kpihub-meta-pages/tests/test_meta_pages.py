@@ -13,7 +13,7 @@ import httpx
 import pytest
 from kpihub_meta_pages import MetaPagesSource
 from kpihub_meta_pages.fake import FakeMetaPages
-from kpihub_meta_pages.graph import day_of, observe_rate, pacific_today, throttle
+from kpihub_meta_pages.graph import PACIFIC, day_of, observe_rate, pacific_today, throttle
 from kpihub_meta_pages.metrics import FACEBOOK, INSTAGRAM, choose
 from kpihub_meta_pages.source import FACEBOOK_DAILY, INSTAGRAM_DAILY, FacebookDaily, InstagramDaily
 
@@ -141,7 +141,7 @@ def test_rows_are_the_fakes_values_on_their_pacific_days(tmp_path):
             assert row["followers"] is None  # Instagram sends no daily totals: null, not summed gains
     assert all("access_token" not in r.query for r in requests)  # the token travels in a header
     ig = [r for r in requests if IG in r.path]
-    days = (pacific_today() - start).days + 1  # through today, whose values have not come yet
+    days = (pacific_today() - start).days  # through yesterday: today is not over, Meta has no value for it
     assert {r.query["metric_type"] for r in ig} == {"total_value"} and len(ig) == days  # one Pacific day each
 
 
@@ -173,7 +173,7 @@ def test_page_windows_are_at_most_90_days_and_paging_links_are_not_followed(tmp_
     assert spans[0][0] == start and all(
         a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False)
     )  # contiguous, no gap
-    assert len(spans) == 3  # 200 days + today: 90 + 90 + 21; never a paging.next window
+    assert len(spans) == 3  # 200 days through yesterday: 90 + 90 + 20; never a paging.next window
     loaded = {r["date"] for r in rows(p, "meta_pages_facebook_daily") if r["page_id"] == PAGE_A}
     assert loaded == {d for d in server.facebook[PAGE_A] if d >= start}
 
@@ -327,9 +327,9 @@ def test_plan_counts_one_request_per_90_page_days_and_per_instagram_day():
     )
     now = dt.datetime(2026, 12, 4, 12, tzinfo=dt.timezone.utc)
     fb, ig = MetaPagesSource().streams(settings)
-    days = (now.date() - dt.date(2026, 6, 1)).days + 1  # 187
+    days = (now.date() - dt.date(2026, 6, 1)).days  # 186: through yesterday (Pacific), today is not over
     page_plan = fb.estimate(PlanContext(source_id="meta_pages", stream=fb.name, settings=settings, state=None, now=now))
-    assert page_plan.request_count == 2 * 3 and page_plan.records == 2 * days  # 90 + 90 + 7 days per Page
+    assert page_plan.request_count == 2 * 3 and page_plan.records == 2 * days  # 90 + 90 + 6 days per Page
     ig_plan = ig.estimate(PlanContext(source_id="meta_pages", stream=ig.name, settings=settings, state=None, now=now))
     assert ig_plan.request_count == days and ig_plan.mode == "window"
 
@@ -347,3 +347,62 @@ def test_both_streams_are_described_for_kpihub_plugins_and_the_catalogues_fed_by
     assert listing.exit_code == 0, listing.output
     (followers,) = [k for k in json.loads(listing.output) if k["kpi"] == "social_followers"]
     assert "meta_pages" in followers["fed_by"].split(", ")
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def test_quiet_days_months_old_are_rows_of_zeros_without_notes(tmp_path):
+    # The Page and the account were quiet after 30 April: Meta answers those days with zeros (and
+    # the Page's unchanged follower total), not with nothing, so they are rows and nothing is noted.
+    start, end = dt.date(2026, 3, 1), dt.date(2026, 4, 30)
+    with FakeMetaPages(seed=13, start=start, end=end) as server:
+        p, result, _ = run(tmp_path, server, start_date="2026-04-20")
+        asked = [r for r in server.requests if r.path.endswith("/insights")]
+    assert result.ok, [s.error for s in result.streams]
+    assert [s.notes for s in result.streams] == [[], []]
+    social = {(r["platform"], r["account_id"], r["date"]): r for r in rows(p, "social_daily")}
+    yesterday = pacific_today() - dt.timedelta(days=1)
+    for day in _days(end + dt.timedelta(days=1), yesterday):
+        for page in (PAGE_A, PAGE_B):
+            row = social[("facebook", page, day)]
+            assert (row["impressions"], row["reach"], row["engagements"]) == (0, 0, 0)
+            assert row["followers"] == server.facebook[page][end]["page_follows"]
+        row = social[("instagram", IG, day)]
+        assert (row["impressions"], row["reach"], row["engagements"], row["followers"]) == (0, 0, 0, None)
+    # Meta answers complete Pacific days only: today is never asked for, so never missing.
+    assert max(d for (_, _, d) in social) == yesterday
+    ig_days = {dt.datetime.fromtimestamp(int(r.query["since"]), PACIFIC).date() for r in asked if IG in r.path}
+    assert max(ig_days) == yesterday
+
+
+def test_only_days_meta_has_not_published_yet_are_noted_as_not_yet(tmp_path):
+    with FakeMetaPages(seed=14) as server:
+        server.published_through = server.last_day - dt.timedelta(days=1)  # yesterday is not out yet
+        before = server.first_day - dt.timedelta(days=3)  # 3 days before the Page and account had insights
+        p, result, _ = run(tmp_path, server, start_date=before.isoformat())
+    assert result.ok, [s.error for s in result.streams]
+    fb, ig = (_counted(s.notes) for s in result.streams)
+    late = "Meta has not published insights for {} yet (up to 48 hours late): no rows, read again next sync"
+    old = "Meta sent no insights for {} on days older than 48 hours: no rows (it keeps none for them)"
+    for page in (PAGE_A, PAGE_B):
+        assert fb[f"facebook_daily: {late.format(f'page {page}')}"] == 1  # yesterday
+        assert fb[f"facebook_daily: {old.format(f'page {page}')}"] == 3
+    assert ig == {
+        f"instagram_daily: {late.format(f'account {IG}')}": 1,
+        f"instagram_daily: {old.format(f'account {IG}')}": 3,
+    }
+    loaded = {r["date"] for r in rows(p, "social_daily")}
+    assert min(loaded) == server.first_day and max(loaded) == server.last_day - dt.timedelta(days=1)
+
+
+def _counted(notes: list[str]) -> dict[str, int]:
+    """A stream's notes as message -> count (the summary writes ``message (n)`` for n > 1)."""
+    import re
+
+    out = {}
+    for note in notes:
+        m = re.fullmatch(r"(.*) \((\d+)\)", note)
+        out[m[1] if m else note] = int(m[2]) if m else 1
+    return out

@@ -9,8 +9,14 @@ What it answers, and where the shapes come from (written for this plugin, no cop
   ``since`` is the first day, ``until`` the end of the range; each ``end_time`` closes a Pacific
   day ("since January 1 → end_time January 2 at 8:00 GMT", the Page Insights guide). ``paging``
   holds the adjacent time windows as ``since``/``until`` unix seconds — not more rows of this one,
-  so a client that follows ``next`` walks into the future. Days without data send no value;
-  a range without any, ``data: []``. More than 93 days between since and until is refused
+  so a client that follows ``next`` walks into the future. A quiet day (nothing posted, nobody
+  saw the Page) is a value of ``0`` — the follower total unchanged — not a missing value: Meta's
+  answers carry ``{"value": 0, "end_time": …}`` for such days (nov/fb_graph#30 shows a Page's
+  daily series of zeros), and only breakdown metrics leave zeros out ("Breakdown metrics for Page
+  post and Page view insights will only return non-zero values", the Page Insights reference).
+  Days Meta has not published yet (after :attr:`FakeMetaPages.published_through`; "Data used to
+  calculate metrics may be delayed up to 48 hours") and days before the fake's first send no
+  value; a range without any, ``data: []``. More than 93 days between since and until is refused
   ("There cannot be more than 93 days (8035200 s) between since and until", as quoted by
   clients that guard against it; Meta's reference documents 90).
 * Page metrics answered: ``page_media_view``, ``page_total_media_view_unique``,
@@ -24,8 +30,13 @@ What it answers, and where the shapes come from (written for this plugin, no cop
   ``reach`` and ``follower_count`` also come as a series (``values`` with ``end_time``);
   ``follower_count`` is new followers per day, for the last 30 days only. Unknown metrics get
   "(#100) metric[0] must be one of the following values: …" (the wording in
-  janu-software/facebook-php-sdk#17). An account-day without data answers ``data: []`` ("the API
-  will return an empty data set instead of 0", the account insights reference).
+  janu-software/facebook-php-sdk#17). A quiet account-day answers each metric with
+  ``total_value: {"value": 0}`` (Graph API Explorer shows an account's quiet days as zeros,
+  mbilling/PBIConnectors#8); one Meta has not published yet, or has nothing for, answers
+  ``data: []`` ("If insights data you are requesting does not exist or is currently unavailable,
+  the API will return an empty data set instead of 0", the account insights reference). Only
+  complete days are answered ("Instagram's period=day returns only complete days",
+  airbytehq/airbyte#74006).
 * ``GET /v{N}.0/{id}?fields=…`` describes a Page (``name``, ``followers_count``) or an account
   (``username``, ``followers_count``).
 * Errors ``{"error": {"message", "type": "OAuthException", "code", "fbtrace_id"}}``: a bad token
@@ -78,6 +89,11 @@ def _end_time(day: dt.date) -> str:
     return end.strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
+def _range(since: dt.date, until: dt.date) -> list[dt.date]:
+    """The days from ``since`` up to, not including, ``until``."""
+    return [since + dt.timedelta(days=i) for i in range((until - since).days)]
+
+
 def _day(value: str) -> dt.date | None:
     """A ``since``/``until`` value (a date, or unix seconds) as the Pacific day it starts."""
     if value.isdigit():
@@ -108,8 +124,11 @@ class FakeMetaPages(FakeAPIServer):
     ) -> None:
         super().__init__(seed=seed)
         self.token = token
+        #: The days with activity; after ``last_day`` the Page and account are quiet (zeros).
         self.last_day = end or _yesterday()
         self.first_day = start or self.last_day - dt.timedelta(days=59)
+        #: The last day Meta has published (complete Pacific days only): later days answer nothing.
+        self.published_through = max(self.last_day, _yesterday())
         self.pages = dict(pages or {"104000000000001": "Nordlys Outdoor", "104000000000002": "Nordlys Outlet"})
         self.instagram = dict(instagram or {"17841400000000001": "nordlys.outdoor"})
         self.scale = scale
@@ -166,7 +185,20 @@ class FakeMetaPages(FakeAPIServer):
             return None
         self._add_day(day)
         self.last_day = day
+        self.published_through = max(self.published_through, day)
         return day
+
+    def values(self, platform: str, account: str, day: dt.date) -> dict[str, int] | None:
+        """What Meta answers for ``account`` on ``day``: its data, zeros on a quiet day, ``None`` if unpublished."""
+        store = self.facebook if platform == "facebook" else self.ig
+        days = store[account]
+        if day > self.published_through or day < self.first_day:
+            return None
+        if day in days:
+            return days[day]
+        if platform == "facebook":
+            return {**dict.fromkeys(PAGE_METRICS, 0), "page_follows": self._page_follows(account)}
+        return dict.fromkeys(IG_METRICS, 0)
 
     def restate(self, days: int = 2, fraction: float = 1.0) -> list[tuple[str, str, dt.date]]:
         """Revise the last ``days`` days of ``fraction`` of the Pages and accounts (late views, engagements).
@@ -317,13 +349,12 @@ class FakeMetaPages(FakeAPIServer):
         bad = [m for m in metrics if m not in PAGE_METRICS]
         if bad:
             return self._error("(#100) The value must be a valid insights metric")
-        store = self.facebook[page]
-        days = [since + dt.timedelta(days=i) for i in range((until - since).days)]
-        days = [d for d in days if d in store]
+        answers = [(d, self.values("facebook", page, d)) for d in _range(since, until)]
+        found = [(d, v) for d, v in answers if v is not None]
         data = []
-        if days:
+        if found:
             for metric in metrics:
-                values = [{"value": store[d][metric], "end_time": _end_time(d)} for d in days]
+                values = [{"value": v[metric], "end_time": _end_time(d)} for d, v in found]
                 data.append(self._item(page, metric, PAGE_METRICS[metric], values=values))
         return self.json({"data": data, "paging": self._paging(request, since, until)})
 
@@ -351,23 +382,22 @@ class FakeMetaPages(FakeAPIServer):
                 f"(#100) The following metrics ({', '.join(series_only)}) should be specified with parameter "
                 "metric_type=total_value"
             )
-        store = self.ig[ig]
-        days = [since + dt.timedelta(days=i) for i in range((until - since).days)]
-        days = [d for d in days if d in store]
-        if "follower_count" in metrics and days and days[0] < dt.datetime.now(PACIFIC).date() - dt.timedelta(days=30):
+        answers = [(d, self.values("instagram", ig, d)) for d in _range(since, until)]
+        found = [(d, v) for d, v in answers if v is not None]
+        if "follower_count" in metrics and found and found[0][0] < _yesterday() - dt.timedelta(days=29):
             return self._error("(#100) follower_count is only available for the last 30 days")
-        if not days:
+        if not found:
             return self.json({"data": [], "paging": self._paging(request, since, until)})
         data = []
         for metric in metrics:
             if total:
                 # A range's total; reach over several days counts each account once: at least the
                 # largest day's (this fake's approximation), where the others add up.
-                counts = [store[d][metric] for d in days]
+                counts = [v[metric] for _, v in found]
                 value = max(counts) if metric == "reach" else sum(counts)
                 data.append(self._item(ig, metric, metric.replace("_", " "), total_value={"value": value}))
             else:
-                values = [{"value": store[d][metric], "end_time": _end_time(d)} for d in days]
+                values = [{"value": v[metric], "end_time": _end_time(d)} for d, v in found]
                 data.append(self._item(ig, metric, metric.replace("_", " "), values=values))
         return self.json({"data": data, "paging": self._paging(request, since, until)})
 

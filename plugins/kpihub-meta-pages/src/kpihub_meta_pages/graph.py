@@ -34,6 +34,7 @@ from kpihub import Diagnosis
 from kpihub.http import Limit, Observation, RetryDecision
 
 __all__ = [
+    "LATE_DAYS",
     "LIMITS",
     "PACIFIC",
     "THROTTLE_CODES",
@@ -41,6 +42,7 @@ __all__ = [
     "day_of",
     "diagnose_version",
     "error_of",
+    "last_complete_day",
     "observe_rate",
     "pacific_midnight",
     "pacific_today",
@@ -49,6 +51,9 @@ __all__ = [
 
 #: The day of Meta's insights (see the module docstring).
 PACIFIC = ZoneInfo("America/Los_Angeles")
+#: Days Meta may publish late: "Data used to calculate metrics may be delayed up to 48 hours"
+#: (the Instagram account insights reference; Pages: "Most metrics will update once every 24 hours").
+LATE_DAYS = 2
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002})
 #: Rolling windows the usage headers report on: each Page's and Instagram account's BUC calls per
 #: 24 hours (their size grows with engaged users and is not sent: learnt from the percentages), and
@@ -139,8 +144,13 @@ def pacific_midnight(day: dt.date) -> int:
 
 
 def pacific_today() -> dt.date:
-    """Today in Meta's insights day (the last day that can have values)."""
+    """Today in Meta's insights day."""
     return dt.datetime.now(PACIFIC).date()
+
+
+def last_complete_day(now: dt.datetime | None = None) -> dt.date:
+    """Yesterday in Pacific time: the last day Meta can answer (``period=day`` covers complete days)."""
+    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(PACIFIC).date() - dt.timedelta(days=1)
 
 
 def diagnose_version(version: str, today: dt.date) -> Diagnosis:

@@ -130,7 +130,21 @@ class _Insights(Stream[MetaPagesSettings]):
     def window(self, ctx: StreamContext[MetaPagesSettings], state: Mapping[str, Any] | None) -> tuple[dt.date, dt.date]:
         s = ctx.settings
         first, last = ctx.report_window(state, lookback_days=s.lookback_days, start_date=s.start_date)
-        return first, min(last, graph.pacific_today())  # no Pacific day after today has values
+        return first, min(last, graph.last_complete_day())  # today is never answered: it is not over
+
+    def missing(self, ctx: StreamContext[MetaPagesSettings], what: str, days: list[dt.date]) -> None:
+        """Note the days Meta sent nothing for: not published yet (the last 48 hours), or none kept."""
+        recent = graph.pacific_today() - dt.timedelta(days=graph.LATE_DAYS)
+        late = sum(1 for d in days if d >= recent)
+        where = f"{ctx.stream}: Meta"
+        ctx.note(
+            f"{where} has not published insights for {what} yet (up to 48 hours late): no rows, read again next sync",
+            late,
+        )
+        ctx.note(
+            f"{where} sent no insights for {what} on days older than 48 hours: no rows (it keeps none for them)",
+            len(days) - late,
+        )
 
     def get(
         self, ctx: StreamContext[MetaPagesSettings], url: str, params: dict[str, str], metrics: dict[str, str]
@@ -219,9 +233,6 @@ class FacebookDaily(_Insights):
         last: dt.date,
     ) -> list[dict[str, Any]]:
         where = f"page {page}, {first}..{last}"
-        if not body["data"]:
-            ctx.note(f"facebook_daily: Meta sent no insights for page {page} on some days (no data yet): no rows")
-            return []
         found = self.by_metric(ctx, where, body)
         rows: dict[dt.date, dict[str, Any]] = {}
         for column, metric in metrics.items():
@@ -236,12 +247,15 @@ class FacebookDaily(_Insights):
                 if row[column] is not None:
                     raise _malformed(ctx, f"{where}: {metric!r} sent two values for {day}")
                 row[column] = _count(ctx, where, metric, value.get("value"))
+        # A quiet day is a value of 0; a day without any value is one Meta has not published (or keeps none for).
+        self.missing(ctx, f"page {page}", [d for d, _ in _days(first, last, 1) if d not in rows])
         return [rows[d] for d in sorted(rows)]
 
     def estimate(self, plan: PlanContext[MetaPagesSettings]) -> Estimate:
         """One request per Page and ``days_per_request`` days of the window."""
         s = plan.settings
         first, last = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
+        last = min(last, graph.last_complete_day(plan.now))
         days = max(0, (last - first).days + 1)
         per_page = math.ceil(days / s.days_per_request)
         requests = tuple(Requests(per_page, f"/{s.api_version}/{p}/insights") for p in s.page_ids)
@@ -303,7 +317,7 @@ class InstagramDaily(_Insights):
         # "If insights data you are requesting does not exist or is currently unavailable, the API
         # will return an empty data set instead of 0" (the Instagram account insights reference).
         if not body["data"]:
-            ctx.note("instagram_daily: Meta sent no insights for some account-days (no data yet): no rows")
+            self.missing(ctx, f"account {ig}", [day])
             return None
         where = f"instagram account {ig}, {day}"
         found = self.by_metric(ctx, where, body)
@@ -322,6 +336,7 @@ class InstagramDaily(_Insights):
         """One request per Instagram account and day of the window (``total_value`` has no series)."""
         s = plan.settings
         first, last = plan.report_window(lookback_days=s.lookback_days, start_date=s.start_date)
+        last = min(last, graph.last_complete_day(plan.now))
         days = max(0, (last - first).days + 1)
         ids = s.instagram_account_ids
         requests = tuple(Requests(days, f"/{s.api_version}/{ig}/insights") for ig in ids)
