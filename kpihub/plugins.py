@@ -8,6 +8,7 @@ that the broken plugin would have provided. Everything else keeps working.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
 import logging
@@ -223,6 +224,17 @@ class Registry:
             if kind in declared:
                 return declared[kind]
         return self.source(kind)
+
+    def for_project(self, project: Project) -> Registry:
+        """This registry with ``project``'s own KPIs (``[kpis.<id>]``) and KPI parameters (``gross_margin``,
+        ``vat_rate``) in a catalogue of its own: the process-wide registry is left as it was, so a host that
+        serves several projects (a test run, an Airflow worker) never scores one with another's."""
+        from kpihub.kpis.project import register_project_kpis
+
+        view = copy.copy(self)
+        view.kpis = dict(self.kpis)
+        register_project_kpis(view.kpis, project)
+        return view
 
     def kpi(self, kpi_id: str) -> KPI:
         """The KPI registered as ``kpi_id``.

@@ -45,3 +45,31 @@ def test_html_by_default_and_errors_are_one_line(demo, monkeypatch):  # noqa: F8
         result = run("report", *args)
         assert result.exit_code == 1 and result.output.startswith(message), (args, result.output)
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_the_report_scores_with_the_projects_parameters_and_its_own_kpis(demo, monkeypatch):  # noqa: F811
+    import json
+
+    monkeypatch.chdir(demo[0])
+    project = (demo[0] / "kpihub-demo" / "kpihub.toml").read_text()
+    assert "gross_margin = 0.5" in project  # the demo business's margin, in its project
+    mine = demo[0] / "kpihub-demo" / "mine.toml"
+    mine.write_text(
+        project
+        + '\n[kpis.big_deals_won]\ntitle = "Big deals won"\nunit = "count"\ndirection = "higher"\nkind = "simple"\n'
+        'stage = "Act"\nmeasure = { table = "crm_deals", agg = "count", time = "closed_at", '
+        'filter = "is_won AND amount >= 5000" }\n'
+    )
+    p = ["-p", str(mine)]
+    html = CliRunner().invoke(cli, [*p, "report", "-o", "mine.html"])  # first: nothing registered before it
+    assert html.exit_code == 0, html.output
+    scored = CliRunner().invoke(cli, [*p, "kpis", "--kpi", "cac_payback_months", "--format", "json"])
+    assert scored.exit_code == 0, scored.output
+    payback = json.loads(scored.stdout)[0]["actual"]
+    page = (demo[0] / "mine.html").read_text()
+    assert 'id="kpi-big_deals_won-' in page  # the project's KPI has its card
+    # CAC payback divided by the project's gross margin, as `kpihub kpis` scores it, not the revenue payback.
+    assert f"{payback:.1f} mo" in page and "gross margin not set" not in page
+    # The process-wide registry is untouched: the next command, on the demo's own project, knows no such KPI.
+    other = CliRunner().invoke(cli, [*P, "kpis", "--kpi", "big_deals_won"])
+    assert other.exit_code == 1 and "KPI 'big_deals_won' is not registered" in other.output

@@ -19,14 +19,17 @@ from kpihub.report.scorecard import render_scorecard
 from kpihub.secrets import redact
 from kpihub.source import DemoSpec
 from kpihub.sync import Pipeline
+from kpihub.testing.business import DEMO_BUSINESS
 
 DEMO_TOML = """\
 # Written by `kpihub demo`. The demo's fake API servers stop when the demo ends,
 # so this project can score KPIs (kpihub kpis) but not sync again.
 [project]
 destination = "{destination}"
-timezone = "Europe/Oslo"
+timezone = "{timezone}"
 targets = "targets.toml"
+vat_rate = {vat_rate}
+gross_margin = {gross_margin}
 """
 
 
@@ -38,6 +41,12 @@ def _targets_toml(rows: list[dict[str, Any]]) -> str:
             out.append(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}")
         out.append("")
     return "\n".join(out).replace("'", '"')
+
+
+def _project_values() -> dict[str, Any]:
+    """The demo business's time zone, VAT rate and gross margin, as ``[project]`` takes them."""
+    b = DEMO_BUSINESS
+    return {"timezone": b.time_zone, "vat_rate": b.vat_rate, "gross_margin": b.gross_margin}
 
 
 def _settings(spec: DemoSpec, data_dir: Path) -> dict[str, Any]:
@@ -88,7 +97,7 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int, destinati
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    (root / "kpihub.toml").write_text(DEMO_TOML.format(destination=destination), encoding="utf-8")
+    (root / "kpihub.toml").write_text(DEMO_TOML.format(destination=destination, **_project_values()), encoding="utf-8")
     targets = [t for spec in specs.values() for t in spec.targets]
     (root / "targets.toml").write_text(_targets_toml(targets), encoding="utf-8")
     started = time.monotonic()
@@ -109,8 +118,9 @@ def command(ctx: click.Context, directory: str, scale: int, seed: int, destinati
             + (f" and {files} from {root}/data" if files else "")
             + f" → {redact(destination)}"
         )
-        settings = ProjectSettings(destination=destination, timezone="Europe/Oslo", targets="targets.toml")
+        settings = ProjectSettings(destination=destination, targets="targets.toml", **_project_values())
         project = Project(path=root.resolve() / "kpihub.toml", settings=settings, sources=sources)
+        reg = reg.for_project(project)  # the demo business's VAT rate and gross margin
         pipeline = Pipeline(project, registry=reg)
         with RichProgress(console) as progress:
             result = pipeline.sync(progress=progress)

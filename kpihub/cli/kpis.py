@@ -21,7 +21,6 @@ from kpihub.kpis.catalog import catalog_markdown, catalog_rows
 from kpihub.kpis.compiler import DIALECTS, GrainError, compile_kpi, rfm_sql, transpile
 from kpihub.kpis.engine import ENGINES, KPIEngine
 from kpihub.kpis.periods import GRAINS, Period, periods_between
-from kpihub.kpis.project import register_project_kpis
 from kpihub.kpis.scorecard import Scorecard, build_scorecard
 from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import Target, load_targets
@@ -185,8 +184,7 @@ def command(
 ) -> None:
     """Score KPIs against their targets (default), list them, or show their SQL."""
     proj = project(ctx)
-    reg = registry(ctx)
-    register_project_kpis(reg.kpis, proj)
+    reg = registry(ctx).for_project(proj)
     for kpi_id in only:
         reg.kpi(kpi_id)
     try:

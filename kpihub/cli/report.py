@@ -75,7 +75,8 @@ def command(
     The HTML page is one file that opens with no network (scripts and styles inlined); PNG, SVG and
     PDF are one static picture of the same content.
     """
-    proj, reg = project(ctx), registry(ctx)
+    proj = project(ctx)
+    reg = registry(ctx).for_project(proj)
     try:
         chosen = Period.parse(period) if period else None
         today = dt.date.fromisoformat(as_of) if as_of else None

@@ -34,6 +34,10 @@ class DemoBusiness:
     end: dt.date = dt.date(2026, 6, 30)
     #: The quarter the demo scores, against the quarter before it as baseline.
     period: str = "2026-Q2"
+    #: Norway's standard VAT (merverdiavgift) rate: sales whose source reports no tax carry it.
+    vat_rate: float = 0.25
+    #: Gross margin of what it sells (about its files' cost of goods ÷ its sales): CAC payback uses it.
+    gross_margin: float = 0.5
     campaigns: tuple[Campaign, ...] = field(
         default=(
             Campaign("Brand search", "google_ads", "google", "cpc", "brand_search"),
