@@ -282,6 +282,12 @@ def test_cli_scorecard_shows_every_kpi_when_one_is_refused(tmp_path, monkeypatch
     assert by_pipeline.exit_code == EXIT_REFUSED
     assert {r["kpi"] for r in json.loads(by_pipeline.stdout)} == {"win_rate"}
     assert "1 KPI(s) refused: won_revenue: KPI 'won_revenue' would add amounts in 2 currencies" in by_pipeline.stderr
+    # Markdown too (values formatted by unit, as the terminal table shows them).
+    md = kpis_cli("--by", "pipeline", "--kpi", "win_rate", "--format", "markdown")
+    assert md.exit_code == 0, md.output
+    lines = md.stdout.splitlines()
+    assert lines[0].startswith("## KPIs by pipeline, ") and lines[2] == "| kpi | period | pipeline | value |"
+    assert lines[3] == "| --- | --- | --- | --- |" and lines[4].startswith("| win_rate |") and lines[4].endswith(" % |")
     # Deals in one currency: nothing refused, exit 0.
     (tmp_path / "one").mkdir()
     crm_project(tmp_path / "one", monkeypatch)

@@ -369,7 +369,7 @@ def _breakdown(
                 rows.append(
                     {"kpi": kpi_id, "period": period.label, by: r[by], "value": r["value"], "currency": series.currency}
                 )
-    if fmt == "table":  # values formatted by unit; files keep raw numbers
+    if fmt in ("table", "markdown"):  # values formatted by unit; files keep raw numbers
         for r in rows:
             r["value"] = format_value(r.pop("value"), reg.kpi(r["kpi"]).unit, r.pop("currency"))
     table = pa.Table.from_pylist(rows) if rows else pa.table({"kpi": pa.array([], pa.string())})

@@ -1,4 +1,4 @@
-"""Writing a result table as a terminal table, JSON, CSV or Parquet: one way for every command."""
+"""Writing a result table as a terminal table, markdown, JSON, CSV or Parquet: one way for every command."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from kpihub.errors import ConfigError
 
-TABLE_FORMATS = ("table", "json", "csv", "parquet")
+TABLE_FORMATS = ("table", "markdown", "json", "csv", "parquet")
 
 
 def write_table(
@@ -28,7 +28,8 @@ def write_table(
     title: str = "",
     cell: Callable[[str, object], str] = lambda _column, value: "—" if value is None else str(value),
 ) -> None:
-    """``table`` to the terminal (``table``) or as ``json``/``csv``/``parquet`` to ``output`` or stdout."""
+    """``table`` to the terminal (``table``) or as ``markdown``/``json``/``csv``/``parquet`` to ``output`` or
+    stdout; ``cell`` renders the terminal's and markdown's cells."""
     if fmt == "table":
         view = Table(header_style="bold", title=title or None, title_justify="left")
         for name in table.column_names:
@@ -42,7 +43,9 @@ def write_table(
             raise ConfigError("--format parquet needs --output FILE")
         pq.write_table(table, output)
         return
-    if fmt == "json":
+    if fmt == "markdown":
+        data = _markdown(table, title, cell).encode()
+    elif fmt == "json":
         data = json.dumps(table.to_pylist(), indent=2, ensure_ascii=False, default=str).encode() + b"\n"
     elif fmt == "csv":
         buf = io.BytesIO()
@@ -54,3 +57,14 @@ def write_table(
         Path(output).write_bytes(data)
     else:
         click.echo(data.decode(), nl=False)
+
+
+def _markdown(table: pa.Table, title: str, cell: Callable[[str, object], str]) -> str:
+    """A GitHub-flavoured markdown table (numbers right-aligned), under ``## title`` when there is one."""
+    from kpihub.report.scorecard import markdown_row
+
+    names = table.column_names
+    rule = ["---" if pa.types.is_string(table.schema.field(n).type) else "---:" for n in names]
+    lines = [*([f"## {title}", ""] if title else []), markdown_row(names), "| " + " | ".join(rule) + " |"]
+    lines += [markdown_row([cell(n, v) for n, v in row.items()]) for row in table.to_pylist()]
+    return "\n".join(lines) + "\n"

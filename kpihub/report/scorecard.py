@@ -217,21 +217,21 @@ def scorecard_markdown(rows: Sequence[ScorecardRow], *, title: str = "KPI scorec
     of their own under ``<stage> — not targeted``), status as text, then the notes and data quality as lists."""
     shown, hidden = _split(rows, all_rows)
     out = [f"## {title}", ""]
-    header = _md_row([name for name, _ in COLUMNS[1:]])
+    header = markdown_row([name for name, _ in COLUMNS[1:]])
     rule = "| " + " | ".join("---:" if justify == "right" else "---" for _, justify in COLUMNS[1:]) + " |"
     for label, group in _stage_groups(shown):
         out += [f"### {label}", "", header, rule]
-        out += [_md_row([row.title, *_cells(row)]) for row in group]
+        out += [markdown_row([row.title, *_cells(row)]) for row in group]
         out.append("")
     if not shown:
         out += ["No KPI has data to show.", ""]
     summary = no_data_line(hidden)
     notes = [*note_lines(shown), *([summary] if summary else [])]
     if notes:
-        out += ["**Notes**", "", *(f"- {_md_text(n)}" for n in notes), ""]
+        out += ["**Notes**", "", *(f"- {markdown_text(n)}" for n in notes), ""]
     quality = data_quality_lines(rows)
     if quality:
-        out += ["**Data quality** (streams whose last sync was not ok)", "", *(f"- {_md_text(q)}" for q in quality), ""]
+        out += ["**Data quality** (streams whose last sync was not ok)", "", *(f"- {markdown_text(q)}" for q in quality), ""]
     return "\n".join(out[:-1]) + "\n"
 
 
@@ -249,13 +249,13 @@ def _stage_groups(rows: Sequence[ScorecardRow]) -> Iterator[tuple[str, list[Scor
         yield label, group
 
 
-def _md_text(text: str) -> str:
+def markdown_text(text: str) -> str:
     """Text that cannot break a table row or turn into emphasis: ``|`` and ``*`` escaped, lines joined."""
     return " ".join(text.split()).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
 
 
-def _md_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(_md_text(c) for c in cells) + " |"
+def markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(markdown_text(c) for c in cells) + " |"
 
 
 # -- files -------------------------------------------------------------------------------------------
