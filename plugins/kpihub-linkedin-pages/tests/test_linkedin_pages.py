@@ -224,5 +224,64 @@ def test_engagement_rate_and_followers_through_the_kpi_engine_by_hand(tmp_path: 
     assert (followers[d1], followers[d2], followers[today]) == (1003, 1008, 1007)
 
 
-def test_no_demo_the_demo_business_has_its_social_numbers_from_files() -> None:
-    assert LinkedInPagesSource().demo() is None
+Q1, Q2, Q3 = dt.date(2026, 1, 1), dt.date(2026, 4, 1), dt.date(2026, 7, 1)
+
+
+def quarters(table: Any) -> dict[str, dict[dt.date, float | None]]:
+    """``social_engagement_rate`` and ``social_followers`` for 2026-Q1 and Q2 over a ``social_daily`` table."""
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    con.register("rows", pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table)
+    con.execute("CREATE TABLE social_daily AS SELECT 'linkedin_pages' AS source_id, * FROM rows")
+    catalog = Registry(load_entrypoints=False).kpis
+    engine = KPIEngine(con, catalog=catalog)
+    kpis = ("social_engagement_rate", "social_followers")
+    return {k: engine.series(catalog[k], grain="quarter", start=Q1, end=Q3).values() for k in kpis}
+
+
+def test_the_demo_business_page_is_in_the_ranges_designed_and_follows_the_seed() -> None:
+    spec = LinkedInPagesSource().demo()
+    assert spec is not None and spec.settings["start_date"] == "2026-01-01"
+    server = spec.server
+    (org,) = spec.settings["organization_ids"]
+    days = server.days[org]
+    assert min(days) == dt.date(2025, 1, 1) and max(days) == utc_today()
+    assert all(not any(days[d].values()) for d in days if d > dt.date(2026, 6, 30))  # a quiet page since: zeros
+    got = quarters(server.social_daily(org, dt.date(2025, 12, 1), dt.date(2026, 6, 30)))
+    rate, followers = got["social_engagement_rate"], got["social_followers"]
+    # 2-6 % interactions a day: about 4 % a quarter; followers from 3,000 gaining ~9 a day.
+    assert 0.035 < rate[Q1] < 0.045 and 0.035 < rate[Q2] < 0.045
+    assert 6_000 < followers[Q1] < 8_000 and 400 < followers[Q2] - followers[Q1] < 1_200
+    weekdays = [days[d]["impressionCount"] for d in days if d <= dt.date(2026, 6, 30) and d.weekday() < 5]
+    assert 1_500 < sum(weekdays) / len(weekdays) < 2_000  # ~1,500 a day, more on work days
+    again = LinkedInPagesSource().demo().server  # type: ignore[union-attr]
+    other = LinkedInPagesSource().demo(seed=8).server  # type: ignore[union-attr]
+    assert again.days == server.days and other.days != server.days
+
+
+def test_the_demo_syncs_what_linkedin_serves_now_without_notes(tmp_path: Path) -> None:
+    spec = LinkedInPagesSource().demo()
+    assert spec is not None and spec.server is not None
+    (org,) = spec.settings["organization_ids"]
+    today = utc_today()
+    with spec.server as server:
+        p = TestLinkedInPagesConformance().pipeline(tmp_path, {**spec.settings, "base_url": server.url})
+        result = p.sync()
+    (stream,) = result.streams
+    assert result.ok, stream.error
+    # LinkedIn serves the last 12 months: the demo gets what LinkedIn gives, and says so once
+    # 2026-01-01 is older than that (from 2027-01-01 on).
+    first = max(Q1, today.replace(year=today.year - 1) + dt.timedelta(days=1))
+    clamped = [n for n in stream.notes if "rolling 12 months" in n]
+    assert stream.notes == clamped and bool(clamped) == (first > Q1)
+    social = {r["date"]: r for r in rows(p, "social_daily")}
+    assert min(social) == first and max(social) == today
+    for day, row in social.items():
+        truth = server.days[org][day]
+        assert row["impressions"] == truth["impressionCount"] and row["followers"] == server.followers_on(org, day)
+    # Through the KPI engine, the synced quarters are the fake's answers over the days LinkedIn serves.
+    with p.open_destination(read_only=True) as session:
+        synced = quarters(session.read_table("social_daily").drop_columns(["source_id", "_loaded_at"]))
+    assert synced == quarters(server.social_daily(org, first, today))

@@ -32,6 +32,11 @@ What it serves, and where each shape comes from:
   ``ACCESS_DENIED`` (100, "Not enough permissions to access: …", a member who is no page
   administrator), 426 ``NONEXISTENT_VERSION``, 429 ``TOO_MANY_REQUESTS`` (101) with or without
   ``Retry-After`` (LinkedIn documents no rate-limit headers).
+
+With ``start``/``end`` the fake is a business's page over those dates (:func:`demo_spec`: the
+demo business): about 1,500 impressions a day (fewer at weekends), 2-6 % of them interactions,
+followers growing from 3,000; from the day after ``end`` to today a quiet page (elements of
+zeros). The rolling 12 months hold either way: LinkedIn serves nothing older, nor does the fake.
 """
 
 from __future__ import annotations
@@ -42,15 +47,28 @@ import re
 import urllib.parse
 from typing import Any
 
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
+import pyarrow as pa
 
-__all__ = ["FakeLinkedInPages"]
+from kpihub import DemoSpec
+from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Normalizer, Paging, route
+
+__all__ = ["FakeLinkedInPages", "demo_spec"]
 
 DAY_MS = 86_400_000
 EPOCH = dt.date(1970, 1, 1)
 _INTERVALS = re.compile(r"\(timeRange:\(start:(\d+),end:(\d+)\),timeGranularityType:DAY\)")
 _URN = "urn:li:organization:"
 STATISTICS = r"^/rest/organizationalEntity(Share|Follower)Statistics$"
+_STATS = (
+    "impressionCount",
+    "uniqueImpressionsCount",
+    "clickCount",
+    "likeCount",
+    "commentCount",
+    "shareCount",
+    "organicFollowerGain",
+    "paidFollowerGain",
+)
 
 
 def _ms(day: dt.date) -> int:
@@ -74,6 +92,9 @@ class FakeLinkedInPages(FakeAPIServer):
         days: int = 400,
         token: str = "AQVfakeLinkedInPagesToken7",
         version: str = "202511",
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        scale: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, **kwargs)
@@ -83,14 +104,23 @@ class FakeLinkedInPages(FakeAPIServer):
         self._rng = random.Random(seed)
         #: The days LinkedIn has not processed yet (the newest ``lag_days`` are left out of statistics).
         self.lag_days = 0
-        #: Followers each organization had before its first day.
-        self.base: dict[str, int] = {o: self._rng.randint(500, 20_000) for o in self.organizations}
         #: organization -> day -> the day's statistics.
         self.days: dict[str, dict[dt.date, dict[str, int]]] = {o: {} for o in self.organizations}
+        #: Followers each organization had before its first day.
+        self.base: dict[str, int] = dict.fromkeys(self.organizations, 3_000 * scale)
         today = utc_today()
+        if start is None:
+            self.base = {o: self._rng.randint(500, 20_000) for o in self.organizations}
+            for org in self.organizations:
+                for back in range(days, -1, -1):
+                    self.days[org][today - dt.timedelta(days=back)] = self._day()
+            return
         for org in self.organizations:
-            for back in range(days, -1, -1):
-                self.days[org][today - dt.timedelta(days=back)] = self._day()
+            day = start
+            while day <= max(end or today, today):
+                active = end is None or day <= end
+                self.days[org][day] = self._business_day(day, scale) if active else dict.fromkeys(_STATS, 0)
+                day += dt.timedelta(days=1)
 
     def _day(self) -> dict[str, int]:
         rng = self._rng
@@ -106,6 +136,26 @@ class FakeLinkedInPages(FakeAPIServer):
             "paidFollowerGain": rng.choice([0, 0, 0, 1, 3]),
         }
 
+    def _business_day(self, day: dt.date, scale: int) -> dict[str, int]:
+        """A company page's day: ~1,500 impressions (half at weekends), 2-6 % interactions, net follows."""
+        rng = self._rng
+        weekday = 1.15 if day.weekday() < 5 else 0.6  # B2B audiences read LinkedIn on work days
+        impressions = int(1_500 * scale * weekday * rng.uniform(0.6, 1.4))
+        interactions = round(impressions * rng.uniform(0.02, 0.06))
+        clicks = round(interactions * rng.uniform(0.45, 0.6))
+        likes = round(interactions * rng.uniform(0.3, 0.4))
+        comments = round(interactions * rng.uniform(0.02, 0.05))
+        return {
+            "impressionCount": impressions,
+            "uniqueImpressionsCount": int(impressions * rng.uniform(0.55, 0.8)),
+            "clickCount": clicks,
+            "likeCount": likes,
+            "commentCount": comments,
+            "shareCount": max(0, interactions - clicks - likes - comments),
+            "organicFollowerGain": rng.randint(-6, 22) * scale,
+            "paidFollowerGain": rng.choice([0, 0, 0, 1, 3]) * scale,
+        }
+
     # -- the data -------------------------------------------------------------------------
 
     def total(self, org: str) -> int:
@@ -117,6 +167,22 @@ class FakeLinkedInPages(FakeAPIServer):
         return self.base[org] + sum(
             d["organicFollowerGain"] + d["paidFollowerGain"] for k, d in self.days[org].items() if k <= day
         )
+
+    def social_daily(self, org: str, first: dt.date, last: dt.date) -> pa.RecordBatch:
+        """The connector's ``social_daily`` rows for ``org`` over ``first..last``, from this fake's answers.
+
+        As LinkedIn answered while those days were within its rolling 12 months (the followers walked
+        back from the total on ``last``): for tests of a quarter today's 12 months no longer reach.
+        """
+        from kpihub_linkedin_pages.source import STATISTICS as SCHEMA
+        from kpihub_linkedin_pages.source import PageStatistics, daily_rows
+
+        days = [d for d in sorted(self.days[org]) if first <= d <= last]
+        shares = {d: self._element(org, d, True) for d in days}
+        gains = {d: self._element(org, d, False) for d in days}
+        records = daily_rows(_Quiet(), org, first, last, shares, gains, self.followers_on(org, last))  # type: ignore[arg-type]
+        batch = Normalizer("page_statistics", SCHEMA, primary_key=("organization_id", "date")).to_batch(records)
+        return PageStatistics("page_statistics", SCHEMA).to_canonical(batch, None)  # type: ignore[arg-type]
 
     def restate(self, days: int = 2, *, follows: bool = True) -> list[tuple[str, dt.date]]:
         """LinkedIn revises the last ``days`` days: late interactions, and (``follows``) new follows."""
@@ -231,3 +297,31 @@ class FakeLinkedInPages(FakeAPIServer):
             gains = {k: stats[k] for k in ("organicFollowerGain", "paidFollowerGain")}
             element["followerGains"] = gains
         return element
+
+
+class _Quiet:
+    """A stream context for :meth:`FakeLinkedInPages.social_daily`: what it would note, nobody reads."""
+
+    def note(self, message: str, count: int = 1) -> None:
+        pass
+
+
+def demo_spec(*, seed: int = 7, scale: int = 1) -> DemoSpec:
+    """``kpihub demo``: the demo business's LinkedIn page over its dates, quiet since, served as LinkedIn would.
+
+    LinkedIn serves page statistics for the last 12 months only, counted from the real date the
+    demo runs: ``start_date`` stays the scored quarter's baseline quarter, and once that is more
+    than 12 months ago the connector reads from the first day LinkedIn still serves and says so.
+    """
+    from kpihub.testing import DEMO_BUSINESS
+
+    b = DEMO_BUSINESS
+    organizations = {"2414183": b.name}
+    server = FakeLinkedInPages(seed=seed, organizations=organizations, start=b.start, end=b.end, scale=scale)
+    settings = {
+        "access_token": server.token,
+        "organization_ids": list(organizations),
+        "start_date": "2026-01-01",  # the scored quarter and its baseline quarter
+        "requests_per_second": None,
+    }
+    return DemoSpec(server=server, settings=settings)

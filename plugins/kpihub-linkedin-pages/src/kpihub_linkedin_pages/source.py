@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from kpihub import (
     CheckResult,
+    DemoSpec,
     HTTPError,
     MalformedResponseError,
     PaginationError,
@@ -310,3 +311,8 @@ class LinkedInPagesSource(Source[LinkedInPagesSettings]):
         except HTTPError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(True, f"connected to {', '.join(map(str, names))}")
+
+    def demo(self, *, seed: int = 7, scale: int = 1) -> DemoSpec | None:
+        from kpihub_linkedin_pages.fake import demo_spec
+
+        return demo_spec(seed=seed, scale=scale)
