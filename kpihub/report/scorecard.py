@@ -231,7 +231,12 @@ def scorecard_markdown(rows: Sequence[ScorecardRow], *, title: str = "KPI scorec
         out += ["**Notes**", "", *(f"- {markdown_text(n)}" for n in notes), ""]
     quality = data_quality_lines(rows)
     if quality:
-        out += ["**Data quality** (streams whose last sync was not ok)", "", *(f"- {markdown_text(q)}" for q in quality), ""]
+        out += [
+            "**Data quality** (streams whose last sync was not ok)",
+            "",
+            *(f"- {markdown_text(q)}" for q in quality),
+            "",
+        ]
     return "\n".join(out[:-1]) + "\n"
 
 
