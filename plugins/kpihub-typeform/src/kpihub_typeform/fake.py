@@ -19,6 +19,11 @@ A response submitted while a client walks the pages with ``before`` is newer tha
 so that walk never meets it (the next sync's ``since`` does); a response deleted mid-walk leaves no
 tombstone (``DELETE /forms/{id}/responses`` in js-api-client).
 
+By default it holds 120 responses a few minutes apart (the tests' form). Given ``start`` and
+``end`` it holds a feedback form's history over those days instead, from
+:mod:`kpihub_typeform.survey`; :func:`demo_spec` is that over the demo business's dates, for
+``kpihub demo`` (``[source] demo`` in typeform.toml).
+
 ``python -m kpihub_typeform.fake`` serves it in the foreground and prints its URL and token.
 """
 
@@ -31,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kpihub import DemoSpec
-from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
+from kpihub.testing import DEMO_BUSINESS, FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 from kpihub_typeform import survey
 
 __all__ = ["FORM", "FakeTypeform", "demo_spec"]
@@ -277,8 +282,6 @@ DEMO_TARGETS: list[dict[str, Any]] = [
 
 def demo_spec(*, seed: int = 7, scale: int = 1) -> DemoSpec:
     """``kpihub demo``: the demo business's customer-feedback form, ~120 responses a month × ``scale``."""
-    from kpihub.testing import DEMO_BUSINESS
-
     b = DEMO_BUSINESS
     server = FakeTypeform(seed=seed, start=b.start, end=b.end, per_month=120 * scale, zone=b.time_zone)
     settings = {

@@ -5,7 +5,7 @@ Christmas, more on Mondays after weekend orders), at lunch and in the evening, i
 zone (Oslo by default). The NPS moves linearly from ``nps_start`` to ``nps_end`` over the range,
 with a small wobble per month. Each month's answers are *dealt*, not drawn one by one: its NPS
 answers hold each score as often as the month's distribution says (a systematic sample), so a
-quarter's NPS stays within about a point of the design whatever the seed; 400 independent draws
+quarter's NPS stays within two points of the design whatever the seed; 400 independent draws
 would wander ±4 points. CSAT (a 5-step rating) and NKI (an opinion scale 1–10) are dealt the same
 way within each NPS group, so a detractor mostly gives low stars: about 82 % top-two-box CSAT at an
 NPS of 30."""
