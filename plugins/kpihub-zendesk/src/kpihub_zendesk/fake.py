@@ -18,17 +18,26 @@ ticket-management/incremental_exports/ and .../using-the-incremental-export-api)
 * Basic auth ``{email}/token:{api_token}``; anything else is ``401 {"error": "Couldn't authenticate you"}``.
   Bad parameters are ``400 {"error": "InvalidValue", "description": ...}``.
 
+The data is either ``tickets`` quick random tickets from 2026-01-05 (the conformance suite's
+default), or with ``start``/``end`` a help desk's seeded history over those days
+(:mod:`kpihub_zendesk.history`), which :func:`demo_spec` serves to ``kpihub demo``.
+
 ``python -m kpihub_zendesk.fake`` serves it in the foreground and prints its URL and credentials.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
 import time
 from typing import Any
 
+from kpihub import DemoSpec
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
+from kpihub_zendesk.history import history
+
+__all__ = ["DEMO_TARGETS", "FakeZendesk", "demo_spec"]
 
 EPOCH = dt.datetime(2026, 1, 5, 8, tzinfo=dt.timezone.utc)
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
@@ -46,7 +55,15 @@ def _minutes(value: int | None) -> dict[str, int | None]:
 
 
 class FakeZendesk(FakeAPIServer):
-    """Seeded tickets with their metric sets; ``touch`` and ``delete`` change them as agents do."""
+    """Seeded tickets with their metric sets; ``touch`` and ``delete`` change them as agents do.
+
+    :param tickets: that many quick random tickets from 2026-01-05 (300 when no ``start``).
+    :param start: instead, a help desk's history of the days ``start`` to ``end`` (default:
+        yesterday), ``scale`` times the volume, in business hours of ``zone``
+        (see :mod:`kpihub_zendesk.history`).
+
+    Change the data only through :meth:`touch` and :meth:`delete`: they keep the export's order.
+    """
 
     paging = (Paging(path=EXPORT, records="tickets", param="cursor", next="after_cursor"),)
 
@@ -54,18 +71,35 @@ class FakeZendesk(FakeAPIServer):
         self,
         *,
         seed: int = 0,
-        tickets: int = 300,
+        tickets: int | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        scale: int = 1,
+        zone: str = "Europe/Oslo",
         email: str = "agent@example.com",
         api_token: str = "fake-zendesk-token",
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, **kwargs)
         self.email, self.api_token = email, api_token
-        self.clock = EPOCH
         self.tickets: dict[int, dict[str, Any]] = {}
         self.metrics: dict[int, dict[str, Any]] = {}
-        for _ in range(tickets):
-            self._add()
+        self._order: list[tuple[int, int]] | None = None  # (generated_timestamp, id), sorted; None: stale
+        if start is None:
+            if end is not None or scale != 1:
+                raise ValueError("FakeZendesk: end and scale need start")
+            self.clock, self._next_id = EPOCH, 35_001
+            for _ in range(300 if tickets is None else tickets):
+                self._add()
+            return
+        if tickets is not None:
+            raise ValueError("FakeZendesk: give tickets or start/end, not both")
+        last = end or dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+        desk = history(seed=seed, start=start, end=last, scale=scale, zone=zone)
+        self.tickets = {t["id"]: t for t in desk.tickets}
+        self.metrics = {m["ticket_id"]: m for m in desk.metrics}
+        self.clock = dt.datetime.fromtimestamp(desk.now, dt.timezone.utc)
+        self._next_id = max(self.tickets, default=35_000) + 1
 
     # -- the data ------------------------------------------------------------------------------
 
@@ -74,7 +108,7 @@ class FakeZendesk(FakeAPIServer):
         return self.clock
 
     def _add(self) -> None:
-        number = 35_000 + len(self.tickets) + 1
+        number, self._next_id = self._next_id, self._next_id + 1
         created = self._tick()
         self.tickets[number] = {
             "url": f"https://example.zendesk.com/api/v2/tickets/{number}.json",
@@ -96,6 +130,7 @@ class FakeZendesk(FakeAPIServer):
         reply = self.rng.randint(3, 900) if replies else None
         resolution = self.rng.randint(30, 4_000) if solved else None
         now = self._tick()
+        self._order = None
         ticket.update(status=status, updated_at=_iso(now), generated_timestamp=int(now.timestamp()))
         metric.update(
             updated_at=_iso(now),
@@ -122,6 +157,7 @@ class FakeZendesk(FakeAPIServer):
             live = [n for n, t in self.tickets.items() if t["status"] != "deleted"]
             for number in self.rng.sample(live, min(count, len(live))):
                 now = self._tick()
+                self._order = None
                 self.tickets[number].update(
                     status="deleted", updated_at=_iso(now), generated_timestamp=int(now.timestamp())
                 )
@@ -159,14 +195,7 @@ class FakeZendesk(FakeAPIServer):
             after = (int(q["start_time"]) - 1, 1 << 62)  # start_time is inclusive
         else:
             return self.json(self.error_body(400, "start_time or cursor is required"), status=400)
-        held_back = int(time.time()) - 60  # the last minute's changes are excluded
-        rows = sorted(
-            (t for t in self.tickets.values() if _position(t) > after and t["generated_timestamp"] < held_back),
-            key=_position,
-        )
-        if q.get("exclude_deleted") == "true":
-            rows = [t for t in rows if t["status"] != "deleted"]
-        page, end = rows[:per_page], len(rows) <= per_page
+        page, end = self._rows(after, per_page, exclude_deleted=q.get("exclude_deleted") == "true")
         last = _position(page[-1]) if page else after
         cursor = _encode(last)
         body: dict[str, Any] = {
@@ -181,6 +210,20 @@ class FakeZendesk(FakeAPIServer):
             # Deleting a ticket deletes its metrics (singer-io/tap-zendesk#149): nothing side-loaded for it.
             body["metric_sets"] = [self.metrics[t["id"]] for t in page if t["status"] != "deleted"]
         return self.json(body)
+
+    def _rows(self, after: tuple[int, int], per_page: int, *, exclude_deleted: bool) -> tuple[list[Any], bool]:
+        """The page of tickets after position ``after``, and whether it is the export's last."""
+        if self._order is None:  # sorted once per change, not per page (the demo pages ~5,000 x scale)
+            self._order = sorted(_position(t) for t in self.tickets.values())
+        order, held_back = self._order, int(time.time()) - 60  # the last minute's changes are excluded
+        rows: list[Any] = []
+        i = bisect.bisect_right(order, after)
+        while i < len(order) and order[i][0] < held_back and len(rows) <= per_page:
+            ticket = self.tickets[order[i][1]]
+            if not (exclude_deleted and ticket["status"] == "deleted"):
+                rows.append(ticket)
+            i += 1
+        return rows[:per_page], len(rows) <= per_page
 
 
 def _position(ticket: dict[str, Any]) -> tuple[int, int]:
@@ -197,6 +240,30 @@ def _decode(cursor: str) -> tuple[int, int]:
         return int(stamp), int(number)
     except (ValueError, UnicodeDecodeError):
         raise ValueError(cursor) from None
+
+
+#: ``kpihub demo``'s targets for 2026-Q2: each baseline is the 2026-Q1 value of the default demo
+#: (seed 7, scale 1) through the KPI engine, rounded (tests/test_demo.py checks it); each target
+#: is a step a team could commit to for one quarter.
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {"kpi": "first_contact_resolution", "period": "2026-Q2", "baseline": 73.4, "target": 76},
+    {"kpi": "first_response_hours", "period": "2026-Q2", "baseline": 2.3, "target": 2.0},
+]
+
+
+def demo_spec(*, seed: int = 7, scale: int = 1) -> DemoSpec:
+    """``kpihub demo``: the demo business's help desk over its dates, ~4,600 tickets per ``scale``."""
+    from kpihub.testing import DEMO_BUSINESS
+
+    b = DEMO_BUSINESS
+    server = FakeZendesk(seed=seed, start=b.start, end=b.end, scale=scale, zone=b.time_zone)
+    settings = {
+        "email": server.email,
+        "api_token": server.api_token,
+        # The fake has no 10-a-minute limit: the demo's ~5 export pages per scale do not wait.
+        "export_requests_per_minute": 100_000,
+    }
+    return DemoSpec(server=server, settings=settings, targets=[dict(t) for t in DEMO_TARGETS])
 
 
 if __name__ == "__main__":
