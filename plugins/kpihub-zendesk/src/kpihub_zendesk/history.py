@@ -8,7 +8,7 @@ What it models, per seed (every draw comes from one ``random.Random(seed)``):
 * channels as Zendesk's ``via.channel`` names them: email, web (form), native_messaging,
   chat, voice, api;
 * the first agent reply after an exponential wait whose mean falls over the range (from
-  ~3.6 h to ~1.8 h; the live channels are answered sooner than email);
+  ~3.7 h to ~1.9 h; the live channels are answered sooner than email);
 * first-contact resolution: 66 % of tickets are solved with one reply and never reopened until
   the middle of the range, rising linearly to 78 % at its end; the others take 2-5 replies;
   3 % are reopened once after a solve (one more reply, solved again); 0.5 % are spam, deleted
