@@ -406,3 +406,51 @@ def _counted(notes: list[str]) -> dict[str, int]:
         m = re.fullmatch(r"(.*) \((\d+)\)", note)
         out[m[1] if m else note] = int(m[2]) if m else 1
     return out
+
+
+def test_demo_syncs_without_notes_and_its_targets_start_from_the_combined_q1(tmp_path):
+    # The demo syncs 2026-01-01 to today; the business's Page and account are quiet after 30 June.
+    linkedin = pytest.importorskip("kpihub_linkedin_pages")
+    import duckdb
+    import pyarrow as pa
+    from kpihub_meta_pages.fake import demo_spec
+
+    spec = MetaPagesSource().demo()
+    assert spec is not None and spec.server is not None
+    with spec.server as server:
+        p = TestMetaPagesConformance().pipeline(tmp_path, {**spec.settings, "base_url": server.url})
+        result = p.sync()
+    assert result.ok and [s.notes for s in result.streams] == [[], []], [s.notes for s in result.streams]
+    with p.open_destination(read_only=True) as session:
+        meta = session.read_table("social_daily")
+    assert max(meta["date"].to_pylist()) == pacific_today() - dt.timedelta(days=1)
+    # 2026-Q1 of Meta Page + Instagram + the LinkedIn demo page, through the KPI engine. LinkedIn's
+    # rows as it served the quarter (its rolling 12 months reached it when the baseline was set).
+    li = linkedin.LinkedInPagesSource().demo()
+    (org,) = li.settings["organization_ids"]
+    con = duckdb.connect()
+    con.register("meta", meta)
+    con.register("li", pa.Table.from_batches([li.server.social_daily(org, dt.date(2026, 1, 1), dt.date(2026, 6, 30))]))
+    columns = "date, platform, account_id, impressions, reach, engagements, followers"
+    con.execute(
+        f"CREATE TABLE social_daily AS SELECT source_id, {columns} FROM meta"
+        f" UNION ALL SELECT 'linkedin_pages', {columns} FROM li"
+    )
+    catalog = Registry(load_entrypoints=False).kpis
+    engine = KPIEngine(con, catalog=catalog)
+    q1, q2 = dt.date(2026, 1, 1), dt.date(2026, 4, 1)
+    rate, followers = (
+        engine.series(catalog[k], grain="quarter", start=q1, end=dt.date(2026, 7, 1)).values()
+        for k in ("social_engagement_rate", "social_followers")
+    )
+    platforms = con.execute("SELECT DISTINCT platform FROM social_daily").fetchall()
+    assert {p for (p,) in platforms} == {"facebook", "instagram", "linkedin"}
+    targets = {t["kpi"]: t for t in spec.targets}
+    engagement, follows = targets["social_engagement_rate"], targets["social_followers"]
+    assert engagement["period"] == follows["period"] == "2026-Q2"
+    assert engagement["baseline"] == round(rate[q1] * 100, 2) and follows["baseline"] == followers[q1]
+    # A little better than the baseline: within reach of a quarter's noise, not a leap.
+    assert engagement["baseline"] < engagement["target"] <= engagement["baseline"] * 1.1
+    assert follows["baseline"] < follows["target"] <= follows["baseline"] * 1.1
+    assert 0.035 < rate[q2] < 0.055 and followers[q2] > followers[q1]  # Q2 in the range designed
+    assert demo_spec(scale=3).targets[1]["baseline"] == 3 * follows["baseline"]  # counts scale with --scale

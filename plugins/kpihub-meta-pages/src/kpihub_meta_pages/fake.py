@@ -64,7 +64,7 @@ from kpihub import DemoSpec
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
 from kpihub_meta_pages.graph import PACIFIC, pacific_midnight
 
-__all__ = ["FakeMetaPages", "demo_spec"]
+__all__ = ["FakeMetaPages", "demo_spec", "demo_targets"]
 
 PAGE_METRICS = {
     "page_media_view": "Content views",
@@ -402,8 +402,28 @@ class FakeMetaPages(FakeAPIServer):
         return self.json({"data": data, "paging": self._paging(request, since, until)})
 
 
+#: Sample targets for ``kpihub demo``, 2026-Q2 against 2026-Q1 of the demo's organic social data:
+#: this Page and account with kpihub-linkedin-pages' demo page, seed 7 (the test computes them
+#: through the KPI engine from both fakes). Engagement is in percent; followers scale with --scale.
+DEMO_Q1_ENGAGEMENT_PERCENT = 4.51
+DEMO_Q1_FOLLOWERS = 22_202
+
+
+def demo_targets(scale: int = 1) -> list[dict[str, Any]]:
+    """The social targets of the demo business: a little better than 2026-Q1."""
+    return [
+        {"kpi": "social_engagement_rate", "period": "2026-Q2", "baseline": DEMO_Q1_ENGAGEMENT_PERCENT, "target": 4.8},
+        {
+            "kpi": "social_followers",
+            "period": "2026-Q2",
+            "baseline": DEMO_Q1_FOLLOWERS * scale,
+            "target": 24_000 * scale,
+        },
+    ]
+
+
 def demo_spec(*, seed: int = 7, scale: int = 1) -> DemoSpec:
-    """``kpihub demo``: the demo business's Page and Instagram account over its dates."""
+    """``kpihub demo``: the demo business's Page and Instagram account over its dates (quiet since), social targets."""
     from kpihub.testing import DEMO_BUSINESS
 
     b = DEMO_BUSINESS
@@ -417,4 +437,4 @@ def demo_spec(*, seed: int = 7, scale: int = 1) -> DemoSpec:
         "start_date": "2026-01-01",  # the scored quarter and its baseline quarter
         "requests_per_second": None,
     }
-    return DemoSpec(server=server, settings=settings)
+    return DemoSpec(server=server, settings=settings, targets=demo_targets(scale))
