@@ -17,6 +17,8 @@ PLUGINS = [
     "kpihub_meta_ads",
     "kpihub_linkedin_ads",
     "kpihub_ga4",
+    "kpihub_zendesk",
+    "kpihub_typeform",
     "kpihub_files",
 ]
 
@@ -44,7 +46,8 @@ def test_demo_with_all_six_sources(demo, monkeypatch):
         "meta_ads.campaign_insights",
         "linkedin_ads.campaign_analytics",
         "ga4.traffic_daily",
-        "files.support_tickets",
+        "zendesk.tickets",
+        "typeform.answers",
     ):
         assert stream in result.output
     rows = json.loads(CliRunner().invoke(cli, ["-p", "kpihub-demo/kpihub.toml", "kpis", "--format", "json"]).output)

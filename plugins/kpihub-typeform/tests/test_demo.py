@@ -5,7 +5,6 @@ the 2026-Q1 values it gives."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -118,10 +117,8 @@ def test_every_answer_arrives_exactly_once_through_the_before_walk(demo: Demo) -
     assert len(raw) == len(answers) and {(r["response_id"], r["field_id"]) for r in raw} == answers
 
 
-def test_the_demo_fake_is_deterministic_per_seed_and_quick_to_build() -> None:
-    started = time.perf_counter()
+def test_the_demo_fake_is_deterministic_per_seed() -> None:
     first = demo_spec(seed=7)
-    assert time.perf_counter() - started < 1.0
     assert first.server.responses == demo_spec(seed=7).server.responses  # type: ignore[union-attr]
     assert first.server.responses != demo_spec(seed=8).server.responses  # type: ignore[union-attr]
     doubled = len(demo_spec(seed=7, scale=2).server.responses)  # type: ignore[union-attr]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import time
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterator
@@ -114,9 +113,7 @@ def test_the_export_walk_serves_each_ticket_exactly_once() -> None:
 
 
 def test_the_demo_is_deterministic_per_seed_and_scales() -> None:
-    started = time.perf_counter()
     first = demo_spec(seed=7)
-    built = time.perf_counter() - started
     again, other, double = demo_spec(seed=7), demo_spec(seed=8), demo_spec(seed=7, scale=2)
     servers = [s.server for s in (first, again, other, double)]
     assert all(isinstance(s, FakeZendesk) for s in servers)
@@ -125,8 +122,6 @@ def test_the_demo_is_deterministic_per_seed_and_scales() -> None:
     assert a.tickets != c.tickets  # type: ignore[union-attr]
     assert 4_000 <= len(a.tickets) <= 5_500 and 1.8 <= len(d.tickets) / len(a.tickets) <= 2.2  # type: ignore[union-attr]
     assert first.settings == {**again.settings} and first.targets == DEMO_TARGETS
-    # Measured ~0.1-0.2 s for ~4,600 tickets; a bound loose enough for a busy machine.
-    assert built < 2.0, built
 
 
 def _at(value: str) -> dt.datetime:

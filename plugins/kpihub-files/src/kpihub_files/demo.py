@@ -51,45 +51,6 @@ def demo_files(*, seed: int = 7, scale: int = 1) -> dict[str, str]:
             costs.append([m, last, category, f"{amount:.2f}", cur])
         costs.append([m, last, "cogs", f"{18000 * scale * (1 + i / 40) * rng.uniform(0.95, 1.05):.2f}", cur])
 
-    surveys = []
-    for i, m in enumerate(months):
-        for n in range(120 * scale):
-            at = dt.datetime.combine(m + dt.timedelta(days=rng.randrange(28)), dt.time(rng.randrange(8, 20)))
-            stamp = at.replace(tzinfo=dt.timezone.utc).isoformat()
-            improve = i / len(months)  # satisfaction improves slowly
-            nps = min(10, max(0, round(rng.gauss(7.4 + improve, 2.0))))
-            surveys.append([f"nps-{m:%Y%m}-{n}", "nps", stamp, f"r{n}", nps, 0, 10])
-            if n % 2 == 0:
-                surveys.append(
-                    [f"cs-{m:%Y%m}-{n}", "csat", stamp, f"r{n}", min(5, max(1, round(rng.gauss(4.0, 0.9)))), 1, 5]
-                )
-            if n % 3 == 0:
-                surveys.append(
-                    [f"nki-{m:%Y%m}-{n}", "nki", stamp, f"r{n}", min(10, max(1, round(rng.gauss(7.6, 1.4)))), 1, 10]
-                )
-
-    tickets = []
-    for i, d in enumerate(days):
-        for n in range(rng.randint(6, 12) * scale):
-            created = dt.datetime.combine(d, dt.time(rng.randrange(7, 22), rng.randrange(60)), dt.timezone.utc)
-            wait = dt.timedelta(minutes=rng.expovariate(1 / max(60, 240 - i / 4)))
-            replies = 1 if rng.random() < 0.68 + i / 5000 else rng.randint(2, 5)
-            open_ = d > b.end - dt.timedelta(days=3) and rng.random() < 0.5
-            resolved = None if open_ else created + wait + dt.timedelta(hours=rng.uniform(0.5, 48) * replies)
-            channel = rng.choice(("email", "chat", "phone"))
-            tickets.append(
-                [
-                    f"T{d:%Y%m%d}{n:03d}",
-                    channel,
-                    "open" if open_ else "solved",
-                    created.isoformat(),
-                    (created + wait).isoformat(),
-                    resolved.isoformat() if resolved else "",
-                    replies,
-                    1 if rng.random() < 0.04 else 0,
-                ]
-            )
-
     social = []
     # LinkedIn only: the demo's Facebook Page and Instagram account come from kpihub-meta-pages'
     # fake API (rows for them here too would count the same platforms twice).
@@ -125,22 +86,6 @@ def demo_files(*, seed: int = 7, scale: int = 1) -> dict[str, str]:
 
     return {
         "costs.csv": _csv(["period_start", "period_end", "category", "amount", "currency"], costs),
-        "survey_responses.csv": _csv(
-            ["response_id", "item", "responded_at", "respondent_id", "score", "scale_min", "scale_max"], surveys
-        ),
-        "support_tickets.csv": _csv(
-            [
-                "ticket_id",
-                "channel",
-                "status",
-                "created_at",
-                "first_response_at",
-                "resolved_at",
-                "agent_replies",
-                "reopens",
-            ],
-            tickets,
-        ),
         "social_daily.csv": _csv(
             ["date", "platform", "account_id", "impressions", "reach", "engagements", "followers"], social
         ),
@@ -150,10 +95,7 @@ def demo_files(*, seed: int = 7, scale: int = 1) -> dict[str, str]:
 
 #: Sample targets for ``kpihub demo``: Q2 2026 against a Q1 baseline.
 DEMO_TARGETS: list[dict[str, Any]] = [
-    {"kpi": "nps", "period": "2026-Q2", "baseline": 27, "target": 30},
     {"kpi": "cac", "period": "2026-Q2", "baseline": 310, "target": 280},
-    {"kpi": "first_contact_resolution", "period": "2026-Q2", "baseline": 72.6, "target": 76},
-    {"kpi": "first_response_hours", "period": "2026-Q2", "baseline": 2.3, "target": 1.8},
     {"kpi": "social_engagement_rate", "period": "2026-Q2", "baseline": 3.9, "target": 4.2},
     {"kpi": "avg_page_load_seconds", "period": "2026-Q2", "baseline": 2.0, "target": 1.85},
 ]
