@@ -18,7 +18,15 @@ class TestShopifyConformance(SourceConformance[FakeShopify]):
         return FakeShopify(seed=5, orders=260, customers=90, bucket=ROOMY)
 
     def settings(self, server: FakeShopify) -> dict:
-        return {"base_url": server.url, "access_token": server.token, "page_size": 50}
+        # A first sync is a bulk operation (no cursor); the fake's 2026 data is months older than the
+        # test machine's clock, so bulk_after_days keeps later syncs paged.
+        return {
+            "base_url": server.url,
+            "access_token": server.token,
+            "page_size": 50,
+            "bulk_poll_seconds": 0.01,
+            "bulk_after_days": 36_500,
+        }
 
     def fault_settings(self, server: FakeShopify) -> dict:
         return {**self.settings(server), "page_size": 20}

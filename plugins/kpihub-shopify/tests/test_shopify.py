@@ -22,6 +22,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 UTC = dt.timezone.utc
 #: A bucket big enough that a test is never throttled unless it means to be.
 ROOMY = (100_000.0, 10_000.0)
+#: Bulk settings for tests: polls 10 ms apart, and only reads without a cursor are backfills (the
+#: fake's data is dated in 2026's first half, months before the test machine's clock).
+BULK = {"bulk_poll_seconds": 0.01, "bulk_after_days": 36_500}
+#: The paged path alone.
+PAGED = {"bulk": False}
 
 
 class Kit(SourceConformance[FakeShopify]):
@@ -30,7 +35,7 @@ class Kit(SourceConformance[FakeShopify]):
     source = ShopifySource()
 
     def settings(self, server: FakeShopify) -> dict:
-        return {"base_url": server.url, "access_token": server.token, "page_size": 50}
+        return {"base_url": server.url, "access_token": server.token, "page_size": 50, **BULK}
 
 
 def conformance() -> Kit:
@@ -141,7 +146,8 @@ def test_incremental_sync_filters_on_updated_at_with_overlap(tmp_path):
         bodies = [r.json() for r in server.requests]
     cursor = first["orders"].cursor
     since = (cursor - dt.timedelta(seconds=600)).isoformat(timespec="seconds")
-    walks = [b for b in bodies if "page: orders" in b["query"]]
+    walks = [b for b in bodies if b and "page: orders" in b["query"]]
+    assert not any(b and "bulkOperationRunQuery" in b["query"] for b in bodies)  # an incremental read pages
     assert walks and all(b["variables"]["query"] == f"updated_at:>='{since}'" for b in walks)
     assert all("sortKey: UPDATED_AT" in b["query"] for b in walks)
     assert second["refunds"].records >= 1 and second["orders"].records < first["orders"].records
@@ -167,7 +173,7 @@ def test_a_long_walk_restarts_from_the_newest_updated_at(tmp_path):
     # Shopify stops paging at 25,000 objects: after restart_after nodes the walk starts again.
     c = conformance()
     with FakeShopify(seed=4, orders=95, customers=10, bucket=ROOMY) as server:
-        p = c.pipeline(tmp_path, {**c.settings(server), "page_size": 10, "restart_after": 30})
+        p = c.pipeline(tmp_path, {**c.settings(server), "page_size": 10, "restart_after": 30, **PAGED})
         sync(c, p)
         filters = [r.json()["variables"] for r in server.requests if "page: orders" in r.json()["query"]]
         live = {g for g, o in server.data.orders.items() if not o["test"]}
@@ -247,7 +253,7 @@ def test_seeded_data_is_reproducible():
 
 def _throttled_sync(tmp_path, clock, server, **settings):
     c = conformance()
-    p = c.pipeline(tmp_path, {**c.settings(server), "page_size": 100, **settings}, sleep=clock.sleep)
+    p = c.pipeline(tmp_path, {**c.settings(server), "page_size": 90, **PAGED, **settings}, sleep=clock.sleep)
     p.clock = clock  # the rate budget runs on the same simulated time as the fake's bucket
     return c, p
 
@@ -263,8 +269,8 @@ def test_a_throttled_query_waits_and_is_sent_again(tmp_path):
         result = sync(c, p)
         throttled = server.throttled
     assert result.ok and throttled >= 1
-    # The first orders page costs 2 + 100 × 8 + 1 = 803 points; 100 were left: (803 − 100) / 50 s.
-    assert pytest.approx((803 - 100) / 50, abs=0.05) in clock.slept
+    # The first orders page costs 2 + 90 × 10 + 1 = 903 points; 100 were left: (903 − 100) / 50 s.
+    assert pytest.approx((903 - 100) / 50, abs=0.05) in clock.slept
     live = {g for g, o in server.data.orders.items() if not o["test"]}
     assert {g for g, r in rows(p, "orders", "order_id").items() if r["kind"] == "charge"} == live
 

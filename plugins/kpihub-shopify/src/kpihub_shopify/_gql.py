@@ -1,8 +1,10 @@
 """Just enough GraphQL for the fake Shopify: parse a query document, project answers, price them.
 
-Supports what the connector and Shopify's examples send: ``query Name($v: Type = default)``,
-aliases, arguments (literals and ``$variables``), nested selection sets. No fragments, directives
-or mutations: the fake answers those with a GraphQL error, as it would any query it cannot run.
+Supports what the connector and Shopify's examples send: ``query Name($v: Type = default)`` and
+``mutation Name(…)``, aliases, arguments (literals and ``$variables``), nested selection sets and
+inline fragments (``... on BulkOperation { … }``, merged into the enclosing selection: the fake
+knows each field's type). No named fragments, directives or subscriptions: the fake answers those
+with a GraphQL error, as it would any query it cannot run.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.variables = dict(variables)
+        self.kind = "query"
 
     def peek(self) -> str | None:
         return self.toks[self.i][1] if self.i < len(self.toks) else None
@@ -72,10 +75,10 @@ class _Parser:
         return tok
 
     def document(self) -> list[Selection]:
-        if self.peek() in ("mutation", "subscription", "fragment"):
-            raise GraphQLSyntaxError(f"the fake runs queries only, not a {self.peek()}")
-        if self.peek() == "query":
-            self.take()
+        if self.peek() in ("subscription", "fragment"):
+            raise GraphQLSyntaxError(f"the fake runs queries and mutations only, not a {self.peek()}")
+        if self.peek() in ("query", "mutation"):
+            self.kind = self.take()[1]
             if self.peek() not in ("(", "{"):
                 self.take()  # the operation's name
             if self.peek() == "(":
@@ -111,8 +114,16 @@ class _Parser:
         self.take("{")
         out = []
         while self.peek() != "}":
-            if self.peek() in ("...", "@"):
-                raise GraphQLSyntaxError("fragments and directives are not supported by the fake")
+            if self.peek() == "...":
+                self.take()
+                if self.peek() != "on":
+                    raise GraphQLSyntaxError("named fragments are not supported by the fake")
+                self.take()
+                self.take()  # the type condition: the fake knows what each field holds
+                out.extend(self.selection_set())
+                continue
+            if self.peek() == "@":
+                raise GraphQLSyntaxError("directives are not supported by the fake")
             name = self.take()[1]
             sel = Selection(name)
             if self.peek() == ":":
@@ -164,7 +175,14 @@ class _Parser:
 
 def parse(query: str, variables: Mapping[str, Any] | None = None) -> list[Selection]:
     """The top-level selections of a query document, arguments resolved against ``variables``."""
-    return _Parser(query, variables or {}).document()
+    return parse_operation(query, variables)[1]
+
+
+def parse_operation(query: str, variables: Mapping[str, Any] | None = None) -> tuple[str, list[Selection]]:
+    """``("query" | "mutation", top-level selections)`` of a document."""
+    parser = _Parser(query, variables or {})
+    selections = parser.document()
+    return parser.kind, selections
 
 
 def project(value: Any, selections: list[Selection]) -> Any:

@@ -48,9 +48,12 @@ class ShopifyData:
         start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=UTC),
         days: int = 150,
         email: Any = None,
+        vat: Decimal = Decimal("0.25"),
     ) -> None:
         self.rng = random.Random(seed)
         self.currency = currency
+        #: Prices include VAT at this rate (Swedish standard VAT): an order's tax is price × vat ÷ (1 + vat).
+        self.vat = vat
         self.shop = {
             "id": "gid://shopify/Shop/5550001",
             "name": "Norrsken Goods",
@@ -108,13 +111,15 @@ class ShopifyData:
         customer: str | None = None,
         guest: bool = False,
         total: Decimal | None = None,
+        tax: Decimal | None = None,
         seeding: bool = False,
     ) -> dict[str, Any]:
-        """An order placed now; ``TEST`` makes a paid test order. While ``seeding`` the history, some
-        paid ones are refunded (or cancelled) days later."""
+        """An order placed now; ``TEST`` makes a paid test order. Its tax is the VAT in ``total`` unless
+        ``tax`` says it. While ``seeding`` the history, some paid ones are refunded (or cancelled) days later."""
         if customer is None and not guest and self.customers and self.rng.random() > 0.1:  # one in ten is a guest
             customer = self.rng.choice(sorted(self.customers))
         total = total if total is not None else Decimal(self.rng.randrange(9_900, 250_000)) / 100
+        tax = tax if tax is not None else (total * self.vat / (1 + self.vat)).quantize(CENT)
         gid = self._gid("Order")
         order: dict[str, Any] = {
             "id": gid,
@@ -130,6 +135,7 @@ class ShopifyData:
             "totalPriceSet": bag(total, self.currency),
             "totalReceivedSet": bag(total if status in ("PAID", "TEST") else Decimal(0), self.currency),
             "totalRefundedSet": bag(Decimal(0), self.currency),
+            "totalTaxSet": bag(tax, self.currency),
             "refunds": [],
         }
         self.orders[gid] = order

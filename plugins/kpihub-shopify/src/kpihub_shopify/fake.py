@@ -40,8 +40,9 @@ import orjson
 
 from kpihub.http import get_path
 from kpihub.testing import FakeAPIServer, FakeRequest, FakeResponse, Paging, route
-from kpihub_shopify._gql import GraphQLSyntaxError, Selection, cost, parse, project
+from kpihub_shopify._gql import GraphQLSyntaxError, Selection, cost, parse_operation, project
 from kpihub_shopify.data import ShopifyData
+from kpihub_shopify.fake_bulk import BulkOperations
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 SCOPES = {"orders": "read_orders", "customers": "read_customers"}
@@ -121,8 +122,19 @@ def decode_cursor(cursor: str) -> tuple[str, int]:
     return str(raw["last_value"]), int(raw["last_id"])
 
 
-class FakeShopify(FakeAPIServer):
-    """Shopify's Admin GraphQL endpoint over :class:`ShopifyData` (orders, refunds, customers, shop).
+#: Root fields of bulk operations (kpihub_shopify.fake_bulk), by the operation type they belong to.
+BULK_FIELDS = {
+    "bulkOperationRunQuery": "mutation",
+    "bulkOperationCancel": "mutation",
+    "bulkOperation": "query",
+    "currentBulkOperation": "query",
+    "node": "query",
+}
+
+
+class FakeShopify(FakeAPIServer, BulkOperations):
+    """Shopify's Admin GraphQL endpoint over :class:`ShopifyData` (orders, refunds, customers, shop),
+    with bulk operations (:mod:`kpihub_shopify.fake_bulk`).
 
     :param bucket: ``(maximumAvailable, restoreRate)`` of the cost bucket; ``clock`` drives its refill
         (a :class:`kpihub.http.SimulatedClock` in tests that throttle on purpose).
@@ -154,6 +166,7 @@ class FakeShopify(FakeAPIServer):
         #: Queries answered THROTTLED, and the points the others actually cost (for tests).
         self.throttled = 0
         self.spent = 0
+        self._bulk_init()
 
     # -- errors ----------------------------------------------------------------------
 
@@ -165,6 +178,8 @@ class FakeShopify(FakeAPIServer):
         return {"errors": "Not Found" if status == 404 else "Internal Server Error"}
 
     def authorize(self, request: FakeRequest) -> FakeResponse | None:
+        if request.path.startswith("/bulk-results/"):  # a signed URL: its signature is the credential
+            return None
         if request.header("x-shopify-access-token") != self.token:
             return self.json(
                 self.error_body(401, ""), 401, {"WWW-Authenticate": 'Basic Realm="Shopify API Authentication"'}
@@ -173,11 +188,15 @@ class FakeShopify(FakeAPIServer):
 
     # -- the endpoint --------------------------------------------------------------------
 
+    @route("GET", r"/bulk-results/(?P<number>\d+)\.jsonl")
+    def bulk_results(self, request: FakeRequest) -> FakeResponse:
+        return self.bulk_file(request)
+
     @route("POST", r"/admin/api/(?P<version>[^/]+)/graphql\.json")
     def graphql(self, request: FakeRequest) -> FakeResponse:
         body = request.json() or {}
         try:
-            selections = parse(str(body.get("query") or ""), body.get("variables") or {})
+            kind, selections = parse_operation(str(body.get("query") or ""), body.get("variables") or {})
         except GraphQLSyntaxError as exc:
             return self.json({"errors": [{"message": f"Parse error: {exc}", "extensions": {"code": "PARSE_ERROR"}}]})
         requested = cost(selections)
@@ -189,7 +208,7 @@ class FakeShopify(FakeAPIServer):
             self.throttled += 1
             error = {"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": DOCS}}
             return self.json({"errors": [error], "extensions": self._cost(requested, None)})
-        data, errors, sizes = self._execute(selections)
+        data, errors, sizes = self._execute(selections, kind, request.params["version"])
         actual = cost(selections, sizes)
         self.bucket.refund(requested - actual)
         self.spent += actual
@@ -202,12 +221,27 @@ class FakeShopify(FakeAPIServer):
         status = self.bucket.status()
         return {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": status}}
 
-    def _execute(self, selections: list[Selection]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, int]]:
+    def _execute(
+        self, selections: list[Selection], kind: str, version: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, int]]:
         data: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
         sizes: dict[int, int] = {}
         for i, sel in enumerate(selections):
-            if sel.name == "shop":
+            exists = BULK_FIELDS.get(sel.name) == kind and (sel.name != "bulkOperation" or version >= "2026-01")
+            if sel.name in BULK_FIELDS and exists:
+                data[sel.key] = self.bulk_field(sel, version, SCOPES)
+            elif kind == "mutation" or sel.name in BULK_FIELDS:
+                data[sel.key] = None
+                root = "Mutation" if kind == "mutation" else "QueryRoot"
+                errors.append(
+                    {
+                        "message": f"Field '{sel.name}' doesn't exist on type '{root}'",
+                        "path": [kind, sel.name],
+                        "extensions": {"code": "undefinedField"},
+                    }
+                )
+            elif sel.name == "shop":
                 data[sel.key] = project(self.data.shop, sel.selections)
             elif sel.name in SCOPES and SCOPES[sel.name] not in self.scopes:
                 data[sel.key] = None

@@ -11,6 +11,13 @@ Rules (also in the plugin README):
   its own row on its own date, so a period already reported does not change afterwards.
 * A refund is a ``kind = "refund"`` row on the refund's ``createdAt``: refunded = its
   ``totalRefundedSet``, net = −that; ``parent_order_id`` is the order, ``customer_id`` its buyer.
+* ``tax_amount`` is the tax inside ``net_amount`` (docs/kpis.md, "VAT and ROAS net"): the order's
+  ``totalTaxSet`` once the order is paid in full, 0 when nothing was received, and null for a
+  partly paid order (Shopify reports the order's tax, not the part of a payment that is tax: the
+  ``vat_rate`` estimate takes over there, as for sources without tax). A refund row's is null: a
+  Refund has no tax total of its own (it is spread over its refundLineItems, refundShippingLines
+  and orderAdjustments connections), so ``sales_tax_not_reported`` holds refunds and
+  ``[project] vat_rate`` takes their VAT out.
 * Amounts are the shop's currency (``shopMoney``), already decimal strings in major units.
 """
 
@@ -21,6 +28,20 @@ import pyarrow.compute as pc
 
 MONEY = pa.decimal128(38, 9)
 ZERO = pa.scalar(0, MONEY)
+
+
+def _tax(batch: pa.RecordBatch, received: pa.Array) -> pa.Array:
+    """The tax inside what was received (module docstring): all of it, none of it, or unknown."""
+    price = pc.fill_null(batch.column("total_price"), ZERO)
+    in_full = pc.if_else(pc.greater_equal(received, price), batch.column("total_tax"), pa.scalar(None, MONEY))
+    return pc.if_else(pc.equal(received, ZERO), ZERO, in_full)
+
+
+def partly_paid(batch: pa.RecordBatch) -> int:
+    """Orders with some but not all of their price received (their ``tax_amount`` is null)."""
+    received = pc.fill_null(batch.column("total_received"), ZERO)
+    price = pc.fill_null(batch.column("total_price"), ZERO)
+    return int(pc.sum(pc.and_(pc.greater(received, ZERO), pc.less(received, price))).as_py() or 0)
 
 
 def orders_to_orders(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -39,6 +60,7 @@ def orders_to_orders(batch: pa.RecordBatch) -> pa.RecordBatch:
             "gross_amount": received,
             "refunded_amount": pa.repeat(ZERO, n),
             "net_amount": received,
+            "tax_amount": _tax(batch, received),
             "currency": pc.utf8_upper(batch.column("currency")),
         }
     )
