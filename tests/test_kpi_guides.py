@@ -179,6 +179,14 @@ class TestRoasNetWithoutAVatRate(KPIConformance):
     expected = {"sales_ex_vat": _by_month(429, 338, 152), "roas_net": _by_month(429 / 200, 338 / 200, 1.0)}
 
 
+class TestAgencyFeesAreMarketingCosts(KPIConformance):
+    """An agency's fees are marketing spent: in ROI's and CAC's costs, as in ROAS net's (one booking, every KPI)."""
+
+    kpis = ("marketing_costs", "agency_fees")
+    tables = TABLES
+    expected = {"marketing_costs": _by_month(40 + 999 + 300, 0, 52), "agency_fees": _by_month(40, 0, 52)}
+
+
 def _engine(tables: Mapping[str, list[dict]] = TABLES, catalog: Mapping[str, KPI] | None = None) -> KPIEngine:
     con = duckdb.connect()
     for name, rows in tables.items():

@@ -13,8 +13,9 @@ from kpihub.hookspecs import hookimpl
 from kpihub.kpis.spec import GUIDES, KPI, Input, Measure, Parameter
 
 PAID_CHARGE = "kind = 'charge' AND status = 'succeeded'"
-MARKETING = "category IN ('marketing', 'advertising')"
-ACQUISITION = "category IN ('marketing', 'sales', 'advertising')"
+#: An agency's fees are marketing spent too: ROI and CAC count them, as ROAS net does.
+MARKETING = "category IN ('marketing', 'advertising', 'agency')"
+ACQUISITION = "category IN ('marketing', 'sales', 'advertising', 'agency')"
 #: Net revenue without VAT: what the sources report as tax taken out, and where they report none, the
 #: tax a ``vat_rate`` price holds (rate / (1 + rate) of it). See docs/kpis.md, "VAT and ROAS net".
 EX_VAT = "sales - tax_collected - sales_tax_not_reported * vat_rate / (1 + vat_rate)"
@@ -138,7 +139,7 @@ REVENUE_KPIS = (
     KPI(
         id="cac",
         title="Customer acquisition cost (CAC)",
-        description="Σ marketing, sales and advertising costs ÷ new customers (CRM) in the period; costs come "
+        description="Σ marketing, sales, advertising and agency costs ÷ new customers (CRM) in the period; costs come "
         "from the costs table (files), each side aggregated to the period before the division.",
         unit="currency",
         direction="lower",
@@ -203,7 +204,7 @@ REVENUE_KPIS = (
     KPI(
         id="marketing_costs",
         title="Marketing costs",
-        description="Σ marketing and advertising costs in the period (costs table).",
+        description="Σ marketing, advertising and agency costs in the period (costs table).",
         unit="currency",
         direction="lower",
         kind="simple",
