@@ -1,4 +1,4 @@
-"""`kpihub demo` with every first-party plugin installed: six fakes, one business, one scorecard."""
+"""`kpihub demo` with every first-party plugin installed: their fakes, one business, one scorecard."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ PLUGINS = [
     "kpihub_ga4",
     "kpihub_zendesk",
     "kpihub_typeform",
+    "kpihub_meta_pages",
+    "kpihub_linkedin_pages",
+    "kpihub_crux",
+    "kpihub_matomo",
     "kpihub_files",
 ]
 
@@ -48,6 +52,11 @@ def test_demo_with_all_six_sources(demo, monkeypatch):
         "ga4.traffic_daily",
         "zendesk.tickets",
         "typeform.answers",
+        "meta_pages.facebook_daily",
+        "linkedin_pages.page_statistics",
+        "matomo.",
+        "crux.",
+        "files.costs",
     ):
         assert stream in result.output
     rows = json.loads(CliRunner().invoke(cli, ["-p", "kpihub-demo/kpihub.toml", "kpis", "--format", "json"]).output)
@@ -57,7 +66,29 @@ def test_demo_with_all_six_sources(demo, monkeypatch):
     for kpi in (*kpis, "first_contact_resolution", "social_engagement_rate", "avg_page_load_seconds"):
         assert by[kpi]["period"] == "2026-Q2" and by[kpi]["actual"] is not None, kpi
     assert {by[k]["currency"] for k in ("cpc", "sales", "won_revenue")} == {"EUR"}
+    # The guides' satisfaction, support, social and page-speed KPIs come from the platforms' APIs:
+    # the only file the demo writes is the costs, which have no API.
+    for kpi in ("csat", "nki", "first_response_hours", "social_followers", "lcp_p75", "core_web_vitals_pass_rate"):
+        assert by[kpi]["actual"] is not None, kpi
+    assert sorted(p.name for p in (tmp_path / "kpihub-demo" / "data").iterdir()) == ["costs.csv"]
     assert {r["status"] for r in rows} == {"on track", "at risk", "off track", "not targeted"}
+
+
+def test_demo_tables_are_written_by_the_api_sources(demo):
+    import duckdb
+
+    con = duckdb.connect(str(demo[0] / "kpihub-demo" / "kpihub.duckdb"), read_only=True)
+    writers = {
+        table: {r[0] for r in con.execute(f"SELECT DISTINCT source_id FROM {table}").fetchall()}
+        for table in ("survey_responses", "support_tickets", "social_daily", "page_performance_daily", "page_experience")
+    }
+    assert writers == {
+        "survey_responses": {"typeform"},
+        "support_tickets": {"zendesk"},
+        "social_daily": {"meta_pages", "linkedin_pages"},
+        "page_performance_daily": {"matomo"},
+        "page_experience": {"crux"},
+    }
 
 
 def test_demo_data_through_cohorts_clv_breakdowns_and_sql(demo, monkeypatch):

@@ -83,6 +83,7 @@ PLUGINS = [
     ("kpihub-crux", "crux"),
     ("kpihub-linkedin-pages", "linkedin_pages"),
     ("kpihub-meta-pages", "meta_pages"),
+    ("kpihub-matomo", "matomo"),
 ]
 
 

@@ -1,6 +1,7 @@
-"""Demo files for ``kpihub demo``: the demo business's costs, surveys, tickets, social and page timings.
+"""Demo files for ``kpihub demo``: the demo business's costs, the one thing it has no API for.
 
-Seeded and deterministic, monthly/daily over the demo business's dates, with
+Everything else the demo scores (surveys, tickets, social, page timings, Core Web Vitals) comes from
+the other plugins' fake APIs. Seeded and deterministic, monthly over the demo business's dates, with
 gentle trends so the scorecard has something to say.
 """
 
@@ -31,16 +32,11 @@ def _months(start: dt.date, end: dt.date) -> list[dt.date]:
     return out
 
 
-def _days(start: dt.date, end: dt.date) -> list[dt.date]:
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-
-
 def demo_files(*, seed: int = 7, scale: int = 1) -> dict[str, str]:
     """File name → CSV text for each table the file source feeds."""
     rng = random.Random(seed)
     b = DEMO_BUSINESS
     months = _months(b.start, b.end)
-    days = _days(b.start, b.end)
     cur = b.currency
 
     costs = []
@@ -50,52 +46,16 @@ def demo_files(*, seed: int = 7, scale: int = 1) -> dict[str, str]:
             amount = (base + growth * i) * scale * rng.uniform(0.95, 1.05)
             costs.append([m, last, category, f"{amount:.2f}", cur])
         costs.append([m, last, "cogs", f"{18000 * scale * (1 + i / 40) * rng.uniform(0.95, 1.05):.2f}", cur])
-
-    social = []
-    # LinkedIn only: the demo's Facebook Page and Instagram account come from kpihub-meta-pages'
-    # fake API (rows for them here too would count the same platforms twice).
-    followers = {"linkedin": 3000}
-    for d in days:
-        for platform, base in (("linkedin", 1500),):
-            impressions = int(base * scale * rng.uniform(0.6, 1.4))
-            engagements = int(impressions * rng.uniform(0.02, 0.06))
-            followers[platform] += rng.randint(-5, 25) * scale
-            social.append(
-                [
-                    d,
-                    platform,
-                    f"nordlys-{platform}",
-                    impressions,
-                    int(impressions * 0.7),
-                    engagements,
-                    followers[platform],
-                ]
-            )
-
-    pages = []
-    for i, d in enumerate(days):
-        for page, loads, ms in (
-            ("/", 900, 1900),
-            ("/shop", 700, 2600),
-            ("/product", 1200, 2300),
-            ("/checkout", 150, 3100),
-        ):
-            n = int(loads * scale * rng.uniform(0.8, 1.2))
-            per = ms * (1 - i / 3000) * rng.uniform(0.9, 1.1)  # the site gets a little faster
-            pages.append([d, page, n, f"{n * per:.1f}"])
+        # The ad agency's monthly retainer, plus campaign production in spring and autumn.
+        production = 1500 if m.month in (3, 4, 9, 10) else 0
+        costs.append([m, last, "agency", f"{(2400 + production) * scale:.2f}", cur])
 
     return {
         "costs.csv": _csv(["period_start", "period_end", "category", "amount", "currency"], costs),
-        "social_daily.csv": _csv(
-            ["date", "platform", "account_id", "impressions", "reach", "engagements", "followers"], social
-        ),
-        "page_performance_daily.csv": _csv(["date", "page", "page_loads", "load_time_ms_total"], pages),
     }
 
 
 #: Sample targets for ``kpihub demo``: Q2 2026 against a Q1 baseline.
 DEMO_TARGETS: list[dict[str, Any]] = [
-    {"kpi": "cac", "period": "2026-Q2", "baseline": 310, "target": 280},
-    {"kpi": "social_engagement_rate", "period": "2026-Q2", "baseline": 3.9, "target": 4.2},
-    {"kpi": "avg_page_load_seconds", "period": "2026-Q2", "baseline": 2.0, "target": 1.85},
+    {"kpi": "cac", "period": "2026-Q2", "baseline": 342, "target": 310},
 ]
