@@ -78,6 +78,8 @@ def test_fixture_page_maps_to_orders():
     # An imported order is dated by processedAt; cancelled and refunded, it keeps what it was paid.
     assert imported["ordered_at"] == dt.datetime(2026, 2, 20, 11, tzinfo=UTC)
     assert (imported["gross_amount"], imported["status"]) == (Decimal("1249.95"), "succeeded")
+    # The tax inside net_amount: an order paid in full carries its totalTaxSet, one with nothing received 0.
+    assert (partly["tax_amount"], pending["tax_amount"], imported["tax_amount"]) == (60, 0, Decimal("249.99"))
 
 
 def test_a_throttled_answer_waits_what_shopify_says():

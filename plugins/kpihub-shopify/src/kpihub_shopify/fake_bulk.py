@@ -14,7 +14,8 @@ requests answered 206. Failure modes: :attr:`bulk_outcome` ends the next operati
 (with an ``errorCode`` and maybe a ``partialDataUrl``), ``CANCELED`` or ``EXPIRED``; a missing
 scope ends it ``FAILED`` with ``ACCESS_DENIED``; :attr:`bulk_busy` refuses the next mutations as
 if another client's operation were running; :attr:`bulk_file_status` answers the file with 403 or
-404 (an expired or wrong URL). Before API version 2026-01 one bulk query runs at a time per shop,
+404 (an expired or wrong URL); :attr:`bulk_lose_lines` cuts lines off a file that still says
+how many nodes it has. Before API version 2026-01 one bulk query runs at a time per shop,
 from 2026-01 five.
 """
 
@@ -75,6 +76,8 @@ class BulkOperations:
     bulk_busy: int = 0
     #: The file answers this status (403: expired URL, 404) instead of its bytes.
     bulk_file_status: int | None = None
+    #: The next file misses this many of its last lines (the operation still counts them).
+    bulk_lose_lines: int = 0
     #: Called at each bulk request before the scans move on (to change data during a run).
     on_bulk_request: Callable[[], None] | None = None
 
@@ -197,7 +200,8 @@ class BulkOperations:
         outcome = op.outcome or {}
         op.status, op.error_code = outcome.get("status", "COMPLETED"), outcome.get("errorCode")
         if op.status == "COMPLETED":
-            self._bulk_files[op.number] = b"".join(line + b"\n" for line in op.lines)
+            kept, self.bulk_lose_lines = op.lines[: len(op.lines) - self.bulk_lose_lines], 0
+            self._bulk_files[op.number] = b"".join(line + b"\n" for line in kept)
 
     # -- the file ----------------------------------------------------------------------------
 

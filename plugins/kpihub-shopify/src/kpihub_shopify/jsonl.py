@@ -45,7 +45,7 @@ def download_requester(url: str, *, source_id: str, like: Requester, timeout: fl
 
 
 def lines(
-    http: Requester, url: str, *, stream: str, size: int | None, chunk_bytes: int = CHUNK_BYTES
+    http: Requester, url: str, *, stream: str, size: int | None, chunk_bytes: int | None = None
 ) -> Iterator[bytes]:
     """The file's lines (without ``\\n``), fetched ``chunk_bytes`` at a time.
 
@@ -55,6 +55,7 @@ def lines(
 
     :raises SourceError: the URL answered 403/404 (expired or wrong), naming the stream.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     start, rest, total = 0, b"", size
     while total is None or start < total:
         expected = None if total is None else min(chunk_bytes, total - start)
