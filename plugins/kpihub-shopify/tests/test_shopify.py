@@ -255,7 +255,7 @@ def test_seeded_data_is_reproducible():
 
 def _throttled_sync(tmp_path, clock, server, **settings):
     c = conformance()
-    p = c.pipeline(tmp_path, {**c.settings(server), "page_size": 90, **PAGED, **settings}, sleep=clock.sleep)
+    p = c.pipeline(tmp_path, {**c.settings(server), "page_size": 80, **PAGED, **settings}, sleep=clock.sleep)
     p.clock = clock  # the rate budget runs on the same simulated time as the fake's bucket
     return c, p
 
@@ -271,8 +271,8 @@ def test_a_throttled_query_waits_and_is_sent_again(tmp_path):
         result = sync(c, p)
         throttled = server.throttled
     assert result.ok and throttled >= 1
-    # The first orders page costs 2 + 90 × 10 + 1 = 903 points; 100 were left: (903 − 100) / 50 s.
-    assert pytest.approx((903 - 100) / 50, abs=0.05) in clock.slept
+    # The first orders page costs 2 + 80 × 10 + 1 = 803 points; 100 were left: (803 − 100) / 50 s.
+    assert pytest.approx((803 - 100) / 50, abs=0.05) in clock.slept
     live = {g for g, o in server.data.orders.items() if not o["test"]}
     assert {g for g, r in rows(p, "orders", "order_id").items() if r["kind"] == "charge"} == live
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,7 +66,7 @@ def lines(
                 url,
                 stream=stream,
                 headers={"Range": f"bytes={start}-{start + chunk_bytes - 1}"},
-                decode=lambda content, n=expected: _whole(content, n),
+                decode=partial(_whole, expected=expected),
             )
         except HTTPError as exc:
             if exc.status_code in (400, 403, 404, 410):

@@ -62,8 +62,8 @@ class ShopifySettings(SourceSettings):
     api_version: str = Field(default="2026-10", pattern=r"^(\d{4}-(01|04|07|10)|unstable)$")
     #: Nodes per page. A query may cost at most 1,000 points (shopify.dev …/graphql-admin/rate-limits);
     #: an order as the stream selects it costs 10 (the order 1, its customer 1, each of its four
-    #: MoneyBags 2), so 90 a page is 2 + 900 + 1 (pageInfo) = 903.
-    page_size: int = Field(default=90, ge=1, le=250)
+    #: MoneyBags 2), so 80 a page is 2 + 800 + 1 (pageInfo) = 803, leaving room in a 1,000-point bucket.
+    page_size: int = Field(default=80, ge=1, le=250)
     #: Each incremental sync re-reads this much before its cursor (Shopify's search index lags writes).
     overlap_seconds: int = Field(default=300, ge=0)
     #: A walk restarts from the newest updatedAt after this many nodes (Shopify stops paging at 25,000).
