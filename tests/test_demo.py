@@ -78,10 +78,8 @@ def test_demo_tables_are_written_by_the_api_sources(demo):
     import duckdb
 
     con = duckdb.connect(str(demo[0] / "kpihub-demo" / "kpihub.duckdb"), read_only=True)
-    writers = {
-        table: {r[0] for r in con.execute(f"SELECT DISTINCT source_id FROM {table}").fetchall()}
-        for table in ("survey_responses", "support_tickets", "social_daily", "page_performance_daily", "page_experience")
-    }
+    tables = ("survey_responses", "support_tickets", "social_daily", "page_performance_daily", "page_experience")
+    writers = {t: {r[0] for r in con.execute(f"SELECT DISTINCT source_id FROM {t}").fetchall()} for t in tables}
     assert writers == {
         "survey_responses": {"typeform"},
         "support_tickets": {"zendesk"},
