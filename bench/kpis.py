@@ -446,6 +446,20 @@ def _latest_windows(exprs: dict[str, str]) -> str:
     return f"SELECT * FROM {', '.join(parts)}"
 
 
+def _last_followers() -> str:
+    """Social followers by hand: each account's latest row with a count in each of :data:`PERIODS`, summed."""
+    account = "source_id, platform, account_id"
+    parts = []
+    for p, (a, b) in PERIODS.items():
+        latest = (
+            f"SELECT followers, ROW_NUMBER() OVER (PARTITION BY {account} ORDER BY date DESC) AS k FROM social_daily"
+            f" WHERE date >= DATE '{a}' AND date < DATE '{b}' AND followers IS NOT NULL"
+        )
+        parts.append(f"(SELECT SUM(followers) AS v_{p} FROM ({latest}) WHERE k = 1) AS {p}")
+    return f"SELECT * FROM {', '.join(parts)}"
+
+
+_card("social_followers", _last_followers(), lambda r, p: None if r[f"v_{p}"] is None else float(r[f"v_{p}"]))
 _PASSES = "p75_lcp_ms <= 2500 AND p75_cls <= 0.1 AND (p75_inp_ms IS NULL OR p75_inp_ms <= 200)"
 _card("lcp_p75", _latest_windows({"v": "MAX(p75_lcp_ms)"}), lambda r, p: r[f"v_{p}"])
 _card(

@@ -65,6 +65,7 @@ SOCIAL = [
     ("2024-01-31", "instagram", "p2", 1000, 80, 300),
     ("2024-02-10", "facebook", "p1", 0, 0, 530),
     ("2024-02-05", "linkedin", "p3", 0, 0, 100),  # its last row in February is not the month's last day
+    ("2024-02-20", "linkedin", "p3", 10, 1, None),  # LinkedIn has not counted its followers yet: unknown, not 0
 ]
 PAGES = [("2024-01-03", "/", 100, 150_000.0), ("2024-01-04", "/pricing", 300, 750_000.0)]
 
@@ -237,9 +238,10 @@ def test_service_kpis(engine):
 
 
 def test_social_and_page_performance(engine):
-    assert q1(engine, "social_engagement_rate") == [0.04, None, None]  # 200 / 5000; Feb 0 / 0
-    # Each account's last row in the period, summed: Jan 520 + 300; Feb 530 + LinkedIn's 100 of Feb 5
-    # (the month's last row is Feb 10, but an account with no row that day still has followers).
+    assert q1(engine, "social_engagement_rate") == [0.04, 0.1, None]  # 200 / 5000; Feb 1 / 10
+    # Each account's last row with a follower count in the period, summed: Jan 520 + 300; Feb 530 +
+    # LinkedIn's 100 of Feb 5 (the month's last row is Feb 10, but an account with no row that day still
+    # has followers; and its Feb 20 row has no count yet).
     assert q1(engine, "social_followers") == [820, 630, None]  # no data in March: unknown
     first = Measure("social_daily", "sum", "date", expr="followers", over_time="first")
     average = Measure("social_daily", "sum", "date", expr="followers", over_time="average")

@@ -74,8 +74,9 @@ SERVICE_KPIS = (
         id="social_followers",
         title="Social followers",
         description=(
-            "Followers of each account on its last day in the period, summed over accounts (a snapshot: never"
-            " summed over days; an account whose data lags a day still counts)."
+            "Followers of each account on its last day in the period with a follower count, summed over"
+            " accounts (a snapshot: never summed over days; an account whose data lags a day, or whose"
+            " latest count is not in yet, still counts)."
         ),
         unit="count",
         direction="higher",
@@ -87,6 +88,8 @@ SERVICE_KPIS = (
             expr="followers",
             over_time="last",
             entity=("source_id", "platform", "account_id"),
+            # A null count is unknown (LinkedIn counts a day late), not a reason to drop the account.
+            filter="followers IS NOT NULL",
         ),
         stage="Reach",
         reference=GUIDES,
