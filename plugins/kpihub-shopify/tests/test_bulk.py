@@ -271,6 +271,19 @@ def test_a_large_file_is_read_with_flat_memory():
     assert peak < 8 * (1 << 20), f"peak {peak / 1e6:.1f} MB for a {len(body) / 1e6:.0f} MB file"
 
 
+def test_lines_cut_by_ranges_come_out_whole():
+    want = [b'{"id":"gid://shopify/Order/%d","pad":"%s"}' % (i, b"y" * (i * 7 % 90)) for i in range(60)]
+    body = b"\n".join(want)  # no newline after the last line
+    with FakeShopify(seed=1, orders=1, customers=1) as server:
+        server._bulk_files[1] = body
+        url = f"{server.url}/bulk-results/1.jsonl?X-Goog-Signature={server._signature}"
+        with Requester(source_id="shopify", base_url=server.url) as like:
+            with download_requester(url, source_id="shopify", like=like, timeout=10, max_attempts=2) as http:
+                got = list(lines(http, url, stream="orders", size=len(body), chunk_bytes=37))
+                unsized = list(lines(http, url, stream="orders", size=None, chunk_bytes=64))
+    assert got == want and unsized == want  # lines longer than a range, and cut anywhere
+
+
 def test_children_are_put_back_under_their_parent():
     raw = [
         b'{"id":"gid://shopify/Order/1","name":"#1"}',

@@ -28,7 +28,7 @@ from kpihub.http import Requester
 from kpihub.secrets import register_secret
 
 #: Bytes per range request: bounds the memory a download holds, whatever the file's size.
-CHUNK_BYTES = 8 * 1024 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024
 _TOTAL = re.compile(r"bytes \d+-\d+/(\d+)")
 
 
@@ -89,8 +89,13 @@ def lines(
             if not body and total:
                 raise SourceError(f"{http.source_id}/{stream}: an empty range of a {total}-byte bulk file")
         start += len(body)
-        *whole, rest = (rest + body).split(b"\n")
-        yield from (line for line in whole if line)
+        parts = body.split(b"\n")
+        if len(parts) == 1:  # a line longer than the range goes on in the next one
+            rest += body
+            continue
+        parts[0] = rest + parts[0]  # only the line cut at the range's start is joined (no copy of the range)
+        rest = parts.pop()
+        yield from (line for line in parts if line)
     if rest:
         yield rest
 
