@@ -377,3 +377,20 @@ def test_tax_collected_and_roas_net_from_a_shop(tmp_path, how):
     taxes = [r["tax_amount"] for r in rows.values() if r["kind"] == "charge"]
     assert sorted(taxes, key=lambda t: (t is None, t or 0)) == [0, 100, 250, None]  # the part payment: None
     assert [r["tax_amount"] for r in rows.values() if r["kind"] == "refund"] == [None]
+
+
+def test_plan_prices_a_backfill_as_a_bulk_operation():
+    from kpihub_shopify.source import ShopifySettings
+
+    from kpihub import PlanContext
+
+    settings = ShopifySettings(base_url="http://127.0.0.1:1", access_token="shpat_x", **BULK)
+    (orders, *_) = ShopifySource().streams(settings)
+    first = orders.estimate(PlanContext(source_id="shopify", stream="orders", settings=settings, state=None))
+    assert first.at_least and first.request_count == 2 and "one bulk operation" in first.basis
+    from kpihub.state import encode_cursor
+
+    cursor, kind = encode_cursor(dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
+    state = {"cursor": cursor, "cursor_type": kind, "records": 10, "since": None}
+    later = orders.estimate(PlanContext(source_id="shopify", stream="orders", settings=settings, state=state))
+    assert "bulk" not in later.basis

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Generator, Iterator, Mapping
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -31,7 +32,10 @@ from kpihub import (
     CheckResult,
     DemoSpec,
     Diagnosis,
+    Estimate,
     HTTPError,
+    PlanContext,
+    Requests,
     Source,
     SourceError,
     SourceSettings,
@@ -42,7 +46,7 @@ from kpihub import (
 from kpihub.http import Limit, Observation, Requester
 from kpihub_shopify import mapping, queries
 from kpihub_shopify.bulk import BulkFailed, BulkRunner
-from kpihub_shopify.graphql import POINTS, GraphQL, dedupe, observe_cost, since_filter, walk
+from kpihub_shopify.graphql import POINTS, GraphQL, api_path, dedupe, observe_cost, since_filter, walk
 from kpihub_shopify.jsonl import assemble, download_requester, lines
 
 TS = pa.timestamp("us", tz="UTC")
@@ -162,14 +166,14 @@ def _since(settings: ShopifySettings, state: Mapping[str, Any] | None) -> str | 
     return start.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _backfill(settings: ShopifySettings, since: str | None) -> bool:
+def _backfill(settings: ShopifySettings, since: str | None, now: dt.datetime | None = None) -> bool:
     """The read is a backfill, for a bulk operation: from the beginning, or from longer ago than
     ``bulk_after_days``."""
     if not settings.bulk:
         return False
     if since is None:
         return True
-    age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(since)
+    age = (now or dt.datetime.now(dt.timezone.utc)) - dt.datetime.fromisoformat(since)
     return age > dt.timedelta(days=settings.bulk_after_days)
 
 
@@ -249,6 +253,18 @@ class ConnectionStream(Stream[ShopifySettings]):
 
     def records(self, ctx: StreamContext[ShopifySettings], nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return nodes
+
+    def estimate(self, plan: PlanContext[ShopifySettings]) -> Estimate:
+        """The default (pages of ``page_size``), except that a backfill is a bulk operation: a
+        mutation, polls and the file's ranges, as many as its run time and size make (unknown)."""
+        paged = super().estimate(plan)
+        if not _backfill(plan.settings, _since(plan.settings, plan.state), plan.now):
+            return paged
+        path = api_path(plan.settings.api_version)
+        basis = (
+            f"{paged.basis}; a backfill: one bulk operation (its polls and file ranges are not known before it runs)"
+        )
+        return replace(paged, requests=(Requests(2, path, "POST"),), at_least=True, basis=basis)
 
 
 def _live(ctx: StreamContext[ShopifySettings], nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
