@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from decimal import Decimal
 from pathlib import Path
 
@@ -101,11 +102,12 @@ def test_a_throttled_answer_waits_what_shopify_says():
     assert observe_cost(httpx.Response(502, text="<html>bad gateway</html>")) == []
 
 
-def test_full_sync_orders_refunds_customers_and_shop(tmp_path):
+def test_full_sync_orders_refunds_customers_and_shop(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="kpihub")
     c = conformance()
     with FakeShopify(seed=3, orders=180, customers=60, bucket=ROOMY) as server:
         p = c.pipeline(tmp_path, c.settings(server))
-        result = sync(c, p)
+        sync(c, p)
         data = server.data
     live = {g: o for g, o in data.orders.items() if not o["test"]}
     tests = len(data.orders) - len(live)
@@ -124,8 +126,7 @@ def test_full_sync_orders_refunds_customers_and_shop(tmp_path):
             assert (row["kind"], row["parent_order_id"]) == ("refund", order["id"])
             assert row["net_amount"] == -Decimal(refund["totalRefundedSet"]["shopMoney"]["amount"])
             assert row["ordered_at"] == dt.datetime.fromisoformat(refund["createdAt"])
-    by = {r.stream: r for r in result.streams}
-    assert any("test orders" in n for n in by["orders"].notes)
+    assert "test orders (test: true) skipped" in caplog.text
     customers = rows(p, "shopify_customers")
     assert len(customers) == len(data.customers)
     some = next(iter(data.customers.values()))
@@ -241,8 +242,36 @@ def test_check_names_the_shop_and_its_zone(tmp_path):
     assert finding.level == "ok" and 'timezone = "Europe/Stockholm"' in finding.message
 
 
-def test_the_demo_stays_out_until_its_numbers_are_wanted():
-    assert ShopifySource().demo() is None
+def test_the_demo_shop_sells_for_the_demo_business_and_syncs_whole(tmp_path):
+    from kpihub.testing import DEMO_BUSINESS as B
+
+    spec = ShopifySource().demo(seed=7)
+    assert spec is not None and isinstance(spec.server, FakeShopify)
+    data = spec.server.data
+    assert (data.shop["currencyCode"], data.shop["ianaTimezone"]) == (B.currency, B.time_zone)
+    emails = {c["defaultEmailAddress"]["emailAddress"] for c in data.customers.values()}
+    # CRM contacts, but not the ones Stripe's demo bills (its first 1,200).
+    assert B.customer_email(1_200) in emails and B.customer_email(1_199) not in emails
+    oslo = [
+        dt.datetime.fromisoformat(o["createdAt"]).astimezone(dt.timezone(dt.timedelta(hours=1)))
+        for o in data.orders.values()
+    ]
+    assert min(oslo).date() >= B.start and max(oslo).date() <= B.end
+    totals = [Decimal(o["totalPriceSet"]["shopMoney"]["amount"]) for o in data.orders.values()]
+    assert 39 <= min(totals) and max(totals) < 450 and len(totals) == 1_800
+    for order in data.orders.values():  # prices hold Norway's 25 % VAT: a fifth of the price
+        price, tax = (Decimal(order[k]["shopMoney"]["amount"]) for k in ("totalPriceSet", "totalTaxSet"))
+        assert abs(tax - price / 5) <= Decimal("0.01")
+    with spec.server as server:
+        c = Kit()
+        p = c.pipeline(tmp_path, {**spec.settings, "base_url": server.url})
+        result = sync(c, p)
+    assert {r.stream: r.status for r in result.streams} == dict.fromkeys(
+        ("orders", "refunds", "customers", "shop"), "ok"
+    )
+    live = {g for g, o in data.orders.items() if not o["test"]}
+    refunds = {r["id"] for o in data.orders.values() if not o["test"] for r in o["refunds"]}
+    assert set(rows(p, "orders", "order_id")) == live | refunds  # the backfill lost and repeated nothing
 
 
 def test_seeded_data_is_reproducible():

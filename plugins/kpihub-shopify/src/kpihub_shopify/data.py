@@ -49,15 +49,20 @@ class ShopifyData:
         days: int = 150,
         email: Any = None,
         vat: Decimal = Decimal("0.25"),
+        name: str = "Norrsken Goods",
+        domain: str = "norrsken-goods.myshopify.com",
+        totals: tuple[int, int] = (99, 2_500),
     ) -> None:
         self.rng = random.Random(seed)
         self.currency = currency
+        #: An order's total is drawn from this range (whole currency units, cents drawn too).
+        self.totals = totals
         #: Prices include VAT at this rate (Swedish standard VAT): an order's tax is price × vat ÷ (1 + vat).
         self.vat = vat
         self.shop = {
             "id": "gid://shopify/Shop/5550001",
-            "name": "Norrsken Goods",
-            "myshopifyDomain": "norrsken-goods.myshopify.com",
+            "name": name,
+            "myshopifyDomain": domain,
             "currencyCode": currency,
             "ianaTimezone": time_zone,
         }
@@ -118,7 +123,8 @@ class ShopifyData:
         ``tax`` says it. While ``seeding`` the history, some paid ones are refunded (or cancelled) days later."""
         if customer is None and not guest and self.customers and self.rng.random() > 0.1:  # one in ten is a guest
             customer = self.rng.choice(sorted(self.customers))
-        total = total if total is not None else Decimal(self.rng.randrange(9_900, 250_000)) / 100
+        low, high = self.totals
+        total = total if total is not None else Decimal(self.rng.randrange(low * 100, high * 100)) / 100
         tax = tax if tax is not None else (total * self.vat / (1 + self.vat)).quantize(CENT)
         gid = self._gid("Order")
         order: dict[str, Any] = {
