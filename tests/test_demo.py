@@ -74,6 +74,29 @@ def test_demo_with_all_six_sources(demo, monkeypatch):
     assert {r["status"] for r in rows} == {"on track", "at risk", "off track", "not targeted"}
 
 
+def test_every_demo_target_starts_from_the_quarter_before(demo, monkeypatch):
+    """A target's baseline is its KPI's 2026-Q1 value in the demo's data (to 1 % or the baseline's last digit),
+    and its target lies on the better side: the sample targets read as a business would set them."""
+    import tomllib
+
+    from kpihub.plugins import get_registry
+
+    tmp_path, _ = demo
+    monkeypatch.chdir(tmp_path)
+    scored = CliRunner().invoke(
+        cli, ["-p", "kpihub-demo/kpihub.toml", "kpis", "--period", "2026-Q1", "--format", "json"]
+    )
+    q1 = {r["kpi"]: r for r in json.loads(scored.stdout)}
+    targets = tomllib.loads((tmp_path / "kpihub-demo" / "targets.toml").read_text())["target"]
+    assert len({t["kpi"] for t in targets}) == len(targets)  # one target per KPI: no plugin repeats another's
+    for t in targets:
+        row = q1[t["kpi"]]
+        actual = row["actual"] * (100 if row["unit"] == "percent" else 1)
+        digits = len(str(t["baseline"]).partition(".")[2]) if isinstance(t["baseline"], float) else 0
+        assert abs(t["baseline"] - actual) <= max(0.01 * abs(actual), 0.5 * 10**-digits), (t, actual)
+        assert (t["target"] > t["baseline"]) == (get_registry().kpi(t["kpi"]).direction == "higher"), t
+
+
 def test_demo_tables_are_written_by_the_api_sources(demo):
     import duckdb
 

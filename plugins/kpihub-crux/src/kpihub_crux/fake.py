@@ -231,6 +231,6 @@ def demo_server(seed: int = 7) -> FakeCrux:
 
 #: Sample targets for ``kpihub demo``: Q2 2026 against Q1 (percent targets in percent, as the scorecard reads them).
 DEMO_TARGETS: list[dict[str, Any]] = [
-    {"kpi": "core_web_vitals_pass_rate", "period": "2026-Q2", "baseline": 25.0, "target": 75.0},
-    {"kpi": "lcp_p75", "period": "2026-Q2", "baseline": 2900, "target": 2500},
+    {"kpi": "core_web_vitals_pass_rate", "period": "2026-Q2", "baseline": 50.0, "target": 75.0},
+    {"kpi": "lcp_p75", "period": "2026-Q2", "baseline": 2800, "target": 2500},
 ]

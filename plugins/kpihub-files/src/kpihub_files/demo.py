@@ -55,7 +55,13 @@ def demo_files(*, seed: int = 7, scale: int = 1) -> dict[str, str]:
     }
 
 
-#: Sample targets for ``kpihub demo``: Q2 2026 against a Q1 baseline.
+#: Sample targets for ``kpihub demo``: Q2 2026 against a Q1 baseline. The business's targets file holds
+#: those of KPIs several of its sources feed: orders from Stripe and the Shopify shop, CAC from the
+#: costs and the CRM (a plugin's demo targets only KPIs of its own tables).
 DEMO_TARGETS: list[dict[str, Any]] = [
     {"kpi": "cac", "period": "2026-Q2", "baseline": 342, "target": 310},
+    {"kpi": "sales", "period": "2026-Q2", "baseline": 166500, "target": 180000},
+    {"kpi": "aov", "period": "2026-Q2", "baseline": 216, "target": 225},
+    {"kpi": "arpu", "period": "2026-Q2", "baseline": 307, "target": 320},
+    {"kpi": "refund_rate", "period": "2026-Q2", "baseline": 6.2, "target": 5.0},
 ]

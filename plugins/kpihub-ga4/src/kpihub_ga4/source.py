@@ -497,6 +497,6 @@ class GA4Source(Source[GA4Settings]):
 DEMO_TARGETS: list[dict[str, Any]] = [
     {"kpi": "sessions", "period": "2026-Q2", "baseline": 320000, "target": 330000},
     {"kpi": "engagement_rate", "period": "2026-Q2", "baseline": 60.0, "target": 61.0},
-    {"kpi": "web_conversion_rate", "period": "2026-Q2", "baseline": 2.5, "target": 2.6},
-    {"kpi": "traffic_to_lead", "period": "2026-Q2", "baseline": 1.9, "target": 2.2},
+    {"kpi": "web_conversion_rate", "period": "2026-Q2", "baseline": 2.56, "target": 2.7},
+    {"kpi": "traffic_to_lead", "period": "2026-Q2", "baseline": 1.94, "target": 2.2},
 ]

@@ -225,9 +225,9 @@ DEMO_TARGETS: list[dict[str, Any]] = [
     {"kpi": "mqls", "period": "2026-Q2", "baseline": 2800, "target": 3300},
     {"kpi": "sqls", "period": "2026-Q2", "baseline": 1250, "target": 1500},
     {"kpi": "mql_to_sql_rate", "period": "2026-Q2", "baseline": 46, "target": 48},
-    {"kpi": "new_customers", "period": "2026-Q2", "baseline": 270, "target": 330},
+    {"kpi": "new_customers", "period": "2026-Q2", "baseline": 267, "target": 330},
     {"kpi": "win_rate", "period": "2026-Q2", "baseline": 44, "target": 47},
-    {"kpi": "avg_deal_size", "period": "2026-Q2", "baseline": 5100, "target": 5250},
+    {"kpi": "avg_deal_size", "period": "2026-Q2", "baseline": 5420, "target": 5600},
     {"kpi": "sales_cycle_days", "period": "2026-Q2", "baseline": 32, "target": 28},
     {"kpi": "won_revenue", "period": "2026-Q2", "baseline": 1370000, "target": 1650000},
 ]

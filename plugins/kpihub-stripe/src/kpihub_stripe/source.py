@@ -491,11 +491,8 @@ class StripeSource(Source[StripeSettings]):
         )
 
 
-#: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline.
+#: Sample targets for ``kpihub demo``: the demo business's Q2 2026 against a Q1 baseline. Only KPIs of
+#: Stripe's own tables: the order KPIs add its web shop's orders (the business's targets file has them).
 DEMO_TARGETS: list[dict[str, Any]] = [
-    {"kpi": "sales", "period": "2026-Q2", "baseline": 106700, "target": 115000},
-    {"kpi": "aov", "period": "2026-Q2", "baseline": 200, "target": 210},
-    {"kpi": "arpu", "period": "2026-Q2", "baseline": 324, "target": 340},
-    {"kpi": "refund_rate", "period": "2026-Q2", "baseline": 4.3, "target": 3.5},
     {"kpi": "new_subscriptions", "period": "2026-Q2", "baseline": 90, "target": 100},
 ]
