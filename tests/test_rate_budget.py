@@ -68,9 +68,12 @@ def test_a_throttle_longer_than_the_run_allows_is_a_quota_at_once():
     with FakeMetaAds() as server:
         server.fail(status=400, body=server.throttle_body(), headers=server.usage_header(60), times=5)
         budget = RequestBudget([Limit("calls", None, 3600.0)], clock=clock, sleep=clock.sleep)
-        with Requester(
-            source_id="meta_ads", base_url=server.url, classify=throttle, budget=budget, sleep=clock.sleep
-        ) as http, pytest.raises(QuotaExhaustedError) as info:
+        with (
+            Requester(
+                source_id="meta_ads", base_url=server.url, classify=throttle, budget=budget, sleep=clock.sleep
+            ) as http,
+            pytest.raises(QuotaExhaustedError) as info,
+        ):
             http.json("GET", "/v21.0/act_101010101/insights", stream="insights")
     assert clock.slept == [] and "after 1 attempt" in str(info.value)
     assert info.value.resets_at is not None and "UTC" in info.value.resets
@@ -80,11 +83,34 @@ def test_a_google_ads_quota_with_a_day_long_retry_delay_is_a_quota_at_once():
     clock = SimulatedClock()
     with FakeGoogleAds() as server:
         server.fail(status=429, body=server.quota_exhausted(86_400), times=5)
-        with Requester(
-            source_id="google_ads",
-            base_url=server.url,
-            classify=GoogleAdsSource.classify,
-            sleep=clock.sleep,
-        ) as http, pytest.raises(QuotaExhaustedError, match="more than max_retry_after"):
+        with (
+            Requester(
+                source_id="google_ads",
+                base_url=server.url,
+                classify=GoogleAdsSource.classify,
+                sleep=clock.sleep,
+            ) as http,
+            pytest.raises(QuotaExhaustedError, match="more than max_retry_after"),
+        ):
             http.json("POST", "/v18/customers/1234567890/googleAds:searchStream", json={"query": "x"})
     assert clock.slept == []
+
+
+def test_a_request_is_admitted_only_with_the_room_the_platform_says_it_needs():
+    """Shopify admits a query with its requested cost free and charges less: the budget books what a
+    query cost but sends the next one only when what it asks for is free, or Shopify refuses it."""
+    import httpx
+
+    from kpihub.http.quota import Observation
+
+    clock = SimulatedClock()
+    said = [Observation("points", limit=1000, seconds=20, remaining=900, cost=100, needs=800)]
+    budget = RequestBudget([Limit("points", 1000, 20)], observe=lambda _: said, clock=clock, sleep=clock.sleep)
+    url = "https://shop.example/admin/api/2026-10/graphql.json"
+    budget.release(budget.acquire("POST", url), httpx.Response(200))
+    points = budget.window("points")
+    assert points.used(budget.now()) == 100  # booked at what it cost
+    budget.acquire("POST", url)  # 800 free: sent, and held at 800 while in flight
+    assert points.used(budget.now()) == 900
+    # A third query must wait for the one in flight: 100 free is not the 800 it asks for.
+    assert points.wait(budget.now(), points.admit) == float("inf")

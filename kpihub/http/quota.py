@@ -106,6 +106,9 @@ class Observation:
         own requests and everyone else's; the limit, in requests, is learnt from it.
     :param refused: the platform refused this request and counted nothing for it.
     :param full: the platform refused it because the window is full: what it holds is the limit.
+    :param needs: the room the next such request must find free, when it is more than it will cost
+        (Shopify admits a query only with its requested cost free, then refunds the unused part:
+        ``cost`` books what it spent, ``needs`` what the next one asks for).
     """
 
     name: str
@@ -119,6 +122,7 @@ class Observation:
     share: float | None = None
     refused: bool = False
     full: bool = False
+    needs: float | None = None
 
 
 @dataclass
@@ -131,12 +135,18 @@ class _Window:
     blocked_until: float = 0.0
     quota: Quota | None = None
     cost: float = 1.0  # the next request's expected cost: the last one observed
+    needs: float = 0.0  # the most room a request was observed to need free (see Observation.needs)
     reported: bool = False  # the platform reports this window's room (its word beats a guess)
     pruned: float = 0.0  # cost aged out so far (a response reports the window as it was when sent)
     share_floor: float = 0.0  # the least the limit can be, from the shares reported so far
     refusal_read: bool = False  # a refusal's observation named this window (rate_limited leaves the rest)
     declared: float | None = None  # the limit the source declared (a learnt one goes back to it)
     relearn_at: float = math.inf  # when a size learnt from a refusal is dropped
+
+    @property
+    def admit(self) -> float:
+        """The room the next request is admitted with (and held by while in flight)."""
+        return max(self.cost, self.needs)
 
     def prune(self, now: float) -> None:
         while self.events and self.events[0][0] <= now - self.seconds:
@@ -240,9 +250,9 @@ class RequestBudget:
                 for w in windows:
                     if w.quota is not None:
                         raise QuotaWait(w.quota)
-                wait = max((w.wait(now, w.cost) for w in windows), default=0.0)
+                wait = max((w.wait(now, w.admit) for w in windows), default=0.0)
                 if wait <= 0:
-                    booked = [(w, w.cost) for w in windows]
+                    booked = [(w, w.admit) for w in windows]
                     for w, cost in booked:
                         w.in_flight += cost
                     self.sent += 1
@@ -252,7 +262,7 @@ class RequestBudget:
                     self._released.wait(timeout=1.0)
                     continue
                 if wait > self.max_wait:
-                    full = max(windows, key=lambda w: w.wait(now, w.cost))
+                    full = max(windows, key=lambda w: w.wait(now, w.admit))
                     raise QuotaWait(
                         Quota(
                             f"the rate budget's {full.label} window has no room for {wait:.0f}s, "
@@ -298,6 +308,10 @@ class RequestBudget:
             t, _ = w.events[-1]
             w.events[-1] = (t, o.cost)  # book what it really cost
             w.cost = max(1.0, o.cost)
+        if o.needs is not None:
+            # The most any of its requests asked for: streams' queries differ, and one that asks for
+            # more than the last one observed would be refused.
+            w.needs = max(w.needs, o.needs)
         if o.remaining is not None:
             w.reported = True
         if o.remaining is not None and w.limit is None:  # the platform reports room, not its limit
@@ -362,7 +376,7 @@ class RequestBudget:
                     w.blocked_until = max(w.blocked_until, now + delay)
                     known = True
                 elif w.reported:  # the headers of this very response already said how full it is
-                    known = known or w.wait(now, w.cost) > 0
+                    known = known or w.wait(now, w.admit) > 0
                 elif w.limit is not None:
                     room = w.limit - w.used(now)
                     if room > 0:

@@ -96,12 +96,15 @@ def observe_cost(response: httpx.Response) -> list[Observation]:
     except (KeyError, TypeError, ValueError):
         return []
     seconds = limit / rate if rate > 0 else None
+    # Shopify admits a query only with its requested cost free, and refunds what it did not spend.
+    requested = cost.get("requestedQueryCost")
+    needs = float(requested) if isinstance(requested, int | float) else None
     if throttled(body):
         # Nothing ran and nothing was charged; the bucket has room again after the wait.
-        return [Observation(POINTS, limit=limit, seconds=seconds, refused=True, wait=throttle_wait(cost))]
+        return [Observation(POINTS, limit=limit, seconds=seconds, refused=True, wait=throttle_wait(cost), needs=needs)]
     actual = cost.get("actualQueryCost")
     spent = float(actual) if isinstance(actual, int | float) else None
-    return [Observation(POINTS, limit=limit, seconds=seconds, remaining=available, cost=spent)]
+    return [Observation(POINTS, limit=limit, seconds=seconds, remaining=available, cost=spent, needs=needs)]
 
 
 def describe_errors(errors: Any) -> str:
