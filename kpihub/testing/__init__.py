@@ -9,7 +9,7 @@ fixture, a destination by :class:`kpihub.testing.conformance.DestinationConforma
 
 The helpers below are what a plugin's own tests reach for beyond that: settings built the way
 a project builds them, a stream's pages normalized as a sync would, a registry of chosen
-plugins, the KPI engine over a destination, the demo business every first-party fake draws
+plugins, the KPI engine over a destination, canonical rows for fixtures, the demo business every first-party fake draws
 from, and the CLI with its exit codes for ``click.testing.CliRunner``.
 """
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import click
 
     from kpihub.kpis.engine import KPIEngine
+    from kpihub.testing.kpi_conformance import canonical_rows
 
 __all__ = [
     "DEMO_BUSINESS",
@@ -58,6 +59,7 @@ __all__ = [
     "ProjectSettings",
     "Registry",
     "build_source_settings",
+    "canonical_rows",
     "cli",
     "reset_registry",
     "route",
@@ -73,6 +75,10 @@ def __getattr__(name: str) -> Any:
         from kpihub.kpis.engine import KPIEngine
 
         return KPIEngine
+    if name == "canonical_rows":  # rows as a canonical table, for fixtures written straight to a destination
+        from kpihub.testing.kpi_conformance import canonical_rows
+
+        return canonical_rows
     if name == "cli" or name in _CLI_NAMES:
         import importlib
 

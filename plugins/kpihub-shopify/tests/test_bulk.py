@@ -335,10 +335,8 @@ def _taxed_shop() -> ShopifyData:
 
 @pytest.mark.parametrize("how", ["bulk", "paged"])
 def test_tax_collected_and_roas_net_from_a_shop(tmp_path, how):
-    from kpihub.destinations.base import TableWrite
-    from kpihub.kpis.project import apply_parameters
-    from kpihub.testing import KPIEngine
-    from kpihub.testing.kpi_conformance import canonical_rows
+    from kpihub import Project, TableWrite
+    from kpihub.testing import KPIEngine, ProjectSettings, canonical_rows
 
     with FakeShopify(seed=1, data=_taxed_shop(), bucket=ROOMY) as server:
         p = pipeline(tmp_path, server, **(PAGED if how == "paged" else {}))
@@ -358,8 +356,8 @@ def test_tax_collected_and_roas_net_from_a_shop(tmp_path, how):
             ],
             {},
         )
-    catalog = dict(KIT.registry().kpis)
-    apply_parameters(catalog, {"vat_rate": 0.25})
+    shop = Project(path=None, settings=ProjectSettings(destination="duckdb:///unused.duckdb", vat_rate=0.25))
+    catalog = KIT.registry().for_project(shop).kpis  # the project's VAT rate in the KPIs
     march, april = dt.date(2026, 3, 1), dt.date(2026, 4, 1)
     with p.open_destination(read_only=True) as session:
         engine = KPIEngine.for_destination(session, timezone="Europe/Stockholm", catalog=catalog)
@@ -390,9 +388,7 @@ def test_plan_prices_a_backfill_as_a_bulk_operation():
     (orders, *_) = ShopifySource().streams(settings)
     first = orders.estimate(PlanContext(source_id="shopify", stream="orders", settings=settings, state=None))
     assert first.at_least and first.request_count == 2 and "one bulk operation" in first.basis
-    from kpihub.state import encode_cursor
-
-    cursor, kind = encode_cursor(dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
-    state = {"cursor": cursor, "cursor_type": kind, "records": 10, "since": None}
+    # A committed cursor as the state store writes one (a timestamp's ISO text and its type).
+    state = {"cursor": "2026-06-01T00:00:00+00:00", "cursor_type": "timestamp", "records": 10, "since": None}
     later = orders.estimate(PlanContext(source_id="shopify", stream="orders", settings=settings, state=state))
     assert "bulk" not in later.basis

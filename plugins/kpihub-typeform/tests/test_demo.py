@@ -16,13 +16,17 @@ from kpihub_typeform import source
 from kpihub_typeform.fake import DEMO_TARGETS, FORM, FakeTypeform, demo_spec
 from kpihub_typeform.survey import OSLO
 
-from kpihub import DemoSpec
-from kpihub.config import Project, ProjectSettings
-from kpihub.kpis.periods import Period
-from kpihub.sync import Pipeline, SyncResult
-from kpihub.testing import DEMO_BUSINESS, KPIEngine, Registry
+from kpihub import DemoSpec, Pipeline, Project, SyncResult
+from kpihub.testing import DEMO_BUSINESS, KPIEngine, ProjectSettings, Registry
 
 QUARTERS = ("2025-Q1", "2025-Q2", "2026-Q1", "2026-Q2")
+START, END = dt.date(2025, 1, 1), dt.date(2026, 7, 1)
+
+
+def _quarters(by_start: dict[dt.date, Any]) -> dict[str, float]:
+    """``{quarter's first day: value}`` as ``{"2026-Q1": value}`` for :data:`QUARTERS`."""
+    named = {f"{d.year}-Q{(d.month - 1) // 3 + 1}": v for d, v in by_start.items()}
+    return {q: named[q] for q in QUARTERS}
 
 
 @dataclass
@@ -60,16 +64,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     catalog = _registry().kpis
     with pipeline.open_destination(read_only=True) as session:
         engine = KPIEngine.for_destination(session, timezone=zone, catalog=catalog)
-        values = {
-            kpi: {q: engine.period_value(catalog[kpi], Period.parse(q))[0] for q in QUARTERS}
-            for kpi in ("nps", "csat", "nki")
-        }
+        values = {kpi: _quarters(engine.series(catalog[kpi], grain="quarter", start=START, end=END).values())
+                  for kpi in ("nps", "csat", "nki")}  # fmt: skip
     yield Demo(spec, pipeline, result, pages, values)  # type: ignore[arg-type]
 
 
 def test_the_demo_syncs_ok_without_waiting_for_the_rate_limit(demo: Demo) -> None:
     assert demo.result.ok, [r.error for r in demo.result.streams]
-    assert demo.spec.settings["token"] == demo.spec.server.token and demo.spec.settings["form_id"] == FORM  # type: ignore[union-attr]
+    server = demo.spec.server
+    assert isinstance(server, FakeTypeform)
+    assert demo.spec.settings["token"] == server.token and demo.spec.settings["form_id"] == FORM
     # Typeform's limit stays the default for real accounts; the demo raises its own.
     default = source().settings_class.model_fields["account_requests_per_second"].default
     assert default == 2 and demo.spec.settings["account_requests_per_second"] >= 100

@@ -87,7 +87,9 @@ def test_an_incremental_sync_asks_since_the_newest_answer_less_an_hour(tmp_path:
     with FakeTypeform(seed=4, responses=30) as server:
         p = c.pipeline(tmp_path, c.settings(server))
         c.sync(p)
-        newest = max(dt.datetime.fromisoformat(r["submitted_at"].replace("Z", "+00:00")) for r in server.responses.values())
+        newest = max(
+            dt.datetime.fromisoformat(r["submitted_at"].replace("Z", "+00:00")) for r in server.responses.values()
+        )
         server.requests.clear()
         c.sync(p)
         (first,) = [r for r in server.requests if r.path.endswith("/responses")]

@@ -16,9 +16,8 @@ from kpihub_zendesk import source
 from kpihub_zendesk.fake import DEMO_TARGETS, FakeZendesk, demo_spec
 from kpihub_zendesk.history import business_minutes
 
-from kpihub import DemoSpec, Pipeline
-from kpihub.config import Project, ProjectSettings
-from kpihub.testing import DEMO_BUSINESS, KPIEngine, Registry
+from kpihub import DemoSpec, Pipeline, Project
+from kpihub.testing import DEMO_BUSINESS, KPIEngine, ProjectSettings, Registry
 from kpihub.testing.conformance import SourceConformance
 
 OSLO = zoneinfo.ZoneInfo(DEMO_BUSINESS.time_zone)

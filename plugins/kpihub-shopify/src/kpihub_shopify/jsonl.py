@@ -23,9 +23,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from kpihub import HTTPError, MalformedResponseError, SourceError
+from kpihub import HTTPError, MalformedResponseError, SourceError, register_secret
 from kpihub.http import Requester
-from kpihub.secrets import register_secret
 
 #: Bytes per range request: bounds the memory a download holds, whatever the file's size.
 CHUNK_BYTES = 4 * 1024 * 1024
