@@ -67,6 +67,11 @@ def fit_clv(engine: KPIEngine, kpi: KPI, *, as_of: dt.date) -> CLVFit:
     tx = rfm["recency"].to_numpy(zero_copy_only=False)
     T = rfm["T"].to_numpy(zero_copy_only=False)
     m = np.nan_to_num(np.asarray(rfm["monetary"].to_numpy(zero_copy_only=False), dtype=float))
+    # A mean spend is a float sum whose last bits depend on the order the engine added the rows in
+    # (DuckDB's and PostgreSQL's, or one engine's after a re-sync), and a flat likelihood turns those
+    # bits into different parameters: the same purchases must fit the same model. Micro-units keep
+    # every cent.
+    m = np.round(m, 6)
     bg = fit_bgnbd(x, tx, T)
     gg = fit_gamma_gamma(x, m)
     if gg.q <= 1:
