@@ -55,11 +55,16 @@ def decode_cursor(state: Mapping[str, Any] | None) -> Any:
 
 
 def later(a: Any, b: Any) -> Any:
-    """The later of two cursor values; ``None`` is earliest."""
+    """The later of two cursor values; ``None`` is earliest. A unix time (a number, as a connector's
+    older state may hold it) compares with a time as the moment it is; the time is kept."""
     if a is None:
         return b
     if b is None:
         return a
+    if isinstance(a, int | float) and isinstance(b, dt.datetime):
+        a = dt.datetime.fromtimestamp(a, dt.timezone.utc)
+    elif isinstance(b, int | float) and isinstance(a, dt.datetime):
+        b = dt.datetime.fromtimestamp(b, dt.timezone.utc)
     return b if b > a else a
 
 

@@ -210,6 +210,8 @@ def _metadata(f: s.FieldSpec) -> dict[str, str] | None:
         meta["path"] = f.path
     if f.minimum is not None:
         meta["minimum"] = str(int(f.minimum)) if float(f.minimum).is_integer() else str(f.minimum)
+    if f.wire is not None:
+        meta["wire"] = f.wire
     return meta or None
 
 

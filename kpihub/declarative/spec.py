@@ -93,7 +93,6 @@ class CursorPaging(_Strict):
     drop_params: tuple[str, ...] = ()
     total_path: str | None = None
 
-
     @model_validator(mode="after")
     def _one_cursor(self) -> CursorPaging:
         if (self.cursor_path is None) == (self.last_record is None):
@@ -167,6 +166,9 @@ class FieldSpec(_Strict):
     nullable: bool = True
     #: The smallest valid value (a negative count is the API's bug, loud).
     minimum: float | None = None
+    #: The JSON type the API sends when it is not the field's own: ``int`` for a ``timestamp`` sent as
+    #: unix seconds (Zendesk's ``generated_timestamp``), read as the time it is, not as drift.
+    wire: Literal["string", "int", "float", "bool"] | None = None
 
 
 class JoinSpec(_Strict):

@@ -100,3 +100,26 @@ def test_an_incremental_sync_starts_at_the_newest_generated_timestamp(tmp_path: 
         c.sync(p)
         (first,) = [r for r in server.requests if r.path.endswith("/cursor.json")]
     assert first.query["start_time"] == str(newest)  # inclusive: the tie is read again and kept once
+
+
+def test_the_cursor_is_the_export_time_and_an_older_unix_cursor_still_resumes(tmp_path: Path) -> None:
+    """``generated_timestamp`` is unix seconds on the wire and a time in the state (``kpihub streams``
+    and the report's "data through" read it as a date); a state committed as the unix number resumes."""
+    import datetime as dt
+
+    c = TestZendeskConformance()
+    with FakeZendesk(seed=5, tickets=30) as server:
+        p = c.pipeline(tmp_path, c.settings(server))
+        result = c.sync(p)
+        newest = max(t["generated_timestamp"] for t in server.tickets.values())
+        (stream,) = result.streams
+        assert stream.cursor == dt.datetime.fromtimestamp(newest, dt.timezone.utc)
+        with p.open_destination() as session:  # the state as the unix-number cursor of before
+            (key,) = session.all_state()
+            entry = {**(session.get_state(key) or {}), "cursor": newest - 600, "cursor_type": "int"}
+            session.commit([], {key: entry})
+        server.requests.clear()
+        again = c.sync(p)
+        (first,) = [r for r in server.requests if r.path.endswith("/cursor.json")]
+    assert first.query["start_time"] == str(newest - 600) and again.ok
+    assert again.streams[0].cursor == dt.datetime.fromtimestamp(newest, dt.timezone.utc)
