@@ -207,3 +207,23 @@ def test_rows_of_deleted_and_archived_campaigns_are_read(tmp_path):
     with p.open_destination(read_only=True) as s:
         rows = s.read_table("ad_performance_daily").to_pylist()
     assert {(r["account_id"], r["campaign_id"], r["date"].isoformat()) for r in rows} == expected
+
+
+def test_doctor_says_when_the_marketing_api_version_expires():
+    import datetime as dt
+
+    from kpihub_meta_ads.source import MetaAdsSettings
+    from kpihub_meta_ads.versions import diagnose
+
+    today = dt.date(2026, 12, 4)
+    # Meta's Marketing API history: v21.0 expired 2025-09-09 (its Graph API namesake lives to 2027).
+    expired = diagnose("v21.0", today)
+    assert expired.level == "error" and "expired on 2025-09-09" in expired.message and "'v27.0'" in expired.message
+    assert diagnose("v25.0", dt.date(2027, 1, 1)).level == "warn"  # it expires 2027-02-23: 53 days on
+    assert diagnose("v25.0", today).level == "ok"  # 81 days on
+    assert diagnose("v27.0", today).level == "ok" and diagnose("v30.0", today).level == "ok"
+    assert diagnose("v27.0", dt.date(2026, 6, 1)).level == "error"  # not released yet
+    assert diagnose("21", today).level == "error" and diagnose("v12.0", today).level == "error"
+    # The default is a version Meta serves today, with no expiry announced.
+    default = MetaAdsSettings.model_fields["api_version"].default
+    assert diagnose(default, today).level == "ok"

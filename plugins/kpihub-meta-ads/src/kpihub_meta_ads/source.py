@@ -27,6 +27,7 @@ from kpihub import (
     MONEY,
     CheckResult,
     DemoSpec,
+    Diagnosis,
     Estimate,
     HTTPError,
     PlanContext,
@@ -84,7 +85,8 @@ class MetaAdsSettings(SourceSettings):
     """``[sources.meta_ads]``: a system-user access token and the ad accounts."""
 
     base_url: str = "https://graph.facebook.com"
-    api_version: str = "v21.0"
+    #: The Marketing API version in the URL; ``kpihub doctor`` says when it expires (kpihub_meta_ads.versions).
+    api_version: str = "v26.0"
     access_token: SecretStr
     #: Ad account ids (``act_123`` or ``123``).
     account_ids: list[str] = Field(min_length=1)
@@ -383,6 +385,12 @@ class MetaAdsSource(Source[MetaAdsSettings]):
             "poll_seconds": 0.05,
         }
         return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
+
+    def diagnose(self, settings: MetaAdsSettings, http: Requester | None) -> list[Diagnosis]:
+        """Is ``api_version`` still served by the Marketing API (offline, from Meta's version history)?"""
+        from kpihub_meta_ads.versions import diagnose
+
+        return [diagnose(settings.api_version, dt.date.today())]
 
     def check(self, settings: MetaAdsSettings, http: Requester) -> CheckResult:
         version = settings.api_version
