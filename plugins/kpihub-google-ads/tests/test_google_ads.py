@@ -64,7 +64,7 @@ def test_rows_map_micros_and_missing_metrics(tmp_path):
         }
         expected = [(cid, src) for cid, data in server.rows.items() for src in data]
     assert {r.header("developer-token") for r in requests} == {server.developer_token}
-    assert {r.path for r in requests} == {f"/v21/customers/{c}/googleAds:searchStream" for c in server.rows}
+    assert {r.path for r in requests} == {f"/v26/customers/{c}/googleAds:searchStream" for c in server.rows}
     assert len(rows) == len(expected)
     for cid, src in expected:
         row = rows[(cid, src["campaign"]["id"], dt.date.fromisoformat(src["date"]))]
@@ -253,3 +253,19 @@ def test_loaded_rows_are_reconciled_with_the_account_report(tmp_path):
         cost = found[("cost_micros", f"customer_id={cid}")]
         assert cost["expected"] - cost["loaded"] == 2_000_000  # micros: 2.00 in the account currency
     assert not any(column == "conversions" for column, _ in found)  # not reconciled: campaign goals may differ
+
+
+def test_doctor_says_when_the_api_version_is_sunset():
+    import datetime as dt
+
+    from kpihub_google_ads.source import GoogleAdsSettings
+    from kpihub_google_ads.versions import diagnose
+
+    today = dt.date(2026, 12, 4)
+    sunset = diagnose("v21", today)  # Google: "v21 will sunset on August 5, 2026"
+    assert sunset.level == "error" and "sunset on 2026-08-05" in sunset.message and "'v26'" in sunset.message
+    assert diagnose("v23", today).level == "warn"  # projected February 2027: within 60 days
+    assert diagnose("v24", today).level == "ok" and diagnose("v30", today).level == "ok"
+    assert diagnose("v12", today).level == "error" and diagnose("21", today).level == "error"
+    default = GoogleAdsSettings.model_fields["api_version"].default
+    assert diagnose(default, today).level == "ok"

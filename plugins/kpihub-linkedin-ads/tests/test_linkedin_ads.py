@@ -61,7 +61,7 @@ def test_restli_request_and_mapping(tmp_path):
         "month:4,day:1),end:(year:2026,month:4,day:30))&accounts=List(urn%3Ali%3A"
         "sponsoredAccount%3A507123456)"
     )
-    assert first.header("linkedin-version") == "202406" and first.header("x-restli-protocol-version") == "2.0.0"
+    assert first.header("linkedin-version") == "202610" and first.header("x-restli-protocol-version") == "2.0.0"
     assert len(calls) >= 2 * 3  # 91 days in 30-day windows, for each of two accounts
     with p.open_destination(read_only=True) as s:
         rows = s.read_table("ad_performance_daily").to_pylist()
@@ -174,3 +174,14 @@ def test_an_account_cost_linkedin_does_not_know_is_not_reconciled(tmp_path):
     with FakeLinkedInAds(start=dt.date(2026, 6, 1), uncosted=0.1) as server:
         _, result, _ = run(tmp_path, server, start_date="2026-06-01")
     assert result.ok, result.streams[0].error  # impressions and clicks still add up; the cost is unknown
+
+
+def test_the_default_version_is_one_linkedin_serves_for_months_yet():
+    import datetime as dt
+
+    from kpihub_linkedin_ads.source import LinkedInAdsSettings
+    from kpihub_linkedin_ads.versions import version_finding
+
+    default = LinkedInAdsSettings.model_fields["api_version"].default
+    assert version_finding(default, dt.date(2026, 12, 4)).level == "ok"  # 202406 was sunset about 2025-06-15
+    assert version_finding("202406", dt.date(2026, 12, 4)).level == "error"

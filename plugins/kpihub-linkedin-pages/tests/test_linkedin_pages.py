@@ -79,7 +79,7 @@ def test_restli_requests_and_every_day_mapped(tmp_path: Path) -> None:
         "q=organizationalEntity&organizationalEntity=urn%3Ali%3Aorganization%3A2414183&timeIntervals="
         f"(timeRange:(start:{start},end:{start + 31 * 86_400_000}),timeGranularityType:DAY)"
     )
-    assert first.header("linkedin-version") == "202511" and first.header("x-restli-protocol-version") == "2.0.0"
+    assert first.header("linkedin-version") == "202610" and first.header("x-restli-protocol-version") == "2.0.0"
     assert sizes[0].raw_query == "edgeType=COMPANY_FOLLOWED_BY_MEMBER" and "urn" in sizes[0].path
     social = {(r["account_id"], r["date"]): r for r in rows(p, "social_daily")}
     assert len(social) == 2 * 31

@@ -54,7 +54,7 @@ from kpihub_google_ads.fake_quota import GoogleAdsQuota, Refusal
 
 __all__ = ["FakeGoogleAds", "GoogleAdsQuota"]
 
-API_VERSION = "v21"
+API_VERSION = "v26"
 ACCOUNTS = {
     "1234567890": ("EUR", "Europe/Oslo"),
     "2345678901": ("USD", "America/New_York"),

@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, field_validator
 from kpihub import (
     CheckResult,
     DemoSpec,
+    Diagnosis,
     Estimate,
     HTTPError,
     PlanContext,
@@ -72,7 +73,8 @@ class GoogleAdsSettings(SourceSettings):
     """``[sources.google_ads]``: OAuth client, refresh token, developer token, accounts."""
 
     base_url: str = "https://googleads.googleapis.com"
-    api_version: str = "v21"
+    #: The API version in the URL; ``kpihub doctor`` says when it is sunset (kpihub_google_ads.versions).
+    api_version: str = "v26"
     token_url: str = "https://oauth2.googleapis.com/token"
     client_id: str
     client_secret: SecretStr
@@ -289,6 +291,12 @@ class GoogleAdsSource(Source[GoogleAdsSettings]):
             "requests_per_second": None,
         }
         return DemoSpec(server=server, settings=settings, targets=DEMO_TARGETS)
+
+    def diagnose(self, settings: GoogleAdsSettings, http: Requester | None) -> list[Diagnosis]:
+        """Is ``api_version`` still served (offline, from Google's sunset dates)?"""
+        from kpihub_google_ads.versions import diagnose
+
+        return [diagnose(settings.api_version, dt.date.today())]
 
     def check(self, settings: GoogleAdsSettings, http: Requester) -> CheckResult:
         day = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()

@@ -62,7 +62,7 @@ class FakeLinkedInAds(FakeAPIServer):
         start: dt.date = dt.date(2026, 1, 1),
         end: dt.date = dt.date(2026, 6, 30),
         token: str = "AQVfakeLinkedInToken42",
-        version: str = "202406",
+        version: str = "202610",
         accounts: dict[str, str] | None = None,
         campaign_names: list[str] | None = None,
         uncosted: float = 0.0,

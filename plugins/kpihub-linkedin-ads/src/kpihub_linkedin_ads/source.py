@@ -64,7 +64,7 @@ class LinkedInAdsSettings(SourceSettings):
     base_url: str = "https://api.linkedin.com"
     access_token: SecretStr
     #: ``LinkedIn-Version`` (YYYYMM); versions are sunset about a year after release.
-    api_version: str = "202406"
+    api_version: str = "202610"
     account_ids: list[str] = Field(min_length=1)
     lookback_days: int = Field(default=7, ge=0, le=90)
     window_days: int = Field(default=30, ge=1, le=365)

@@ -91,7 +91,7 @@ class FakeLinkedInPages(FakeAPIServer):
         organizations: dict[str, str] | None = None,
         days: int = 400,
         token: str = "AQVfakeLinkedInPagesToken7",
-        version: str = "202511",
+        version: str = "202610",
         start: dt.date | None = None,
         end: dt.date | None = None,
         scale: int = 1,

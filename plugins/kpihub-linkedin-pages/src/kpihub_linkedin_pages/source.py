@@ -60,7 +60,7 @@ class LinkedInPagesSettings(SourceSettings):
     #: OAuth 2.0 token with ``rw_organization_admin`` (the member administers the pages).
     access_token: SecretStr
     #: ``LinkedIn-Version`` (YYYYMM); versions are sunset about a year after release.
-    api_version: str = "202511"
+    api_version: str = "202610"
     organization_ids: list[str] = Field(min_length=1)
     #: Days before the last one loaded read again (LinkedIn revises recent statistics); LinkedIn
     #: refuses a time range that starts less than two days ago.
