@@ -176,3 +176,14 @@ def _age_start(cell: dict) -> dt.date:
     start = dt.date.fromisoformat(cell["cohort"])
     index = start.year * 12 + start.month - 1 + cell["age"]
     return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def test_a_breakdown_without_a_period_is_of_the_datas_last_complete_month(demo, monkeypatch):
+    """As the scorecard's default: the demo's data ends mid-2026, so not the month before today's."""
+    monkeypatch.chdir(demo[0])
+    result = CliRunner().invoke(
+        cli, ["-p", "kpihub-demo/kpihub.toml", "kpis", "--by", "channel", "--kpi", "ctr", "--format", "json"]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    rows = json.loads(result.stdout)
+    assert {r["period"] for r in rows} == {"2026-06"} and len(rows) == 3

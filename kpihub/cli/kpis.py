@@ -17,11 +17,11 @@ from kpihub.cli.main import EXIT_REFUSED
 from kpihub.cli.output import write_table
 from kpihub.config import Project
 from kpihub.errors import ConfigError, KpihubError
-from kpihub.kpis.catalog import catalog_markdown, catalog_rows
+from kpihub.kpis.catalog import catalog_markdown, catalog_rows, tables_read
 from kpihub.kpis.compiler import DIALECTS, GrainError, compile_kpi, rfm_sql, transpile
 from kpihub.kpis.engine import ENGINES, KPIEngine
 from kpihub.kpis.periods import GRAINS, Period, periods_between
-from kpihub.kpis.scorecard import Scorecard, build_scorecard
+from kpihub.kpis.scorecard import Scorecard, build_scorecard, default_period
 from kpihub.kpis.spec import KPI
 from kpihub.kpis.targets import Target, load_targets
 from kpihub.plugins import Registry
@@ -201,8 +201,8 @@ def command(
         _show_sql(proj, reg, p, list(only), dialect, by)
         return
     if by:
-        p = chosen or Period.containing(today or dt.date.today(), grain).previous()  # type: ignore[arg-type]
-        refused = _breakdown(proj, reg, console, p, list(only) or sorted(reg.kpis), by, fmt, output, engine)
+        kpi_ids = list(only) or sorted(reg.kpis)
+        refused = _breakdown(proj, reg, console, chosen, grain, today, kpi_ids, by, fmt, output, engine)
         if refused:
             ctx.obj["err"].print(
                 f"Warning: {len(refused)} KPI(s) refused: "
@@ -341,14 +341,17 @@ def _breakdown(
     proj: Project,
     reg: Registry,
     console: Console,
-    period: Period,
+    chosen: Period | None,
+    grain: str,
+    today: dt.date | None,
     kpi_ids: list[str],
     by: str,
     fmt: str,
     output: str | None,
     engine_name: str = "duckdb",
 ) -> list[tuple[str, str]]:
-    """Each KPI in ``period`` per value of dimension ``by``; the KPIs refused, with their reasons.
+    """Each KPI in ``chosen`` (default: the data's last complete period, as the scorecard's) per value
+    of dimension ``by``; the KPIs refused, with their reasons.
 
     A KPI that cannot be computed for the data (money in two currencies …) does not hide the others.
     """
@@ -356,6 +359,9 @@ def _breakdown(
     refused: list[tuple[str, str]] = []
     kpis = [reg.kpi(kpi_id) for kpi_id in kpi_ids]
     with open_engine(proj, reg, engine=engine_name) as engine:
+        # The tables these KPIs read: a social table synced to today says nothing of the ads' last month.
+        tables = {t for k in kpis for t in tables_read(k, reg.kpis)}
+        period = chosen or default_period(engine.data_ends(tables), grain, today or dt.date.today())  # type: ignore[arg-type]
         # One scan for the KPIs that aggregate the same rows (CTR, CPC, CPA, ROAS by campaign).
         done = engine.series_many(kpis, grain=period.grain, start=period.start, end=period.end, by=by)
         for kpi_id in kpi_ids:
