@@ -100,9 +100,10 @@ def test_every_demo_target_starts_from_the_quarter_before(demo, monkeypatch):
 def test_demo_tables_are_written_by_the_api_sources(demo):
     import duckdb
 
-    con = duckdb.connect(str(demo[0] / "kpihub-demo" / "kpihub.duckdb"), read_only=True)
     tables = ("survey_responses", "support_tickets", "social_daily", "page_performance_daily", "page_experience")
-    writers = {t: {r[0] for r in con.execute(f"SELECT DISTINCT source_id FROM {t}").fetchall()} for t in tables}
+    # Closed at once: an open connection would refuse the other tests' differently configured ones.
+    with duckdb.connect(str(demo[0] / "kpihub-demo" / "kpihub.duckdb"), read_only=True) as con:
+        writers = {t: {r[0] for r in con.execute(f"SELECT DISTINCT source_id FROM {t}").fetchall()} for t in tables}
     assert writers == {
         "survey_responses": {"typeform"},
         "support_tickets": {"zendesk"},
@@ -170,6 +171,7 @@ def test_demo_data_through_cohorts_clv_breakdowns_and_sql(demo, monkeypatch):
     assert by["meta_ads"] == pytest.approx(clicks / impressions)
 
     assert "-- clv (postgres)" in out["sql"] and "frequency" in out["sql"]
+    con.close()  # the next test's CLI opens the file with its own configuration
 
 
 def _age_start(cell: dict) -> dt.date:
