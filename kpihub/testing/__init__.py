@@ -9,8 +9,8 @@ fixture, a destination by :class:`kpihub.testing.conformance.DestinationConforma
 
 The helpers below are what a plugin's own tests reach for beyond that: settings built the way
 a project builds them, a stream's pages normalized as a sync would, a registry of chosen
-plugins, the KPI engine over a destination, canonical rows for fixtures, the demo business every first-party fake draws
-from, and the CLI with its exit codes for ``click.testing.CliRunner``.
+plugins, the KPI engine over a destination, canonical rows for fixtures, the demo business
+every first-party fake draws from, and the CLI with its exit codes for ``click.testing.CliRunner``.
 """
 
 from __future__ import annotations

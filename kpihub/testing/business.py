@@ -36,6 +36,8 @@ class DemoBusiness:
     period: str = "2026-Q2"
     #: Norway's standard VAT (merverdiavgift) rate: sales whose source reports no tax carry it.
     vat_rate: float = 0.25
+    #: Customers Stripe bills, per ``--scale``: the first of the CRM's customers; the web shop's come after them.
+    billed_customers: int = 1_200
     #: Gross margin of what it sells (about its files' cost of goods ÷ its sales): CAC payback uses it.
     gross_margin: float = 0.5
     campaigns: tuple[Campaign, ...] = field(

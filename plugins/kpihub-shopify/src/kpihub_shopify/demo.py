@@ -18,15 +18,12 @@ from kpihub.testing import DEMO_BUSINESS
 from kpihub_shopify.data import ShopifyData
 from kpihub_shopify.fake import FakeShopify
 
-#: Stripe's demo bills the first 1,200 customers (per scale); the shop's come after them.
-FIRST_CUSTOMER = 1_200
-
 
 def demo_spec(*, seed: int = 7, scale: int = 1) -> DemoSpec:
     """The shop over the demo business's dates: ~100 orders a month per ``scale``, 39-450 EUR each."""
     b = DEMO_BUSINESS
     start = dt.datetime.combine(b.start, dt.time(), ZoneInfo(b.time_zone))
-    offset = FIRST_CUSTOMER * scale
+    offset = b.billed_customers * scale  # Stripe bills the CRM's first customers
     data = ShopifyData(
         seed=seed,
         orders=1_800 * scale,

@@ -481,7 +481,7 @@ class StripeSource(Source[StripeSettings]):
 
         data = StripeData(
             seed=seed,
-            customers=1_200 * scale,
+            customers=DEMO_BUSINESS.billed_customers * scale,
             currencies=(DEMO_BUSINESS.currency.lower(),),
             email=DEMO_BUSINESS.customer_email,
         )
